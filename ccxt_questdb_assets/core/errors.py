@@ -1,0 +1,34 @@
+"""Typed errors. Every message names the offending value and how to fix it.
+
+Messages never include secrets: callers pass redacted values only.
+"""
+
+from __future__ import annotations
+
+
+class CcxtQuestDBError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(CcxtQuestDBError, ValueError):
+    """A configuration value is missing, misspelt or out of range."""
+
+
+class ServiceError(CcxtQuestDBError, RuntimeError):
+    """A local service (QuestDB, Redis, the exchange emulator) could not be fetched, started or reached."""
+
+
+class ExchangeError(CcxtQuestDBError):
+    """The exchange answered something we cannot use."""
+
+
+class PermanentExchangeError(ExchangeError):
+    """Retrying cannot help (bad symbol, authentication, bad request)."""
+
+
+class TransientExchangeError(ExchangeError):
+    """Retries were exhausted on an error that could have passed (network, 5xx, rate limit)."""
+
+
+class StorageError(CcxtQuestDBError):
+    """QuestDB rejected or failed a read or write."""

@@ -1,0 +1,1 @@
+"""Dagster layer: resources, IO manager, assets, checks, automation."""

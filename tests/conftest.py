@@ -1,0 +1,1 @@
+pytest_plugins = ["ccxt_questdb_assets.testing.pytest_plugin"]
