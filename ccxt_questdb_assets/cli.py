@@ -1,0 +1,42 @@
+"""The ``ccxt-questdb`` command: manage local services and run the demo.
+
+Each subsystem registers its own sub-commands, so this module stays a thin dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ccxt_questdb_assets.core.errors import CcxtQuestDBError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ccxt_questdb_assets.services.cli import register as register_services
+    from ccxt_questdb_assets.testing.emulator.cli import register as register_emulator
+
+    parser = argparse.ArgumentParser(
+        prog="ccxt-questdb",
+        description="Exchange market data as auto-backfilled time series in QuestDB.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register_services(sub)
+    register_emulator(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CcxtQuestDBError as exc:
+        print(f"ccxt-questdb: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
