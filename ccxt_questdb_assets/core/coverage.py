@@ -111,3 +111,16 @@ def to_inclusive_bars(windows: Iterable[TimeWindow], interval_ms: int) -> list[t
         if window.duration_ms >= interval_ms:
             out.append((window.start_ms // 1000, (window.end_ms - interval_ms) // 1000))
     return out
+
+
+def holes(bar_opens_ms: Sequence[int], window: TimeWindow, step_ms: int) -> list[TimeWindow]:
+    """Sub-windows of ``window`` with no bar, given the sorted bar open times inside it."""
+    result: list[TimeWindow] = []
+    cursor = window.start_ms
+    for ts in bar_opens_ms:
+        if ts > cursor:
+            result.append(TimeWindow(cursor, ts))
+        cursor = max(cursor, ts + step_ms)
+    if cursor < window.end_ms:
+        result.append(TimeWindow(cursor, window.end_ms))
+    return result

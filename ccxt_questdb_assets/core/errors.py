@@ -32,3 +32,10 @@ class TransientExchangeError(ExchangeError):
 
 class StorageError(CcxtQuestDBError):
     """QuestDB rejected or failed a read or write."""
+
+
+class ExchangeDataError(PermanentExchangeError):
+    """The exchange answered rows that break the data model (NaN, high below low, negative volume...).
+
+    Nothing of the page is written.
+    """

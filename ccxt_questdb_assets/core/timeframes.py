@@ -46,12 +46,13 @@ class Timeframe:
         return cls(name=f"{count}{unit}", ms=count * _UNIT_MS[unit])
 
     @property
-    def _anchor(self) -> int:
+    def anchor_ms(self) -> int:
+        """A grid point: bars open at ``anchor_ms + k * ms``."""
         return _WEEK_ANCHOR_MS if self.ms % _UNIT_MS["w"] == 0 else 0
 
     def floor(self, ts_ms: int) -> int:
         """Open time of the bar that contains ``ts_ms``."""
-        anchor = self._anchor
+        anchor = self.anchor_ms
         return (ts_ms - anchor) // self.ms * self.ms + anchor
 
     def ceil(self, ts_ms: int) -> int:

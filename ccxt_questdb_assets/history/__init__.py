@@ -1,1 +1,1 @@
-"""history layer."""
+"""History engine: the spec's provider and backfill strategy, usable without Dagster."""

@@ -1,0 +1,106 @@
+"""Turn exchange answers into typed frames, or refuse them whole.
+
+A page either becomes clean rows or raises ``ExchangeDataError`` naming the first bad row;
+nothing of a refused page is written. Exact duplicates are dropped and rows are sorted,
+because exchanges (and proxies) do repeat and reorder; conflicting duplicates are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ccxt_questdb_assets.core.errors import ExchangeDataError
+from ccxt_questdb_assets.core.timeframes import Timeframe
+from ccxt_questdb_assets.core.windows import format_ms
+
+CANDLE_FIELDS = ("ts", "open", "high", "low", "close", "volume")
+TRADE_FIELDS = ("ts", "trade_id", "price", "amount", "side")
+_SIDES = {"buy", "sell"}
+
+
+def _float_matrix(rows: Sequence[Sequence[Any]], what: str) -> np.ndarray:
+    try:
+        matrix = np.array([list(r[:6]) for r in rows], dtype=np.float64)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ExchangeDataError(f"{what}: a row is not six numbers ({exc}); first row {rows[0]!r}") from None
+    if matrix.ndim != 2 or matrix.shape[1] != 6:
+        raise ExchangeDataError(f"{what}: rows must be [ts, open, high, low, close, volume]; got {rows[0]!r}")
+    return matrix
+
+
+def candles_frame(rows: Sequence[Sequence[Any]], timeframe: Timeframe, *, what: str = "candles") -> pd.DataFrame:
+    """Validate ccxt OHLCV rows into a frame with ``ts`` as int64 epoch ms."""
+    if len(rows) == 0:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "ts" else "float64") for c in CANDLE_FIELDS})
+    m = _float_matrix(rows, what)
+    bad = ~np.isfinite(m).all(axis=1)
+    _refuse(bad, rows, what, "has a value that is not a finite number")
+    ts = m[:, 0].astype(np.int64)
+    _refuse(ts != m[:, 0], rows, what, "has a timestamp that is not whole milliseconds")
+    _refuse((ts - timeframe.anchor_ms) % timeframe.ms != 0, rows, what,
+            f"has a timestamp off the {timeframe} grid")
+    o, h, low, c, v = m[:, 1], m[:, 2], m[:, 3], m[:, 4], m[:, 5]
+    _refuse(v < 0, rows, what, "has a negative volume")
+    _refuse((low <= 0) | (o <= 0) | (c <= 0), rows, what, "has a price that is not positive")
+    _refuse(h < low, rows, what, "has high below low")
+    _refuse((h < np.maximum(o, c)) | (low > np.minimum(o, c)), rows, what, "has open/close outside [low, high]")
+    frame = pd.DataFrame({"ts": ts, "open": o, "high": h, "low": low, "close": c, "volume": v})
+    return _sorted_unique(frame, ["ts"], what)
+
+
+def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> pd.DataFrame:
+    """Validate ccxt trade dicts into a frame with ``ts`` int64 ms and the exchange's trade id."""
+    if len(trades) == 0:
+        return pd.DataFrame(
+            {"ts": pd.Series(dtype="int64"), "trade_id": pd.Series(dtype="str"), "price": pd.Series(dtype="float64"),
+             "amount": pd.Series(dtype="float64"), "side": pd.Series(dtype="str")}
+        )
+    try:
+        ts = np.array([t["timestamp"] for t in trades], dtype=np.float64)
+        price = np.array([t["price"] for t in trades], dtype=np.float64)
+        amount = np.array([t["amount"] for t in trades], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExchangeDataError(f"{what}: a trade lacks a numeric timestamp, price or amount ({exc}); "
+                                f"first trade {_brief(trades[0])}") from None
+    ids = [t.get("id") for t in trades]
+    sides = [t.get("side") for t in trades]
+    bad_ts = ~np.isfinite(ts) | (ts != np.floor(ts))
+    _refuse(bad_ts, trades, what, "has a timestamp that is not whole milliseconds")
+    _refuse(~np.isfinite(price) | (price <= 0), trades, what, "has a price that is not a positive number")
+    _refuse(~np.isfinite(amount) | (amount < 0), trades, what, "has an amount that is not a number >= 0")
+    _refuse(np.array([i is None or str(i) == "" for i in ids]), trades, what, "has no trade id")
+    _refuse(np.array([s is not None and s not in _SIDES for s in sides]), trades, what, "has a side other than buy/sell")
+    frame = pd.DataFrame(
+        {"ts": ts.astype(np.int64), "trade_id": [str(i) for i in ids], "price": price, "amount": amount,
+         "side": [s or "" for s in sides]}
+    )
+    return _sorted_unique(frame, ["ts", "trade_id"], what)
+
+
+def _sorted_unique(frame: pd.DataFrame, keys: list[str], what: str) -> pd.DataFrame:
+    frame = frame.drop_duplicates().sort_values(keys, kind="stable").reset_index(drop=True)
+    clash = frame.duplicated(subset=keys, keep=False)
+    if clash.any():
+        row = frame[clash].iloc[0]
+        raise ExchangeDataError(
+            f"{what}: two different rows share the key {dict(row[keys])} "
+            f"(at {format_ms(int(row['ts']))}); refusing the page"
+        )
+    return frame
+
+
+def _refuse(mask: np.ndarray, rows: Sequence[Any], what: str, problem: str) -> None:
+    if mask.any():
+        index = int(np.argmax(mask))
+        raise ExchangeDataError(f"{what}: row {index} {problem}: {_brief(rows[index])}; nothing of this page was written")
+
+
+def _brief(row: Any) -> str:
+    if isinstance(row, dict):
+        row = {k: row.get(k) for k in ("id", "timestamp", "price", "amount", "side")}
+    text = repr(row)
+    return text if len(text) < 200 else text[:197] + "..."

@@ -1,0 +1,202 @@
+"""Fetchers page an exchange through ccxt and yield validated pages with what each proves.
+
+A ``Page`` carries its rows and its *claim*: the window for which the page holds every row
+the exchange has, and only closed bars (or trade milliseconds) are ever claimed. The history
+engine writes each page as it arrives and records the claim once the rows are visible.
+
+Pages never rely on ccxt's built-in pagination (it drops windows and retries without
+backoff). Candles page forward with ``since``/``until``; Binance trades page by aggregate
+trade id (``fromId``), so trades sharing a millisecond are never split at a page edge; other
+exchanges page by time, re-asking from the last millisecond, with the trade id as dedup key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ccxt_questdb_assets.core.coverage import holes
+from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
+from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
+from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
+from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
+from ccxt_questdb_assets.exchange.session import ExchangeSession
+
+Clock = Callable[[], int]
+
+# Exchanges whose trades can be walked by a sequential trade id, and the parameter for it.
+_TRADE_ID_PARAM = {"binance": "fromId", "binanceus": "fromId"}
+# Binance's aggTrades accepts at most one hour between startTime and endTime.
+_TRADE_TIME_WINDOW_MS = 3_600_000
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Page:
+    rows: pd.DataFrame
+    claim: TimeWindow | None = None
+    empty: list[TimeWindow] = field(default_factory=list)
+    requests: int = 1
+
+
+class _Fetcher:
+    mode: str
+
+    def __init__(self, config: CcxtBackfillConfig, *, exchange=None, clock: Clock = wall_clock_ms) -> None:
+        self.config = config
+        self.session = ExchangeSession(config, exchange=exchange)
+        self.clock = clock
+
+    def node(self, node_id: str | NodeId) -> NodeId:
+        node = node_id if isinstance(node_id, NodeId) else NodeId.parse(node_id)
+        if node.mode != self.mode:
+            raise ConfigError(f"node id {str(node)!r} is a {node.mode} series; this fetcher serves {self.mode}")
+        if node.exchange != self.config.exchange_id:
+            raise ConfigError(
+                f"node id {str(node)!r} names exchange {node.exchange!r}, but this fetcher is for "
+                f"{self.config.exchange_id!r}"
+            )
+        if self.config.symbols and node.symbol not in self.config.symbols:
+            raise ConfigError(f"symbol {node.symbol!r} is not among the configured symbols {self.config.symbols}")
+        return node
+
+    async def fetch(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+        """The spec's fetcher call: every row in ``[start, end)`` straight from the exchange."""
+        node = self.node(node_id)
+        window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
+        self.check_interval(node, interval)
+        frames = [p.rows async for p in self.pages(node, self.align(node, window))]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return trades_frame([]) if self.mode == "trades" else candles_frame([], node.timeframe)
+        return pd.concat(frames, ignore_index=True)
+
+    def check_interval(self, node: NodeId, interval) -> None:
+        """An ``interval`` that disagrees with the series' timeframe is an error, not a refetch loop."""
+        if interval is None or node.timeframe is None:
+            return
+        ms = parse_duration_ms(interval)
+        if ms != node.timeframe.ms:
+            raise ConfigError(
+                f"interval {interval!r} ({ms} ms) disagrees with timeframe {node.timeframe} of "
+                f"{str(node)!r}: pass interval={node.timeframe.ms // 1000} or omit it"
+            )
+
+    def align(self, node: NodeId, window: TimeWindow) -> TimeWindow:
+        return window
+
+    def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class CcxtOHLCVFetcher(_Fetcher):
+    """Candles of one exchange, paged forward on the bar grid."""
+
+    mode = "ohlcv"
+
+    def align(self, node: NodeId, window: TimeWindow) -> TimeWindow:
+        """Every bar that overlaps ``[start, end)``: start floors, end ceils to the grid."""
+        tf = node.timeframe
+        return TimeWindow(tf.floor(window.start_ms), tf.ceil(window.end_ms))
+
+    async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+        tf: Timeframe = node.timeframe  # type: ignore[assignment]
+        await self.session.require_symbol(node.symbol)
+        limit_max = self.session.page_limit("fetchOHLCV")
+        cursor = window.start_ms
+        while cursor < window.end_ms:
+            limit = max(1, min(limit_max, tf.bars_between(cursor, window.end_ms)))
+            raw, requests = await self._request(node, tf, cursor, window.end_ms, limit)
+            closed_until = tf.floor(self.clock() - self.config.final_lag_ms)
+            frame = candles_frame(raw, tf, what=f"{node} page from {cursor}")
+            frame = frame[(frame["ts"] >= cursor) & (frame["ts"] < window.end_ms)].reset_index(drop=True)
+            complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
+            if len(raw) >= limit and frame.empty:
+                raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the window asked")
+            frame["closed"] = frame["ts"] + tf.ms <= closed_until
+            claim_end = min(complete_to, closed_until)
+            claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
+            empty = holes(frame["ts"].tolist(), claim, tf.ms) if claim else []
+            yield Page(rows=frame, claim=claim, empty=empty, requests=requests)
+            if complete_to <= cursor:
+                break
+            cursor = complete_to
+
+    async def _request(self, node: NodeId, tf: Timeframe, since: int, end: int, limit: int):
+        raw = await self.session.call(
+            "fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit, params={"until": end - 1}
+        )
+        if raw:
+            return raw, 1
+        # An empty page is not proof of no data: ask once more before remembering it as empty.
+        again = await self.session.call(
+            "fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit, params={"until": end - 1}
+        )
+        return again, 2
+
+
+class CcxtTradesFetcher(_Fetcher):
+    """Trades with millisecond timestamps and the exchange's trade id."""
+
+    mode = "trades"
+
+    async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+        await self.session.require_symbol(node.symbol)
+        limit = self.session.page_limit("fetchTrades")
+        id_param = _TRADE_ID_PARAM.get(self.config.exchange_id)
+        cursor, next_id = window.start_ms, None
+        while cursor < window.end_ms:
+            final_until = self.clock() - self.config.final_lag_ms
+            by_id = next_id is not None
+            if by_id:
+                raw = await self.session.call("fetch_trades", node.symbol, None, limit, params={id_param: next_id})
+                requests, slice_end = 1, window.end_ms
+            else:
+                slice_end = min(window.end_ms, cursor + _TRADE_TIME_WINDOW_MS)
+                raw, requests = await self._by_time(node, cursor, slice_end, limit)
+            frame = trades_frame(raw, what=f"{node} page from {cursor}")
+            frame = frame[frame["ts"] >= cursor].reset_index(drop=True)
+            inside = frame[frame["ts"] < window.end_ms].reset_index(drop=True)
+            full = len(raw) >= limit
+            next_id = None
+            if len(inside) < len(frame):
+                complete_to = window.end_ms  # the exchange is already past the window
+            elif full:
+                if frame.empty:
+                    raise ExchangeDataError(f"{node}: a full page of {len(raw)} trades lies before {cursor}")
+                complete_to = int(frame["ts"].iloc[-1])  # its last millisecond may continue
+                if id_param:
+                    next_id = str(int(frame["trade_id"].iloc[-1]) + 1)
+                elif complete_to <= cursor:
+                    raise ExchangeDataError(
+                        f"{node}: more than {limit} trades share the millisecond {cursor}; "
+                        "this exchange cannot be paged without trade ids"
+                    )
+            else:
+                # Nothing more in the slice (by time) or nothing newer at all (by id).
+                complete_to = min(slice_end, final_until)
+            claim_end = min(complete_to, final_until)
+            claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
+            yield Page(rows=inside, claim=claim, empty=[claim] if claim and inside.empty else [], requests=requests)
+            if (by_id and not full) or (complete_to <= cursor and next_id is None):
+                break
+            cursor = max(cursor, complete_to)
+
+    async def _by_time(self, node: NodeId, start: int, end: int, limit: int):
+        params = {"until": end - 1}
+        raw = await self.session.call("fetch_trades", node.symbol, start, limit, params=params)
+        if raw:
+            return raw, 1
+        again = await self.session.call("fetch_trades", node.symbol, start, limit, params=params)
+        return again, 2

@@ -1,0 +1,159 @@
+"""One exchange connection used by the fetchers: every call goes through the shared rate
+limiter and the retry policy, and is counted.
+
+On a 429/418 the session reports the ``Retry-After`` to the limiter, which starts a cooldown
+shared by every holder of the key (in this process, and across the cluster with Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+
+from ccxt_questdb_assets.core.errors import PermanentExchangeError, TransientExchangeError
+from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cached_async, require_symbol
+from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
+from ccxt_questdb_assets.exchange.retry import (
+    MalformedResponse,
+    is_rate_limited,
+    is_transient,
+    retry_after_seconds,
+)
+from ccxt_questdb_assets.ratelimit import get_rate_limiter
+from ccxt_questdb_assets.ratelimit.weights import endpoint_weight
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+class ExchangeSession:
+    """A lazily built ``ccxt.async_support`` exchange with limiter, retries and counters."""
+
+    def __init__(self, config: CcxtBackfillConfig, *, exchange: Any | None = None) -> None:
+        self.config = config
+        self._exchange = exchange
+        self._owns_exchange = exchange is None
+        self._limiter = get_rate_limiter(config.rate_limiter, exchange_id=config.exchange_id)
+        self._markets_lock = asyncio.Lock()
+        self.stats = SessionStats()
+
+    @property
+    def limiter(self):
+        return self._limiter
+
+    @property
+    def exchange(self) -> Any:
+        if self._exchange is None:
+            self._exchange = build_exchange(
+                self.config.exchange_id,
+                base_url=self.config.base_url,
+                options=self.config.ccxt_options,
+                async_=True,
+                timeout_ms=self.config.timeout_ms,
+                **_credential_kwargs(self.config.credentials()),
+            )
+        return self._exchange
+
+    async def markets(self) -> dict[str, Any]:
+        """Markets, loaded once per process and exchange (through the limiter)."""
+        async with self._markets_lock:
+            ex = self.exchange
+            if not ex.markets:
+                await self._call_raw("load_markets", lambda: load_markets_cached_async(ex))
+            return ex.markets
+
+    async def require_symbol(self, symbol: str) -> dict[str, Any]:
+        await self.markets()
+        return require_symbol(self.exchange, symbol)
+
+    def page_limit(self, method: str) -> int:
+        """Rows per request: the config's window size capped by ccxt's metadata for ``method``."""
+        features = getattr(self.exchange, "features", None) or {}
+        limit = None
+        for market_type in ("spot", "swap", "future"):
+            section = features.get(market_type) or {}
+            info = section.get(method) if isinstance(section, dict) else None
+            if isinstance(info, dict) and isinstance(info.get("limit"), int):
+                limit = info["limit"]
+                break
+        return min(self.config.window_size, limit) if limit else self.config.window_size
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``exchange.method(*args, **kwargs)`` through limiter and retries."""
+        fn = getattr(self.exchange, method)
+        return await self._call_raw(method, lambda: fn(*args, **kwargs))
+
+    async def _call_raw(self, method: str, make_call) -> Any:
+        policy = self.config.retry_policy
+        weight = endpoint_weight(self.config.exchange_id, method)
+        retry = 0
+        while True:
+            try:
+                async with self._limiter.acquire(weight=weight):
+                    self.stats.requests += 1
+                    self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+                    result = await make_call()
+                    self._check_body(method, result)
+                    return result
+            except Exception as exc:
+                if not is_transient(exc):
+                    if isinstance(exc, ccxt.BaseError):
+                        raise PermanentExchangeError(
+                            f"{self.config.exchange_id} refused {method}: {type(exc).__name__}: {_brief(exc)}"
+                        ) from None
+                    raise
+                retry_after = retry_after_seconds(getattr(self.exchange, "last_response_headers", None))
+                if is_rate_limited(exc):
+                    self.stats.rate_limited += 1
+                    await self._limiter.penalize(retry_after_s=retry_after)
+                retry += 1
+                if retry > policy.max_retries:
+                    raise TransientExchangeError(
+                        f"{self.config.exchange_id} {method} failed after {retry} attempts "
+                        f"(max_retries={policy.max_retries}): {type(exc).__name__}: {_brief(exc)}"
+                    ) from None
+                self.stats.retries += 1
+                delay = policy.delay(retry, retry_after_s=retry_after)
+                log.warning(
+                    "%s %s: %s; retry %d/%d in %.2fs",
+                    self.config.exchange_id, method, type(exc).__name__, retry, policy.max_retries, delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _check_body(self, method: str, result: Any) -> None:
+        """ccxt turns a 200 with broken JSON into an empty list: an empty page must be real JSON."""
+        if isinstance(result, list) and not result:
+            body = getattr(self.exchange, "last_http_response", None)
+            if isinstance(body, str):
+                try:
+                    json.loads(body)
+                except ValueError:
+                    raise MalformedResponse(f"{method} answered a body that is not JSON ({len(body)} bytes)") from None
+
+    async def close(self) -> None:
+        if self._exchange is not None and self._owns_exchange:
+            try:
+                await self._exchange.close()
+            finally:
+                self._exchange = None
+
+
+def _credential_kwargs(creds: dict[str, str]) -> dict[str, str]:
+    return {"api_key": creds["apiKey"], "secret": creds.get("secret")} if creds else {}
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,137 @@
+"""``FetcherBackfillStrategy``: fill the gaps of a request, page by page, crash-safe.
+
+For each gap the fetcher yields pages; each page is written, made visible, and only then is
+its claim recorded as coverage. Fetching the next page overlaps with storing the previous
+one (a queue of one page), so memory stays bounded by two pages and a crash loses at most
+the pages in flight: a rerun resumes from the recorded coverage.
+
+Claims of consecutive pages extend one coverage row in place. Empty sub-windows (outages,
+before listing) are recorded as empty spans; a recent one splits the run so that it alone
+is rechecked after ``EmptyRecheckPolicy.recheck_after_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from ccxt_questdb_assets.core.coverage import CoverageSpan, EmptyRecheckPolicy, gaps as subtract
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.windows import TimeWindow
+from ccxt_questdb_assets.exchange.fetchers import Page
+from ccxt_questdb_assets.history.backend import QuestDBBackend
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    node: NodeId
+    window: TimeWindow
+
+
+@dataclass
+class BackfillReport:
+    """What one ``ensure_range`` did; feeds logs and Dagster metadata."""
+
+    node_id: str
+    window: TimeWindow
+    gaps: list[TimeWindow] = field(default_factory=list)
+    covered_before_ms: int = 0
+    covered_after_ms: int = 0
+    pages: int = 0
+    requests: int = 0
+    rows_written: int = 0
+    empty_windows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fetched_nothing(self) -> bool:
+        return self.requests == 0
+
+
+class _CoverageRecorder:
+    """Turns page claims into coverage rows: one row per contiguous run, extended in place."""
+
+    def __init__(self, backend: QuestDBBackend, node: NodeId, policy: EmptyRecheckPolicy, now_ms: int) -> None:
+        self.backend, self.node, self.policy, self.now_ms = backend, node, policy, now_ms
+        self.run_start: int | None = None
+        self.run_end: int | None = None
+
+    async def page(self, page: Page) -> None:
+        claim = page.claim
+        if claim is None or claim.empty:
+            return
+        checked = self.now_ms
+        recent = [w for w in page.empty if w.end_ms > checked - self.policy.recent_ms]
+        spans = [CoverageSpan(w.start_ms, w.end_ms, True, checked) for w in page.empty]
+        for piece in subtract(claim, recent):
+            if self.run_end == piece.start_ms and self.run_start is not None:
+                self.run_end = piece.end_ms
+            else:
+                self.run_start, self.run_end = piece.start_ms, piece.end_ms
+            spans.append(CoverageSpan(self.run_start, self.run_end, False, checked))
+        if recent:
+            self.run_start = self.run_end = None  # a recheckable hole ends the run
+        await self.backend.record_coverage(self.node, spans)
+
+
+class FetcherBackfillStrategy:
+    """Ensure a backend covers a request by paging its fetcher through the gaps."""
+
+    def __init__(self, fetcher, *, recheck: EmptyRecheckPolicy | None = None) -> None:
+        self.fetcher = fetcher
+        self.recheck = recheck or EmptyRecheckPolicy()
+
+    async def ensure_range(self, request: BackfillRequest, backend: QuestDBBackend) -> BackfillReport:
+        started = time.perf_counter()
+        node, window = request.node, request.window
+        now = self.fetcher.clock()
+        coverage = await backend.load_coverage(node)
+        report = BackfillReport(node_id=str(node), window=window)
+        report.gaps = coverage.gaps(window, now, self.recheck)
+        report.covered_before_ms = coverage.covered_ms(window, now)
+        for gap in report.gaps:
+            await self._fill(node, gap, backend, report, now)
+        if report.gaps:
+            await backend.compact_coverage(node, now)
+            after = await backend.load_coverage(node)
+            report.covered_after_ms = after.covered_ms(window, self.fetcher.clock())
+        else:
+            report.covered_after_ms = report.covered_before_ms
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def _fill(self, node: NodeId, gap: TimeWindow, backend: QuestDBBackend, report: BackfillReport, now: int) -> None:
+        recorder = _CoverageRecorder(backend, node, self.recheck, now)
+        queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=1)
+
+        async def store() -> None:
+            while (page := await queue.get()) is not None:
+                report.rows_written += await backend.write(node, page.rows, wait=True)
+                await recorder.page(page)
+                report.empty_windows += len(page.empty)
+
+        storer = asyncio.create_task(store())
+        try:
+            async for page in self.fetcher.pages(node, gap):
+                report.pages += 1
+                report.requests += page.requests
+                if storer.done():
+                    break
+                await _put(queue, page, storer)
+            await _put(queue, None, storer)
+            await storer
+        finally:
+            if not storer.done():
+                storer.cancel()
+                await asyncio.gather(storer, return_exceptions=True)
+
+
+async def _put(queue: asyncio.Queue, item, storer: asyncio.Task) -> None:
+    """Queue ``item`` unless the storer failed (then raise its error)."""
+    put = asyncio.ensure_future(queue.put(item))
+    done, _ = await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
+    if put not in done:
+        put.cancel()
+    if storer in done and storer.exception() is not None:
+        raise storer.exception()  # type: ignore[misc]

@@ -1,0 +1,75 @@
+"""``CcxtQuestDBProvider``: the spec's one-call setup of fetcher, backfill strategy and backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ccxt_questdb_assets.core.node_ids import make_node_id
+from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cached, require_symbol, require_timeframe
+from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher, Clock, wall_clock_ms
+from ccxt_questdb_assets.history.backend import QuestDBBackend
+from ccxt_questdb_assets.history.backfill import FetcherBackfillStrategy
+from ccxt_questdb_assets.history.config import ProviderConfig
+from ccxt_questdb_assets.history.provider import AugmentedHistoryProvider
+from ccxt_questdb_assets.storage.client import QuestDBClient
+
+
+class CcxtQuestDBProvider(AugmentedHistoryProvider):
+    """A QuestDB-backed history provider that backfills from one ccxt exchange."""
+
+    def __init__(self, config: ProviderConfig, *, exchange: Any | None = None, client: QuestDBClient | None = None,
+                 clock: Clock = wall_clock_ms) -> None:
+        self.config = config
+        fetcher_cls = CcxtTradesFetcher if config.mode == "trades" else CcxtOHLCVFetcher
+        fetcher = fetcher_cls(config.backfill, exchange=exchange, clock=clock)
+        backend = QuestDBBackend(client or QuestDBClient(config.connection), config.tables, mode=config.mode)
+        super().__init__(backend, fetcher=fetcher, auto_backfill=FetcherBackfillStrategy(fetcher, recheck=config.recheck))
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | ProviderConfig, *, exchange: Any | None = None,
+                    validate_markets: bool = True, **kwargs: Any) -> CcxtQuestDBProvider:
+        """Build from the spec's mapping. Symbols and timeframe are checked against the exchange's
+        markets, loaded once per process (one request on Binance spot) and cached."""
+        config = cfg if isinstance(cfg, ProviderConfig) else ProviderConfig.from_mapping(cfg)
+        for symbol in config.backfill.symbols or []:  # node ids must be formable for every symbol
+            cls.make_node_id(exchange_id=config.backfill.exchange_id, symbol=symbol,
+                             timeframe=config.timeframes[0] if config.timeframes else None, mode=config.mode)
+        if validate_markets:
+            check_markets(config)
+        return cls(config, exchange=exchange, **kwargs)
+
+    @classmethod
+    def from_config_multi(cls, cfg: Mapping[str, Any], **kwargs: Any) -> dict[str, CcxtQuestDBProvider]:
+        """One provider per node id: per (symbol, timeframe) for candles, per symbol for trades."""
+        base = ProviderConfig.from_mapping(cfg)
+        if kwargs.get("validate_markets", True):
+            check_markets(base)
+        kwargs["validate_markets"] = False
+        out: dict[str, CcxtQuestDBProvider] = {}
+        for symbol in base.backfill.symbols or []:
+            for tf in base.timeframes or (None,):
+                local = dict(cfg)
+                local.pop("timeframes", None)
+                local["symbols"] = [symbol]
+                if tf is not None:
+                    local["timeframe"] = tf
+                node_id = cls.make_node_id(exchange_id=base.backfill.exchange_id, symbol=symbol, timeframe=tf, mode=base.mode)
+                out[node_id] = cls.from_config(local, **kwargs)
+        return out
+
+    @staticmethod
+    def make_node_id(*, exchange_id: str, symbol: str, timeframe: str | None = None, mode: str = "ohlcv") -> str:
+        return make_node_id(exchange_id=exchange_id, symbol=symbol, timeframe=timeframe, mode=mode)
+
+
+def check_markets(config: ProviderConfig) -> None:
+    """Check symbols and timeframes against the exchange (markets cached process-wide)."""
+    b = config.backfill
+    exchange = build_exchange(b.exchange_id, base_url=b.base_url, options=b.ccxt_options, async_=False,
+                              timeout_ms=b.timeout_ms)
+    for tf in config.timeframes:
+        require_timeframe(exchange, tf)
+    load_markets_cached(exchange)
+    for symbol in b.symbols or []:
+        require_symbol(exchange, symbol)

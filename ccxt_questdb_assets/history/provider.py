@@ -1,0 +1,101 @@
+"""``AugmentedHistoryProvider``: the spec's read path.
+
+``fetch(start, end, node_id=..., interval=...)`` asks coverage, fills the gaps through the
+backfill strategy, then answers from QuestDB, so what a caller sees is always what is stored.
+Async-native; ``fetch_sync`` and friends serve callers without an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
+from ccxt_questdb_assets.history.backend import QuestDBBackend
+from ccxt_questdb_assets.history.backfill import BackfillReport, BackfillRequest, FetcherBackfillStrategy
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError("a *_sync method was called inside a running event loop: await the async method instead")
+
+
+class AugmentedHistoryProvider:
+    """Reads a series from the backend, backfilling what coverage lacks first."""
+
+    def __init__(self, backend: QuestDBBackend, *, fetcher=None, auto_backfill: FetcherBackfillStrategy | None = None) -> None:
+        self.backend = backend
+        self.fetcher = fetcher
+        self.auto_backfill = auto_backfill or (FetcherBackfillStrategy(fetcher) if fetcher is not None else None)
+        self.last_report: BackfillReport | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _request(self, start, end, node_id: str, interval) -> BackfillRequest:
+        node = NodeId.parse(node_id) if not isinstance(node_id, NodeId) else node_id
+        window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
+        if self.fetcher is not None:
+            node = self.fetcher.node(node)
+            self.fetcher.check_interval(node, interval)
+            window = self.fetcher.align(node, window)
+        elif node.timeframe is not None:
+            window = TimeWindow(node.timeframe.floor(window.start_ms), node.timeframe.ceil(window.end_ms))
+        return BackfillRequest(node, window)
+
+    async def ensure_range(self, start, end, *, node_id: str, interval=None) -> BackfillReport:
+        """Make the backend cover ``[start, end)`` (closed bars only); returns what it took."""
+        if self.auto_backfill is None:
+            raise ConfigError("this provider has no fetcher: it can read stored data but not backfill")
+        request = self._request(start, end, node_id, interval)
+        # One fill per series at a time in this process; other processes are safe through dedup.
+        lock = self._locks.setdefault(str(request.node), asyncio.Lock())
+        async with lock:
+            report = await self.auto_backfill.ensure_range(request, self.backend)
+        self.last_report = report
+        return report
+
+    async def fetch(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+        request = self._request(start, end, node_id, interval)
+        if self.auto_backfill is not None:
+            await self.ensure_range(start, end, node_id=str(request.node), interval=interval)
+        return await self.backend.read(request.node, request.window)
+
+    async def coverage(self, *, node_id: str, interval=None) -> list[tuple[int, int]]:
+        return await self.backend.coverage(node_id=node_id, interval=interval)
+
+    async def close(self) -> None:
+        if self.fetcher is not None:
+            await self.fetcher.close()
+
+    # -- sync helpers -----------------------------------------------------------------------
+    def fetch_sync(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+        async def go() -> pd.DataFrame:
+            try:
+                return await self.fetch(start, end, node_id=node_id, interval=interval)
+            finally:
+                await self.close()
+
+        return run_sync(go())
+
+    def ensure_range_sync(self, start, end, *, node_id: str, interval=None) -> BackfillReport:
+        async def go() -> BackfillReport:
+            try:
+                return await self.ensure_range(start, end, node_id=node_id, interval=interval)
+            finally:
+                await self.close()
+
+        return run_sync(go())
+
+    def coverage_sync(self, *, node_id: str, interval=None) -> list[tuple[int, int]]:
+        return run_sync(self.coverage(node_id=node_id, interval=interval))
