@@ -1,1 +1,50 @@
-"""ratelimit layer."""
+"""Rate limiting shared by every fetcher of an exchange key: local, process-wide or cluster-wide.
+
+No Dagster, storage or testing imports here (the Dagster resource wraps this layer). See
+docs/rate-limiting.md.
+"""
+
+from ccxt_questdb_assets.ratelimit.config import (
+    CONNECTORS_DSN_KEY,
+    ENV_DSN_VARS,
+    KNOWN_OPTIONS,
+    SCOPES,
+    Band,
+    RateLimiterConfig,
+    redact_dsn,
+)
+from ccxt_questdb_assets.ratelimit.keys import PLACEHOLDERS, parse_key_template, render_key
+from ccxt_questdb_assets.ratelimit.limiter import (
+    LimiterEvent,
+    Permit,
+    RateLimiter,
+    RateLimitTimeout,
+    parse_retry_after,
+)
+from ccxt_questdb_assets.ratelimit.registry import get_rate_limiter, limiter_key, reset_registry, shared_keys
+from ccxt_questdb_assets.ratelimit.stats import LimiterStats
+from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
+
+__all__ = [
+    "Band",
+    "CONNECTORS_DSN_KEY",
+    "ENV_DSN_VARS",
+    "EndpointWeights",
+    "KNOWN_OPTIONS",
+    "LimiterEvent",
+    "LimiterStats",
+    "PLACEHOLDERS",
+    "Permit",
+    "RateLimitTimeout",
+    "RateLimiter",
+    "RateLimiterConfig",
+    "SCOPES",
+    "get_rate_limiter",
+    "limiter_key",
+    "parse_key_template",
+    "parse_retry_after",
+    "redact_dsn",
+    "render_key",
+    "reset_registry",
+    "shared_keys",
+]

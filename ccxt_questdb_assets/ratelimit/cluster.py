@@ -1,0 +1,246 @@
+"""Cluster backend: the token buckets and cooldown of a key live in Redis (atomic Lua scripts).
+
+Calls block on the network, so async callers run them on this backend's own small thread pool
+(one sync Redis client serves every thread and event loop of the process). On a Redis error the
+backend either raises (``on_redis_error: raise``) or falls back to an in-process bucket with the
+same settings (default), warns once, probes Redis again every ``redis_retry_s`` and resumes
+sharing as soon as a probe succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ccxt_questdb_assets.core.errors import ServiceError
+from ccxt_questdb_assets.ratelimit import lua
+from ccxt_questdb_assets.ratelimit.bucket import EPSILON_S, Reservation
+from ccxt_questdb_assets.ratelimit.config import Band, redact_dsn
+from ccxt_questdb_assets.ratelimit.local import Grant, LocalBackend, Ticket
+
+_log = logging.getLogger("ccxt_questdb_assets.ratelimit")
+
+#: What counts as "Redis is unavailable" (everything redis-py raises, plus socket-level errors).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+
+
+class ClusterBackend:
+    blocking = True  # async callers go through ``executor``
+
+    def __init__(
+        self,
+        key: str,
+        bands: tuple[Band, ...],
+        dsn: str,
+        *,
+        fallback: LocalBackend,
+        on_redis_error: str = "fallback",
+        retry_s: float = 1.0,
+        timeout_s: float = 1.0,
+        max_workers: int = 4,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.key = key
+        self.bands = bands
+        self.dsn = dsn
+        self.fallback = fallback
+        self.on_redis_error = on_redis_error
+        self.retry_s = retry_s
+        self.timeout_s = timeout_s
+        self._on_event = on_event or (lambda kind, info: None)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cooldown_until = float("-inf")  # local mirror of the shared cooldown
+        self._down_since: float | None = None
+        self._next_probe = 0.0
+        self._probing = False
+        self._client: redis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"ratelimit-{key}")
+        self._band_args = [len(bands)]
+        for b in bands:
+            self._band_args += [b.name, repr(b.rate_per_s / 1000.0), repr(float(b.capacity))]
+
+    # ------------------------------------------------------------------ redis plumbing
+    def _redis(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = redis.Redis.from_url(
+                        self.dsn,
+                        socket_timeout=self.timeout_s,
+                        socket_connect_timeout=self.timeout_s,
+                        retry=Retry(NoBackoff(), 1),  # one quick reconnect after a Redis restart
+                        decode_responses=True,
+                        health_check_interval=0,
+                    )
+                except ValueError as exc:
+                    raise ServiceError(f"bad Redis DSN {redact_dsn(self.dsn)!r}: {exc}") from None
+                self._scripts = {
+                    name: self._client.register_script(src)
+                    for name, src in (
+                        ("reserve", lua.RESERVE),
+                        ("confirm", lua.CONFIRM),
+                        ("refund", lua.REFUND),
+                        ("penalize", lua.PENALIZE),
+                    )
+                }
+            return self._client
+
+    def _run(self, script: str, args: list[Any]) -> Any:
+        self._redis()
+        return self._scripts[script](keys=[self.key], args=args)
+
+    @property
+    def redis_up(self) -> bool:
+        return self._down_since is None
+
+    @property
+    def mode(self) -> str:
+        return "cluster" if self._down_since is None else "fallback"
+
+    def _should_try_redis(self) -> bool:
+        with self._lock:
+            if self._down_since is None:
+                return True
+            now = self._clock()
+            if now >= self._next_probe and not self._probing:
+                self._probing = True
+                return True
+            return False
+
+    def _ok(self) -> None:
+        with self._lock:
+            self._probing = False
+            if self._down_since is None:
+                return
+            outage = self._clock() - self._down_since
+            self._down_since = None
+        _log.warning("rate limiter %s: Redis is back after %.1f s, sharing the budget again", self.key, outage)
+        self._on_event("resumed", {"outage_s": outage})
+
+    def _failed(self, exc: BaseException, during: str) -> None:
+        self._on_event("redis_error", {"error": f"{type(exc).__name__}: {exc}", "during": during})
+        if self.on_redis_error == "raise":
+            with self._lock:
+                self._probing = False
+            if during == "refund":
+                return  # never raise from cleanup
+            raise ServiceError(
+                f"rate limiter {self.key}: Redis at {redact_dsn(self.dsn)} failed during {during}: "
+                f"{type(exc).__name__}: {exc} (on_redis_error=raise)"
+            ) from exc
+        with self._lock:
+            self._probing = False
+            first = self._down_since is None
+            now = self._clock()
+            if first:
+                self._down_since = now
+            self._next_probe = now + self.retry_s
+        if first:
+            _log.warning(
+                "rate limiter %s: Redis at %s unreachable (%s: %s); falling back to the in-process limiter "
+                "until it answers again (probing every %.1f s)",
+                self.key, redact_dsn(self.dsn), type(exc).__name__, exc, self.retry_s,
+            )
+            self._on_event("fallback", {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _mirror(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)
+
+    def cooldown_remaining(self) -> float:
+        with self._lock:
+            local = max(0.0, self._cooldown_until - self._clock())
+        return max(local, self.fallback.cooldown_remaining())
+
+    def _costs(self, reservation: Reservation) -> list[Any]:
+        args: list[Any] = [len(reservation.costs)]
+        caps = {b.name: b.capacity for b in self.bands}
+        for name, cost in reservation.costs:
+            args += [name, repr(float(caps[name])), repr(float(cost))]
+        return args
+
+    # ------------------------------------------------------------------ backend protocol
+    def reserve(self, weight: float) -> Grant:
+        cooldown = self.cooldown_remaining()
+        if cooldown > EPSILON_S:
+            return Grant(cooldown, None)
+        if self._should_try_redis():
+            costs = [(b.name, b.cost(weight)) for b in self.bands]
+            args: list[Any] = [len(self.bands)]
+            for b, (_, cost) in zip(self.bands, costs):
+                args += [b.name, repr(b.rate_per_s / 1000.0), repr(float(b.capacity)), repr(float(cost))]
+            try:
+                status, ms = self._run("reserve", args)
+            except REDIS_ERRORS as exc:
+                self._failed(exc, "reserve")
+            else:
+                self._ok()
+                seconds = float(ms) / 1000.0
+                if int(status) == 0:
+                    self._mirror(seconds)
+                    return Grant(seconds, None)
+                return Grant(seconds if seconds > EPSILON_S else 0.0, Ticket("redis", Reservation(tuple(costs))))
+        grant = self.fallback.reserve(weight)
+        return grant
+
+    def confirm(self, ticket: Ticket) -> float:
+        if ticket.source != "redis":
+            return self.fallback.confirm(ticket)
+        local = self.cooldown_remaining()
+        if local > EPSILON_S:
+            return local
+        try:
+            ms = self._run("confirm", [])
+        except REDIS_ERRORS as exc:
+            self._failed(exc, "confirm")
+            return self.cooldown_remaining()  # the reservation stands; honour what we know
+        self._ok()
+        seconds = float(ms) / 1000.0
+        self._mirror(seconds)
+        return seconds if seconds > EPSILON_S else 0.0
+
+    def refund(self, ticket: Ticket) -> None:
+        if ticket.source != "redis":
+            self.fallback.refund(ticket)
+            return
+        if not ticket.reservation.costs:
+            return
+        try:
+            self._run("refund", self._costs(ticket.reservation))
+        except REDIS_ERRORS as exc:  # the bucket refills by itself: a lost refund only costs time
+            self._failed(exc, "refund")
+
+    def penalize(self, seconds: float) -> float:
+        seconds = max(0.0, seconds)
+        self._mirror(seconds)
+        applied = self.fallback.penalize(seconds)
+        try:
+            ms = self._run("penalize", [repr(seconds * 1000.0)] + self._band_args)
+        except REDIS_ERRORS as exc:
+            self._failed(exc, "penalize")
+            return applied
+        self._ok()
+        shared = float(ms) / 1000.0
+        self._mirror(shared)
+        return max(applied, shared)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+                pass
