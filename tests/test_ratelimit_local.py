@@ -1,0 +1,434 @@
+"""Local and process scopes: bucket arithmetic, sharing by key, cooldowns, weights, threads and
+asyncio together, and no permit leaks on cancellation or timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+
+from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.ratelimit import (
+    Band,
+    EndpointWeights,
+    LimiterStats,
+    RateLimiterConfig,
+    RateLimitTimeout,
+    get_rate_limiter,
+    parse_retry_after,
+    reset_registry,
+    shared_keys,
+)
+from ccxt_questdb_assets.ratelimit.bucket import BucketState
+from ccxt_questdb_assets.ratelimit.primitives import HybridSemaphore
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def cfg(**options):
+    return RateLimiterConfig.from_mapping(options, environ={})
+
+
+def assert_idle(limiter):
+    """Every slot is back and nobody is queued."""
+    core = limiter._core
+    assert core.semaphore.available == core.semaphore.capacity
+    assert core.semaphore.waiting == 0
+    assert limiter._handle_sem.available == limiter._handle_sem.capacity
+
+
+# ---------------------------------------------------------------------------- bucket arithmetic
+def test_bucket_reservations_queue_exactly():
+    b = BucketState((Band("tok", 10.0, 2.0, False),), now=0.0)
+    waits = [b.reserve(1, 0.0)[0] for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+
+
+def test_bucket_weight_above_burst_goes_into_debt():
+    b = BucketState((Band("tok", 10.0, 2.0, False),), now=0.0)
+    assert b.reserve(5, 0.0)[0] == 0.0  # full bucket admits it...
+    assert b.reserve(1, 0.0)[0] == pytest.approx(0.4)  # ...and the next one pays for the debt
+
+
+def test_bucket_request_band_ignores_weight():
+    b = BucketState((Band("req", 1.0, 1.0, True),), now=0.0)
+    assert b.reserve(50, 0.0)[0] == 0.0
+    assert b.reserve(50, 0.0)[0] == pytest.approx(1.0)
+
+
+def test_bucket_refund_and_cap():
+    b = BucketState((Band("tok", 1.0, 3.0, False),), now=0.0)
+    _, r = b.reserve(1, 0.0)
+    b.refund(r)
+    b.refund(r)  # a second refund cannot exceed the capacity
+    assert b.tokens["tok"] == 3.0
+
+
+def test_bucket_penalty_blocks_then_restarts_empty():
+    b = BucketState((Band("tok", 10.0, 5.0, False),), now=0.0)
+    assert b.penalize(2.0, 0.0) == 2.0
+    wait, res = b.reserve(1, 1.0)
+    assert res is None and wait == pytest.approx(1.0)
+    assert b.penalize(0.5, 1.0) == pytest.approx(1.0)  # a shorter penalty does not shorten it
+    wait, res = b.reserve(1, 2.0)  # cooldown over: refill restarted at its end, no burst
+    assert res is not None and wait == pytest.approx(0.1)
+
+
+# ---------------------------------------------------------------------------- sharing by key
+def test_process_scope_shares_one_budget_per_key():
+    a = get_rate_limiter(cfg(min_interval_s=0.5), "binance")
+    b = get_rate_limiter(cfg(min_interval_s=0.5, local_semaphore=1), "Binance")
+    assert a.key == b.key == "ccxt:binance"
+    assert a._core is b._core
+    assert shared_keys() == ["ccxt:binance"]
+    other = get_rate_limiter(cfg(min_interval_s=0.5, key_suffix="acct2"), "binance")
+    assert other._core is not a._core and other.key == "ccxt:binance:acct2"
+
+
+def test_process_scope_conflicting_budget_is_an_error():
+    get_rate_limiter(cfg(min_interval_s=0.5), "binance")
+    with pytest.raises(ConfigError, match="already used in this process") as info:
+        get_rate_limiter(cfg(min_interval_s=0.1), "binance")
+    assert "bands" in str(info.value) and "key_suffix" in str(info.value)
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        get_rate_limiter(cfg(min_interval_s=0.5, max_concurrency=3), "binance")
+    with pytest.raises(ConfigError, match="scope"):
+        get_rate_limiter(cfg(min_interval_s=0.5, scope="cluster", redis_dsn="redis://127.0.0.1:1/0"), "binance")
+
+
+def test_local_scope_is_per_fetcher():
+    a = get_rate_limiter(cfg(scope="local", min_interval_s=0.5), "binance")
+    b = get_rate_limiter(cfg(scope="local", min_interval_s=0.5), "binance")
+    assert a._core is not b._core
+    assert shared_keys() == []
+
+
+def test_shared_budget_across_handles():
+    a = get_rate_limiter(cfg(min_interval_s=0.2), "binance")
+    b = get_rate_limiter(cfg(min_interval_s=0.2), "binance")
+
+    async def main():
+        t0 = time.monotonic()
+        stamps = []
+
+        async def go(lim):
+            async with lim.acquire():
+                stamps.append(time.monotonic() - t0)
+
+        await asyncio.gather(go(a), go(b), go(a), go(b))
+        return sorted(stamps)
+
+    stamps = asyncio.run(main())
+    gaps = [y - x for x, y in zip(stamps, stamps[1:])]
+    assert min(gaps) >= 0.19
+    assert a.stats.requests == 2 and b.stats.requests == 2 and a.shared_stats.requests == 4
+
+
+# ---------------------------------------------------------------------------- concurrency
+def test_max_concurrency_and_local_semaphore():
+    shared = get_rate_limiter(cfg(max_concurrency=3, local_semaphore=2), "binance")
+    other = get_rate_limiter(cfg(max_concurrency=3, local_semaphore=2), "binance")
+    peak = {"shared": 0, "one": 0}
+    now = {"shared": 0, "one": 0}
+
+    async def go(lim, mine):
+        async with lim.acquire():
+            now["shared"] += 1
+            if mine:
+                now["one"] += 1
+            peak["shared"] = max(peak["shared"], now["shared"])
+            peak["one"] = max(peak["one"], now["one"])
+            await asyncio.sleep(0.02)
+            now["shared"] -= 1
+            if mine:
+                now["one"] -= 1
+
+    async def main():
+        await asyncio.gather(*[go(shared, True) for _ in range(6)], *[go(other, False) for _ in range(6)])
+
+    asyncio.run(main())
+    assert peak == {"shared": 3, "one": 2}
+    assert_idle(shared)
+    assert_idle(other)
+
+
+def test_threads_and_event_loops_share_one_limiter():
+    lim = get_rate_limiter(cfg(max_concurrency=2, tokens_per_interval=50, burst_tokens=1), "binance")
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+    stamps: list[float] = []
+    errors: list[BaseException] = []
+
+    def body():
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            stamps.append(time.monotonic())
+        time.sleep(0.005)
+        with lock:
+            active -= 1
+
+    def sync_worker():
+        try:
+            for _ in range(5):
+                with lim.acquire_sync():
+                    body()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def async_worker():
+        async def main():
+            async def one():
+                async with lim.acquire():
+                    body()
+                    await asyncio.sleep(0.005)
+
+            await asyncio.gather(*[one() for _ in range(5)])
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync_worker) for _ in range(2)] + [
+        threading.Thread(target=async_worker) for _ in range(2)
+    ]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(stamps) == 20 and peak <= 2
+    assert time.monotonic() - t0 >= 19 / 50 - 0.02  # 50 tokens/s, burst 1
+    assert_idle(lim)
+
+
+def test_hybrid_semaphore_hands_off_fifo_across_loops():
+    sem = HybridSemaphore(1)
+    assert sem.acquire_sync(0)
+    order = []
+
+    def waiter(i):
+        async def main():
+            await sem.acquire()
+            order.append(i)
+            sem.release()
+
+        asyncio.run(main())
+
+    threads = []
+    for i in range(3):
+        t = threading.Thread(target=waiter, args=(i,))
+        t.start()
+        threads.append(t)
+        while sem.waiting < i + 1:
+            time.sleep(0.001)
+    sem.release()
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2]
+    assert sem.available == 1
+
+
+# ---------------------------------------------------------------------------- no leaks
+def test_cancelling_100_waiting_tasks_leaves_every_permit():
+    lim = get_rate_limiter(cfg(max_concurrency=3, tokens_per_interval=20, burst_tokens=2), "binance")
+
+    async def main():
+        done = 0
+
+        async def one():
+            nonlocal done
+            async with lim.acquire():
+                await asyncio.sleep(0.01)
+                done += 1
+
+        tasks = [asyncio.create_task(one()) for _ in range(100)]
+        await asyncio.sleep(0.05)
+        rng = random.Random(7)
+        for t in rng.sample(tasks, 100):
+            t.cancel()
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return done, results
+
+    done, results = asyncio.run(main())
+    assert_idle(lim)
+    # every unused reservation came back: the bucket is full again after a short refill
+    time.sleep(0.15)
+    assert lim._core.backend.levels()["tok"] == pytest.approx(2.0)
+    assert lim.stats.cancellations + lim.stats.requests == 100 and done <= lim.stats.requests
+
+    async def after():  # and the limiter still works at full speed
+        t0 = time.monotonic()
+        async with lim.acquire():
+            pass
+        async with lim.acquire():
+            pass
+        return time.monotonic() - t0
+
+    assert asyncio.run(after()) < 0.05
+
+
+def test_timeout_releases_and_refunds():
+    lim = get_rate_limiter(cfg(min_interval_s=1.0), "binance")
+
+    async def main():
+        async with lim.acquire():
+            pass
+        with pytest.raises(RateLimitTimeout):
+            async with lim.acquire(timeout=0.1):
+                pass
+
+    asyncio.run(main())
+    assert_idle(lim)
+    assert lim.stats.timeouts == 1
+    with lim.acquire_sync():  # slot is free, tokens were refunded: waits the rest of the 1 s only
+        pass
+    with pytest.raises(RateLimitTimeout):
+        with lim.acquire_sync(timeout=0.05):
+            pass
+    assert_idle(lim)
+
+
+def test_timeout_waiting_for_a_slot():
+    lim = get_rate_limiter(cfg(max_concurrency=1), "binance")
+
+    async def main():
+        async with lim.acquire():
+            with pytest.raises(RateLimitTimeout):
+                async with lim.acquire(timeout=0.05):
+                    pass
+
+    asyncio.run(main())
+    assert_idle(lim)
+
+
+def test_error_in_body_releases():
+    lim = get_rate_limiter(cfg(max_concurrency=1), "binance")
+    with pytest.raises(KeyError):
+        with lim.acquire_sync():
+            raise KeyError("x")
+    assert_idle(lim)
+
+
+# ---------------------------------------------------------------------------- cooldowns
+def test_penalty_is_shared_by_every_holder_and_honours_retry_after():
+    a = get_rate_limiter(cfg(penalty_backoff_ms=100, max_concurrency=4), "binance")
+    b = get_rate_limiter(cfg(penalty_backoff_ms=100, max_concurrency=4), "binance")
+    events = []
+    b.set_listener(events.append)
+
+    async def main():
+        applied = await a.penalize(retry_after_s="0.3", status=429)
+        assert applied == pytest.approx(0.3, abs=0.01)
+        t0 = time.monotonic()
+        async with b.acquire():
+            return time.monotonic() - t0
+
+    waited = asyncio.run(main())
+    assert waited >= 0.28
+    assert a.stats.penalties == 1 and b.stats.cooldown_waits == 1
+    assert {e.kind for e in events} >= {"cooldown_wait", "wait"}
+    # penalty_backoff_ms is the floor when Retry-After is shorter or missing
+    assert a.penalize_sync(0.01) == pytest.approx(0.1, abs=0.01)
+    assert a.penalize_sync() == pytest.approx(0.1, abs=0.01)
+
+
+def test_penalty_during_a_reservation_wait_is_honoured():
+    lim = get_rate_limiter(cfg(min_interval_s=0.2, penalty_backoff_ms=500, max_concurrency=2), "binance")
+
+    async def main():
+        t0 = time.monotonic()
+        stamps = []
+
+        async def go():
+            async with lim.acquire():
+                stamps.append(time.monotonic() - t0)
+
+        first = asyncio.create_task(go())
+        second = asyncio.create_task(go())  # reserved for t=0.2
+        await asyncio.sleep(0.05)
+        await lim.penalize()  # cooldown until t=0.55
+        await asyncio.gather(first, second)
+        return stamps
+
+    stamps = asyncio.run(main())
+    assert stamps[0] < 0.05
+    assert stamps[1] >= 0.54
+
+
+def test_parse_retry_after():
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(1.5) == 1.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+
+
+# ---------------------------------------------------------------------------- weights and stats
+def test_weights_cost_tokens():
+    lim = get_rate_limiter(cfg(tokens_per_interval=10, burst_tokens=4), "binance")
+
+    async def main():
+        t0 = time.monotonic()
+        async with lim.acquire(weight=4):
+            pass
+        async with lim.acquire(weight=2):
+            pass
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) >= 0.19
+    assert lim.stats.tokens == 6 and lim.stats.requests == 2
+    with pytest.raises(ValueError):
+        lim.acquire(weight=0)
+
+
+def test_endpoint_weights():
+    w = EndpointWeights("binance", overrides={"aggTrades": 8, "fetch_time": 3})
+    assert w.weight("klines") == 2
+    assert w.weight("/api/v3/klines") == 2
+    assert w.for_call("fetch_ohlcv", limit=1000) == 2
+    assert w.for_call("fetch_trades") == 8  # override by endpoint
+    assert w.for_call("fetch_time") == 3  # override by method name
+    assert w.weight("depth", limit=100) == 5 and w.weight("depth", limit=1000) == 50
+    assert w.weight("exchangeInfo") == 20
+    assert w.weight("ticker/24hr") == 2  # from ccxt's metadata: cost 0.4 x 5
+    assert w.weight("no/such/endpoint") == 1
+    assert EndpointWeights("kraken").for_call("fetch_ohlcv") == 1
+
+
+def test_stats_delta_and_metadata():
+    a = LimiterStats(requests=5, tokens=10.0, waits=2, wait_s=1.5, max_wait_s=1.0)
+    b = LimiterStats(requests=2, tokens=4.0, waits=1, wait_s=0.5, max_wait_s=0.5)
+    d = a - b
+    assert (d.requests, d.tokens, d.waits, d.wait_s) == (3, 6.0, 1, 1.0)
+    md = d.to_metadata()
+    assert md["rate_limiter/requests"] == 3 and "rate_limiter/penalties" in md
+
+
+def test_library_layer_imports_no_dagster():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ccxt_questdb_assets.ratelimit as r;"
+        "bad=[m for m in sys.modules if m.split('.')[0]=='dagster' or m.startswith('ccxt_questdb_assets.storage')"
+        " or m.startswith('ccxt_questdb_assets.testing')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
