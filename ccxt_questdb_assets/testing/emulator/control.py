@@ -1,0 +1,99 @@
+"""HTTP client for the emulator's ``/_emulator`` control routes (works across processes).
+
+Standard library only, so tests and benchmarks can use it from sync code without an event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode
+
+__all__ = ["EmulatorControl"]
+
+
+class EmulatorControl:
+    """Read the request log, arm faults, move the clock and set the weight budget of an emulator."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, route: str, body: dict[str, Any] | None = None,
+              query: dict[str, Any] | None = None) -> Any:
+        url = f"{self.base_url}/_emulator/{route}"
+        query = {k: v for k, v in (query or {}).items() if v is not None}
+        if query:
+            url += "?" + urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise RuntimeError(f"emulator control {method} {route} failed: HTTP {exc.code} {detail}") from None
+
+    # ---- request log
+    def requests(self, path: str | None = None, since_seq: int = 0) -> list[dict[str, Any]]:
+        """Logged API requests (oldest first): seq, time_ms, method, path, params, status, weight, fault."""
+        return self._call("GET", "requests", query={"path": path, "since_seq": since_seq or None})["requests"]
+
+    def count(self, path: str | None = None) -> int:
+        return int(self._call("GET", "requests/count", query={"path": path})["count"])
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "requests")
+
+    # ---- faults
+    def inject(self, kind: str, count: int = 1, path: str | None = None, retry_after: int | None = None,
+               delay_s: float | None = None) -> dict[str, Any]:
+        """Arm fault ``kind`` for the next ``count`` API requests (to ``path`` only, if given)."""
+        body = {"kind": str(kind), "count": count, "path": path, "retry_after": retry_after, "delay_s": delay_s}
+        return self._call("POST", "faults", body)["fault"]
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    # ---- clock
+    def clock(self) -> dict[str, Any]:
+        return self._call("GET", "clock")
+
+    def now_ms(self) -> int:
+        return int(self.clock()["now_ms"])
+
+    def freeze_clock(self, now_ms: int) -> None:
+        self._call("POST", "clock", {"frozen_ms": int(now_ms)})
+
+    def unfreeze_clock(self) -> None:
+        self._call("POST", "clock", {"frozen_ms": None, "offset_ms": 0})
+
+    def set_clock_offset(self, offset_ms: int) -> None:
+        self._call("POST", "clock", {"frozen_ms": None, "offset_ms": int(offset_ms)})
+
+    # ---- weight budget
+    def config(self) -> dict[str, Any]:
+        return self._call("GET", "config")
+
+    def set_weight_limit(self, limit: int, *, reset_used: bool = True) -> None:
+        self._call("POST", "config", {"weight_limit": int(limit), "reset_weight": reset_used})
+
+    def used_weight(self) -> int:
+        return int(self.config()["used_weight"])
+
+    # ---- misc
+    def market(self) -> list[dict[str, Any]]:
+        return self._call("GET", "market")["symbols"]
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "health")
+
+    def reset(self) -> None:
+        """Clear log and faults, unfreeze the clock, restore the default weight limit and used weight."""
+        self._call("POST", "reset")
