@@ -82,9 +82,9 @@ return 1
 #: ARGV: cooldown_ms, nbands, then (name, rate per ms, capacity) per band.
 #: Starts or extends the shared cooldown; returns its remaining length in ms.
 PENALIZE = _PRELUDE + """
-local until = math.max(cd, now + tonumber(ARGV[1]))
-redis.call('HSET', key, 'cooldown_until', num(until))
-local ttl = until - now
+local cd_end = math.max(cd, now + tonumber(ARGV[1]))
+redis.call('HSET', key, 'cooldown_until', num(cd_end))
+local ttl = cd_end - now
 local n = tonumber(ARGV[2])
 for i = 0, n - 1 do
   local name = ARGV[3 + i * 3]
@@ -96,11 +96,11 @@ for i = 0, n - 1 do
   if tokens == nil or ts == nil then tokens = cap; ts = now end
   if now > ts then tokens = math.min(cap, tokens + (now - ts) * rate); ts = now end
   tokens = math.min(tokens, 0)
-  ts = math.max(ts, until)
+  ts = math.max(ts, cd_end)
   local full = (ts - now) + (cap - tokens) / rate
   if full > ttl then ttl = full end
   redis.call('HSET', key, name .. ':tokens', num(tokens), name .. ':ts', num(ts))
 end
 keep_for(ttl)
-return num(until - now)
+return num(cd_end - now)
 """
