@@ -20,7 +20,11 @@ VALUE_COLS = ["open", "high", "low", "close", "volume"]
 def _candles() -> pd.DataFrame:
     """2 exchanges x 5 symbols x 10,000 one-minute bars spanning two months, random prices."""
     rng = np.random.default_rng(20240101)
-    exchanges, symbols, per_series = ["binance", "kraken"], ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT"], 10_000
+    exchanges, symbols, per_series = (
+        ["binance", "kraken"],
+        ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT"],
+        10_000,
+    )
     ts = pd.date_range("2024-01-31 00:00", periods=per_series, freq="min", tz="UTC")  # crosses into February
     frames = []
     for ex in exchanges:

@@ -52,7 +52,11 @@ def _fake_mvn(bin_dir: Path, payload: bytes) -> None:
 def test_default_release_is_pinned_9_3_4_on_java_17() -> None:
     r = resolve_release(env={})
     assert (r.version, r.min_java, r.pinned) == ("9.3.4", 17, True) and DEFAULT_VERSION == "9.3.4"
-    assert r.sha256 == PINNED_RELEASES["9.3.4"].sha256 == "939bc53ab22f93dbaa6545143a6e7c536d4904c07b7f2d381e8eef10436be062"
+    assert (
+        r.sha256
+        == PINNED_RELEASES["9.3.4"].sha256
+        == "939bc53ab22f93dbaa6545143a6e7c536d4904c07b7f2d381e8eef10436be062"
+    )
     assert r.maven_coordinates == "org.questdb:questdb:9.3.4"
 
 

@@ -22,7 +22,9 @@ EXIT_NOT_RUNNING = 3
 def _common(p: argparse.ArgumentParser, *, ports: bool = True) -> None:
     p.add_argument("--data-dir", help="QuestDB root dir (env CCXT_QUESTDB_DATA_DIR; default <state dir>/questdb/data)")
     if ports:
-        p.add_argument("--http-port", type=int, help="HTTP: REST, ILP over HTTP, console (env CCXT_QUESTDB_HTTP_PORT; 9000)")
+        p.add_argument(
+            "--http-port", type=int, help="HTTP: REST, ILP over HTTP, console (env CCXT_QUESTDB_HTTP_PORT; 9000)"
+        )
         p.add_argument("--pg-port", type=int, help="PG wire (env CCXT_QUESTDB_PG_PORT; 8812)")
         p.add_argument("--ilp-port", type=int, help="ILP over TCP (env CCXT_QUESTDB_ILP_PORT; 9009)")
         p.add_argument("--min-port", type=int, help="health/min HTTP (env CCXT_QUESTDB_MIN_HTTP_PORT; 9003)")

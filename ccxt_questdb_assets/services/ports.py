@@ -54,9 +54,8 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     """True when something accepts a TCP connection on ``host:port``."""
-    with contextlib.suppress(OSError):
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
     return False
 
 

@@ -232,7 +232,9 @@ def fetch_release(
                 cmd, cwd=tmpdir, capture_output=True, text=True, timeout=timeout, env=dict(env), check=False
             )
         except subprocess.TimeoutExpired:
-            raise ServiceError(f"`mvn dependency:copy` of {release.maven_coordinates} timed out after {timeout:.0f} s") from None
+            raise ServiceError(
+                f"`mvn dependency:copy` of {release.maven_coordinates} timed out after {timeout:.0f} s"
+            ) from None
         except OSError as exc:
             raise ServiceError(f"cannot run {mvn}: {exc}") from exc
         jar = out_dir / release.jar_name

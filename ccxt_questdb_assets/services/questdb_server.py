@@ -17,13 +17,11 @@ Every QuestDB setting is passed as a ``QDB_*`` environment variable; nothing is 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +32,7 @@ from typing import Any
 
 from ccxt_questdb_assets.core.errors import ConfigError, ServiceError
 from ccxt_questdb_assets.services.java import JavaRuntime, find_java
+from ccxt_questdb_assets.services.process import parent_death_preexec
 from ccxt_questdb_assets.services.ports import free_ports, port_accepts, port_is_free, validate_port
 from ccxt_questdb_assets.services.questdb_release import QuestDBRelease, fetch_release, resolve_release
 from ccxt_questdb_assets.services.state import state_dir
@@ -162,7 +161,11 @@ class ServerSettings:
                 jvm_opts = shlex.split(env.get(ENV_JVM_OPTS, ""))
             except ValueError as exc:
                 raise ConfigError(f"{ENV_JVM_OPTS} is not a valid shell word list: {exc}") from None
-        raw_timeout = start_timeout if start_timeout is not None else env.get(ENV_START_TIMEOUT, "").strip() or DEFAULT_START_TIMEOUT
+        raw_timeout = (
+            start_timeout
+            if start_timeout is not None
+            else env.get(ENV_START_TIMEOUT, "").strip() or DEFAULT_START_TIMEOUT
+        )
         try:
             timeout = float(raw_timeout)
         except ValueError:
@@ -279,9 +282,7 @@ def _connection_for(settings: ServerSettings) -> QuestDBConnection:
     )
 
 
-def _wait_ready(
-    settings: ServerSettings, proc_alive: Any, log_path: Path, what: str
-) -> float:
+def _wait_ready(settings: ServerSettings, proc_alive: Any, log_path: Path, what: str) -> float:
     """Poll until ready; returns seconds waited. ServiceError (with the log tail) on death/timeout."""
     t0 = time.monotonic()
     deadline = t0 + settings.start_timeout
@@ -313,12 +314,6 @@ def _ports_text(ports: ServerPorts | None) -> str:
 
 def _busy_ports(settings: ServerSettings) -> list[str]:
     return [f"{name} {p}" for name, p in settings.ports.as_list() if not port_is_free(p, settings.host)]
-
-
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
-    # Linux: have the kernel SIGKILL the JVM if the Python parent dies (e.g. a killed pytest).
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
 def _prepare(
@@ -493,12 +488,14 @@ class QuestDBServer:
                     stderr=subprocess.STDOUT,
                     env=child_env,
                     cwd=self.data_dir,
-                    preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+                    preexec_fn=parent_death_preexec(),  # noqa: PLW1509
                 )
             except OSError as exc:
                 raise ServiceError(f"cannot run {cmd[0]}: {exc}") from exc
         try:
-            _wait_ready(self.settings, self.process.poll, self.log_path, f"QuestDB {self.version} (pid {self.process.pid})")
+            _wait_ready(
+                self.settings, self.process.poll, self.log_path, f"QuestDB {self.version} (pid {self.process.pid})"
+            )
         except BaseException:
             self.stop()
             raise
@@ -632,11 +629,15 @@ def server_status(data_dir: str | os.PathLike[str] | None = None, env: Mapping[s
     ddir = Path(data_dir).expanduser().absolute() if data_dir else default_data_dir(env)
     state = _read_state(ddir)
     if not state or "pid" not in state:
-        return ServerStatus(running=False, data_dir=ddir, log_path=ddir / LOG_FILE if (ddir / LOG_FILE).exists() else None)
+        return ServerStatus(
+            running=False, data_dir=ddir, log_path=ddir / LOG_FILE if (ddir / LOG_FILE).exists() else None
+        )
     pid = int(state["pid"])
     ports = ServerPorts(**state["ports"]) if "ports" in state else None
     if not _pid_is_ours(pid, ddir):
-        return ServerStatus(running=False, data_dir=ddir, detail=f"stale pid file (pid {pid} is gone)", log_path=ddir / LOG_FILE)
+        return ServerStatus(
+            running=False, data_dir=ddir, detail=f"stale pid file (pid {pid} is gone)", log_path=ddir / LOG_FILE
+        )
     host = state.get("client_host", "127.0.0.1")
     return ServerStatus(
         running=True,

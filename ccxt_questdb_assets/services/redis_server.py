@@ -7,19 +7,17 @@ Redis away mid-run and bring it back at the same URL. ``kill()`` simulates a cra
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ccxt_questdb_assets.core.errors import ServiceError
+from ccxt_questdb_assets.services.process import parent_death_preexec
 from ccxt_questdb_assets.services.ports import free_port, port_is_free
 
 __all__ = ["RedisServer", "find_redis_server", "redis_ping", "ENV_REDIS_SERVER"]
@@ -39,7 +37,11 @@ def find_redis_server(binary: str | os.PathLike[str] | None = None) -> Path:
     if env_bin:
         return find_redis_server(env_bin)
     found = shutil.which("redis-server") or next(
-        (c for c in ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server") if os.access(c, os.X_OK)),
+        (
+            c
+            for c in ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
+            if os.access(c, os.X_OK)
+        ),
         None,
     )
     if not found:
@@ -56,13 +58,6 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class RedisServer:
@@ -144,7 +139,7 @@ class RedisServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd=self.workdir,
-                preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+                preexec_fn=parent_death_preexec(),  # noqa: PLW1509
             )
         except OSError as exc:
             raise ServiceError(f"cannot run {binary}: {exc}; {INSTALL_HINT}") from exc

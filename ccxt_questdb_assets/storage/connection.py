@@ -179,9 +179,7 @@ class QuestDBConnection:
     def __post_init__(self) -> None:
         object.__setattr__(self, "host", _as_host(self.host, "host"))
         object.__setattr__(self, "port", _as_port(self.port, "port"))
-        object.__setattr__(
-            self, "http_host", _as_host(self.http_host, "http_host") if self.http_host else self.host
-        )
+        object.__setattr__(self, "http_host", _as_host(self.http_host, "http_host") if self.http_host else self.host)
         object.__setattr__(self, "http_port", _as_port(self.http_port, "http_port"))
         for name in ("database", "user"):
             v = getattr(self, name)
@@ -212,7 +210,9 @@ class QuestDBConnection:
             parts = urlsplit(dsn.strip())
             port = parts.port
         except (ValueError, AttributeError):
-            raise ConfigError(f"cannot parse QuestDB DSN {shown!r}; expected postgresql://user:password@host:8812/qdb") from None
+            raise ConfigError(
+                f"cannot parse QuestDB DSN {shown!r}; expected postgresql://user:password@host:8812/qdb"
+            ) from None
         if parts.scheme not in _DSN_SCHEMES:
             raise ConfigError(
                 f"QuestDB DSN {shown!r} must start with postgresql:// (PG wire); got scheme {parts.scheme!r}"
@@ -295,8 +295,7 @@ class QuestDBConnection:
             clash = [k for k in _DSN_PARTS if k in data]
             if clash:
                 raise ConfigError(
-                    f"QuestDB settings give both dsn and {', '.join(clash)}; put them in the DSN "
-                    "or drop the DSN"
+                    f"QuestDB settings give both dsn and {', '.join(clash)}; put them in the DSN or drop the DSN"
                 )
             if not isinstance(dsn, str):
                 raise ConfigError(f"dsn must be a string, got {type(dsn).__name__}")
@@ -323,7 +322,12 @@ class QuestDBConnection:
         if dsn:
             data["dsn"] = dsn
         else:
-            for key, name in (("host", ENV_HOST), ("port", ENV_PG_PORT), ("database", ENV_DATABASE), ("user", ENV_USER)):
+            for key, name in (
+                ("host", ENV_HOST),
+                ("port", ENV_PG_PORT),
+                ("database", ENV_DATABASE),
+                ("user", ENV_USER),
+            ):
                 if get(name) is not None:
                     data[key] = get(name)
         if env.get(ENV_PASSWORD) is not None:
@@ -397,8 +401,7 @@ class QuestDBConnection:
         """
         scheme = "https" if self.http_tls else "http"
         conf = (
-            f"{scheme}::addr={self.http_addr};"
-            f"username={_ilp_escape(self.user)};password={_ilp_escape(self.password)};"
+            f"{scheme}::addr={self.http_addr};username={_ilp_escape(self.user)};password={_ilp_escape(self.password)};"
         )
         if self.http_tls and not self.tls_verify:
             conf += "tls_verify=unsafe_off;"
