@@ -22,7 +22,7 @@ from ccxt_questdb_assets.ratelimit.limiter import (
     parse_retry_after,
 )
 from ccxt_questdb_assets.ratelimit.registry import get_rate_limiter, limiter_key, reset_registry, shared_keys
-from ccxt_questdb_assets.ratelimit.stats import LimiterStats
+from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsScope, track
 from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterConfig",
     "SCOPES",
+    "StatsScope",
     "get_rate_limiter",
     "limiter_key",
     "parse_key_template",
@@ -47,4 +48,5 @@ __all__ = [
     "render_key",
     "reset_registry",
     "shared_keys",
+    "track",
 ]

@@ -11,6 +11,7 @@ and refunds the tokens.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import logging
 import math
@@ -24,7 +25,7 @@ from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 from ccxt_questdb_assets.ratelimit.config import RateLimiterConfig
 from ccxt_questdb_assets.ratelimit.local import Grant, Ticket
 from ccxt_questdb_assets.ratelimit.primitives import HybridSemaphore
-from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsRecorder
+from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsRecorder, active_scopes
 
 _log = logging.getLogger("ccxt_questdb_assets.ratelimit")
 
@@ -117,7 +118,11 @@ class SharedCore:
         for handle in self.handles():
             if deltas:
                 handle._stats.add(**deltas)
-            handle._notify(event)
+            handle._notify(event, scopes=False)
+        for scope in active_scopes():
+            if deltas:
+                scope.record(self.key, **deltas)
+            scope.notify(event)
 
     def close(self) -> None:
         if self.backend is not None:
@@ -231,7 +236,10 @@ class RateLimiter:
         self._listener = listener
 
     # ------------------------------------------------------------------ events and stats
-    def _notify(self, event: LimiterEvent) -> None:
+    def _notify(self, event: LimiterEvent, *, scopes: bool = True) -> None:
+        if scopes:
+            for scope in active_scopes():
+                scope.notify(event)
         listener = self._listener
         if listener is None:
             return
@@ -246,6 +254,8 @@ class RateLimiter:
     def _record(self, **deltas: float) -> None:
         self._stats.add(**deltas)
         self._core.stats.add(**deltas)
+        for scope in active_scopes():
+            scope.record(self.key, **deltas)
 
     def _admitted(self, weight: float, ticket: Ticket, waited: float, cooldown_waited: bool) -> None:
         deltas: dict[str, float] = {"requests": 1, "tokens": weight}
@@ -278,7 +288,7 @@ class RateLimiter:
         backend = self._core.backend
         if not backend.blocking:
             return fn(*args)
-        cfut = backend.executor.submit(fn, *args)
+        cfut = backend.executor.submit(contextvars.copy_context().run, fn, *args)
         try:
             return await asyncio.wrap_future(cfut)
         except asyncio.CancelledError:

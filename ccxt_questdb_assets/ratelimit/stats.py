@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Callable, Iterator
+
+_log = logging.getLogger("ccxt_questdb_assets.ratelimit")
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,52 @@ class StatsRecorder:
     def snapshot(self) -> LimiterStats:
         with self._lock:
             return LimiterStats(**self._values)
+
+
+class StatsScope:
+    """Counters (and an optional event listener) of everything one block of code did through any
+    limiter, e.g. one asset materialization, however the limiters were obtained."""
+
+    def __init__(self, listener: Callable[[Any], None] | None = None) -> None:
+        self.recorder = StatsRecorder()
+        self.listener = listener
+        self.keys: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def stats(self) -> LimiterStats:
+        return self.recorder.snapshot()
+
+    def record(self, key: str, **deltas: float) -> None:
+        with self._lock:
+            self.keys.add(key)
+        self.recorder.add(**deltas)
+
+    def notify(self, event: Any) -> None:
+        with self._lock:
+            self.keys.add(getattr(event, "key", ""))
+        if self.listener is None:
+            return
+        try:
+            self.listener(event)
+        except Exception:  # noqa: BLE001 - a broken listener must not break rate limiting
+            _log.exception("rate limiter scope listener failed")
+
+
+_SCOPES: contextvars.ContextVar[tuple[StatsScope, ...]] = contextvars.ContextVar("ratelimit_scopes", default=())
+
+
+def active_scopes() -> tuple[StatsScope, ...]:
+    return _SCOPES.get()
+
+
+@contextmanager
+def track(listener: Callable[[Any], None] | None = None) -> Iterator[StatsScope]:
+    """Count limiter activity of the code run inside (its threads started with a copied context and
+    its asyncio tasks included). Scopes nest; each sees everything inside it."""
+    scope = StatsScope(listener)
+    token = _SCOPES.set(_SCOPES.get() + (scope,))
+    try:
+        yield scope
+    finally:
+        _SCOPES.reset(token)

@@ -1,0 +1,181 @@
+"""RateLimiterResource: the Dagster face of ``ccxt_questdb_assets.ratelimit``.
+
+One resource shared by every asset. Its fields are the spec's ``rate_limiter`` options; the
+limiters it hands out are the very ones the library layer gets from ``get_rate_limiter`` (same key,
+same process-wide budget), so assets and library code never double the traffic.
+
+    defs = Definitions(assets=[...], resources={
+        "rate_limiter": RateLimiterResource(
+            scope="cluster", min_interval_s=1.2, burst=1,
+            redis_dsn=EnvVar("CCXT_QUESTDB_RATE_LIMITER_REDIS"),
+        ),
+    })
+
+    @asset
+    def candles(context, rate_limiter: RateLimiterResource):
+        with rate_limiter.track(context):          # waits, 429s and tokens -> run log + metadata
+            provider = CcxtQuestDBProvider.from_config({..., "rate_limiter": rate_limiter.to_config()})
+            ...
+
+Secrets: pass the DSN with ``EnvVar`` (Dagster then never shows the value); left unset, the
+library's fallback chain applies (``CCXT_QUESTDB_RATE_LIMITER_REDIS``, then
+``QMTL_CCXT_RATE_LIMITER_REDIS``).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from ccxt_questdb_assets.ratelimit import (
+    LimiterEvent,
+    LimiterStats,
+    RateLimiter,
+    RateLimiterConfig,
+    StatsScope,
+    get_rate_limiter,
+    track,
+)
+
+_OPTION_FIELDS = (
+    "scope",
+    "max_concurrency",
+    "min_interval_s",
+    "min_interval_ms",
+    "tokens_per_interval",
+    "interval_ms",
+    "burst_tokens",
+    "burst",
+    "local_semaphore",
+    "key_suffix",
+    "key_template",
+    "penalty_backoff_ms",
+    "redis_dsn",
+    "on_redis_error",
+    "redis_retry_s",
+    "redis_timeout_s",
+    "fallback_fraction",
+    "endpoint_weights",
+)
+
+
+class RateLimiterResource(ConfigurableResource):
+    """Shared exchange rate limiter (see docs/rate-limiting.md for every option)."""
+
+    scope: str = Field(default="process", description="local (per fetcher), process (default) or cluster (Redis).")
+    max_concurrency: int = Field(default=1, description="In-flight requests per key in this process.")
+    min_interval_s: Optional[float] = Field(default=None, description="Seconds between requests (one token each).")
+    min_interval_ms: Optional[float] = Field(default=None, description="Same in milliseconds (must agree if both).")
+    tokens_per_interval: Optional[float] = Field(default=None, description="Weight budget per interval_ms.")
+    interval_ms: Optional[float] = Field(default=None, description="Window of tokens_per_interval (default 1000).")
+    burst_tokens: Optional[float] = Field(default=None, description="Bucket capacity (burst).")
+    burst: Optional[float] = Field(default=None, description="Alias of burst_tokens (the spec's quick start).")
+    local_semaphore: Optional[int] = Field(default=None, description="In-flight cap per fetcher.")
+    key_suffix: Optional[str] = Field(default=None, description="Partitions the budget (account, endpoint).")
+    key_template: Optional[str] = Field(default=None, description="Custom key, e.g. ccxt:{exchange}:{account?}.")
+    penalty_backoff_ms: float = Field(default=1000, description="Minimum shared cooldown after a 429/418.")
+    redis_dsn: Optional[str] = Field(
+        default=None,
+        description="Redis for scope=cluster; use EnvVar(...). Unset: CCXT_QUESTDB_RATE_LIMITER_REDIS, "
+        "then QMTL_CCXT_RATE_LIMITER_REDIS.",
+    )
+    on_redis_error: str = Field(default="fallback", description="fallback (in-process limiter) or raise.")
+    redis_retry_s: float = Field(default=1.0, description="Seconds between Redis probes during an outage.")
+    redis_timeout_s: float = Field(default=1.0, description="Redis connect and command timeout.")
+    fallback_fraction: float = Field(default=1.0, description="Share of the rate each process uses in fallback.")
+    endpoint_weights: Optional[dict[str, float]] = Field(default=None, description="Weight overrides per endpoint.")
+    log_waits_over_s: float = Field(default=5.0, description="Waits at least this long are logged at INFO.")
+
+    # ------------------------------------------------------------------ config and limiters
+    def options(self) -> dict[str, Any]:
+        """The spec-style ``rate_limiter`` mapping of this resource (unset fields left out)."""
+        out: dict[str, Any] = {}
+        for name in _OPTION_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def to_config(self) -> RateLimiterConfig:
+        """Validated config (raises ConfigError on bad values); pass it to the library layer."""
+        return RateLimiterConfig.from_mapping(self.options(), environ=os.environ)
+
+    def get_limiter(self, exchange_id: str, context: Any = None) -> RateLimiter:
+        """The limiter for ``exchange_id`` (the process-wide one for process/cluster scope).
+        With a context, its events reach the run log."""
+        return get_rate_limiter(
+            self.to_config(), exchange_id, listener=self._listener(context) if context is not None else None
+        )
+
+    # ------------------------------------------------------------------ run logs and metadata
+    def _listener(self, context: Any):
+        log = context.log
+        threshold = self.log_waits_over_s
+
+        def on_event(event: LimiterEvent) -> None:
+            if event.kind == "penalty":
+                log.warning(
+                    f"rate limiter {event.key}: exchange answered {event.info.get('status') or '429/418'} "
+                    f"(Retry-After {event.info.get('retry_after')}); all holders pause {event.seconds:.2f} s"
+                )
+            elif event.kind == "fallback":
+                log.warning(f"rate limiter {event.key}: Redis unreachable ({event.info.get('error')}); "
+                            "using the in-process limiter until it returns")
+            elif event.kind == "resumed":
+                log.info(f"rate limiter {event.key}: Redis back after {event.seconds:.1f} s; sharing again")
+            elif event.kind == "timeout":
+                log.warning(f"rate limiter {event.key}: not admitted within {event.info.get('timeout')} s")
+            elif event.kind in ("wait", "cooldown_wait") and event.seconds >= threshold:
+                log.info(f"rate limiter {event.key}: {event.kind.replace('_', ' ')} {event.seconds:.2f} s")
+
+        return on_event
+
+    @contextmanager
+    def track(self, context: Any = None, *, add_metadata: bool = True,
+              output_name: Optional[str] = None) -> Iterator[StatsScope]:
+        """Count every limiter call made inside (library code included): events go to the run log,
+        and at the end a summary is logged and, with ``add_metadata``, attached as output metadata."""
+        with track(self._listener(context) if context is not None else None) as scope:
+            try:
+                yield scope
+            finally:
+                stats = scope.stats
+                if context is not None:
+                    context.log.info(f"rate limiter: {self.summary(stats)}")
+                    if add_metadata:
+                        self.add_metadata(context, stats, keys=sorted(k for k in scope.keys if k),
+                                          output_name=output_name)
+
+    @staticmethod
+    def summary(stats: LimiterStats) -> str:
+        return (
+            f"{stats.requests} requests, {stats.tokens:g} tokens, {stats.waits} waits "
+            f"({stats.wait_s:.2f} s, max {stats.max_wait_s:.2f} s), {stats.penalties} penalties, "
+            f"{stats.fallback_events} fallbacks ({stats.fallback_requests} requests)"
+        )
+
+    def metadata(self, stats: LimiterStats, keys: Optional[list[str]] = None) -> dict[str, Any]:
+        md: dict[str, Any] = dict(stats.to_metadata())
+        md["rate_limiter/scope"] = self.scope
+        if keys:
+            md["rate_limiter/keys"] = ", ".join(keys)
+        return md
+
+    def add_metadata(self, context: Any, stats: LimiterStats, *, keys: Optional[list[str]] = None,
+                     output_name: Optional[str] = None) -> None:
+        """Attach the counters to the materialization (silently skipped where the context has no
+        single output to attach to, e.g. an op without outputs)."""
+        add = getattr(context, "add_output_metadata", None)
+        if add is None:
+            return
+        try:
+            if output_name is None:
+                add(self.metadata(stats, keys))
+            else:
+                add(self.metadata(stats, keys), output_name=output_name)
+        except Exception as exc:  # noqa: BLE001 - metadata must never fail the run
+            context.log.debug(f"rate limiter metadata not attached: {exc}")
