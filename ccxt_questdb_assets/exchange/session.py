@@ -25,7 +25,6 @@ from ccxt_questdb_assets.exchange.retry import (
     retry_after_seconds,
 )
 from ccxt_questdb_assets.ratelimit import get_rate_limiter
-from ccxt_questdb_assets.ratelimit.weights import endpoint_weight
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +92,11 @@ class ExchangeSession:
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``exchange.method(*args, **kwargs)`` through limiter and retries."""
         fn = getattr(self.exchange, method)
-        return await self._call_raw(method, lambda: fn(*args, **kwargs))
+        return await self._call_raw(method, lambda: fn(*args, **kwargs), limit=kwargs.get("limit"))
 
-    async def _call_raw(self, method: str, make_call) -> Any:
+    async def _call_raw(self, method: str, make_call, *, limit: int | None = None) -> Any:
         policy = self.config.retry_policy
-        weight = endpoint_weight(self.config.exchange_id, method)
+        weight = self._limiter.weights.for_call(method, limit=limit)
         retry = 0
         while True:
             try:

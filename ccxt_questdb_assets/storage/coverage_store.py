@@ -1,7 +1,7 @@
 """Coverage metadata in QuestDB: a lookup reads a handful of span rows for one node, so it
 costs the same whether the series holds ten rows or a hundred million.
 
-Rows are keyed by ``(span start, node_id)``. A fill extends its own row in place (DEDUP
+Rows are keyed by ``(span start, node_id, empty)``. A fill extends its own row in place (DEDUP
 upsert). When a node accumulates many rows, ``compact`` rewrites the merged spans and turns
 the rows they absorbed into tombstones (``end_ts = ts``), which reads skip. Compaction only
 ever shrinks claims, so a race with another writer can cost a refetch, never a hole.

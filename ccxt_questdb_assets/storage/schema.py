@@ -71,7 +71,8 @@ TRADES = TableSchema(
     partition_by="DAY",
 )
 
-# One row per recorded span, keyed by (span start, node id): a fill extends its own row in place.
+# One row per recorded span, keyed by (span start, node id, empty): a fill extends its own row in
+# place, and an empty window starting where a data run starts keeps a row of its own.
 COVERAGE = TableSchema(
     kind="coverage",
     columns=(
@@ -81,7 +82,7 @@ COVERAGE = TableSchema(
         ("empty", "BOOLEAN"),
         ("checked_at", "TIMESTAMP"),
     ),
-    dedup_keys=("ts", "node_id"),
+    dedup_keys=("ts", "node_id", "empty"),
     partition_by="YEAR",
 )
 
