@@ -151,6 +151,8 @@ def build_exchange(
                 exchange.urls[section] = rewrite_api_urls(exchange.urls[section], base)
         if getattr(exchange, "hostname", None):
             exchange.hostname = urlsplit(base).netloc
+        if base.startswith("http://") and hasattr(exchange, "timeout_on_exit"):
+            exchange.timeout_on_exit = 0  # async close() sleeps 250 ms for TLS shutdown; plain HTTP has none
     return exchange
 
 
