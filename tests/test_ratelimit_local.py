@@ -89,6 +89,12 @@ def test_process_scope_shares_one_budget_per_key():
     assert a.key == b.key == "ccxt:binance"
     assert a._core is b._core
     assert shared_keys() == ["ccxt:binance"]
+    c = get_rate_limiter(cfg(min_interval_s=0.5, max_concurrency=4, key_suffix="k"), "binance")
+    d = get_rate_limiter(cfg(min_interval_s=0.5, max_concurrency=4, key_suffix="k", local_semaphore=2,
+                             endpoint_weights={"klines": 7}), "binance")
+    assert c._core is d._core  # per-fetcher settings may differ...
+    assert c._handle_sem.capacity == 4 and d._handle_sem.capacity == 2  # ...and apply per fetcher
+    assert c.weights.weight("klines") == 2 and d.weights.weight("klines") == 7
     other = get_rate_limiter(cfg(min_interval_s=0.5, key_suffix="acct2"), "binance")
     assert other._core is not a._core and other.key == "ccxt:binance:acct2"
 

@@ -184,6 +184,10 @@ class ClusterBackend:
                 status, ms = self._run("reserve", args)
             except REDIS_ERRORS as exc:
                 self._failed(exc, "reserve")
+            except BaseException:
+                with self._lock:
+                    self._probing = False
+                raise
             else:
                 self._ok()
                 seconds = float(ms) / 1000.0

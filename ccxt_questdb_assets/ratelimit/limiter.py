@@ -181,9 +181,11 @@ class RateLimiter:
     Safe to use from several threads and several event loops at once.
     """
 
-    def __init__(self, core: SharedCore, *, exchange_id: str | None = None, listener: Listener | None = None) -> None:
+    def __init__(self, core: SharedCore, *, config: RateLimiterConfig | None = None, exchange_id: str | None = None,
+                 listener: Listener | None = None) -> None:
         self._core = core
-        self._handle_sem = HybridSemaphore(core.config.handle_concurrency)
+        self._config = config if config is not None else core.config
+        self._handle_sem = HybridSemaphore(self._config.handle_concurrency)
         self._stats = StatsRecorder()
         self._listener = listener
         self.exchange_id = exchange_id
@@ -201,7 +203,12 @@ class RateLimiter:
 
     @property
     def config(self) -> RateLimiterConfig:
-        """The config that defined the shared budget (the first holder's)."""
+        """This fetcher's config (its ``local_semaphore`` and ``endpoint_weights`` apply to it)."""
+        return self._config
+
+    @property
+    def shared_config(self) -> RateLimiterConfig:
+        """The config that defined the key's shared budget (its first holder's)."""
         return self._core.config
 
     @property
@@ -225,7 +232,7 @@ class RateLimiter:
         if self._weights is None:
             from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
 
-            self._weights = EndpointWeights(self.exchange_id, overrides=self._core.config.weights)
+            self._weights = EndpointWeights(self.exchange_id, overrides=self._config.weights)
         return self._weights
 
     def cooldown_remaining(self) -> float:

@@ -7,6 +7,8 @@ every band would be full again and no cooldown runs, so idle keys leave nothing 
 """
 
 _PRELUDE = """
+-- Redis < 5 replicates scripts verbatim and forbids writes after TIME unless told otherwise.
+if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000

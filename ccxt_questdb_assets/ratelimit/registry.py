@@ -70,7 +70,7 @@ def get_rate_limiter(
         config = RateLimiterConfig.from_mapping(config)
     key = limiter_key(config, exchange_id)
     if config.scope == "local":
-        return RateLimiter(_build_core(key, config), exchange_id=exchange_id, listener=listener)
+        return RateLimiter(_build_core(key, config), config=config, exchange_id=exchange_id, listener=listener)
     with _lock:
         core = _cores.get(key)
         if core is None:
@@ -82,7 +82,7 @@ def get_rate_limiter(
                 f"({_describe_conflict(core.signature, config.budget_signature())}). Every fetcher of one key "
                 "shares one budget: give them the same settings, or separate them with key_suffix"
             )
-    return RateLimiter(core, exchange_id=exchange_id, listener=listener)
+    return RateLimiter(core, config=config, exchange_id=exchange_id, listener=listener)
 
 
 def shared_keys() -> list[str]:
