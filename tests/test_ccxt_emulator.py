@@ -311,6 +311,26 @@ def test_broken_json_and_empty_pages_pass_silently(emulator, emulator_control, m
     assert call(emulator, mode, lambda ex: ex.fetch_ohlcv("BTC/USDT", "1m", limit=5)) == []
 
 
+def test_duplicate_and_shuffled_rows_through_ccxt(emulator, emulator_control):
+    emulator_control.freeze_clock(NOW)
+    since = NOW - DAY_MS
+
+    def fetch(ex):
+        return ex.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=10)
+
+    clean = call(emulator, "sync", fetch)
+    emulator_control.inject("out_of_order_rows", path=KLINES)
+    assert call(emulator, "sync", fetch) == clean  # ccxt sorts by timestamp
+    emulator_control.inject("duplicate_rows", path=KLINES)
+    dup = call(emulator, "sync", fetch)
+    # 12 rows come back; with `since` ccxt keeps the first `limit`: a duplicate stays, the last row is lost
+    assert len(dup) == 10 and dup[:6] == clean[:6] and dup[6] == clean[5] and dup[7:] == clean[6:9]
+    emulator_control.inject("duplicate_rows", path=AGG)
+    trades = call(emulator, "sync", lambda ex: ex.fetch_trades("BTC/USDT", limit=10, params={"fromId": 1000}))
+    ids = [int(t["id"]) for t in trades]
+    assert ids == [1002, 1003, 1004, 1005, 1005, 1006, 1007, 1008, 1009, 1009]  # without since: the last `limit`
+
+
 def test_truncated_exchange_info_loads_no_markets(emulator, emulator_control):
     emulator_control.inject("truncated_json", path=INFO)
     assert call(emulator, "sync", lambda ex: ex.load_markets(), load=False) == {}
