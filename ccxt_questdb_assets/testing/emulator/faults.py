@@ -97,7 +97,9 @@ def mangle_rows(kind: str, rows: list[Any]) -> list[Any]:
     if kind == "out_of_order_rows" and len(rows) > 1:
         out = list(rows)
         rnd = random.Random(len(rows))
-        while out == rows:
+        for _ in range(20):
             rnd.shuffle(out)
-        return out
+            if out != rows:
+                return out
+        return rows[::-1]
     return rows
