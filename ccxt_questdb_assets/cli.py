@@ -13,6 +13,7 @@ from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ccxt_questdb_assets.demo import register as register_demo
     from ccxt_questdb_assets.services.cli import register as register_services
     from ccxt_questdb_assets.testing.emulator.cli import register as register_emulator
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_services(sub)
     register_emulator(sub)
+    register_demo(sub)
     return parser
 
 
