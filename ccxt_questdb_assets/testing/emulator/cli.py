@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT
@@ -12,9 +13,13 @@ __all__ = ["main", "register"]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from ccxt_questdb_assets.core.errors import ServiceError
     from ccxt_questdb_assets.testing.emulator.server import serve_forever
 
-    asyncio.run(serve_forever(args.host, args.port, weight_limit=args.weight_limit, ready_file=args.ready_file))
+    try:
+        asyncio.run(serve_forever(args.host, args.port, weight_limit=args.weight_limit, ready_file=args.ready_file))
+    except OSError as exc:
+        raise ServiceError(f"exchange emulator cannot listen on {args.host}:{args.port}: {exc}") from exc
     return 0
 
 
@@ -39,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ccxt_questdb_assets.testing.emulator")
     _add_commands(parser)
     args = parser.parse_args(argv)
+    from ccxt_questdb_assets.core.errors import CcxtQuestDBError
+
     try:
         return int(args.func(args) or 0)
+    except CcxtQuestDBError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -514,7 +514,7 @@ class SyntheticMarket:
 
     _DAY_BATCH = 32
 
-    def __init__(self, specs: Iterable[SymbolSpec] = DEFAULT_SYMBOLS, *, cache_days: int = 40_000) -> None:
+    def __init__(self, specs: Iterable[SymbolSpec] = DEFAULT_SYMBOLS, *, cache_days: int = 12_000) -> None:
         self._syms = {s.symbol: _Sym(s) for s in specs}
         self._by_ccxt = {s.ccxt_symbol: s.symbol for s in specs}
         self._cache: OrderedDict[tuple[str, int], tuple[Bars, Bars]] = OrderedDict()
