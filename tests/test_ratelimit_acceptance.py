@@ -71,14 +71,21 @@ def _fresh_registry():
     reset_registry()
 
 
-def run_workers(n: int, *, base_url: str, limiter: dict, duration: float, tasks: int = 2,
-                lead_s: float = 0.5) -> tuple[float, list[subprocess.Popen]]:
+def run_workers(
+    n: int, *, base_url: str, limiter: dict, duration: float, tasks: int = 2, lead_s: float = 0.5
+) -> tuple[float, list[subprocess.Popen]]:
     """Start ``n`` workers, wait until each has imported everything, then start them together."""
     args = {"url": base_url + PATH, "limiter": limiter, "duration": duration, "tasks": tasks}
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(args)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(n)
     ]
     for p in procs:
@@ -140,8 +147,9 @@ def limiter_options(redis_url: str, rate: int, burst: int, **extra) -> dict:
 @pytest.mark.slow
 def test_four_processes_share_rate_and_burst(emulator, emulator_control, redis_url):
     rate, burst, duration = 10, 3, 20.0
-    start_at, procs = run_workers(4, base_url=emulator.base_url, limiter=limiter_options(redis_url, rate, burst),
-                                  duration=duration)
+    start_at, procs = run_workers(
+        4, base_url=emulator.base_url, limiter=limiter_options(redis_url, rate, burst), duration=duration
+    )
     results = collect(procs, timeout=duration + 40)
     seen = arrivals(emulator_control)
     assert max_in_window(seen) <= rate + burst, "the emulator saw more than R + B requests in a 1-second window"
@@ -174,7 +182,7 @@ def test_retry_after_429_pauses_every_process(emulator, emulator_control, redis_
     t429 = hits[0]["time_ms"] / 1000.0
     penalties = [p for r in results for p in r["penalties"]]
     assert len(penalties) == 1
-    (_, penalty_landed, retry_after), = penalties
+    ((_, penalty_landed, retry_after),) = penalties
     assert retry_after == "2"
     after = sorted(r["time_ms"] / 1000.0 for r in log if r["time_ms"] / 1000.0 > t429)
     sends = [a[0] for r in results for a in r["admitted"]]

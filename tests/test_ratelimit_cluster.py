@@ -95,9 +95,8 @@ def test_admission_is_atomic_across_cores_and_threads(redis_url, cores):
 
     def worker(lim):
         while time.monotonic() < stop:
-            with lim.acquire_sync():
-                with lock:
-                    stamps.append(time.monotonic())
+            with lim.acquire_sync(), lock:
+                stamps.append(time.monotonic())
 
     threads = [threading.Thread(target=worker, args=(lim,)) for lim in limiters for _ in range(2)]
     t0 = time.monotonic()
@@ -251,9 +250,8 @@ def test_redis_outage_with_raise_policy(redis_server, redis_url, cores):
         pass
     redis_server.stop()
     try:
-        with pytest.raises(ServiceError, match="on_redis_error=raise"):
-            with lim.acquire_sync():
-                pass
+        with pytest.raises(ServiceError, match="on_redis_error=raise"), lim.acquire_sync():
+            pass
 
         async def main():
             with pytest.raises(ServiceError):
@@ -283,8 +281,9 @@ def test_penalty_during_outage_still_applies_locally(redis_server, redis_url, co
 
 
 def test_unreachable_redis_from_the_start_falls_back(cores):
-    lim = cores({"scope": "cluster", "redis_dsn": "redis://127.0.0.1:1/0", "min_interval_s": 0.01,
-                 "redis_timeout_s": 0.2})
+    lim = cores(
+        {"scope": "cluster", "redis_dsn": "redis://127.0.0.1:1/0", "min_interval_s": 0.01, "redis_timeout_s": 0.2}
+    )
     with lim.acquire_sync(timeout=5):
         pass
     assert lim.mode == "fallback" and lim.stats.fallback_requests == 1

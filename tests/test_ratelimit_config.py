@@ -157,8 +157,12 @@ def test_cluster_without_dsn_names_every_source():
     with pytest.raises(ConfigError) as info:
         parse({"scope": "cluster"})
     text = str(info.value)
-    for needle in ("redis_dsn", "connectors.ccxt_rate_limiter_redis", "CCXT_QUESTDB_RATE_LIMITER_REDIS",
-                   "QMTL_CCXT_RATE_LIMITER_REDIS"):
+    for needle in (
+        "redis_dsn",
+        "connectors.ccxt_rate_limiter_redis",
+        "CCXT_QUESTDB_RATE_LIMITER_REDIS",
+        "QMTL_CCXT_RATE_LIMITER_REDIS",
+    ):
         assert needle in text
 
 
@@ -170,9 +174,21 @@ def test_redis_dsn_is_accepted_but_unused_in_process_scope():
 
 
 def test_known_options_cover_the_spec():
-    for name in ("max_concurrency", "min_interval_s", "min_interval_ms", "scope", "redis_dsn",
-                 "tokens_per_interval", "interval_ms", "burst_tokens", "burst", "local_semaphore",
-                 "key_suffix", "key_template", "penalty_backoff_ms"):
+    for name in (
+        "max_concurrency",
+        "min_interval_s",
+        "min_interval_ms",
+        "scope",
+        "redis_dsn",
+        "tokens_per_interval",
+        "interval_ms",
+        "burst_tokens",
+        "burst",
+        "local_semaphore",
+        "key_suffix",
+        "key_template",
+        "penalty_backoff_ms",
+    ):
         assert name in KNOWN_OPTIONS
 
 

@@ -85,7 +85,5 @@ def test_invalid_template_fails_at_config_time():
 def test_limiter_key_from_config():
     cfg = RateLimiterConfig.from_mapping({"key_suffix": "acct42"}, environ={})
     assert limiter_key(cfg, "Binance") == "ccxt:binance:acct42"
-    cfg = RateLimiterConfig.from_mapping(
-        {"key_suffix": "acct42", "key_template": "{exchange_id}|{suffix}"}, environ={}
-    )
+    cfg = RateLimiterConfig.from_mapping({"key_suffix": "acct42", "key_template": "{exchange_id}|{suffix}"}, environ={})
     assert limiter_key(cfg, "Binance") == "Binance|acct42"

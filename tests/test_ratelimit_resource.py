@@ -24,9 +24,16 @@ def test_fields_map_to_the_library_config():
     cfg = res.to_config()
     assert cfg.scope == "cluster" and cfg.burst_tokens == 1 and cfg.min_interval_s == 1.2
     assert res.options() == {
-        "scope": "cluster", "max_concurrency": 1, "min_interval_s": 1.2, "burst": 1.0,
-        "penalty_backoff_ms": 1000, "redis_dsn": "redis://localhost:6379/0", "on_redis_error": "fallback",
-        "redis_retry_s": 1.0, "redis_timeout_s": 1.0, "fallback_fraction": 1.0,
+        "scope": "cluster",
+        "max_concurrency": 1,
+        "min_interval_s": 1.2,
+        "burst": 1.0,
+        "penalty_backoff_ms": 1000,
+        "redis_dsn": "redis://localhost:6379/0",
+        "on_redis_error": "fallback",
+        "redis_retry_s": 1.0,
+        "redis_timeout_s": 1.0,
+        "fallback_fraction": 1.0,
     }
     with pytest.raises(ConfigError, match="scope"):
         RateLimiterResource(scope="clustr").to_config()

@@ -25,8 +25,9 @@ library's fallback chain applies (``CCXT_QUESTDB_RATE_LIMITER_REDIS``, then
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -68,17 +69,17 @@ class RateLimiterResource(ConfigurableResource):
 
     scope: str = Field(default="process", description="local (per fetcher), process (default) or cluster (Redis).")
     max_concurrency: int = Field(default=1, description="In-flight requests per key in this process.")
-    min_interval_s: Optional[float] = Field(default=None, description="Seconds between requests (one token each).")
-    min_interval_ms: Optional[float] = Field(default=None, description="Same in milliseconds (must agree if both).")
-    tokens_per_interval: Optional[float] = Field(default=None, description="Weight budget per interval_ms.")
-    interval_ms: Optional[float] = Field(default=None, description="Window of tokens_per_interval (default 1000).")
-    burst_tokens: Optional[float] = Field(default=None, description="Bucket capacity (burst).")
-    burst: Optional[float] = Field(default=None, description="Alias of burst_tokens (the spec's quick start).")
-    local_semaphore: Optional[int] = Field(default=None, description="In-flight cap per fetcher.")
-    key_suffix: Optional[str] = Field(default=None, description="Partitions the budget (account, endpoint).")
-    key_template: Optional[str] = Field(default=None, description="Custom key, e.g. ccxt:{exchange}:{account?}.")
+    min_interval_s: float | None = Field(default=None, description="Seconds between requests (one token each).")
+    min_interval_ms: float | None = Field(default=None, description="Same in milliseconds (must agree if both).")
+    tokens_per_interval: float | None = Field(default=None, description="Weight budget per interval_ms.")
+    interval_ms: float | None = Field(default=None, description="Window of tokens_per_interval (default 1000).")
+    burst_tokens: float | None = Field(default=None, description="Bucket capacity (burst).")
+    burst: float | None = Field(default=None, description="Alias of burst_tokens (the spec's quick start).")
+    local_semaphore: int | None = Field(default=None, description="In-flight cap per fetcher.")
+    key_suffix: str | None = Field(default=None, description="Partitions the budget (account, endpoint).")
+    key_template: str | None = Field(default=None, description="Custom key, e.g. ccxt:{exchange}:{account?}.")
     penalty_backoff_ms: float = Field(default=1000, description="Minimum shared cooldown after a 429/418.")
-    redis_dsn: Optional[str] = Field(
+    redis_dsn: str | None = Field(
         default=None,
         description="Redis for scope=cluster; use EnvVar(...). Unset: CCXT_QUESTDB_RATE_LIMITER_REDIS, "
         "then QMTL_CCXT_RATE_LIMITER_REDIS.",
@@ -87,7 +88,7 @@ class RateLimiterResource(ConfigurableResource):
     redis_retry_s: float = Field(default=1.0, description="Seconds between Redis probes during an outage.")
     redis_timeout_s: float = Field(default=1.0, description="Redis connect and command timeout.")
     fallback_fraction: float = Field(default=1.0, description="Share of the rate each process uses in fallback.")
-    endpoint_weights: Optional[dict[str, float]] = Field(default=None, description="Weight overrides per endpoint.")
+    endpoint_weights: dict[str, float] | None = Field(default=None, description="Weight overrides per endpoint.")
     log_waits_over_s: float = Field(default=5.0, description="Waits at least this long are logged at INFO.")
 
     # ------------------------------------------------------------------ config and limiters
@@ -123,8 +124,10 @@ class RateLimiterResource(ConfigurableResource):
                     f"(Retry-After {event.info.get('retry_after')}); all holders pause {event.seconds:.2f} s"
                 )
             elif event.kind == "fallback":
-                log.warning(f"rate limiter {event.key}: Redis unreachable ({event.info.get('error')}); "
-                            "using the in-process limiter until it returns")
+                log.warning(
+                    f"rate limiter {event.key}: Redis unreachable ({event.info.get('error')}); "
+                    "using the in-process limiter until it returns"
+                )
             elif event.kind == "resumed":
                 log.info(f"rate limiter {event.key}: Redis back after {event.seconds:.1f} s; sharing again")
             elif event.kind == "timeout":
@@ -135,8 +138,9 @@ class RateLimiterResource(ConfigurableResource):
         return on_event
 
     @contextmanager
-    def track(self, context: Any = None, *, add_metadata: bool = True,
-              output_name: Optional[str] = None) -> Iterator[StatsScope]:
+    def track(
+        self, context: Any = None, *, add_metadata: bool = True, output_name: str | None = None
+    ) -> Iterator[StatsScope]:
         """Count every limiter call made inside (library code included): events go to the run log,
         and at the end a summary is logged and, with ``add_metadata``, attached as output metadata."""
         with track(self._listener(context) if context is not None else None) as scope:
@@ -147,8 +151,9 @@ class RateLimiterResource(ConfigurableResource):
                 if context is not None:
                     context.log.info(f"rate limiter: {self.summary(stats)}")
                     if add_metadata:
-                        self.add_metadata(context, stats, keys=sorted(k for k in scope.keys if k),
-                                          output_name=output_name)
+                        self.add_metadata(
+                            context, stats, keys=sorted(k for k in scope.keys if k), output_name=output_name
+                        )
 
     @staticmethod
     def summary(stats: LimiterStats) -> str:
@@ -158,15 +163,16 @@ class RateLimiterResource(ConfigurableResource):
             f"{stats.fallback_events} fallbacks ({stats.fallback_requests} requests)"
         )
 
-    def metadata(self, stats: LimiterStats, keys: Optional[list[str]] = None) -> dict[str, Any]:
+    def metadata(self, stats: LimiterStats, keys: list[str] | None = None) -> dict[str, Any]:
         md: dict[str, Any] = dict(stats.to_metadata())
         md["rate_limiter/scope"] = self.scope
         if keys:
             md["rate_limiter/keys"] = ", ".join(keys)
         return md
 
-    def add_metadata(self, context: Any, stats: LimiterStats, *, keys: Optional[list[str]] = None,
-                     output_name: Optional[str] = None) -> None:
+    def add_metadata(
+        self, context: Any, stats: LimiterStats, *, keys: list[str] | None = None, output_name: str | None = None
+    ) -> None:
         """Attach the counters to the materialization (silently skipped where the context has no
         single output to attach to, e.g. an op without outputs)."""
         add = getattr(context, "add_output_metadata", None)

@@ -26,19 +26,19 @@ from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsScope, track
 from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
 
 __all__ = [
-    "Band",
     "CONNECTORS_DSN_KEY",
     "ENV_DSN_VARS",
-    "EndpointWeights",
     "KNOWN_OPTIONS",
+    "PLACEHOLDERS",
+    "SCOPES",
+    "Band",
+    "EndpointWeights",
     "LimiterEvent",
     "LimiterStats",
-    "PLACEHOLDERS",
     "Permit",
     "RateLimitTimeout",
     "RateLimiter",
     "RateLimiterConfig",
-    "SCOPES",
     "StatsScope",
     "get_rate_limiter",
     "limiter_key",

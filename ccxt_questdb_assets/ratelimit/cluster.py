@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -149,7 +150,11 @@ class ClusterBackend:
             _log.warning(
                 "rate limiter %s: Redis at %s unreachable (%s: %s); falling back to the in-process limiter "
                 "until it answers again (probing every %.1f s)",
-                self.key, redact_dsn(self.dsn), type(exc).__name__, exc, self.retry_s,
+                self.key,
+                redact_dsn(self.dsn),
+                type(exc).__name__,
+                exc,
+                self.retry_s,
             )
             self._on_event("fallback", {"error": f"{type(exc).__name__}: {exc}"})
 
@@ -246,5 +251,5 @@ class ClusterBackend:
         if client is not None:
             try:
                 client.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+            except Exception:  # noqa: BLE001, S110 - closing a dead connection is not an error
                 pass

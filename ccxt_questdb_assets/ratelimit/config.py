@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
@@ -87,8 +88,14 @@ def redact_dsn(dsn: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _num(options: Mapping[str, Any], name: str, *, integer: bool = False, minimum: float | None = None,
-         exclusive: bool = False) -> float | int | None:
+def _num(
+    options: Mapping[str, Any],
+    name: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    exclusive: bool = False,
+) -> float | int | None:
     value = options.get(name)
     if value is None:
         return None
@@ -102,11 +109,10 @@ def _num(options: Mapping[str, Any], name: str, *, integer: bool = False, minimu
             raise ConfigError(f"rate_limiter.{name} must be a number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"rate_limiter.{name} must be finite, got {value!r}")
-    if integer:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ConfigError(f"rate_limiter.{name} must be a whole number, got {value!r}")
-            value = int(value)
+    if integer and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"rate_limiter.{name} must be a whole number, got {value!r}")
+        value = int(value)
     if minimum is not None:
         bad = value <= minimum if exclusive else value < minimum
         if bad:
@@ -167,7 +173,7 @@ class RateLimiterConfig:
         *,
         connectors: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
-    ) -> "RateLimiterConfig":
+    ) -> RateLimiterConfig:
         """Parse the spec's ``rate_limiter`` dict (``None`` gives the defaults).
 
         ``connectors`` is the ``connectors`` config section (its ``ccxt_rate_limiter_redis`` key is
@@ -196,8 +202,11 @@ class RateLimiterConfig:
 
         min_s = _num(options, "min_interval_s", minimum=0, exclusive=True)
         min_ms = _num(options, "min_interval_ms", minimum=0, exclusive=True)
-        if min_s is not None and min_ms is not None and not math.isclose(min_s * 1000.0, min_ms, rel_tol=1e-9,
-                                                                          abs_tol=1e-6):
+        if (
+            min_s is not None
+            and min_ms is not None
+            and not math.isclose(min_s * 1000.0, min_ms, rel_tol=1e-9, abs_tol=1e-6)
+        ):
             raise ConfigError(
                 f"rate_limiter.min_interval_s ({min_s}) and min_interval_ms ({min_ms}) disagree; set only one"
             )
@@ -219,9 +228,7 @@ class RateLimiterConfig:
         if burst is None:
             burst = burst_alias
         if burst is not None and tpi is None and min_s is None:
-            raise ConfigError(
-                "rate_limiter.burst_tokens/burst needs a rate: set min_interval_s or tokens_per_interval"
-            )
+            raise ConfigError("rate_limiter.burst_tokens/burst needs a rate: set min_interval_s or tokens_per_interval")
 
         penalty = _num(options, "penalty_backoff_ms", minimum=0)
         raw_suffix = options.get("key_suffix")
@@ -237,9 +244,7 @@ class RateLimiterConfig:
 
         on_err = options.get("on_redis_error", "fallback")
         if not isinstance(on_err, str) or on_err.strip().lower() not in ON_REDIS_ERROR:
-            raise ConfigError(
-                f"rate_limiter.on_redis_error must be one of {', '.join(ON_REDIS_ERROR)}, got {on_err!r}"
-            )
+            raise ConfigError(f"rate_limiter.on_redis_error must be one of {', '.join(ON_REDIS_ERROR)}, got {on_err!r}")
         retry_s = _num(options, "redis_retry_s", minimum=0, exclusive=True)
         timeout_s = _num(options, "redis_timeout_s", minimum=0, exclusive=True)
         fraction = _num(options, "fallback_fraction", minimum=0, exclusive=True)
@@ -265,20 +270,20 @@ class RateLimiterConfig:
                 f"(or the legacy {ENV_DSN_VARS[1]})"
             )
 
-        kwargs: dict[str, Any] = dict(
-            scope=scope,
-            min_interval_s=float(min_s) if min_s is not None else None,
-            tokens_per_interval=float(tpi) if tpi is not None else None,
-            interval_ms=float(interval_ms) if interval_ms is not None else (DEFAULT_INTERVAL_MS if tpi else None),
-            burst_tokens=float(burst) if burst is not None else None,
-            local_semaphore=local_semaphore,
-            key_suffix=key_suffix,
-            key_template=key_template,
-            redis_dsn=dsn,
-            redis_dsn_source=source,
-            on_redis_error=on_err.strip().lower(),
-            endpoint_weights=tuple(sorted(weights)),
-        )
+        kwargs: dict[str, Any] = {
+            "scope": scope,
+            "min_interval_s": float(min_s) if min_s is not None else None,
+            "tokens_per_interval": float(tpi) if tpi is not None else None,
+            "interval_ms": float(interval_ms) if interval_ms is not None else (DEFAULT_INTERVAL_MS if tpi else None),
+            "burst_tokens": float(burst) if burst is not None else None,
+            "local_semaphore": local_semaphore,
+            "key_suffix": key_suffix,
+            "key_template": key_template,
+            "redis_dsn": dsn,
+            "redis_dsn_source": source,
+            "on_redis_error": on_err.strip().lower(),
+            "endpoint_weights": tuple(sorted(weights)),
+        }
         if max_concurrency is not None:
             kwargs["max_concurrency"] = max_concurrency
         if penalty is not None:
@@ -372,7 +377,7 @@ class RateLimiterConfig:
             )
         return sig
 
-    def with_options(self, **changes: Any) -> "RateLimiterConfig":
+    def with_options(self, **changes: Any) -> RateLimiterConfig:
         """A copy with some fields changed (no re-validation: prefer from_mapping for user input)."""
         return replace(self, **changes)
 

@@ -119,9 +119,13 @@ def render_key(exchange_id: str | None, *, key_suffix: str | None = None, key_te
         raise ConfigError(f"rate_limiter.key_template {template!r} renders an empty key")
     if any(c.isspace() or not c.isprintable() for c in out):
         raise ConfigError(f"rate limiter key {out!r} contains whitespace or control characters")
-    if key_template and suffix and not any(
-        isinstance(s, Placeholder) and s.name in ("suffix", "key_suffix", "account")
-        for s in parse_key_template(template)
+    if (
+        key_template
+        and suffix
+        and not any(
+            isinstance(s, Placeholder) and s.name in ("suffix", "key_suffix", "account")
+            for s in parse_key_template(template)
+        )
     ):
         _log.warning(
             "rate_limiter.key_suffix %r is not used: key_template %r has no {suffix}/{key_suffix}/{account} "

@@ -18,8 +18,9 @@ import math
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 from ccxt_questdb_assets.ratelimit.config import RateLimiterConfig
@@ -95,14 +96,14 @@ class SharedCore:
         self.semaphore = HybridSemaphore(config.max_concurrency)
         self.backend: Any = None
         self.stats = StatsRecorder()
-        self._handles: "weakref.WeakSet[RateLimiter]" = weakref.WeakSet()
+        self._handles: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
         self._lock = threading.Lock()
 
-    def attach(self, handle: "RateLimiter") -> None:
+    def attach(self, handle: RateLimiter) -> None:
         with self._lock:
             self._handles.add(handle)
 
-    def handles(self) -> list["RateLimiter"]:
+    def handles(self) -> list[RateLimiter]:
         with self._lock:
             return list(self._handles)
 
@@ -133,7 +134,7 @@ class SharedCore:
 class Permit:
     """An admission: hold it while the request runs. ``source``: local, redis or fallback."""
 
-    limiter: "RateLimiter"
+    limiter: RateLimiter
     weight: float
     waited_s: float
     source: str
@@ -148,7 +149,7 @@ class Permit:
 
 
 class _AsyncAcquire:
-    def __init__(self, limiter: "RateLimiter", weight: float, timeout: float | None) -> None:
+    def __init__(self, limiter: RateLimiter, weight: float, timeout: float | None) -> None:
         self._limiter, self._weight, self._timeout = limiter, weight, timeout
         self._permit: Permit | None = None
 
@@ -162,7 +163,7 @@ class _AsyncAcquire:
 
 
 class _SyncAcquire:
-    def __init__(self, limiter: "RateLimiter", weight: float, timeout: float | None) -> None:
+    def __init__(self, limiter: RateLimiter, weight: float, timeout: float | None) -> None:
         self._limiter, self._weight, self._timeout = limiter, weight, timeout
         self._permit: Permit | None = None
 
@@ -181,8 +182,14 @@ class RateLimiter:
     Safe to use from several threads and several event loops at once.
     """
 
-    def __init__(self, core: SharedCore, *, config: RateLimiterConfig | None = None, exchange_id: str | None = None,
-                 listener: Listener | None = None) -> None:
+    def __init__(
+        self,
+        core: SharedCore,
+        *,
+        config: RateLimiterConfig | None = None,
+        exchange_id: str | None = None,
+        listener: Listener | None = None,
+    ) -> None:
         self._core = core
         self._config = config if config is not None else core.config
         self._handle_sem = HybridSemaphore(self._config.handle_concurrency)
@@ -320,8 +327,9 @@ class RateLimiter:
         except RuntimeError:  # executor shut down: the bucket refills by itself
             pass
 
-    async def _admit_async(self, weight: float, deadline: float | None, started: float,
-                           timeout: float | None) -> tuple[Ticket, bool]:
+    async def _admit_async(
+        self, weight: float, deadline: float | None, started: float, timeout: float | None
+    ) -> tuple[Ticket, bool]:
         backend = self._core.backend
         cooldown_waited = False
         while True:
@@ -392,8 +400,9 @@ class RateLimiter:
         """``with limiter.acquire_sync(weight=1): ...`` for threads (never inside an event loop)."""
         return _SyncAcquire(self, _check_weight(weight), timeout)
 
-    def _admit_sync(self, weight: float, deadline: float | None, started: float,
-                    timeout: float | None) -> tuple[Ticket, bool]:
+    def _admit_sync(
+        self, weight: float, deadline: float | None, started: float, timeout: float | None
+    ) -> tuple[Ticket, bool]:
         backend = self._core.backend
         cooldown_waited = False
         while True:
@@ -457,7 +466,10 @@ class RateLimiter:
         self._record(penalties=1, cooldown_s=asked)
         _log.warning(
             "rate limiter %s: exchange answered %s (Retry-After %s); every holder of the key pauses %.3f s",
-            self.key, status or "429/418", retry_after, applied,
+            self.key,
+            status or "429/418",
+            retry_after,
+            applied,
         )
         self._emit("penalty", applied, status=status, retry_after=retry_after, requested_s=asked)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ccxt_questdb_assets.ratelimit.bucket import BucketState, Reservation
 from ccxt_questdb_assets.ratelimit.config import Band
@@ -40,8 +40,9 @@ class Grant:
 class LocalBackend:
     blocking = False  # calls never do I/O
 
-    def __init__(self, bands: tuple[Band, ...], *, source: str = "local",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, bands: tuple[Band, ...], *, source: str = "local", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.bands = bands
         self.source = source
         self._clock = clock

@@ -23,7 +23,9 @@ local cd = tonumber(redis.call('HGET', key, 'cooldown_until') or '0') or 0
 
 #: ARGV: nbands, then (name, rate per ms, capacity, cost) per band.
 #: Returns {1, wait_ms} once reserved (sleep wait_ms, then go), {0, rest_ms} while a cooldown runs.
-RESERVE = _PRELUDE + """
+RESERVE = (
+    _PRELUDE
+    + """
 if cd > now then
   return {0, num(cd - now)}
 end
@@ -58,12 +60,16 @@ if #updates > 0 then
 end
 return {1, num(wait)}
 """
+)
 
 #: After sleeping for a reservation: the cooldown still to wait in ms ("0": go).
-CONFIRM = _PRELUDE + """
+CONFIRM = (
+    _PRELUDE
+    + """
 if cd > now then return num(cd - now) end
 return '0'
 """
+)
 
 #: ARGV: nbands, then (name, capacity, cost) per band. Gives an unused reservation back.
 REFUND = """
@@ -83,7 +89,9 @@ return 1
 
 #: ARGV: cooldown_ms, nbands, then (name, rate per ms, capacity) per band.
 #: Starts or extends the shared cooldown; returns its remaining length in ms.
-PENALIZE = _PRELUDE + """
+PENALIZE = (
+    _PRELUDE
+    + """
 local cd_end = math.max(cd, now + tonumber(ARGV[1]))
 redis.call('HSET', key, 'cooldown_until', num(cd_end))
 local ttl = cd_end - now
@@ -106,3 +114,4 @@ end
 keep_for(ttl)
 return num(cd_end - now)
 """
+)

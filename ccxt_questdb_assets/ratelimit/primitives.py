@@ -16,7 +16,7 @@ from collections import deque
 
 
 class _Waiter:
-    __slots__ = ("loop", "future", "event", "granted")
+    __slots__ = ("event", "future", "granted", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
@@ -114,11 +114,8 @@ class HybridSemaphore:
             if self._abandon(waiter):
                 self.release()
             raise
-        if ok:
-            return True
-        if self._abandon(waiter):  # granted between the timeout and now: keep it
-            return True
-        return False
+        # on a timeout, a permit granted between the timeout and now is kept
+        return ok or self._abandon(waiter)
 
     def release(self) -> None:
         while True:

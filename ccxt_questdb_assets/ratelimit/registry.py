@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.ratelimit.config import RateLimiterConfig

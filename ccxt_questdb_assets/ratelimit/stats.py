@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterator
+from typing import Any
 
 _log = logging.getLogger("ccxt_questdb_assets.ratelimit")
 
@@ -30,7 +31,7 @@ class LimiterStats:
     timeouts: int = 0
     cancellations: int = 0
 
-    def __sub__(self, other: "LimiterStats") -> "LimiterStats":
+    def __sub__(self, other: LimiterStats) -> LimiterStats:
         values = {}
         for f in fields(self):
             if f.name == "max_wait_s":

@@ -14,8 +14,9 @@ The ``min_interval_s`` bucket ignores weights (it spaces requests).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def normalize_endpoint(endpoint: str) -> str:
     name = name.lstrip("/")
     for prefix in _PATH_PREFIXES:
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
@@ -128,8 +129,9 @@ def ccxt_cost(exchange_id: str, endpoint: str, *, limit: int | None = None, meth
 class EndpointWeights:
     """Weights of one exchange's endpoints. ``weight('klines')``, ``for_call('fetch_ohlcv', limit=1000)``."""
 
-    def __init__(self, exchange_id: str | None, overrides: Mapping[str, float] | None = None,
-                 *, use_ccxt_metadata: bool = True) -> None:
+    def __init__(
+        self, exchange_id: str | None, overrides: Mapping[str, float] | None = None, *, use_ccxt_metadata: bool = True
+    ) -> None:
         self.exchange_id = (exchange_id or "").lower()
         self.overrides = {normalize_endpoint(k): float(v) for k, v in (overrides or {}).items()}
         self.use_ccxt_metadata = use_ccxt_metadata
