@@ -324,6 +324,18 @@ def test_timeout_waiting_for_a_slot():
     assert_idle(lim)
 
 
+def test_acquire_sync_refuses_to_block_an_event_loop():
+    lim = get_rate_limiter(cfg(max_concurrency=1), "binance")
+
+    async def main():
+        async with lim.acquire():
+            with pytest.raises(RuntimeError, match="inside a running event loop"):
+                lim.acquire_sync()
+
+    asyncio.run(main())
+    assert_idle(lim)
+
+
 def test_error_in_body_releases():
     lim = get_rate_limiter(cfg(max_concurrency=1), "binance")
     with pytest.raises(KeyError), lim.acquire_sync():

@@ -397,8 +397,18 @@ class RateLimiter:
 
     # ------------------------------------------------------------------ sync path
     def acquire_sync(self, weight: float = 1.0, *, timeout: float | None = None) -> _SyncAcquire:
-        """``with limiter.acquire_sync(weight=1): ...`` for threads (never inside an event loop)."""
-        return _SyncAcquire(self, _check_weight(weight), timeout)
+        """``with limiter.acquire_sync(weight=1): ...`` for threads.
+
+        Raises RuntimeError inside a running event loop: blocking there could wait forever for a
+        permit held by a task of that very loop (use ``async with limiter.acquire()``).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return _SyncAcquire(self, _check_weight(weight), timeout)
+        raise RuntimeError(
+            f"rate limiter {self.key}: acquire_sync() called inside a running event loop; use `async with acquire()`"
+        )
 
     def _admit_sync(
         self, weight: float, deadline: float | None, started: float, timeout: float | None
