@@ -381,54 +381,56 @@ def _api_handler(state: EmulatorState):
         params = dict(request.query)
         entry: dict[str, Any] = {"seq": seq, "time_ms": int(time.time() * 1000), "method": request.method,
                                  "path": path, "params": params, "status": None, "weight": 0, "fault": None}
+        # logged on arrival and completed in place: a slow request finishing after reset() stays out of the log
+        state.record(entry)
+        handler = _HANDLERS.get(path) if request.method in ("GET", "HEAD") else None
+        rule = state.faults.take(path)
+        if rule is not None:
+            entry["fault"] = rule.kind
+        if rule is not None and rule.kind in ERROR_FAULTS:
+            if rule.kind == "drop_connection":
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError
+            resp = _error_fault_response(rule, state.weights.used())
+            entry["status"] = resp.status
+            return resp
+        if rule is not None and rule.kind == "delay":
+            await asyncio.sleep(rule.delay_s if rule.delay_s is not None else 2.0)
+        if handler is None:
+            entry["status"] = 404
+            return web.Response(status=404, text=_HTML.format(code=404, reason="Not Found"),
+                                content_type="text/html")
+        weight = WEIGHTS[path]
+        charge = state.weights.charge(weight)
+        entry["weight"] = weight
+        headers = {"X-MBX-USED-WEIGHT-1M": str(charge.used)}
+        if not charge.ok:
+            headers["Retry-After"] = str(charge.retry_after_s)
+            entry["status"] = 429
+            msg = (f"Too much request weight used; current limit is {state.weights.limit} request weight "
+                   "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
+            return _json_response(429, {"code": -1003, "msg": msg}, headers)
         try:
-            handler = _HANDLERS.get(path) if request.method in ("GET", "HEAD") else None
-            rule = state.faults.take(path)
-            if rule is not None:
-                entry["fault"] = rule.kind
-            if rule is not None and rule.kind in ERROR_FAULTS:
-                if rule.kind == "drop_connection":
-                    if request.transport is not None:
-                        request.transport.abort()
-                    raise asyncio.CancelledError
-                resp = _error_fault_response(rule, state.weights.used())
-                entry["status"] = resp.status
-                return resp
-            if rule is not None and rule.kind == "delay":
-                await asyncio.sleep(rule.delay_s if rule.delay_s is not None else 2.0)
-            if handler is None:
-                entry["status"] = 404
-                return web.Response(status=404, text=_HTML.format(code=404, reason="Not Found"),
-                                    content_type="text/html")
-            weight = WEIGHTS[path]
-            charge = state.weights.charge(weight)
-            entry["weight"] = weight
-            headers = {"X-MBX-USED-WEIGHT-1M": str(charge.used)}
-            if not charge.ok:
-                headers["Retry-After"] = str(charge.retry_after_s)
-                entry["status"] = 429
-                msg = (f"Too much request weight used; current limit is {state.weights.limit} request weight "
-                       "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
-                return _json_response(429, {"code": -1003, "msg": msg}, headers)
-            try:
-                payload = handler(state, request.query)
-            except BinanceError as err:
-                entry["status"] = err.status
-                return _json_response(err.status, {"code": err.code, "msg": err.msg}, headers)
-            if rule is not None and isinstance(payload, RawJSON):
-                payload = json.loads(payload)
-            if rule is not None and isinstance(payload, list):
-                payload = mangle_rows(rule.kind, payload)
-            if rule is not None and rule.kind == "truncated_json":
-                body = json.dumps(payload, separators=(",", ":"))
-                cut = body[: max(1, len(body) // 2)]
-                entry["status"] = 200
-                return web.Response(status=200, text=cut, content_type="application/json", charset="UTF-8",
-                                    headers=headers)
+            payload = handler(state, request.query)
+        except BinanceError as err:
+            entry["status"] = err.status
+            return _json_response(err.status, {"code": err.code, "msg": err.msg}, headers)
+        except Exception:
+            entry["status"] = 500  # an emulator bug: aiohttp answers 500
+            raise
+        if rule is not None and isinstance(payload, RawJSON):
+            payload = json.loads(payload)
+        if rule is not None and isinstance(payload, list):
+            payload = mangle_rows(rule.kind, payload)
+        if rule is not None and rule.kind == "truncated_json":
+            body = json.dumps(payload, separators=(",", ":"))
+            cut = body[: max(1, len(body) // 2)]
             entry["status"] = 200
-            return _json_response(200, payload, headers)
-        finally:
-            state.record(entry)
+            return web.Response(status=200, text=cut, content_type="application/json", charset="UTF-8",
+                                headers=headers)
+        entry["status"] = 200
+        return _json_response(200, payload, headers)
 
     return handle
 
