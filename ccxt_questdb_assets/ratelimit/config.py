@@ -11,9 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.redaction import redact_dsn
 from ccxt_questdb_assets.ratelimit.keys import parse_key_template
 
 SCOPES = ("local", "process", "cluster")
@@ -68,24 +69,6 @@ class Band:
 
     def cost(self, weight: float) -> float:
         return 1.0 if self.per_request else float(weight)
-
-
-def redact_dsn(dsn: str | None) -> str | None:
-    """The DSN with any password replaced by ``***`` (safe for logs and error messages)."""
-    if not dsn:
-        return dsn
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable dsn>"
-    if parts.password is None:
-        return dsn
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    netloc = f"{user}:***@{host}" if user else f":***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _num(

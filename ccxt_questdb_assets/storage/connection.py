@@ -13,9 +13,10 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.redaction import REDACTED, redact_dsn
 
 __all__ = [
     "QuestDBConnection",
@@ -35,7 +36,6 @@ DEFAULT_HTTP_PORT = 9000
 DEFAULT_DATABASE = "qdb"
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "quest"
-REDACTED = "***"
 
 #: Keys ``from_mapping`` accepts.
 CONNECTION_KEYS: frozenset[str] = frozenset(
@@ -73,20 +73,6 @@ ENV_HTTP = "CCXT_QUESTDB_HTTP"
 ENV_HTTP_PORT = "CCXT_QUESTDB_HTTP_PORT"
 ENV_TLS = "CCXT_QUESTDB_TLS"
 ENV_TLS_VERIFY = "CCXT_QUESTDB_TLS_VERIFY"
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (best effort, for messages)."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable DSN>"
-    if parts.password is None and "@" not in parts.netloc:
-        return dsn
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    netloc = f"{user}:{REDACTED}@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
 
 
 def _as_bool(value: object, name: str) -> bool:
