@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,18 +122,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry (``python -m ccxt_questdb_assets.services.cli questdb status``)."""
-    from ccxt_questdb_assets.core.errors import CcxtQuestDBError
+    from ccxt_questdb_assets.cli import dispatch
 
     parser = argparse.ArgumentParser(prog="ccxt-questdb")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CcxtQuestDBError as exc:
-        print(f"ccxt-questdb: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(parser, argv)
 
 
 if __name__ == "__main__":

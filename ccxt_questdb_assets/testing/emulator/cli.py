@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
 
 from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT
@@ -41,15 +40,8 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ccxt_questdb_assets.cli import dispatch
+
     parser = argparse.ArgumentParser(prog="python -m ccxt_questdb_assets.testing.emulator")
     _add_commands(parser)
-    args = parser.parse_args(argv)
-    from ccxt_questdb_assets.core.errors import CcxtQuestDBError
-
-    try:
-        return int(args.func(args) or 0)
-    except CcxtQuestDBError as exc:
-        print(f"emulator: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(parser, argv)
