@@ -33,6 +33,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from ccxt_questdb_assets.ratelimit import (
+    KNOWN_OPTIONS,
     LimiterEvent,
     LimiterStats,
     RateLimiter,
@@ -42,26 +43,8 @@ from ccxt_questdb_assets.ratelimit import (
     track,
 )
 
-_OPTION_FIELDS = (
-    "scope",
-    "max_concurrency",
-    "min_interval_s",
-    "min_interval_ms",
-    "tokens_per_interval",
-    "interval_ms",
-    "burst_tokens",
-    "burst",
-    "local_semaphore",
-    "key_suffix",
-    "key_template",
-    "penalty_backoff_ms",
-    "redis_dsn",
-    "on_redis_error",
-    "redis_retry_s",
-    "redis_timeout_s",
-    "fallback_fraction",
-    "endpoint_weights",
-)
+# Every field named like a limiter option is passed through to the library's parser.
+_OPTION_FIELDS = KNOWN_OPTIONS
 
 
 class RateLimiterResource(ConfigurableResource):
