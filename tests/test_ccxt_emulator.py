@@ -12,6 +12,7 @@ import ccxt
 import pytest
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.exchange.retry import MalformedResponse
 from ccxt_questdb_assets.exchange.client import (
     build_exchange,
     clear_markets_cache,
@@ -299,14 +300,27 @@ def test_dropped_connection_async_is_retried_once_by_aiohttp(emulator, emulator_
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_broken_json_and_empty_pages_pass_silently(emulator, emulator_control, mode):
-    """ccxt does not raise on a cut 200 body: it parses the raw text character by character."""
+def test_plain_ccxt_turns_broken_json_into_junk_rows(emulator, emulator_control, mode):
+    """Plain ccxt does not raise on a cut 200 body: it parses the raw text character by character."""
+
+    def plain(ex):
+        del ex.on_rest_response  # back to ccxt's own hook, without our JSON check
+        return ex.fetch_ohlcv("BTC/USDT", "1m", limit=5)
+
     emulator_control.inject("truncated_json", path=KLINES)
-    rows = call(emulator, mode, lambda ex: ex.fetch_ohlcv("BTC/USDT", "1m", limit=5))
+    rows = call(emulator, mode, plain)
     assert len(rows) == 5 and all(r[1:] == [None] * 5 for r in rows)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_broken_json_raises_malformed_response(emulator, emulator_control, mode):
+    """Exchanges from build_exchange refuse a 2xx body that is not JSON (a transient error)."""
+    emulator_control.inject("truncated_json", path=KLINES)
+    with pytest.raises(MalformedResponse, match="not valid JSON"):
+        call(emulator, mode, lambda ex: ex.fetch_ohlcv("BTC/USDT", "1m", limit=5))
     emulator_control.inject("truncated_json", path=AGG)
-    trades = call(emulator, mode, lambda ex: ex.fetch_trades("BTC/USDT", limit=5))
-    assert trades and all(t["id"] is None and t["price"] is None for t in trades)
+    with pytest.raises(MalformedResponse):
+        call(emulator, mode, lambda ex: ex.fetch_trades("BTC/USDT", limit=5))
     emulator_control.inject("empty_page", path=KLINES)
     assert call(emulator, mode, lambda ex: ex.fetch_ohlcv("BTC/USDT", "1m", limit=5)) == []
 
@@ -331,9 +345,10 @@ def test_duplicate_and_shuffled_rows_through_ccxt(emulator, emulator_control):
     assert ids == [1002, 1003, 1004, 1005, 1005, 1006, 1007, 1008, 1009, 1009]  # without since: the last `limit`
 
 
-def test_truncated_exchange_info_loads_no_markets(emulator, emulator_control):
+def test_truncated_exchange_info_raises_instead_of_loading_no_markets(emulator, emulator_control):
     emulator_control.inject("truncated_json", path=INFO)
-    assert call(emulator, "sync", lambda ex: ex.load_markets(), load=False) == {}
+    with pytest.raises(MalformedResponse):
+        call(emulator, "sync", lambda ex: ex.load_markets(), load=False)
 
 
 @pytest.mark.parametrize("mode", MODES)

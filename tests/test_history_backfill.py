@@ -151,6 +151,51 @@ def test_trades_hour_with_bursts_is_exact(questdb, emulator, emulator_control):
     assert [r for r in emulator_control.requests() if r["path"] == AGG] == []
 
 
+def test_force_refetches_a_covered_window_without_duplicates(questdb, emulator, emulator_control):
+    provider = make_provider(questdb, emulator)
+    start, end, node = utc_ms(2024, 4, 1) / 1000, utc_ms(2024, 4, 2) / 1000, "ohlcv:binance:BTC/USDT:1m"
+    provider.ensure_range_sync(start, end, node_id=node)
+    emulator_control.clear_requests()
+    report = provider.ensure_range_sync(start, end, node_id=node, force=True)
+    assert report.requests == len(klines_requests(emulator_control)) == math.ceil(1440 / 1000)
+    frame = provider.fetch_sync(start, end, node_id=node)
+    assert len(frame) == 1440 and frame["ts"].is_unique
+
+
+def test_truncated_json_is_retried_and_never_stored(questdb, emulator, emulator_control):
+    """A cut 200 body is a transient MalformedResponse: retried, and the data ends exact."""
+    provider = make_provider(questdb, emulator)
+    start, end = utc_ms(2024, 5, 1), utc_ms(2024, 5, 2)
+    emulator_control.inject("truncated_json", count=2, path=KLINES)
+    frame = provider.fetch_sync(start / 1000, end / 1000, node_id="ohlcv:binance:BTC/USDT:1m")
+    assert_candles_equal(frame, truth_candles(emulator, "BTC/USDT", start, end))
+    assert [r["fault"] for r in klines_requests(emulator_control)][:3] == ["truncated_json", "truncated_json", None]
+    assert len(klines_requests(emulator_control)) == 2 + math.ceil(1440 / 1000)
+    assert provider.last_report.rows_written == 1440
+
+
+def test_from_config_loads_markets_through_the_limiter_inside_an_event_loop(questdb, emulator, emulator_control):
+    """The spec's quick start builds the provider inside ``async def main``: the market check must
+    not need a free event loop, and goes through the shared limiter (counted by ``track``)."""
+    from ccxt_questdb_assets.exchange.client import clear_markets_cache
+    from ccxt_questdb_assets.ratelimit import track
+
+    clear_markets_cache()
+
+    async def main():
+        with track() as scope:
+            provider = make_provider(questdb, emulator)
+        frame = await provider.fetch(utc_ms(2024, 6, 1) / 1000, utc_ms(2024, 6, 1, 1) / 1000,
+                                     node_id="ohlcv:binance:BTC/USDT:1m")
+        await provider.close()
+        return scope.stats, frame
+
+    stats, frame = asyncio.run(main())
+    assert len(frame) == 60
+    assert stats.requests >= 1
+    assert len([r for r in emulator_control.requests() if r["path"] == INFO]) == 1
+
+
 @pytest.mark.parametrize(
     "patch,match",
     [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import difflib
+import json
 import threading
 import weakref
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.exchange.retry import MalformedResponse
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -145,6 +147,7 @@ def build_exchange(
     if config:
         ctor = _deep_merge(ctor, config)
     exchange = cls(ctor)
+    _require_json_bodies(exchange)
     if base is not None:
         for section in _URL_SECTIONS:
             if section in exchange.urls:
@@ -154,6 +157,31 @@ def build_exchange(
         if base.startswith("http://") and hasattr(exchange, "timeout_on_exit"):
             exchange.timeout_on_exit = 0  # async close() sleeps 250 ms for TLS shutdown; plain HTTP has none
     return exchange
+
+
+def _require_json_bodies(exchange: Any) -> None:
+    """Make a 2xx answer whose body is not valid JSON raise :class:`MalformedResponse`.
+
+    ccxt swallows a JSON parse error and hands the raw text to its parsers, which then produce
+    plausible junk (``limit`` rows of ``[n, None, ...]``, trades without ids, no markets). The
+    check runs inside ccxt's ``fetch`` for each response, so concurrent calls cannot see each
+    other's bodies.
+    """
+    original = exchange.on_rest_response
+
+    def on_rest_response(code, reason, url, method, headers, body, *rest):
+        body = original(code, reason, url, method, headers, body, *rest)
+        if isinstance(code, int) and 200 <= code < 300 and isinstance(body, str) and body.strip():
+            try:
+                json.loads(body)
+            except ValueError:
+                raise MalformedResponse(
+                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} with a body that is not "
+                    f"valid JSON ({len(body)} characters)"
+                ) from None
+        return body
+
+    exchange.on_rest_response = on_rest_response
 
 
 # ----------------------------------------------------------------------------- markets cache

@@ -2,8 +2,8 @@
 
 Transient: network failures, timeouts, 5xx, rate limits (ccxt's ``OperationFailed`` family,
 which holds ``NetworkError``, ``RequestTimeout``, ``ExchangeNotAvailable``, ``DDoSProtection``
-and ``RateLimitExceeded``), and a 200 whose body is not JSON (ccxt turns that into an empty
-page). Everything else (bad symbol, authentication, bad request) is permanent: retrying
+and ``RateLimitExceeded``), and a 2xx whose body is not valid JSON (ccxt would parse the raw text into
+junk rows; ``build_exchange`` makes it raise :class:`MalformedResponse` instead). Everything else (bad symbol, authentication, bad request) is permanent: retrying
 cannot help and only burns the rate limit.
 
 ``max_retries`` counts retries after the first attempt: ``max_retries=3`` means at most four

@@ -8,7 +8,8 @@ shared by every holder of the key (in this process, and across the cluster with 
 from __future__ import annotations
 
 import asyncio
-import json
+import concurrent.futures
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,14 @@ from typing import Any
 import ccxt
 
 from ccxt_questdb_assets.core.errors import PermanentExchangeError, TransientExchangeError
-from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cached_async, require_symbol
+from ccxt_questdb_assets.exchange.client import (
+    build_exchange,
+    load_markets_cached_async,
+    require_symbol,
+    require_timeframe,
+)
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.retry import (
-    MalformedResponse,
     is_rate_limited,
     is_transient,
     retry_after_seconds,
@@ -61,6 +66,8 @@ class ExchangeSession:
                 options=self.config.ccxt_options,
                 async_=True,
                 timeout_ms=self.config.timeout_ms,
+                # ccxt's own throttle paces only when our limiter sets no rate; never both.
+                enable_rate_limit=not _limiter_sets_rate(self.config),
                 **_credential_kwargs(self.config.credentials()),
             )
         return self._exchange
@@ -76,6 +83,13 @@ class ExchangeSession:
     async def require_symbol(self, symbol: str) -> dict[str, Any]:
         await self.markets()
         return require_symbol(self.exchange, symbol)
+
+    async def check_instruments(self, symbols: list[str], timeframes: tuple[str, ...] = ()) -> None:
+        """Raise ConfigError unless the exchange knows every timeframe and symbol."""
+        for tf in timeframes:
+            require_timeframe(self.exchange, tf)
+        for symbol in symbols:
+            await self.require_symbol(symbol)
 
     def page_limit(self, method: str) -> int:
         """Rows per request: the config's window size capped by ccxt's metadata for ``method``."""
@@ -103,9 +117,7 @@ class ExchangeSession:
                 async with self._limiter.acquire(weight=weight):
                     self.stats.requests += 1
                     self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
-                    result = await make_call()
-                    self._check_body(method, result)
-                    return result
+                    return await make_call()
             except Exception as exc:
                 if not is_transient(exc):
                     if isinstance(exc, ccxt.BaseError):
@@ -131,22 +143,42 @@ class ExchangeSession:
                 )
                 await asyncio.sleep(delay)
 
-    def _check_body(self, method: str, result: Any) -> None:
-        """ccxt turns a 200 with broken JSON into an empty list: an empty page must be real JSON."""
-        if isinstance(result, list) and not result:
-            body = getattr(self.exchange, "last_http_response", None)
-            if isinstance(body, str):
-                try:
-                    json.loads(body)
-                except ValueError:
-                    raise MalformedResponse(f"{method} answered a body that is not JSON ({len(body)} bytes)") from None
-
     async def close(self) -> None:
         if self._exchange is not None and self._owns_exchange:
             try:
                 await self._exchange.close()
             finally:
                 self._exchange = None
+
+
+def check_instruments_blocking(config: CcxtBackfillConfig, symbols: list[str], timeframes: tuple[str, ...] = ()) -> None:
+    """``check_instruments`` from synchronous code, through the limiter and retries.
+
+    Constructors such as ``from_config`` are synchronous yet often called inside a running event
+    loop; there the check runs on a private loop in a worker thread (one markets load, cached
+    process-wide, so later sessions reuse it without a request).
+    """
+
+    async def check() -> None:
+        session = ExchangeSession(config)
+        try:
+            await session.check_instruments(symbols, timeframes)
+        finally:
+            await session.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(check())
+        return
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ccxt-markets") as pool:
+        # Carry the caller's context (e.g. an active ``ratelimit.track`` scope) into the thread.
+        pool.submit(contextvars.copy_context().run, asyncio.run, check()).result()
+
+
+def _limiter_sets_rate(config: CcxtBackfillConfig) -> bool:
+    limiter = config.rate_limiter
+    return limiter.min_interval_s is not None or limiter.tokens_per_interval is not None
 
 
 def _credential_kwargs(creds: dict[str, str]) -> dict[str, str]:

@@ -25,8 +25,11 @@ from ccxt_questdb_assets.history.backend import QuestDBBackend
 
 @dataclass(frozen=True, slots=True)
 class BackfillRequest:
+    """A series and window to cover; ``force`` refetches the window whatever coverage says."""
+
     node: NodeId
     window: TimeWindow
+    force: bool = False
 
 
 @dataclass
@@ -88,7 +91,7 @@ class FetcherBackfillStrategy:
         now = self.fetcher.clock()
         coverage = await backend.load_coverage(node)
         report = BackfillReport(node_id=str(node), window=window)
-        report.gaps = coverage.gaps(window, now, self.recheck)
+        report.gaps = [window] if request.force else coverage.gaps(window, now, self.recheck)
         report.covered_before_ms = coverage.covered_ms(window, now)
         for gap in report.gaps:
             await self._fill(node, gap, backend, report, now)

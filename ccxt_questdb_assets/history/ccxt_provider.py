@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ccxt_questdb_assets.core.node_ids import make_node_id
-from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cached, require_symbol, require_timeframe
+from ccxt_questdb_assets.exchange.session import check_instruments_blocking
 from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher, Clock, wall_clock_ms
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.backfill import FetcherBackfillStrategy
@@ -64,12 +64,6 @@ class CcxtQuestDBProvider(AugmentedHistoryProvider):
 
 
 def check_markets(config: ProviderConfig) -> None:
-    """Check symbols and timeframes against the exchange (markets cached process-wide)."""
-    b = config.backfill
-    exchange = build_exchange(b.exchange_id, base_url=b.base_url, options=b.ccxt_options, async_=False,
-                              timeout_ms=b.timeout_ms)
-    for tf in config.timeframes:
-        require_timeframe(exchange, tf)
-    load_markets_cached(exchange)
-    for symbol in b.symbols or []:
-        require_symbol(exchange, symbol)
+    """Check symbols and timeframes against the exchange, through the shared limiter (markets
+    are loaded once per process and cached)."""
+    check_instruments_blocking(config.backfill, list(config.backfill.symbols or []), config.timeframes)

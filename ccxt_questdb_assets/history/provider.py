@@ -42,7 +42,7 @@ class AugmentedHistoryProvider:
         self.last_report: BackfillReport | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def _request(self, start, end, node_id: str, interval) -> BackfillRequest:
+    def _request(self, start, end, node_id: str, interval, force: bool = False) -> BackfillRequest:
         node = NodeId.parse(node_id) if not isinstance(node_id, NodeId) else node_id
         window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
         if self.fetcher is not None:
@@ -51,13 +51,17 @@ class AugmentedHistoryProvider:
             window = self.fetcher.align(node, window)
         elif node.timeframe is not None:
             window = TimeWindow(node.timeframe.floor(window.start_ms), node.timeframe.ceil(window.end_ms))
-        return BackfillRequest(node, window)
+        return BackfillRequest(node, window, force)
 
-    async def ensure_range(self, start, end, *, node_id: str, interval=None) -> BackfillReport:
-        """Make the backend cover ``[start, end)`` (closed bars only); returns what it took."""
+    async def ensure_range(self, start, end, *, node_id: str, interval=None, force: bool = False) -> BackfillReport:
+        """Make the backend cover ``[start, end)`` (closed bars only); returns what it took.
+
+        ``force`` refetches the whole window even where coverage says it is stored (rows are
+        upserted, so nothing is duplicated).
+        """
         if self.auto_backfill is None:
             raise ConfigError("this provider has no fetcher: it can read stored data but not backfill")
-        request = self._request(start, end, node_id, interval)
+        request = self._request(start, end, node_id, interval, force)
         # One fill per series at a time in this process; other processes are safe through dedup.
         lock = self._locks.setdefault(str(request.node), asyncio.Lock())
         async with lock:
@@ -88,10 +92,10 @@ class AugmentedHistoryProvider:
 
         return run_sync(go())
 
-    def ensure_range_sync(self, start, end, *, node_id: str, interval=None) -> BackfillReport:
+    def ensure_range_sync(self, start, end, *, node_id: str, interval=None, force: bool = False) -> BackfillReport:
         async def go() -> BackfillReport:
             try:
-                return await self.ensure_range(start, end, node_id=node_id, interval=interval)
+                return await self.ensure_range(start, end, node_id=node_id, interval=interval, force=force)
             finally:
                 await self.close()
 
