@@ -89,8 +89,10 @@ class SeriesStore:
     def wait_visible(self) -> None:
         self.client.wait_visible(self.table)
 
-    def read(self, node: NodeId, window: TimeWindow, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """Rows of ``node`` with ``ts`` in ``[start, end)``, ordered by time, ``ts`` as UTC datetimes."""
+    def read(self, node: NodeId, window: TimeWindow, columns: tuple[str, ...] | None = None,
+             limit: int | None = None) -> pd.DataFrame:
+        """Rows of ``node`` with ``ts`` in ``[start, end)``, ordered by time, ``ts`` as UTC datetimes
+        (the first ``limit`` rows only, if given)."""
         self.ensure()
         columns = columns or self.kind.value_columns
         wanted = ", ".join(columns)
@@ -101,6 +103,8 @@ class SeriesStore:
             f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp ORDER BY {order}"
         )
         params = (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms))
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         frame = self.client.query_frame(sql, params, ("ts_us", *columns))
         ts = pd.to_datetime(frame.pop("ts_us").to_numpy(dtype=np.int64), unit="us", utc=True)
         frame.insert(0, "ts", ts)
@@ -114,3 +118,17 @@ class SeriesStore:
             (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)),
         )
         return int(rows[0][0]) if rows else 0
+
+    def stats(self, node: NodeId, window: TimeWindow) -> tuple[int, int | None, int | None]:
+        """``(rows, first ts ms, last ts ms)`` of ``node`` in ``[start, end)``."""
+        self.ensure()
+        keys = " AND ".join(f"{c} = %s" for c in self.kind.key_columns)
+        rows = self.client.query(
+            f"SELECT count(), cast(min(ts) AS long), cast(max(ts) AS long) FROM {quote_ident(self.table)} "
+            f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp",
+            (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)),
+        )
+        n, lo, hi = rows[0] if rows else (0, None, None)
+        if not n:
+            return 0, None, None
+        return int(n), int(lo) // 1000, int(hi) // 1000
