@@ -39,3 +39,10 @@ class ExchangeDataError(PermanentExchangeError):
 
     Nothing of the page is written.
     """
+
+
+class InvalidFrameError(CcxtQuestDBError, ValueError):
+    """A DataFrame handed to storage (an asset's output) breaks the table's data model.
+
+    Nothing of it is written.
+    """

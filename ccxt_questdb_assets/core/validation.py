@@ -22,7 +22,9 @@ TRADE_FIELDS = ("ts", "trade_id", "price", "amount", "side")
 _SIDES = {"buy", "sell"}
 
 
-def _float_matrix(rows: Sequence[Sequence[Any]], what: str) -> np.ndarray:
+def _float_matrix(rows: Sequence[Sequence[Any]] | np.ndarray, what: str) -> np.ndarray:
+    if isinstance(rows, np.ndarray) and rows.ndim == 2 and rows.shape[1] >= 6:
+        return np.asarray(rows[:, :6], dtype=np.float64)  # a frame's columns: no per-row work
     try:
         matrix = np.array([list(r[:6]) for r in rows], dtype=np.float64)
     except (TypeError, ValueError, IndexError) as exc:
@@ -104,3 +106,18 @@ def _brief(row: Any) -> str:
         row = {k: row.get(k) for k in ("id", "timestamp", "price", "amount", "side")}
     text = repr(row)
     return text if len(text) < 200 else text[:197] + "..."
+
+
+def ts_column_ms(ts: pd.Series, *, what: str = "frame") -> np.ndarray:
+    """A ``ts`` column as int64 epoch milliseconds: timezone-aware datetimes, or integer epoch ms.
+
+    Naive datetimes are refused: their zone would be a guess.
+    """
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        return ts.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64").to_numpy()
+    if pd.api.types.is_datetime64_dtype(ts.dtype):
+        raise ExchangeDataError(f"{what}: column ts holds naive datetimes; make them UTC with "
+                                "ts.dt.tz_localize('UTC') (or pass epoch milliseconds)")
+    if pd.api.types.is_integer_dtype(ts.dtype):
+        return ts.to_numpy(dtype=np.int64)
+    raise ExchangeDataError(f"{what}: column ts has dtype {ts.dtype}; give UTC datetimes or int64 epoch milliseconds")

@@ -1,0 +1,46 @@
+"""The Dagster ``Definitions`` of the project, built from the project config file.
+
+``dagster dev -w workspace.yaml`` loads ``defs`` from this module. Loading touches no network:
+the exchange's markets are checked when a run starts, QuestDB when a run writes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar
+
+from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
+from ccxt_questdb_assets.defs.ingest_assets import IO_MANAGER_KEY, build_ingest_assets
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
+from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
+from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
+from ccxt_questdb_assets.storage.connection import ENV_PASSWORD
+
+ENV_LIMITER_REDIS = "CCXT_QUESTDB_RATE_LIMITER_REDIS"
+
+
+def build_resources(project: ProjectConfig) -> dict[str, object]:
+    first = project.exchanges[0].ohlcv
+    password = {"password": EnvVar(ENV_PASSWORD)} if os.environ.get(ENV_PASSWORD) else {}
+    questdb = QuestDBResource.from_connection(first.connection, **password)
+    mapping = project.exchanges[0].mapping
+    options = dict(mapping.get("rate_limiter") or {})
+    redis_from_connectors = (mapping.get("connectors") or {}).get("ccxt_rate_limiter_redis")
+    if "redis_dsn" not in options and redis_from_connectors:
+        options["redis_dsn"] = redis_from_connectors
+    elif "redis_dsn" not in options and os.environ.get(ENV_LIMITER_REDIS):
+        options["redis_dsn"] = EnvVar(ENV_LIMITER_REDIS)  # the UI shows the variable, never the DSN
+    return {
+        "questdb": questdb,
+        "rate_limiter": RateLimiterResource(**options),
+        IO_MANAGER_KEY: QuestDBIOManager(questdb=questdb),
+    }
+
+
+def build_definitions(project: ProjectConfig) -> Definitions:
+    assets = [*build_ingest_assets(project)]
+    return Definitions(assets=assets, resources=build_resources(project))
+
+
+defs = build_definitions(ProjectConfig.load())

@@ -1,0 +1,276 @@
+"""QuestDBIOManager: partitioned series in QuestDB, in the style of Dagster's database IO managers.
+
+Each asset names its table and series in its definition metadata (:class:`SeriesTable`); a
+partition (``date|symbol``, or a range of them) maps to one ``WHERE exchange = ? AND symbol = ?
+AND ts >= ? AND ts < ?`` per symbol, always with bound parameters.
+
+Outputs go through a type handler:
+
+* ``pd.DataFrame``: validated, then upserted in bulk (the tables' DEDUP keys make a rewrite
+  replace its rows, so no delete step is needed), for one or many symbols (``symbol`` column);
+* :class:`StoredSlice`: the asset already stored its rows (the coverage engine writes page by
+  page; SQL assets insert inside QuestDB), so only visibility and metadata remain.
+
+Either way ``handle_output`` returns only once QuestDB has applied the WAL, so checks and
+downstream assets of the same run read what was written. ``load_input`` returns the upstream
+partitions' rows as one DataFrame (``symbol`` column included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
+from pydantic import Field
+
+from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError, InvalidFrameError
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.timeframes import Timeframe
+from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
+from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
+from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
+from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
+from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
+from ccxt_questdb_assets.storage.client import QuestDBClient
+from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
+
+META_TABLE = "questdb/table"
+META_KIND = "questdb/kind"
+META_EXCHANGE = "ccxt/exchange"
+META_TIMEFRAME = "ccxt/timeframe"
+
+_COLUMN_DOCS = {
+    "ts": ("timestamp", "Bar open (candles) or trade time, UTC; the designated timestamp."),
+    "exchange": ("symbol", "ccxt exchange id."),
+    "symbol": ("symbol", "ccxt symbol, e.g. BTC/USDT."),
+    "timeframe": ("symbol", "Bar length, e.g. 1m."),
+    "open": ("double", "First price of the bar."),
+    "high": ("double", "Highest price of the bar."),
+    "low": ("double", "Lowest price of the bar."),
+    "close": ("double", "Last price of the bar."),
+    "volume": ("double", "Base-asset volume of the bar."),
+    "closed": ("boolean", "False while the bar is still open (stored provisionally, replaced once closed)."),
+    "trade_id": ("varchar", "The exchange's trade id (Binance: aggregate trade id)."),
+    "price": ("double", "Trade price."),
+    "amount": ("double", "Trade amount in the base asset."),
+    "side": ("symbol", "Taker side: buy or sell."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesTable:
+    """Which table and series an asset is: read from (and written to) its definition metadata."""
+
+    table: str
+    kind: str  # "ohlcv" or "trades"
+    exchange: str
+    timeframe: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ohlcv", "trades"):
+            raise ConfigError(f"{META_KIND} {self.kind!r} must be 'ohlcv' or 'trades'")
+        if (self.kind == "ohlcv") != (self.timeframe is not None):
+            raise ConfigError(f"{META_TIMEFRAME} is required for candles and not allowed for trades "
+                              f"(table {self.table!r})")
+
+    @property
+    def series_kind(self):
+        return CANDLE_KIND if self.kind == "ohlcv" else TRADE_KIND
+
+    def node(self, symbol: str) -> NodeId:
+        tf = Timeframe.parse(self.timeframe) if self.timeframe else None
+        return NodeId(self.kind, self.exchange, symbol, tf)  # type: ignore[arg-type]
+
+    def store(self, client: QuestDBClient) -> SeriesStore:
+        return SeriesStore(client, self.table, self.series_kind)
+
+    def definition_metadata(self) -> dict[str, Any]:
+        """Asset metadata: what the IO manager needs, and what the catalog shows."""
+        schema = self.series_kind.schema
+        columns = [TableColumn(name, _COLUMN_DOCS[name][0], description=_COLUMN_DOCS[name][1])
+                   for name in schema.column_names]
+        md: dict[str, Any] = {
+            META_TABLE: self.table,
+            META_KIND: self.kind,
+            META_EXCHANGE: self.exchange,
+            "dagster/table_name": f"questdb.{self.table}",
+            "dagster/column_schema": TableSchema(columns=columns),
+            "questdb/dedup_keys": ", ".join(schema.dedup_keys),
+            "questdb/partition_by": schema.partition_by,
+        }
+        if self.timeframe:
+            md[META_TIMEFRAME] = self.timeframe
+        return md
+
+    @classmethod
+    def from_metadata(cls, metadata: Any, asset: str) -> SeriesTable:
+        def get(key: str) -> Any:
+            value = metadata.get(key) if metadata else None
+            return getattr(value, "value", value)
+
+        if not get(META_TABLE):
+            raise ConfigError(f"asset {asset} has no {META_TABLE!r} metadata: build it with SeriesTable."
+                              "definition_metadata() so the QuestDB IO manager knows its table")
+        return cls(get(META_TABLE), get(META_KIND), get(META_EXCHANGE), get(META_TIMEFRAME))
+
+
+@dataclass(frozen=True)
+class StoredSlice:
+    """An asset output whose rows are already in QuestDB (written page by page, or by SQL)."""
+
+    rows_written: int = 0
+
+
+class OutputHandler(Protocol):
+    """Stores one Python type; returns the number of rows it sent."""
+
+    def store(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], obj: Any, asset: str) -> int: ...
+
+
+class StoredSliceHandler:
+    def store(self, table, client, slices, obj: StoredSlice, asset) -> int:
+        return obj.rows_written
+
+
+class DataFrameHandler:
+    """Validates a frame of candles or trades and upserts it symbol by symbol."""
+
+    def store(self, table, client, slices, obj: pd.DataFrame, asset) -> int:
+        store = table.store(client)
+        by_symbol = {s.symbol: s for s in slices}
+        frame = obj
+        if "symbol" not in frame.columns:
+            if len(by_symbol) != 1:
+                raise InvalidFrameError(f"asset {asset}: the output spans symbols {sorted(by_symbol)}; add a "
+                                        "'symbol' column naming each row's symbol")
+            groups = [(next(iter(by_symbol)), frame)]
+        else:
+            groups = list(frame.groupby("symbol", sort=True, observed=True))
+        written = 0
+        cleaned = [(symbol, self._clean(table, part, by_symbol, symbol, asset)) for symbol, part in groups]
+        for symbol, rows in cleaned:  # every group validated before anything is written
+            written += store.write(table.node(symbol), rows)
+        return written
+
+    @staticmethod
+    def _clean(table: SeriesTable, part: pd.DataFrame, by_symbol: dict[str, SymbolSlice], symbol: str,
+               asset: str) -> pd.DataFrame:
+        what = f"asset {asset} output for {symbol}"
+        if symbol not in by_symbol:
+            raise InvalidFrameError(f"{what}: symbol {symbol!r} is not among this run's partitions "
+                                    f"{sorted(by_symbol)}; nothing was written")
+        columns = ["ts", *table.series_kind.value_columns]
+        missing = [c for c in columns if c not in part.columns]
+        if missing:
+            raise InvalidFrameError(f"{what}: missing columns {missing}; expected {columns}")
+        try:
+            ts = ts_column_ms(part["ts"], what=what)
+            if table.kind == "ohlcv":
+                values = part[columns].to_numpy(dtype="float64", copy=True)
+                values[:, 0] = ts
+                tf = Timeframe.parse(table.timeframe)
+                rows = candles_frame(values, tf, what=what)
+                # A bar is final only once it has closed, whatever the frame says.
+                rows["closed"] = rows["ts"] + tf.ms <= wall_clock_ms()
+                if "closed" in part:
+                    given = pd.DataFrame({"ts": ts, "given": part["closed"].to_numpy(dtype=bool)})
+                    given = given.drop_duplicates("ts", keep="last")
+                    rows = rows.merge(given, on="ts", how="left")
+                    rows["closed"] &= rows.pop("given").fillna(True).astype(bool)
+            else:
+                records = [{"timestamp": t, "id": i, "price": p, "amount": a, "side": s} for t, i, p, a, s in
+                           zip(ts, part["trade_id"], part["price"], part["amount"], part["side"], strict=True)]
+                rows = trades_frame(records, what=what)
+        except ExchangeDataError as exc:
+            raise InvalidFrameError(str(exc)) from None
+        inside = pd.Series(False, index=rows.index)
+        for w in by_symbol[symbol].windows:
+            inside |= (rows["ts"] >= w.start_ms) & (rows["ts"] < w.end_ms)
+        if not inside.all():
+            first = int(rows.loc[~inside, "ts"].iloc[0])
+            raise InvalidFrameError(f"{what}: row at {format_ms(first)} lies outside the run's partitions "
+                                    f"({', '.join(_window_text(w) for w in by_symbol[symbol].windows)}); nothing was written")
+        return rows
+
+
+HANDLERS: dict[type, OutputHandler] = {pd.DataFrame: DataFrameHandler(), StoredSlice: StoredSliceHandler()}
+
+
+class QuestDBIOManager(ConfigurableIOManager):
+    """Stores partitioned candles and trades in QuestDB and loads them back as DataFrames."""
+
+    questdb: QuestDBResource
+    preview_rows: int = Field(default=5, description="Rows shown in each materialization's preview.")
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        asset = context.asset_key.to_user_string()
+        table = SeriesTable.from_metadata(context.definition_metadata, asset)
+        handler = next((h for t, h in HANDLERS.items() if isinstance(obj, t)), None)
+        if handler is None:
+            raise InvalidFrameError(f"asset {asset} returned a {type(obj).__name__}; the QuestDB IO manager stores "
+                                    "a pandas DataFrame or a StoredSlice")
+        slices = _slices(context, asset)
+        client = self.questdb.client()
+        written = handler.store(table, client, slices, obj, asset)
+        client.wait_visible(table.table)
+        context.add_output_metadata(self._describe(table, client, slices, written))
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        upstream = context.upstream_output
+        asset = upstream.asset_key.to_user_string() if upstream is not None and upstream.has_asset_key else "?"
+        table = SeriesTable.from_metadata(upstream.definition_metadata if upstream else None, asset)
+        store = table.store(self.questdb.client())
+        frames = []
+        for sl in _slices(context, asset):
+            for window in sl.windows:
+                part = store.read(table.node(sl.symbol), window)
+                part.insert(1, "symbol", sl.symbol)
+                frames.append(part)
+        if not frames:
+            return pd.DataFrame({c: [] for c in ("ts", "symbol", *table.series_kind.value_columns)})
+        return pd.concat(frames, ignore_index=True)
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _describe(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], written: int) -> dict:
+        store = table.store(client)
+        count, first, last, preview = 0, None, None, []
+        for sl in slices:
+            for window in sl.windows:
+                n, lo, hi = store.stats(table.node(sl.symbol), window)
+                count += n
+                first = lo if first is None or (lo is not None and lo < first) else first
+                last = hi if last is None or (hi is not None and hi > last) else last
+            if len(preview) < self.preview_rows:
+                head = store.read(table.node(sl.symbol), sl.windows[0], limit=self.preview_rows - len(preview))
+                head.insert(1, "symbol", sl.symbol)
+                preview.append(head)
+        md: dict[str, Any] = {
+            "dagster/row_count": count,
+            "rows_sent": written,
+            "questdb/table": table.table,
+        }
+        if first is not None:
+            md["first_ts"] = MetadataValue.timestamp(first / 1000)
+            md["last_ts"] = MetadataValue.timestamp(last / 1000)
+        if preview:
+            md["preview"] = MetadataValue.md(pd.concat(preview, ignore_index=True).to_markdown(index=False))
+        return md
+
+
+def _slices(context: InputContext | OutputContext, asset: str) -> list[SymbolSlice]:
+    if not context.has_asset_partitions:
+        raise ConfigError(f"asset {asset} is not partitioned: the QuestDB IO manager stores date x symbol partitions")
+    return slices_of(context.asset_partition_keys)
+
+
+def _window_text(w: TimeWindow) -> str:
+    return f"[{format_ms(w.start_ms)}, {format_ms(w.end_ms)})"

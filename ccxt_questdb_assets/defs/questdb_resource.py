@@ -1,0 +1,60 @@
+"""QuestDBResource: where QuestDB is, as typed Dagster config; one client per process.
+
+The password is a field like the others but is meant to be set with ``EnvVar`` (Dagster then
+shows the variable's name, never its value); left unset, the library reads
+``CCXT_QUESTDB_PASSWORD`` and falls back to QuestDB's default.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from ccxt_questdb_assets.storage.client import QuestDBClient
+from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnection
+
+_clients: dict[QuestDBConnection, QuestDBClient] = {}
+_clients_lock = threading.Lock()
+
+
+class QuestDBResource(ConfigurableResource):
+    """A QuestDB server reached over PG wire (reads) and ILP/HTTP (bulk writes)."""
+
+    host: str = Field(default="127.0.0.1", description="QuestDB host.")
+    port: int = Field(default=8812, description="PG wire port.")
+    http_port: int = Field(default=9000, description="HTTP port (ILP writes, REST).")
+    database: str = Field(default="qdb", description="PG wire database name.")
+    user: str = Field(default="admin", description="PG wire and HTTP user.")
+    password: str | None = Field(default=None, description=f"Use EnvVar('{ENV_PASSWORD}'); unset: that variable, "
+                                 "else QuestDB's default.")
+    tls: bool = Field(default=False, description="TLS for PG wire and HTTP.")
+    visibility_timeout_s: float = Field(default=60.0, description="How long a write waits for WAL apply.")
+
+    def connection(self) -> QuestDBConnection:
+        settings: dict[str, Any] = {
+            "host": self.host, "port": self.port, "http_port": self.http_port, "database": self.database,
+            "user": self.user, "tls": self.tls,
+        }
+        password = self.password if self.password is not None else os.environ.get(ENV_PASSWORD)
+        if password:
+            settings["password"] = password
+        return QuestDBConnection.from_mapping(settings)
+
+    def client(self) -> QuestDBClient:
+        """The process-wide client of this server (thread-safe, reconnects after a restart)."""
+        conn = self.connection()
+        with _clients_lock:
+            client = _clients.get(conn)
+            if client is None:
+                client = _clients[conn] = QuestDBClient(conn, visibility_timeout_s=self.visibility_timeout_s)
+            return client
+
+    @classmethod
+    def from_connection(cls, conn: QuestDBConnection, **overrides: Any) -> QuestDBResource:
+        """The resource for an already parsed connection (its password is left to ``overrides``)."""
+        return cls(host=conn.host, port=conn.port, http_port=conn.http_port, database=conn.database,
+                   user=conn.user, tls=conn.pg_tls, **overrides)
