@@ -14,6 +14,7 @@ from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 
 def build_parser() -> argparse.ArgumentParser:
     from ccxt_questdb_assets.demo import register as register_demo
+    from ccxt_questdb_assets.devserver import register as register_dev
     from ccxt_questdb_assets.services.cli import register as register_services
     from ccxt_questdb_assets.testing.emulator.cli import register as register_emulator
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_services(sub)
     register_emulator(sub)
     register_demo(sub)
+    register_dev(sub)
     return parser
 
 

@@ -1,58 +1,81 @@
-"""The main job on the embedded default: a local QuestDB and the bundled exchange emulator.
+"""The main job on the embedded default: a week of partitions for two symbols, through Dagster.
 
-Backfills a week of 1m candles for two symbols through the library, prints what is stored,
-then stops the emulator and leaves QuestDB running for inspection (``ccxt-questdb questdb stop``).
-Until the Dagster layer lands this is the project's main job.
+Starts the local QuestDB and the bundled exchange emulator (unless ``CCXT_QUESTDB_PROJECT`` names
+a real project), materializes every asset of each exchange for the last full ``--days`` UTC days,
+one run per symbol, in the local Dagster instance (``./dagster_home``), prints what was stored,
+and says how to open the UI, which then shows these runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ccxt_questdb_assets.services.questdb_server import ServerSettings, server_status, start_detached
-
-SYMBOLS = ("BTC/USDT", "ETH/USDT")
-
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="backfill a week of candles for two symbols into a local QuestDB")
-    p.add_argument("--days", type=int, default=7)
+    p = subparsers.add_parser("demo", help="materialize a week of partitions for two symbols (the main job)")
+    p.add_argument("--days", type=int, default=7, help="last full UTC days to materialize (default 7)")
+    p.add_argument("--symbols", nargs="*", help="symbols (default: the project's first two)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ccxt_questdb_assets import CcxtQuestDBProvider
-    from ccxt_questdb_assets.testing.emulator.server import EmulatorServer
+    warnings.filterwarnings("ignore", module="dagster")
+    from ccxt_questdb_assets.local_stack import dagster_home, local_stack
 
-    settings = ServerSettings.from_env()
-    status = server_status(settings.data_dir)
-    if not status.running:
-        print(f"starting QuestDB in {settings.data_dir} ...")
-        status = start_detached(settings)
-    print(f"QuestDB {status.version or ''} running (pid {status.pid}), data in {settings.data_dir}")
-    emulator = EmulatorServer().start()
-    print(f"exchange emulator at {emulator.base_url}")
-    try:
-        end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = end - timedelta(days=args.days)
-        for symbol in SYMBOLS:
-            cfg = {
-                "exchange": "binance", "symbols": [symbol], "timeframe": "1m", "base_url": emulator.base_url,
-                "questdb": {"host": settings.client_host, "port": settings.ports.pg, "http_port": settings.ports.http,
-                            "table_prefix": "demo"},
-            }
-            provider = CcxtQuestDBProvider.from_config(cfg)
-            t0 = time.perf_counter()
-            frame = provider.fetch_sync(start, end, node_id=f"ohlcv:binance:{symbol}:1m")
-            report = provider.last_report
-            print(f"{symbol}: {len(frame)} candles {frame['ts'].min()} .. {frame['ts'].max()}; "
-                  f"{report.requests} exchange requests, {report.rows_written} rows written, "
-                  f"{time.perf_counter() - t0:.1f} s")
-    finally:
-        emulator.stop()
-    print(f"data in table demo_ohlcv; PG wire: psql -h {settings.client_host} -p {settings.ports.pg} -U admin qdb; "
-          f"web console: http://{settings.client_host}:{settings.ports.http}; stop with: ccxt-questdb questdb stop")
-    return 0
+    home = dagster_home()
+    with local_stack():
+        return _materialize(args, home)
+
+
+def _materialize(args: argparse.Namespace, home) -> int:
+    from dagster import DagsterInstance, materialize
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from ccxt_questdb_assets.defs.automation import sync_symbol_partitions
+    from ccxt_questdb_assets.defs.definitions import build_definitions
+    from ccxt_questdb_assets.defs.project_config import ProjectConfig
+
+    project = ProjectConfig.load()
+    defs = build_definitions(project)
+    today = datetime.now(timezone.utc).date()
+    first, last = today - timedelta(days=args.days), today - timedelta(days=1)
+    failures = 0
+    with DagsterInstance.get() as instance:
+        sync_symbol_partitions(instance, project)
+        for ex in project.exchanges:
+            assets = [a for a in defs.resolve_all_asset_specs() if a.group_name == ex.exchange_id]
+            selection = [defs.resolve_assets_def(spec.key) for spec in assets]
+            for symbol in args.symbols or ex.symbols[:2]:
+                t0 = time.perf_counter()
+                result = materialize(selection, instance=instance, raise_on_error=False, tags={
+                    ASSET_PARTITION_RANGE_START_TAG: f"{first}|{symbol}",
+                    ASSET_PARTITION_RANGE_END_TAG: f"{last}|{symbol}",
+                    "ccxt_questdb/job": "demo",
+                })
+                failures += not result.success
+                print(f"\n{ex.exchange_id} {symbol} {first}..{last}: run {result.run_id} "
+                      f"{'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
+                for spec in assets:
+                    events = result.asset_materializations_for_node(spec.key.to_python_identifier())
+                    if not events:
+                        continue
+                    md = events[0].metadata
+                    print(f"  {spec.key.to_user_string():32s} rows stored {_v(md, 'dagster/row_count'):>8}  "
+                          f"written {_v(md, 'rows_written', _v(md, 'rows_sent')):>8}  "
+                          f"exchange requests {_v(md, 'exchange_requests', '-'):>4}  ({len(events)} partitions)")
+                for check in result.get_asset_check_evaluations():
+                    if not check.passed:
+                        print(f"  check {check.check_name} on {check.asset_key.to_user_string()} FAILED")
+    print(f"\nDagster instance: {home}. Open the UI (lineage, partitions, these runs) with:\n"
+          f"  uv run ccxt-questdb dev      # then http://127.0.0.1:3000\n"
+          f"QuestDB stays up for inspection; stop it with: uv run ccxt-questdb questdb stop")
+    return 1 if failures else 0
+
+
+def _v(md: dict, key: str, default: Any = "-") -> Any:
+    value = md.get(key)
+    return getattr(value, "value", value) if value is not None else default

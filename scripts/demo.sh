@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: starts a local QuestDB (fetched through mvn, verified)
-# and the bundled exchange emulator, and backfills a week of 1m candles for two symbols.
+# and the bundled exchange emulator, and materializes a week of Dagster partitions for two symbols.
 # Set CCXT_QUESTDB_*_PORT to move the local server off the default ports 9000/8812/9009/9003.
 source "$(dirname "$0")/lib/bootstrap.sh"
 need_debian_packages mvn:maven java:default-jre-headless

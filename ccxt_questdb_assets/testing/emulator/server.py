@@ -87,9 +87,10 @@ class EmulatorServer:
     are available once started. Startup failures raise :class:`ServiceError` with the log tail.
     """
 
-    def __init__(self, host: str = "127.0.0.1", *, weight_limit: int = DEFAULT_WEIGHT_LIMIT,
+    def __init__(self, host: str = "127.0.0.1", *, port: int = 0, weight_limit: int = DEFAULT_WEIGHT_LIMIT,
                  startup_timeout_s: float = 30.0) -> None:
         self.host = host
+        self.port = port
         self.weight_limit = weight_limit
         self.startup_timeout_s = startup_timeout_s
         self.base_url: str = ""
@@ -113,7 +114,7 @@ class EmulatorServer:
         ready = os.path.join(self._dir.name, "ready")
         self.log_path = Path(self._dir.name) / "server.log"
         cmd = [sys.executable, "-m", "ccxt_questdb_assets.testing.emulator", "serve", "--host", self.host,
-               "--port", "0", "--weight-limit", str(self.weight_limit), "--ready-file", ready]
+               "--port", str(self.port), "--weight-limit", str(self.weight_limit), "--ready-file", ready]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.startup_timeout_s
