@@ -2,7 +2,7 @@
 
 For each gap the fetcher yields pages; each page is written, made visible, and only then is
 its claim recorded as coverage. Fetching the next page overlaps with storing the previous
-one (a queue of one page), so memory stays bounded by two pages and a crash loses at most
+one (a queue of one page), so memory stays bounded by three pages (one storing, one queued, one fetching) and a crash loses at most
 the pages in flight: a rerun resumes from the recorded coverage.
 
 Claims of consecutive pages extend one coverage row in place. Empty sub-windows (outages,
