@@ -35,8 +35,8 @@ def _materialize(args: argparse.Namespace, home) -> int:
     from dagster import DagsterInstance, materialize
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from ccxt_questdb_assets.defs.automation import sync_symbol_partitions
     from ccxt_questdb_assets.defs.definitions import build_definitions
+    from ccxt_questdb_assets.defs.partitions import add_config_symbols
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
     project = ProjectConfig.load()
@@ -45,7 +45,7 @@ def _materialize(args: argparse.Namespace, home) -> int:
     first, last = today - timedelta(days=args.days), today - timedelta(days=1)
     failures = 0
     with DagsterInstance.get() as instance:
-        sync_symbol_partitions(instance, project)
+        add_config_symbols(instance, project)
         for ex in project.exchanges:
             assets = [a for a in defs.resolve_all_asset_specs() if a.group_name == ex.exchange_id]
             selection = [defs.resolve_assets_def(spec.key) for spec in assets]

@@ -102,3 +102,18 @@ def slices_of(keys: Iterable[str | MultiPartitionKey]) -> list[SymbolSlice]:
 
 def keys_for(days: Sequence[str], symbols: Sequence[str]) -> list[str]:
     return [str(partition_key(d, s)) for s in symbols for d in days]
+
+
+def add_config_symbols(instance, project) -> list[str]:
+    """Add the project's symbols missing from each exchange's dynamic partitions; returns what was added
+    (as ``exchange:symbol``). The symbols sensor does the same on its ticks; the demo and CLI
+    cannot wait for one."""
+    added = []
+    for ex in project.exchanges:
+        name = symbols_partitions(ex.exchange_id).name
+        have = set(instance.get_dynamic_partitions(name))
+        missing = [s for s in ex.symbols if s not in have]
+        if missing:
+            instance.add_dynamic_partitions(name, missing)
+            added += [f"{ex.exchange_id}:{s}" for s in missing]
+    return added
