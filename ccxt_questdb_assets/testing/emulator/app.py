@@ -27,6 +27,7 @@ from ccxt_questdb_assets.testing.emulator.market import (
     Bars,
     SyntheticMarket,
     TradesArr,
+    listing_spec,
     next_bar_open,
 )
 from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS, WeightBudget
@@ -37,6 +38,8 @@ CONTROL_PREFIX = "/_emulator"
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
 AGG_TRADES_MAX_WINDOW_MS = HOUR_MS
+#: Binance spot symbol statuses; ccxt marks a market active only when ``TRADING``.
+MARKET_STATUSES = ("TRADING", "PRE_TRADING", "BREAK", "HALT", "END_OF_DAY", "POST_TRADING", "AUCTION_MATCH")
 _LONG_RE = re.compile(r"^[0-9]{1,20}$")
 _JSON_CT = "application/json;charset=UTF-8"
 
@@ -84,6 +87,23 @@ class EmulatorState:
         self.log: deque[dict[str, Any]] = deque(maxlen=self.log_size)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
+        #: Binance ``status`` per exchange symbol where not ``TRADING`` (markets listed at runtime).
+        self.status: dict[str, str] = {}
+        #: Markets listed through the control API, delisted again by ``reset()``.
+        self.runtime_symbols: list[str] = []
+
+    def list_market(self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0,
+                    status: str = "TRADING") -> str:
+        """List a new synthetic market now (or at ``listing_ms``); returns its exchange symbol."""
+        if status not in MARKET_STATUSES:
+            raise ValueError(f"status {status!r} must be one of {', '.join(MARKET_STATUSES)}")
+        spec = listing_spec(base, quote, self.clock.now_ms() if listing_ms is None else listing_ms,
+                            base_price=base_price)
+        self.market.add_symbol(spec)
+        self.runtime_symbols.append(spec.symbol)
+        if status != "TRADING":
+            self.status[spec.symbol] = status
+        return spec.symbol
 
     def next_seq(self) -> int:
         with self._lock:
@@ -104,6 +124,10 @@ class EmulatorState:
         self.clock.frozen_ms, self.clock.offset_ms = None, 0
         self.weights.limit = self.default_weight_limit
         self.weights.reset()
+        for symbol in self.runtime_symbols:
+            self.market.remove_symbol(symbol)
+        self.runtime_symbols.clear()
+        self.status.clear()
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -202,7 +226,7 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
     fq = _dec_formatter(spec.qty_decimals)
     return {
         "symbol": spec.symbol,
-        "status": "TRADING",
+        "status": state.status.get(spec.symbol, "TRADING"),
         "baseAsset": spec.base,
         "baseAssetPrecision": 8,
         "quoteAsset": spec.quote,
@@ -501,12 +525,26 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
         state.reset()
         return web.json_response({"ok": True})
 
-    async def market_info(request: web.Request) -> web.Response:
+    def _market_entry(s: str) -> dict[str, Any]:
         m = state.market
-        return web.json_response({"symbols": [
-            {"symbol": s, "ccxt_symbol": m.spec(s).ccxt_symbol, "listing_ms": m.listing_ms(s),
-             "outages": m.outages(s)} for s in m.symbols
-        ]})
+        return {"symbol": s, "ccxt_symbol": m.spec(s).ccxt_symbol, "listing_ms": m.listing_ms(s),
+                "outages": m.outages(s), "status": state.status.get(s, "TRADING")}
+
+    async def market_info(request: web.Request) -> web.Response:
+        return web.json_response({"symbols": [_market_entry(s) for s in state.market.symbols]})
+
+    async def list_market(request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            symbol = state.list_market(
+                str(body["base"]), str(body["quote"]),
+                listing_ms=None if body.get("listing_ms") is None else int(body["listing_ms"]),
+                base_price=float(body.get("base_price", 10.0)), status=str(body.get("status", "TRADING")))
+        except KeyError as exc:
+            return web.json_response({"error": f"missing {exc.args[0]!r}: give base and quote"}, status=400)
+        except (TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"market": _market_entry(symbol)})
 
     p = CONTROL_PREFIX
     return [
@@ -523,6 +561,7 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
         web.post(f"{p}/config", set_config),
         web.post(f"{p}/reset", reset),
         web.get(f"{p}/market", market_info),
+        web.post(f"{p}/market", list_market),
     ]
 
 

@@ -91,9 +91,17 @@ class EmulatorControl:
     def market(self) -> list[dict[str, Any]]:
         return self._call("GET", "market")["symbols"]
 
+    def list_market(self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0,
+                    status: str = "TRADING") -> dict[str, Any]:
+        """List a new market ``BASE/QUOTE`` (from the current hour unless ``listing_ms``); ``exchangeInfo``
+        shows it at once with ``status`` (not ``TRADING``: ccxt marks it inactive). ``reset()`` delists it."""
+        body = {"base": base, "quote": quote, "listing_ms": listing_ms, "base_price": base_price, "status": status}
+        return self._call("POST", "market", body)["market"]
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "health")
 
     def reset(self) -> None:
-        """Clear log and faults, unfreeze the clock, restore the default weight limit and used weight."""
+        """Clear log and faults, unfreeze the clock, restore the default weight limit and used weight,
+        delist markets listed with :meth:`list_market`."""
         self._call("POST", "reset")

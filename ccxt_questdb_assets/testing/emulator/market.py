@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ __all__ = [
     "TradesArr",
     "bar_open",
     "format_decimal",
+    "listing_spec",
     "next_bar_open",
     "timeframe_ms",
 ]
@@ -134,6 +136,22 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
         phases=(4.0, 3.1, 0.2, 1.5, 2.8, 0.6, 3.7),
     ),
 )
+
+
+def listing_spec(base: str, quote: str, listing_ms: int, *, base_price: float = 10.0) -> SymbolSpec:
+    """A plain synthetic market listed at ``listing_ms`` (floored to the hour), seeded by its name."""
+    if not (base.isalnum() and quote.isalnum() and base.isupper() and quote.isupper()):
+        raise ValueError(f"base {base!r} and quote {quote!r} must be upper-case alphanumeric assets "
+                         "such as 'NEW', 'USDT'")
+    if not base_price > 0:
+        raise ValueError(f"base_price {base_price!r} must be positive")
+    seed = zlib.crc32(f"{base}/{quote}".encode())
+    return SymbolSpec(
+        symbol=f"{base}{quote}", base=base, quote=quote, listing_ms=int(listing_ms) - int(listing_ms) % HOUR_MS,
+        outages=(), price_decimals=2, qty_decimals=3, base_price=float(base_price), trades_per_hour=120,
+        mean_qty_lots=1_000, seed=seed, phases=tuple(((seed >> (4 * i)) % 63) / 10 for i in range(7)),
+    )
+
 
 # (period ms, relative amplitude in log-price); phases come from the symbol
 _WAVES: tuple[tuple[int, float], ...] = (
@@ -539,6 +557,25 @@ class SyntheticMarket:
 
     def has_symbol(self, symbol: str) -> bool:
         return symbol in self._syms
+
+    def add_symbol(self, spec: SymbolSpec) -> None:
+        """List a new market (the emulator's ``POST /_emulator/market``); ValueError if already listed."""
+        sym = _Sym(spec)  # validates
+        with self._lock:
+            if spec.symbol in self._syms or spec.ccxt_symbol in self._by_ccxt:
+                raise ValueError(f"symbol {spec.symbol} ({spec.ccxt_symbol}) is already listed")
+            self._syms = {**self._syms, spec.symbol: sym}
+            self._by_ccxt = {**self._by_ccxt, spec.ccxt_symbol: spec.symbol}
+
+    def remove_symbol(self, symbol: str) -> SymbolSpec:
+        """Delist ``symbol`` (exchange id or ccxt symbol) and drop its cached days."""
+        sym = self._sym(symbol)
+        with self._lock:
+            self._syms = {k: v for k, v in self._syms.items() if k != sym.spec.symbol}
+            self._by_ccxt = {k: v for k, v in self._by_ccxt.items() if v != sym.spec.symbol}
+            for key in [k for k in self._cache if k[0] == sym.spec.symbol]:
+                del self._cache[key]
+        return sym.spec
 
     def listing_ms(self, symbol: str) -> int:
         return self._sym(symbol).spec.listing_ms
