@@ -46,7 +46,7 @@ def project_mapping(questdb, emulator, prefix: str, **exchange) -> dict:
     return {
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
-        "rate_limiter": {"scope": "process", "max_concurrency": 2},
+        "rate_limiter": {"scope": "local", "max_concurrency": 2},
         "alerts": {"webhook_url_env": "TEST_AUTOMATION_WEBHOOK"},
         "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": ["BTC/USDT", "ETH/USDT"],
                                   "timeframes": ["1m"], "trades": True, "retry_backoff_s": 0.01, **exchange}},
