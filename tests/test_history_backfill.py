@@ -162,6 +162,16 @@ def test_force_refetches_a_covered_window_without_duplicates(questdb, emulator, 
     assert len(frame) == 1440 and frame["ts"].is_unique
 
 
+def test_trades_up_to_now_stop_at_the_live_edge(questdb, emulator, emulator_control):
+    """A window reaching past now ends at now - lag with a bounded number of requests."""
+    provider = make_provider(questdb, emulator, mode="trades")
+    now = datetime.now(timezone.utc)
+    report = provider.ensure_range_sync(now - timedelta(minutes=10), now + timedelta(hours=1),
+                                        node_id="trades:binance:BTC/USDT")
+    assert report.requests <= 4, report
+    assert len([r for r in emulator_control.requests() if r["path"] == AGG]) == report.requests
+
+
 def test_truncated_json_is_retried_and_never_stored(questdb, emulator, emulator_control):
     """A cut 200 body is a transient MalformedResponse: retried, and the data ends exact."""
     provider = make_provider(questdb, emulator)

@@ -156,8 +156,9 @@ class CcxtTradesFetcher(_Fetcher):
         limit = self.session.page_limit("fetchTrades")
         id_param = _TRADE_ID_PARAM.get(self.config.exchange_id)
         cursor, next_id = window.start_ms, None
-        while cursor < window.end_ms:
-            final_until = self.clock() - self.config.final_lag_ms
+        # One live edge per call: re-reading the clock each page would chase "now" forever.
+        final_until = self.clock() - self.config.final_lag_ms
+        while cursor < window.end_ms and (cursor < final_until or next_id is not None):
             by_id = next_id is not None
             if by_id:
                 raw = await self.session.call("fetch_trades", node.symbol, None, limit, params={id_param: next_id})
