@@ -1,12 +1,15 @@
 """Series tables: candles and trades keyed by their node, written in bulk and read by window.
 
 Frames at this boundary use ``ts`` as epoch milliseconds (int64) on the way in, and a UTC
-``datetime64`` column on the way out. Every predicate is a bound parameter; only validated
-table names are formatted into SQL.
+``datetime64`` column on the way out. Over PG wire every predicate is a bound parameter; only
+validated table names are formatted into SQL. Large reads go through QuestDB's ``/exp`` as
+parquet, which cannot bind parameters: there the key values are written into the SQL only if
+they are of a closed alphabet (``_literal``), otherwise the read stays on PG wire.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +25,29 @@ CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 TRADE_COLUMNS = ("ts", "trade_id", "price", "amount", "side")
 
 
+#: Reads expected to return at least this many rows go through ``/exp`` as parquet: below it,
+#: the export's fixed cost (a few ms) is more than PG wire's per-row cost (docs/benchmarks.md).
+EXPORT_MIN_ROWS = 5_000
+#: Trades have no row count to expect from a window: export windows of at least an hour.
+EXPORT_MIN_TRADES_WINDOW_MS = 3_600_000
+
+# Characters a key value may have to be written into SQL as a literal (no quote, backslash,
+# semicolon, whitespace or control character).
+_LITERAL_RE = re.compile(r"^[A-Za-z0-9._/+@-]{1,200}$")
+
+
 def _micros(ms: int) -> int:
     return ms * 1000
+
+
+def _literal(value: str) -> str | None:
+    """``value`` as a SQL string literal, or None if it holds anything outside the closed alphabet."""
+    return f"'{value}'" if _LITERAL_RE.match(value) else None
+
+
+def _constant_symbol(value: str, n: int) -> pd.Categorical:
+    """A SYMBOL column holding ``value`` n times: one category and n one-byte codes."""
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +65,8 @@ class SeriesKind:
             values["timeframe"] = node.timeframe.name
         return tuple(values[c] for c in self.key_columns)
 
+
+_EMPTY_DTYPES = {"DOUBLE": "float64", "BOOLEAN": "bool", "LONG": "int64", "SYMBOL": "str", "VARCHAR": "str"}
 
 CANDLE_KIND = SeriesKind(
     schema=CANDLES,
@@ -67,24 +93,33 @@ class SeriesStore:
         self.client.ensure_table(self.kind.schema, self.table)
 
     def write(self, node: NodeId, rows: pd.DataFrame) -> int:
-        """Upsert ``rows`` (``ts`` in epoch ms) for ``node``; returns the number of rows sent."""
-        if rows.empty:
+        """Upsert ``rows`` (``ts`` in epoch ms) for ``node``; returns the number of rows sent.
+
+        The frame handed to the ILP sender shares the value columns with ``rows``; only ``ts``
+        (ms to a naive microsecond datetime, which the sender reads as UTC) is a new array.
+        """
+        n = len(rows)
+        if n == 0:
             return 0
         self.ensure()
-        frame = pd.DataFrame(
-            {"ts": pd.to_datetime(rows["ts"].to_numpy(dtype="int64"), unit="ms", utc=True)}
-        )
+        symbols = self.kind.schema.symbol_columns
+        columns: dict[str, object] = {
+            "ts": (rows["ts"].to_numpy(dtype=np.int64) * 1000).view("datetime64[us]"),
+        }
         for column, value in zip(self.kind.key_columns, self.kind.key_values(node), strict=True):
-            frame[column] = pd.Categorical([value] * len(rows))
+            columns[column] = _constant_symbol(value, n)
         for column in self.kind.value_columns + self.kind.extra_columns:
             values = rows[column]
-            if column in self.kind.schema.symbol_columns:
-                values = pd.Categorical(values.astype(str))
-            elif column == "trade_id":
-                values = values.astype(str)
-            frame[column] = values.to_numpy() if not isinstance(values, pd.Categorical) else values
-        self.client.write_frame(self.table, frame, symbols=self.kind.schema.symbol_columns)
-        return len(frame)
+            if column in symbols:
+                is_categorical = isinstance(values.dtype, pd.CategoricalDtype)
+                columns[column] = values if is_categorical else pd.Categorical(values.astype(str))
+            elif column == "trade_id" and not pd.api.types.is_string_dtype(values.dtype):
+                columns[column] = values.astype(str).to_numpy()
+            else:
+                columns[column] = values.to_numpy()
+        frame = pd.DataFrame(columns, copy=False)
+        self.client.write_frame(self.table, frame, symbols=symbols)
+        return n
 
     def wait_visible(self) -> None:
         self.client.wait_visible(self.table)
@@ -96,19 +131,32 @@ class SeriesStore:
         self.ensure()
         columns = columns or self.kind.value_columns
         wanted = ", ".join(columns)
-        keys = " AND ".join(f"{c} = %s" for c in self.kind.key_columns)
         order = "ts, trade_id" if "trade_id" in self.kind.schema.column_names else "ts"
-        sql = (
-            f"SELECT cast(ts AS long) ts_us, {wanted} FROM {quote_ident(self.table)} "
-            f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp ORDER BY {order}"
-        )
-        params = (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms))
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        frame = self.client.query_frame(sql, params, ("ts_us", *columns))
+        tail = f" ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        start_us, end_us = _micros(window.start_ms), _micros(window.end_ms)
+        head = f"SELECT cast(ts AS long) ts_us, {wanted} FROM {quote_ident(self.table)} WHERE "
+        keys = self.kind.key_values(node)
+        sql = head + "".join(f"{c} = %s AND " for c in self.kind.key_columns)
+        sql += "ts >= %s::timestamp AND ts < %s::timestamp" + tail
+        export_sql = None
+        literals = [_literal(v) for v in keys]
+        if self._worth_exporting(node, window, limit) and None not in literals:
+            export_sql = head + "".join(f"{c} = {v} AND " for c, v in zip(self.kind.key_columns, literals, strict=True))
+            export_sql += f"ts >= {start_us}::timestamp AND ts < {end_us}::timestamp" + tail
+        frame = self.client.query_frame(sql, (*keys, start_us, end_us), ("ts_us", *columns), export_sql=export_sql)
         ts = pd.to_datetime(frame.pop("ts_us").to_numpy(dtype=np.int64), unit="us", utc=True)
         frame.insert(0, "ts", ts)
-        return frame.reset_index(drop=True)
+        if frame.empty:  # PG wire gives untyped empty columns
+            dtypes = dict(self.kind.schema.columns)
+            frame = frame.astype({c: _EMPTY_DTYPES.get(dtypes.get(c, ""), object) for c in columns})
+        return frame
+
+    def _worth_exporting(self, node: NodeId, window: TimeWindow, limit: int | None) -> bool:
+        if node.timeframe is None:
+            long_enough = window.end_ms - window.start_ms >= EXPORT_MIN_TRADES_WINDOW_MS
+            return long_enough and (limit is None or limit >= EXPORT_MIN_ROWS)
+        bars = -(-(window.end_ms - window.start_ms) // node.timeframe.ms)
+        return min(bars, limit if limit is not None else bars) >= EXPORT_MIN_ROWS
 
     def count(self, node: NodeId, window: TimeWindow) -> int:
         keys = " AND ".join(f"{c} = %s" for c in self.kind.key_columns)
