@@ -1,0 +1,311 @@
+"""The Dagster project through a real ``dagster dev``: webserver, daemon, code server, real runs.
+
+One ``dagster dev`` (module scope) on the test QuestDB and the exchange emulator serves both tests:
+
+* a headless Chromium (Debian's ``/usr/bin/chromium``) opens the lineage and partitions pages,
+  launches one partition from the Materialize dialog, sees the run succeed, and the partition's
+  1,440 candles are in QuestDB;
+* a 30-day x 2-symbol backfill of ``binance_ohlcv_1m`` launched through GraphQL finishes in a few
+  runs (the asset's multi-run backfill policy) with exact candles and the minimum of requests.
+
+The backfill is launched (module fixture) before the browser test and runs while the browser
+drives the UI: the backfill daemon's 30 s ticks and the runs' process start-ups overlap the UI
+run instead of adding to it. The two touch disjoint days, and requests are counted per symbol
+and window from the emulator's log (reset once, at the launch), so each test's numbers stay exact.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ccxt_questdb_assets.defs.partitions import keys_for
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
+from ccxt_questdb_assets.testing.dagster_dev import DagsterDev, DagsterDevError, dagster_dev
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ASSET = "binance_ohlcv_1m"
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+KLINES = "/api/v3/klines"
+DAY_MS = 86_400_000
+BACKFILL_DAYS = [str(date(2024, 4, 1) + timedelta(days=i)) for i in range(30)]
+UI_DAY, UI_SYMBOL = "2024-03-06", "BTC/USDT"  # outside the backfill window: its own requests
+# Backfill runs execute in the run worker itself (no step subprocess): one Python start-up less
+# per run. The UI run keeps the default (multiprocess) executor, as a user gets it.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+BACKFILL_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 420
+
+pytestmark = pytest.mark.timeout(1200)  # dagster dev start-up counts against the first test
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions error { message } }
+    ... on PythonError { message }
+    ... on BackfillNotFoundError { message }
+  }
+}
+"""
+
+RUN_STATUS = """
+query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }
+"""
+
+
+def utc_ms(day: str) -> int:
+    d = date.fromisoformat(day)
+    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def project_mapping(questdb, emulator, prefix: str) -> dict:
+    conn = questdb.connection
+    return {
+        "start_date": "2024-01-01",
+        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
+        "rate_limiter": {"scope": "process", "max_concurrency": 2},
+        "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": SYMBOLS, "timeframes": ["1m"],
+                                  "trades": True, "retry_backoff_s": 0.01}},
+    }
+
+
+class Dev:
+    """The module's dagster dev and where its asset writes."""
+
+    def __init__(self, server: DagsterDev, table: str) -> None:
+        self.server = server
+        self.table = table
+
+
+@pytest.fixture(scope="module")
+def dev(questdb, emulator, tmp_path_factory) -> Dev:
+    work = tmp_path_factory.mktemp("dagster_dev")
+    path = work / "project.yaml"
+    path.write_text(yaml.safe_dump(project_mapping(questdb, emulator, "w_" + uuid.uuid4().hex[:10])))
+    table = ProjectConfig.load(path).exchanges[0].ohlcv.tables.data
+    try:
+        with dagster_dev(work, env={"CCXT_QUESTDB_PROJECT": str(path)}, cwd=ROOT, startup_timeout_s=600) as server:
+            print(f"dagster dev ready at {server.url} after {server.startup_s:.1f} s (log {server.log_path})")
+            server.add_dynamic_partitions("binance_symbols", SYMBOLS)
+            yield Dev(server, table)
+    except DagsterDevError as exc:
+        pytest.fail(f"dagster dev: {exc}", pytrace=False)
+
+
+class Backfill:
+    """A launched backfill: its id and when it was launched (monotonic and wall clock)."""
+
+    def __init__(self, backfill_id: str, launched_at: float, launched_epoch: float) -> None:
+        self.id = backfill_id
+        self.launched_at = launched_at
+        self.launched_epoch = launched_epoch
+
+
+@pytest.fixture(scope="module")
+def backfill(dev, emulator) -> Backfill:
+    """The 60-partition backfill, launched through GraphQL; the backfill test waits for it."""
+    emulator.control.reset()  # the request log of this module starts here (counted per window below)
+    keys = keys_for(BACKFILL_DAYS, SYMBOLS)
+    assert len(keys) == 60
+    launched_at, launched_epoch = time.monotonic(), time.time()
+    out = dev.server.graphql(LAUNCH_BACKFILL, {"params": {
+        "partitionNames": keys, "assetSelection": [{"path": [ASSET]}], "runConfigData": IN_PROCESS,
+        "title": "webserver test backfill",
+    }})["launchPartitionBackfill"]
+    assert out["__typename"] == "LaunchBackfillSuccess", out
+    return Backfill(out["backfillId"], launched_at, launched_epoch)
+
+
+def kline_requests(emulator, symbol: str, start_ms: int, end_ms: int) -> list[dict]:
+    """The emulator's kline requests for ``symbol`` whose ``startTime`` lies in [start, end)."""
+    out = []
+    for r in emulator.control.requests(KLINES):
+        params = r.get("params") or {}
+        assert "startTime" in params, f"a kline request without startTime: {r}"
+        if params.get("symbol") == symbol.replace("/", "") and start_ms <= int(params["startTime"]) < end_ms:
+            out.append(r)
+    return out
+
+
+def stored_candles(questdb, table: str, symbol: str, start: int, end: int) -> pd.DataFrame:
+    from ccxt_questdb_assets.core.node_ids import NodeId
+    from ccxt_questdb_assets.core.timeframes import Timeframe
+    from ccxt_questdb_assets.core.windows import TimeWindow
+    from ccxt_questdb_assets.storage.client import QuestDBClient
+    from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
+
+    store = SeriesStore(QuestDBClient(questdb.connection), table, CANDLE_KIND)
+    return store.read(NodeId("ohlcv", "binance", symbol, Timeframe.parse("1m")), TimeWindow(start, end))
+
+
+def truth(emulator, symbol: str, start: int, end: int) -> np.ndarray:
+    return np.array(emulator.market.candles(symbol.replace("/", ""), "1m", start, end), dtype=float)[:, :6]
+
+
+def assert_exact(got: pd.DataFrame, want: np.ndarray, what: str) -> None:
+    assert len(got) == len(want), f"{what}: {len(got)} rows stored, {len(want)} expected"
+    np.testing.assert_array_equal(got["ts"].dt.as_unit("ms").astype("int64").to_numpy(), want[:, 0].astype(np.int64),
+                                  err_msg=what)
+    np.testing.assert_array_equal(got[["open", "high", "low", "close", "volume"]].to_numpy(), want[:, 1:6],
+                                  err_msg=what)
+
+
+def _require_chromium() -> None:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"the browser test needs Debian's chromium at {CHROMIUM} (apt-get install chromium); "
+                    "Playwright's own browser download is not used", pytrace=False)
+
+
+def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator, tmp_path):
+    """Runs while the backfill (launched by its fixture) is in flight; disjoint days."""
+    _require_chromium()
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
+
+    server = dev.server
+    url = server.url
+    shot = tmp_path / "failure.png"
+    step = "starting chromium"
+    run_id = None
+    with sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        except PlaywrightError as exc:
+            pytest.fail(f"chromium at {CHROMIUM} did not start under Playwright: {exc}", pytrace=False)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(90_000)
+            try:
+                step = "lineage page shows the asset node"
+                page.goto(f"{url}/asset-groups")
+                node = page.locator("foreignObject").filter(
+                    has=page.get_by_text(ASSET, exact=True)).filter(has_text="Latest event")
+                expect(node.first).to_be_visible(timeout=120_000)
+
+                step = "partitions view"
+                page.goto(f"{url}/assets/{ASSET}?view=partitions")
+                expect(page.get_by_role("button", name="Materialize…")).to_be_enabled(timeout=120_000)
+                expect(page.get_by_placeholder("Filter by symbol")).to_be_visible()  # the symbol dimension
+
+                step = "Materialize dialog"
+                page.get_by_role("button", name="Materialize…").click()
+                dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {ASSET}")
+                expect(dialog).to_be_visible()
+
+                step = "select one date"
+                dates = dialog.get_by_placeholder(re.compile(r"^ex: \d{4}-\d{2}-\d{2}"))
+                dates.fill(UI_DAY)
+                dates.press("Enter")
+
+                step = "select one symbol"
+                dialog.get_by_text("Select a partition or create one").click()
+                page.get_by_role("menuitem").filter(has_text=UI_SYMBOL).first.click()
+                dialog.get_by_text(f"Launch runs to materialize {ASSET}").click()  # closes the symbol menu
+                expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+
+                step = "launch"
+                ui_launched = time.monotonic()
+                dialog.get_by_role("button", name="Launch 1 run").click()
+                expect(page.get_by_text("Launched run")).to_be_visible(timeout=120_000)  # the toast
+                launched = server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})
+                assert len(launched) == 1, f"runs of {UI_DAY}|{UI_SYMBOL} after the launch: {launched}"
+                run_id = launched[0]["runId"]
+
+                step = f"run page of {run_id} shows Success"
+                try:  # the toast's "View" link, unless the toast has already gone
+                    page.get_by_role("link", name="View", exact=True).first.click(timeout=5_000)
+                    page.wait_for_url(f"**/runs/{run_id}*", timeout=30_000)
+                except PlaywrightError:
+                    page.goto(f"{url}/runs/{run_id}")
+                deadline = time.monotonic() + RUN_TIMEOUT_S
+                success = page.get_by_text("Success", exact=True)
+                while True:
+                    if success.count() and success.first.is_visible():
+                        break
+                    status = server.graphql(RUN_STATUS, {"id": run_id})["runOrError"].get("status")
+                    if status in ("FAILURE", "CANCELED"):
+                        raise AssertionError(f"run {run_id} ended {status}:\n{server.run_errors(run_id)}")
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"run {run_id} is {status} after {RUN_TIMEOUT_S} s")
+                    page.wait_for_timeout(2000)
+                ui_seconds = time.monotonic() - ui_launched
+            except (AssertionError, PlaywrightError) as exc:
+                try:
+                    page.screenshot(path=str(shot), full_page=True)
+                    where = f"screenshot {shot}"
+                except PlaywrightError as shot_exc:
+                    where = f"no screenshot ({shot_exc})"
+                raise AssertionError(f"UI step '{step}' failed ({where}): {exc}") from exc
+        finally:
+            browser.close()
+
+    runs = server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})
+    assert [r["runId"] for r in runs] == [run_id], f"runs of the partition: {runs}"
+    assert runs[0]["status"] == "SUCCESS", runs[0]
+    start = utc_ms(UI_DAY)
+    got = stored_candles(questdb, dev.table, UI_SYMBOL, start, start + DAY_MS)
+    assert len(got) == 1440
+    assert_exact(got, truth(emulator, UI_SYMBOL, start, start + DAY_MS), f"{UI_SYMBOL} {UI_DAY}")
+    assert len(kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS)) == math.ceil(1440 / 1000)
+    print(f"UI run {run_id}: Success on the run page {ui_seconds:.1f} s after the launch")
+
+
+def test_backfill_30_days_2_symbols_through_graphql(dev, backfill, questdb, emulator):
+    server = dev.server
+    backfill_id, started = backfill.id, backfill.launched_at
+
+    status = None
+    while time.monotonic() - started < BACKFILL_TIMEOUT_S:
+        result = server.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert result["__typename"] == "PartitionBackfill", result
+        status = result["status"]
+        if status not in ("REQUESTED", "CANCELING", "FAILING"):
+            break
+        time.sleep(2)
+    elapsed = time.monotonic() - started
+    runs = server.runs({"dagster/backfill": backfill_id})
+    detail = "; ".join(f"{r['runId'][:8]} {r['status']}" for r in runs)
+    failed = [r for r in runs if r["status"] != "SUCCESS"]
+    errors = "\n".join(server.run_errors(r["runId"]) for r in failed[:2])
+    assert status == "COMPLETED_SUCCESS", (f"backfill {backfill_id} is {status} after {elapsed:.0f} s; runs: {detail}\n"
+                                           f"{errors}\nlog tail:\n{server.log_tail(3000)}")
+    assert 1 <= len(runs) <= 4, f"{len(runs)} runs for 60 partitions (multi_run(92) policy): {detail}"
+    assert not failed, f"runs not successful: {detail}\n{errors}"
+    timeline = "; ".join(f"run created +{r['creationTime'] - backfill.launched_epoch:.0f} s, started after "
+                         f"{r['startTime'] - r['creationTime']:.0f} s, ran {r['endTime'] - r['startTime']:.0f} s"
+                         for r in runs)
+    done_after = backfill.launched_epoch + elapsed - max(r["endTime"] for r in runs)
+    print(f"backfill {backfill_id}: {len(runs)} runs, {elapsed:.1f} s from launch to {status} (seen "
+          f"{done_after:.0f} s after the last run ended); {timeline}")
+
+    start, end = utc_ms(BACKFILL_DAYS[0]), utc_ms(BACKFILL_DAYS[-1]) + DAY_MS
+    for symbol in SYMBOLS:
+        assert_exact(stored_candles(questdb, dev.table, symbol, start, end), truth(emulator, symbol, start, end),
+                     f"{symbol} {BACKFILL_DAYS[0]}..{BACKFILL_DAYS[-1]}")
+    requests = [r for symbol in SYMBOLS for r in kline_requests(emulator, symbol, start, end)]
+    assert len(requests) == 2 * math.ceil(43200 / 1000), f"{len(requests)} kline requests for the backfill window"
