@@ -14,8 +14,14 @@ import pytest
 import redis
 
 from ccxt_questdb_assets.core.errors import ServiceError
-from ccxt_questdb_assets.ratelimit import RateLimiter, RateLimiterConfig, get_rate_limiter, reset_registry
-from ccxt_questdb_assets.ratelimit.registry import _build_core, limiter_key
+from ccxt_questdb_assets.ratelimit import (
+    RateLimiter,
+    RateLimiterConfig,
+    RateLimitTimeout,
+    build_limiter,
+    get_rate_limiter,
+    reset_registry,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -32,13 +38,13 @@ def cores():
     def make(options: dict, exchange: str = "binance") -> RateLimiter:
         """A limiter with its own in-process state, as another process would have."""
         cfg = RateLimiterConfig.from_mapping(options, environ={})
-        lim = RateLimiter(_build_core(limiter_key(cfg, exchange), cfg), exchange_id=exchange)
+        lim = build_limiter(cfg, exchange)
         made.append(lim)
         return lim
 
     yield make
     for lim in made:
-        lim._core.close()
+        lim.close()
 
 
 def opts(redis_url: str, **extra) -> dict:
@@ -48,9 +54,7 @@ def opts(redis_url: str, **extra) -> dict:
 
 
 def assert_idle(limiter):
-    core = limiter._core
-    assert core.semaphore.available == core.semaphore.capacity and core.semaphore.waiting == 0
-    assert limiter._handle_sem.available == limiter._handle_sem.capacity
+    assert limiter.in_flight == 0 and limiter.waiting == 0
 
 
 def redis_level(url: str, key: str, band: str) -> float:
@@ -64,25 +68,42 @@ def redis_level(url: str, key: str, band: str) -> float:
         r.close()
 
 
-def test_quick_start_admits_one_request_per_1_2_s_across_the_cluster(redis_url, cores):
-    o = opts(redis_url, max_concurrency=1, min_interval_s=1.2, burst=1)
-    a, b = cores(o), cores(o)
+def script_calls(url: str) -> int:
+    """Lua script executions Redis has served (EVAL + EVALSHA), from INFO commandstats."""
+    r = redis.Redis.from_url(url)
+    try:
+        stats = r.info("commandstats")
+    finally:
+        r.close()
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+def test_waiters_sleep_the_deficit_instead_of_polling(redis_url, cores):
+    """3 "processes" x 10 tasks queue for 30 admissions at 20 a second: Redis serves at most three
+    script calls per admission (reserve; admit after the computed sleep; when a late caller took
+    the gate's token, one more after sleeping for the next token, which admit held for it). A
+    polling limiter asks again and again while it waits."""
+    o = opts(redis_url, tokens_per_interval=20, burst_tokens=1)
+    limiters = [cores(o) for _ in range(3)]
+    for lim in limiters:  # load the scripts and open the connections first
+        with lim.acquire_sync():
+            pass
+    before = script_calls(redis_url)
 
     async def main():
-        t0 = time.monotonic()
-        stamps = []
-
-        async def go(lim):
+        async def one(lim):
             async with lim.acquire():
-                stamps.append(time.monotonic() - t0)
+                pass
 
-        await asyncio.gather(go(a), go(b), go(a))
-        return sorted(stamps)
+        await asyncio.gather(*[one(limiters[i % 3]) for i in range(30)])
 
-    stamps = asyncio.run(main())
-    assert stamps[0] < 0.2
-    assert stamps[1] - stamps[0] >= 1.19 and stamps[2] - stamps[1] >= 1.19
-    assert stamps[2] < 2.4 + 0.4  # and not much slower than that
+    t0 = time.monotonic()
+    asyncio.run(main())
+    elapsed = time.monotonic() - t0
+    calls = script_calls(redis_url) - before
+    print(f"30 admissions in {elapsed:.2f} s: {calls} script calls")
+    assert elapsed >= 29 / 20 - 0.05  # they did wait their turn...
+    assert calls <= 3 * 30  # ...without asking Redis again and again
 
 
 def test_admission_is_atomic_across_cores_and_threads(redis_url, cores):
@@ -176,8 +197,23 @@ def test_cooldown_started_while_a_reservation_sleeps(redis_url, cores):
     assert a.mode == b.mode == "cluster" and a.stats.redis_errors == 0 and b.stats.redis_errors == 0
 
 
+def wait_for_full_bucket(url: str, key: str, band: str, rate_per_s: float, cap: float, timeout: float = 5.0) -> float:
+    """The bucket's level once it is full again (refunds run on the limiter's threads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tokens, ts, now, _ = redis_level(url, key, band)
+        level = min(cap, tokens + max(0.0, now - ts) * rate_per_s / 1000)
+        if level >= cap - 0.01 or time.monotonic() > deadline:
+            return level
+        time.sleep(0.05)
+
+
 def test_cancelling_100_waiting_tasks_leaves_every_permit(redis_url, cores):
-    o = opts(redis_url, max_concurrency=4, tokens_per_interval=20, burst_tokens=3)
+    """100 tasks, each holding a slot and a reservation in Redis (the queue runs 5 s deep), are
+    cancelled at random moments, some while their Redis call is in flight: every slot comes back,
+    every reservation is refunded (the queue is full again at once, not after 5 s of refill)."""
+    rate = 20
+    o = opts(redis_url, max_concurrency=100, tokens_per_interval=rate, burst_tokens=3)
     lim = cores(o)
 
     async def main():
@@ -186,35 +222,60 @@ def test_cancelling_100_waiting_tasks_leaves_every_permit(redis_url, cores):
                 await asyncio.sleep(0.01)
 
         tasks = [asyncio.create_task(one()) for _ in range(100)]
-        await asyncio.sleep(0.1)
         rng = random.Random(11)
+        await asyncio.sleep(rng.random() * 0.01)  # some still in their Redis call
         for t in rng.sample(tasks, len(tasks)):
             t.cancel()
-            if rng.random() < 0.5:
-                await asyncio.sleep(rng.random() * 0.005)
+            if rng.random() < 0.3:
+                await asyncio.sleep(rng.random() * 0.01)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(main())
     assert_idle(lim)
-    time.sleep(0.3)  # refunds run on the limiter's threads
-    tokens, ts, now, _ = redis_level(redis_url, lim.key, "tok")
-    level = min(3.0, tokens + max(0.0, now - ts) * 20 / 1000)
-    assert level == pytest.approx(3.0, abs=0.01)
     assert lim.stats.requests + lim.stats.cancellations == 100
+    assert lim.stats.cancellations >= 90
+    assert wait_for_full_bucket(redis_url, lim.key, "tok", rate, 3.0, timeout=1.0) == pytest.approx(3.0, abs=0.01)
+    t0 = time.monotonic()
+    for _ in range(3):  # and the burst is there for the next callers
+        with lim.acquire_sync(timeout=1):
+            pass
+    assert time.monotonic() - t0 < 0.1
+
+
+def test_timeouts_release_and_refund(redis_url, cores):
+    o = opts(redis_url, max_concurrency=8, min_interval_s=0.5)
+    lim = cores(o)
+
+    async def main():
+        async with lim.acquire():
+            pass
+        results = await asyncio.gather(
+            *[lim.acquire(timeout=0.2).__aenter__() for _ in range(5)], return_exceptions=True
+        )
+        assert all(isinstance(r, RateLimitTimeout) for r in results)
+
+    asyncio.run(main())
+    assert_idle(lim)
+    assert lim.stats.timeouts == 5
+    time.sleep(0.3)  # refunds run on the limiter's threads
+    t0 = time.monotonic()
+    with lim.acquire_sync(timeout=2):  # only the first request's 0.5 s, not 5 more turns
+        pass
+    assert time.monotonic() - t0 < 0.45
 
 
 def test_cluster_scope_shares_in_process_state_by_key(redis_url):
     o = opts(redis_url, min_interval_s=0.5)
     a = get_rate_limiter(o, "binance")
     b = get_rate_limiter(o, "binance")
-    assert a._core is b._core and a.mode == "cluster"
+    assert a is b and a.mode == "cluster"
 
 
 def test_redis_outage_falls_back_and_resumes(redis_server, redis_url, cores, caplog):
     o = opts(redis_url, tokens_per_interval=20, burst_tokens=2, redis_retry_s=0.2, redis_timeout_s=0.5)
     lim = cores(o)
     events = []
-    lim.set_listener(events.append)
+    lim.add_listener(events.append)
 
     def burst(n):
         t0 = time.monotonic()
@@ -287,3 +348,61 @@ def test_unreachable_redis_from_the_start_falls_back(cores):
     with lim.acquire_sync(timeout=5):
         pass
     assert lim.mode == "fallback" and lim.stats.fallback_requests == 1
+
+
+def test_dsn_from_connectors_and_from_the_environment_reaches_redis(redis_url):
+    """The DSN fallback chain ends at a real Redis: connectors.ccxt_rate_limiter_redis, then the
+    project's variable, then the spec's QMTL_CCXT_RATE_LIMITER_REDIS."""
+    sources = [
+        ({"connectors": {"ccxt_rate_limiter_redis": redis_url}}, "connectors.ccxt_rate_limiter_redis"),
+        ({"environ": {"CCXT_QUESTDB_RATE_LIMITER_REDIS": redis_url}}, "$CCXT_QUESTDB_RATE_LIMITER_REDIS"),
+        ({"environ": {"QMTL_CCXT_RATE_LIMITER_REDIS": redis_url}}, "$QMTL_CCXT_RATE_LIMITER_REDIS"),
+    ]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for kw, source in sources:
+            kw.setdefault("environ", {})
+            suffix = uuid.uuid4().hex[:8]
+            cfg = RateLimiterConfig.from_mapping(
+                {"scope": "cluster", "min_interval_s": 0.5, "key_suffix": suffix}, **kw
+            )
+            assert cfg.redis_dsn_source == source
+            lim = build_limiter(cfg, "binance")
+            try:
+                with lim.acquire_sync(timeout=5):
+                    pass
+                assert lim.mode == "cluster"
+                assert r.exists(f"ccxt:binance:{suffix}")
+            finally:
+                lim.close()
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize(
+    "template, exchange, suffix, expected",
+    [
+        (None, "Binance", None, "ccxt:binance"),
+        (None, "binance", "acct42", "ccxt:binance:acct42"),
+        ("rl:{exchange_id}:{account?}", "BinanceUS", None, "rl:BinanceUS"),
+        ("rl:{exchange}:{account?}", "BinanceUS", "a1", "rl:binanceus:a1"),
+    ],
+)
+def test_key_template_names_the_redis_key(redis_url, cores, template, exchange, suffix, expected):
+    tag = uuid.uuid4().hex[:6]
+    o = {"scope": "cluster", "redis_dsn": redis_url, "min_interval_s": 0.5}
+    if template:
+        o["key_template"] = template.replace("rl:", f"rl{tag}:")
+        expected = expected.replace("rl:", f"rl{tag}:")
+    if suffix:
+        o["key_suffix"] = suffix
+    r = redis.Redis.from_url(redis_url)
+    try:
+        r.delete(expected)
+        lim = cores(o, exchange)
+        assert lim.key == expected
+        with lim.acquire_sync(timeout=5):
+            pass
+        assert r.exists(expected)  # the bucket lives under exactly that name
+    finally:
+        r.close()

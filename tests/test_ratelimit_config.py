@@ -19,7 +19,7 @@ def test_defaults_are_the_originals():
     cfg = parse(None)
     assert cfg.scope == "process"
     assert cfg.max_concurrency == 1
-    assert cfg.handle_concurrency == 1
+    assert cfg.concurrency == 1
     assert cfg.bands() == ()
     assert cfg.penalty_backoff_ms == 1000
     assert cfg.on_redis_error == "fallback"
@@ -58,7 +58,7 @@ def test_every_spec_option_is_accepted():
             "redis_dsn": "redis://:secret@localhost:6379/1",
         }
     )
-    assert cfg.max_concurrency == 4 and cfg.handle_concurrency == 2
+    assert cfg.max_concurrency == 4 and cfg.concurrency == 2  # local_semaphore: the process-local cap
     tok, req = cfg.bands()
     assert tok == Band("tok", 100.0, 300.0, False)
     assert req == Band("req", pytest.approx(20.0), 1.0, True)  # strict spacing next to the weight bucket

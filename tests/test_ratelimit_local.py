@@ -23,7 +23,7 @@ from ccxt_questdb_assets.ratelimit import (
     reset_registry,
     shared_keys,
 )
-from ccxt_questdb_assets.ratelimit.bucket import BucketState
+from ccxt_questdb_assets.ratelimit.bucket import GO, WAIT, BucketState
 from ccxt_questdb_assets.ratelimit.primitives import HybridSemaphore
 
 
@@ -40,10 +40,8 @@ def cfg(**options):
 
 def assert_idle(limiter):
     """Every slot is back and nobody is queued."""
-    core = limiter._core
-    assert core.semaphore.available == core.semaphore.capacity
-    assert core.semaphore.waiting == 0
-    assert limiter._handle_sem.available == limiter._handle_sem.capacity
+    assert limiter.in_flight == 0
+    assert limiter.waiting == 0
 
 
 # ---------------------------------------------------------------------------- bucket arithmetic
@@ -67,7 +65,8 @@ def test_bucket_request_band_ignores_weight():
 
 def test_bucket_refund_and_cap():
     b = BucketState((Band("tok", 1.0, 3.0, False),), now=0.0)
-    _, r = b.reserve(1, 0.0)
+    _, r, admitted = b.reserve(1, 0.0)
+    assert admitted
     b.refund(r)
     b.refund(r)  # a second refund cannot exceed the capacity
     assert b.tokens["tok"] == 3.0
@@ -76,30 +75,100 @@ def test_bucket_refund_and_cap():
 def test_bucket_penalty_blocks_then_restarts_empty():
     b = BucketState((Band("tok", 10.0, 5.0, False),), now=0.0)
     assert b.penalize(2.0, 0.0) == 2.0
-    wait, res = b.reserve(1, 1.0)
+    wait, res, _ = b.reserve(1, 1.0)
     assert res is None and wait == pytest.approx(1.0)
     assert b.penalize(0.5, 1.0) == pytest.approx(1.0)  # a shorter penalty does not shorten it
-    wait, res = b.reserve(1, 2.0)  # cooldown over: refill restarted at its end, no burst
-    assert res is not None and wait == pytest.approx(0.1)
+    wait, res, admitted = b.reserve(1, 2.0)  # cooldown over: refill restarted at its end, no burst
+    assert res is not None and not admitted and wait == pytest.approx(0.1)
+    assert b.admit(res, 2.1) == (GO, 0.0)
+
+
+def test_bucket_gate_spaces_admissions_of_late_wakers():
+    """Turns at 0, 1, 2 (one a second, burst 1). The turn at 1 wakes late, at 1.5: the turn at 2
+    must not go before 2.5, so no two requests are ever less than a second apart."""
+    b = BucketState((Band("req", 1.0, 1.0, True),), now=0.0)
+    w0, _, ok0 = b.reserve(1, 0.0)
+    w1, r1, ok1 = b.reserve(1, 0.0)
+    w2, r2, ok2 = b.reserve(1, 0.0)
+    assert (w0, ok0, w1, ok1, w2, ok2) == (0.0, True, 1.0, False, 2.0, False)
+    assert b.admit(r1, 1.5) == (GO, 0.0)  # late, still fine for itself
+    kind, more = b.admit(r2, 2.0)  # on time, but the late one took the gate's token at 1.5
+    assert kind == WAIT and more == pytest.approx(0.5)  # the gate's next token is now held for it
+    assert b.admit(r2, 2.5, gate_held=True) == (GO, 0.0)
+    # a fourth turn, on time at 3.0: the gate's next token comes at 3.5 (after the one held at 2.5)
+    w3, r3, _ = b.reserve(1, 2.9)
+    assert w3 == pytest.approx(0.1)
+    assert b.admit(r3, 3.0) == (WAIT, pytest.approx(0.5))
+
+
+def test_bucket_gate_queues_several_late_callers_instead_of_racing():
+    """Three callers find the gate empty at once: they get successive slots (1, 2, 3 s), not the
+    same deficit each (which would make them race and ask again and again)."""
+    b = BucketState((Band("req", 1.0, 1.0, True),), now=0.0)
+    turns = [b.reserve(1, 0.0)[1] for _ in range(4)]
+    assert b.admit(turns[3], 3.0) == (GO, 0.0)  # the last turn's caller comes first (others late)
+    waits = [b.admit(r, 3.0) for r in turns[:3]]
+    assert waits == [(WAIT, pytest.approx(1.0)), (WAIT, pytest.approx(2.0)), (WAIT, pytest.approx(3.0))]
+    b.refund(turns[2], gate=True)  # a cancelled holder gives its gate slot back
+    assert b.admit(turns[2], 3.0) == (WAIT, pytest.approx(3.0))
+
+
+def test_bucket_gate_bounds_every_window_under_random_lateness():
+    """Whatever the lateness of wake-ups, admissions obey the bucket: at most capacity + rate * T
+    in any window of T seconds (checked on 1 s windows). Without the gate this schedule puts 15
+    admissions into one second."""
+    rng = random.Random(4)
+    rate, cap = 10.0, 3.0
+    b = BucketState((Band("req", rate, cap, True),), now=0.0)
+    pending = []  # (time to act, reservation, gate token held)
+    admitted: list[float] = []
+    now = 0.0
+    for _ in range(400):
+        now += rng.random() * 0.05
+        wait, res, ok = b.reserve(1, now)
+        if ok:
+            admitted.append(now)
+        else:
+            pending.append((now + wait + rng.choice([0, 0, 0.2, 0.5]), res, False))
+    while pending:
+        pending.sort(key=lambda p: p[0])
+        at, res, held = pending.pop(0)
+        kind, more = b.admit(res, at, gate_held=held)
+        if kind == GO:
+            admitted.append(at)
+        else:
+            pending.append((at + more + rng.choice([0, 0.02]), res, True))
+    admitted.sort()
+    assert len(admitted) == 400
+    j = 0
+    worst = 0
+    for i, t in enumerate(admitted):
+        while admitted[j] <= t - 1.0:
+            j += 1
+        worst = max(worst, i - j + 1)
+    assert worst <= rate + cap
 
 
 # ---------------------------------------------------------------------------- sharing by key
 def test_process_scope_shares_one_budget_per_key():
     a = get_rate_limiter(cfg(min_interval_s=0.5), "binance")
-    b = get_rate_limiter(cfg(min_interval_s=0.5, local_semaphore=1), "Binance")
+    b = get_rate_limiter(cfg(min_interval_s=0.5, redis_dsn="redis://unused:6379/0"), "Binance")
     assert a.key == b.key == "ccxt:binance"
-    assert a._core is b._core
+    assert a is b  # the very same object, whatever else the fetcher's config says
     assert shared_keys() == ["ccxt:binance"]
+    # local_semaphore is the process-local cap of the key (the spec), default max_concurrency
     c = get_rate_limiter(cfg(min_interval_s=0.5, max_concurrency=4, key_suffix="k"), "binance")
-    d = get_rate_limiter(
-        cfg(min_interval_s=0.5, max_concurrency=4, key_suffix="k", local_semaphore=2, endpoint_weights={"klines": 7}),
-        "binance",
-    )
-    assert c._core is d._core  # per-fetcher settings may differ...
-    assert c._handle_sem.capacity == 4 and d._handle_sem.capacity == 2  # ...and apply per fetcher
-    assert c.weights.weight("klines") == 2 and d.weights.weight("klines") == 7
+    assert c.concurrency == 4 and c is not a
+    d = get_rate_limiter(cfg(min_interval_s=0.5, max_concurrency=8, local_semaphore=4, key_suffix="k"), "binance")
+    assert d is c  # same effective budget
     other = get_rate_limiter(cfg(min_interval_s=0.5, key_suffix="acct2"), "binance")
-    assert other._core is not a._core and other.key == "ccxt:binance:acct2"
+    assert other is not a and other.key == "ccxt:binance:acct2"
+    # a template can make several exchanges share one key (one IP budget); weights stay per exchange
+    t = {"min_interval_s": 0.5, "key_template": "ip:{account?}", "key_suffix": "10.0.0.1"}
+    bn, kr = get_rate_limiter(cfg(**t), "binance"), get_rate_limiter(cfg(**t), "kraken")
+    assert bn is kr and bn.key == "ip:10.0.0.1"
+    assert bn.weights_for("binance").for_call("fetch_ohlcv") == 2
+    assert kr.weights_for("kraken").for_call("fetch_ohlcv") == 1
 
 
 def test_process_scope_conflicting_budget_is_an_error():
@@ -107,8 +176,14 @@ def test_process_scope_conflicting_budget_is_an_error():
     with pytest.raises(ConfigError, match="already used in this process") as info:
         get_rate_limiter(cfg(min_interval_s=0.1), "binance")
     assert "bands" in str(info.value) and "key_suffix" in str(info.value)
-    with pytest.raises(ConfigError, match="max_concurrency"):
+    with pytest.raises(ConfigError, match="concurrency"):
         get_rate_limiter(cfg(min_interval_s=0.5, max_concurrency=3), "binance")
+    with pytest.raises(ConfigError, match="concurrency"):
+        get_rate_limiter(cfg(min_interval_s=0.5, local_semaphore=2), "binance")
+    with pytest.raises(ConfigError, match="penalty_backoff_ms"):
+        get_rate_limiter(cfg(min_interval_s=0.5, penalty_backoff_ms=5), "binance")
+    with pytest.raises(ConfigError, match="endpoint_weights"):
+        get_rate_limiter(cfg(min_interval_s=0.5, endpoint_weights={"klines": 9}), "binance")
     with pytest.raises(ConfigError, match="scope"):
         get_rate_limiter(cfg(min_interval_s=0.5, scope="cluster", redis_dsn="redis://127.0.0.1:1/0"), "binance")
 
@@ -116,7 +191,7 @@ def test_process_scope_conflicting_budget_is_an_error():
 def test_local_scope_is_per_fetcher():
     a = get_rate_limiter(cfg(scope="local", min_interval_s=0.5), "binance")
     b = get_rate_limiter(cfg(scope="local", min_interval_s=0.5), "binance")
-    assert a._core is not b._core
+    assert a is not b
     assert shared_keys() == []
 
 
@@ -138,35 +213,52 @@ def test_shared_budget_across_handles():
     stamps = asyncio.run(main())
     gaps = [y - x for x, y in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.19
-    assert a.stats.requests == 2 and b.stats.requests == 2 and a.shared_stats.requests == 4
+    assert a is b and a.stats.requests == 4
 
 
 # ---------------------------------------------------------------------------- concurrency
-def test_max_concurrency_and_local_semaphore():
-    shared = get_rate_limiter(cfg(max_concurrency=3, local_semaphore=2), "binance")
-    other = get_rate_limiter(cfg(max_concurrency=3, local_semaphore=2), "binance")
-    peak = {"shared": 0, "one": 0}
-    now = {"shared": 0, "one": 0}
+@pytest.mark.parametrize(
+    "options, cap", [({"max_concurrency": 3}, 3), ({"max_concurrency": 5, "local_semaphore": 2}, 2)]
+)
+def test_in_flight_cap_of_the_key_in_the_process(options, cap):
+    a = get_rate_limiter(cfg(**options), "binance")
+    b = get_rate_limiter(cfg(**options), "binance")  # a second fetcher of the key: same cap
+    now = peak = 0
 
-    async def go(lim, mine):
+    async def go(lim):
+        nonlocal now, peak
         async with lim.acquire():
-            now["shared"] += 1
-            if mine:
-                now["one"] += 1
-            peak["shared"] = max(peak["shared"], now["shared"])
-            peak["one"] = max(peak["one"], now["one"])
+            now += 1
+            peak = max(peak, now)
             await asyncio.sleep(0.02)
-            now["shared"] -= 1
-            if mine:
-                now["one"] -= 1
+            now -= 1
 
     async def main():
-        await asyncio.gather(*[go(shared, True) for _ in range(6)], *[go(other, False) for _ in range(6)])
+        await asyncio.gather(*[go(a) for _ in range(6)], *[go(b) for _ in range(6)])
 
     asyncio.run(main())
-    assert peak == {"shared": 3, "one": 2}
-    assert_idle(shared)
-    assert_idle(other)
+    assert peak == cap
+    assert_idle(a)
+
+
+def test_local_scope_caps_each_fetcher_alone():
+    a = get_rate_limiter(cfg(scope="local", max_concurrency=2), "binance")
+    b = get_rate_limiter(cfg(scope="local", max_concurrency=2), "binance")
+    now = peak = 0
+
+    async def go(lim):
+        nonlocal now, peak
+        async with lim.acquire():
+            now += 1
+            peak = max(peak, now)
+            await asyncio.sleep(0.02)
+            now -= 1
+
+    async def main():
+        await asyncio.gather(*[go(a) for _ in range(4)], *[go(b) for _ in range(4)])
+
+    asyncio.run(main())
+    assert peak == 4  # two budgets of two
 
 
 def test_threads_and_event_loops_share_one_limiter():
@@ -277,7 +369,7 @@ def test_cancelling_100_waiting_tasks_leaves_every_permit():
     assert_idle(lim)
     # every unused reservation came back: the bucket is full again after a short refill
     time.sleep(0.15)
-    assert lim._core.backend.levels()["tok"] == pytest.approx(2.0)
+    assert lim._backend.levels()["tok"] == pytest.approx(2.0)
     assert lim.stats.cancellations + lim.stats.requests == 100 and done <= lim.stats.requests
 
     async def after():  # and the limiter still works at full speed
@@ -348,7 +440,7 @@ def test_penalty_is_shared_by_every_holder_and_honours_retry_after():
     a = get_rate_limiter(cfg(penalty_backoff_ms=100, max_concurrency=4), "binance")
     b = get_rate_limiter(cfg(penalty_backoff_ms=100, max_concurrency=4), "binance")
     events = []
-    b.set_listener(events.append)
+    b.add_listener(events.append)
 
     async def main():
         applied = await a.penalize(retry_after_s="0.3", status=429)
@@ -387,6 +479,66 @@ def test_penalty_during_a_reservation_wait_is_honoured():
     stamps = asyncio.run(main())
     assert stamps[0] < 0.05
     assert stamps[1] >= 0.54
+
+
+def test_process_scope_418_pauses_every_session_of_the_key(emulator, emulator_control):
+    """Two ExchangeSessions of one process (other symbols, other retry settings) share the key's
+    budget; a 418 with Retry-After: 1 seen by one of them stops both for a second (the emulator's
+    log is the referee)."""
+    from ccxt_questdb_assets.exchange.client import clear_markets_cache
+    from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
+    from ccxt_questdb_assets.exchange.session import ExchangeSession
+
+    clear_markets_cache()
+    limiter_cfg = cfg(min_interval_s=0.1, max_concurrency=2, penalty_backoff_ms=50)
+    a = ExchangeSession(
+        CcxtBackfillConfig(
+            exchange_id="binance", symbols=["BTC/USDT"], base_url=emulator.base_url, rate_limiter=limiter_cfg
+        )
+    )
+    b = ExchangeSession(
+        CcxtBackfillConfig(
+            exchange_id="binance",
+            symbols=["ETH/USDT"],
+            base_url=emulator.base_url,
+            rate_limiter=limiter_cfg,
+            max_retries=5,
+            retry_backoff_s=0.01,
+        )
+    )
+    assert a.limiter is b.limiter
+    since = 1_609_459_200_000
+
+    async def main():
+        try:
+            for session, symbol in ((a, "BTC/USDT"), (b, "ETH/USDT")):  # markets, and a warm connection each
+                await session.markets()
+                await session.call("fetch_ohlcv", symbol, "1m", since=since, limit=5)
+            emulator_control.inject("418", count=1, path="/api/v3/klines", retry_after=1)
+
+            async def loop(session, symbol):
+                for i in range(6):
+                    await session.call("fetch_ohlcv", symbol, "1m", since=since + i * 300_000, limit=5)
+
+            await asyncio.gather(loop(a, "BTC/USDT"), loop(b, "ETH/USDT"))
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+    log = emulator_control.requests(path="/api/v3/klines")
+    assert [r["status"] for r in log].count(418) == 1 and len(log) == 2 + 12 + 1
+    t418 = next(r["time_ms"] for r in log if r["status"] == 418) / 1000.0
+    after = [r["time_ms"] / 1000.0 - t418 for r in log if r["time_ms"] / 1000.0 > t418]
+    # the other session's request already admitted may still arrive within a few ms; then a second of silence
+    assert [round(t, 3) for t in after if 0.05 < t < 1.0] == []
+    times = sorted(r["time_ms"] / 1000.0 for r in log if r["time_ms"] / 1000.0 >= t418)  # warm connections
+    gaps = [round(y - x, 3) for x, y in itertools.pairwise(times)]
+    assert min(gaps) >= 0.1 - 0.02, (
+        gaps,
+        [(round(r["time_ms"] / 1000.0 - t418, 3), r["status"], r["params"]["symbol"]) for r in log],
+    )  # one spacing for both
+    assert a.limiter.stats.penalties == 1
 
 
 def test_parse_retry_after():

@@ -89,11 +89,18 @@ class RateLimiterResource(ConfigurableResource):
         return RateLimiterConfig.from_mapping(self.options(), environ=os.environ)
 
     def get_limiter(self, exchange_id: str, context: Any = None) -> RateLimiter:
-        """The limiter for ``exchange_id`` (the process-wide one for process/cluster scope).
-        With a context, its events reach the run log."""
-        return get_rate_limiter(
-            self.to_config(), exchange_id, listener=self._listener(context) if context is not None else None
-        )
+        """The limiter of ``exchange_id``'s key: for process and cluster scope the very object the
+        library layer (``ExchangeSession``, fetchers, providers) gets from ``get_rate_limiter`` with
+        this resource's config. With a context, the limiter's settings are logged to the run log;
+        its waits and 429s reach the run log inside :meth:`track`."""
+        limiter = get_rate_limiter(self.to_config(), exchange_id)
+        if context is not None:
+            bands = ", ".join(f"{b.name} {b.rate_per_s:g}/s burst {b.capacity:g}" for b in limiter.config.bands())
+            context.log.info(
+                f"rate limiter {limiter.key}: scope {limiter.scope}, mode {limiter.mode}, "
+                f"{limiter.concurrency} in flight, {bands or 'no rate limit'}"
+            )
+        return limiter
 
     # ------------------------------------------------------------------ run logs and metadata
     def _listener(self, context: Any):

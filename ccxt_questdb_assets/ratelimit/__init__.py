@@ -21,7 +21,13 @@ from ccxt_questdb_assets.ratelimit.limiter import (
     RateLimitTimeout,
     parse_retry_after,
 )
-from ccxt_questdb_assets.ratelimit.registry import get_rate_limiter, limiter_key, reset_registry, shared_keys
+from ccxt_questdb_assets.ratelimit.registry import (
+    build_limiter,
+    get_rate_limiter,
+    limiter_key,
+    reset_registry,
+    shared_keys,
+)
 from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsScope, track
 from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
 
@@ -40,6 +46,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterConfig",
     "StatsScope",
+    "build_limiter",
     "get_rate_limiter",
     "limiter_key",
     "parse_key_template",

@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.ratelimit import lua
-from ccxt_questdb_assets.ratelimit.bucket import EPSILON_S, Reservation
+from ccxt_questdb_assets.ratelimit.bucket import COOLDOWN, EPSILON_S, GO, WAIT, Reservation
 from ccxt_questdb_assets.ratelimit.config import Band, redact_dsn
 from ccxt_questdb_assets.ratelimit.local import Grant, LocalBackend, Ticket
 
@@ -70,6 +70,9 @@ class ClusterBackend:
         for b in bands:
             self._band_args += [b.name, repr(b.rate_per_s / 1000.0), repr(float(b.capacity))]
 
+    def set_event_handler(self, on_event: Callable[[str, dict[str, Any]], None]) -> None:
+        self._on_event = on_event
+
     # ------------------------------------------------------------------ redis plumbing
     def _redis(self) -> redis.Redis:
         with self._lock:
@@ -89,7 +92,7 @@ class ClusterBackend:
                     name: self._client.register_script(src)
                     for name, src in (
                         ("reserve", lua.RESERVE),
-                        ("confirm", lua.CONFIRM),
+                        ("admit", lua.ADMIT),
                         ("refund", lua.REFUND),
                         ("penalize", lua.PENALIZE),
                     )
@@ -168,11 +171,19 @@ class ClusterBackend:
             local = max(0.0, self._cooldown_until - self._clock())
         return max(local, self.fallback.cooldown_remaining())
 
-    def _costs(self, reservation: Reservation) -> list[Any]:
-        args: list[Any] = [len(reservation.costs)]
+    def _refund_args(self, reservation: Reservation, gate: bool) -> list[Any]:
+        args: list[Any] = ["1" if gate else "0", len(reservation.costs)]
         caps = {b.name: b.capacity for b in self.bands}
         for name, cost in reservation.costs:
             args += [name, repr(float(caps[name])), repr(float(cost))]
+        return args
+
+    def _band_costs(self, costs: tuple[tuple[str, float], ...]) -> list[Any]:
+        by_name = {b.name: b for b in self.bands}
+        args: list[Any] = [len(costs)]
+        for name, cost in costs:
+            b = by_name[name]
+            args += [name, repr(b.rate_per_s / 1000.0), repr(float(b.capacity)), repr(float(cost))]
         return args
 
     # ------------------------------------------------------------------ backend protocol
@@ -181,12 +192,9 @@ class ClusterBackend:
         if cooldown > EPSILON_S:
             return Grant(cooldown, None)
         if self._should_try_redis():
-            costs = [(b.name, b.cost(weight)) for b in self.bands]
-            args: list[Any] = [len(self.bands)]
-            for b, (_, cost) in zip(self.bands, costs):
-                args += [b.name, repr(b.rate_per_s / 1000.0), repr(float(b.capacity)), repr(float(cost))]
+            costs = tuple((b.name, b.cost(weight)) for b in self.bands)
             try:
-                status, ms = self._run("reserve", args)
+                reply = self._run("reserve", self._band_costs(costs))
             except REDIS_ERRORS as exc:
                 self._failed(exc, "reserve")
             except BaseException:
@@ -195,38 +203,46 @@ class ClusterBackend:
                 raise
             else:
                 self._ok()
-                seconds = float(ms) / 1000.0
-                if int(status) == 0:
+                seconds = float(reply[1]) / 1000.0
+                if int(reply[0]) == 0:
                     self._mirror(seconds)
                     return Grant(seconds, None)
-                return Grant(seconds if seconds > EPSILON_S else 0.0, Ticket("redis", Reservation(tuple(costs))))
-        grant = self.fallback.reserve(weight)
-        return grant
+                admitted = len(reply) > 2 and int(reply[2]) == 1
+                ticket = Ticket("redis", Reservation(costs))
+                return Grant(0.0 if admitted else max(seconds, EPSILON_S), ticket, admitted)
+        return self.fallback.reserve(weight)
 
-    def confirm(self, ticket: Ticket) -> float:
+    def admit(self, ticket: Ticket, gate_held: bool = False) -> tuple[str, float]:
+        """After sleeping for a turn: ``("go", 0)``, ``("cooldown", rest)`` or ``("wait", s)``
+        (see ``BucketState.admit``)."""
         if ticket.source != "redis":
-            return self.fallback.confirm(ticket)
+            return self.fallback.admit(ticket, gate_held)
         local = self.cooldown_remaining()
         if local > EPSILON_S:
-            return local
+            return COOLDOWN, local
         try:
-            ms = self._run("confirm", [])
+            reply = self._run("admit", ["1" if gate_held else "0", *self._band_costs(ticket.reservation.costs)])
         except REDIS_ERRORS as exc:
-            self._failed(exc, "confirm")
-            return self.cooldown_remaining()  # the reservation stands; honour what we know
+            self._failed(exc, "admit")
+            rest = self.cooldown_remaining()  # the turn stands; honour what we know
+            return (COOLDOWN, rest) if rest > EPSILON_S else (GO, 0.0)
         self._ok()
-        seconds = float(ms) / 1000.0
-        self._mirror(seconds)
-        return seconds if seconds > EPSILON_S else 0.0
+        status, seconds = int(reply[0]), float(reply[1]) / 1000.0
+        if status == 0:
+            self._mirror(seconds)
+            return COOLDOWN, max(seconds, EPSILON_S)
+        if status == 2:
+            return WAIT, max(seconds, EPSILON_S)
+        return GO, 0.0
 
-    def refund(self, ticket: Ticket) -> None:
+    def refund(self, ticket: Ticket, gate: bool = False) -> None:
         if ticket.source != "redis":
-            self.fallback.refund(ticket)
+            self.fallback.refund(ticket, gate)
             return
         if not ticket.reservation.costs:
             return
         try:
-            self._run("refund", self._costs(ticket.reservation))
+            self._run("refund", self._refund_args(ticket.reservation, gate))
         except REDIS_ERRORS as exc:  # the bucket refills by itself: a lost refund only costs time
             self._failed(exc, "refund")
 

@@ -304,12 +304,8 @@ class RateLimiterConfig:
     # ------------------------------------------------------------------ derived values
     @property
     def concurrency(self) -> int:
-        """The shared in-flight cap of the key in this process (``max_concurrency``)."""
-        return self.max_concurrency
-
-    @property
-    def handle_concurrency(self) -> int:
-        """Each fetcher's own in-flight cap (``local_semaphore``, default ``max_concurrency``)."""
+        """Requests of the key in flight at once in this process: ``local_semaphore`` (the spec's
+        "process local concurrency cap"), default ``max_concurrency``. Per fetcher in ``local`` scope."""
         return self.local_semaphore if self.local_semaphore is not None else self.max_concurrency
 
     @property
@@ -346,9 +342,10 @@ class RateLimiterConfig:
         """The settings every holder of one key must agree on (they define the shared budget)."""
         sig: dict[str, Any] = {
             "scope": self.scope,
-            "max_concurrency": self.max_concurrency,
+            "concurrency": self.concurrency,
             "bands": self.bands(),
             "penalty_backoff_ms": self.penalty_backoff_ms,
+            "endpoint_weights": dict(self.endpoint_weights),
         }
         if self.scope == "cluster":
             sig.update(

@@ -1,11 +1,12 @@
-"""RateLimiter: what a fetcher holds. Concurrency slots, then tokens, then any shared cooldown.
+"""RateLimiter: the budget of one key. Concurrency slot, then tokens, then any shared cooldown.
 
-Order of an admission: the fetcher's own slot (``local_semaphore``), the key's shared slot
-(``max_concurrency``), then a token reservation from the backend (local bucket or Redis). The
-caller sleeps exactly the returned deficit; after sleeping it checks the shared cooldown once more
-(someone may have hit a 429 meanwhile) and, if one started, gives the tokens back and waits it out.
-Every exit path that does not reach the request (cancellation, timeout, errors) releases the slots
-and refunds the tokens.
+Order of an admission: a slot of the key in this process (``local_semaphore``, default
+``max_concurrency``), then a turn from the backend's queue (local bucket or Redis). The caller
+sleeps exactly the returned deficit, then passes the gate (see ``bucket.py``): the tokens are
+charged at the instant the request really goes, a late waker sleeps the deficit left, and a
+cooldown started meanwhile (someone hit a 429) makes it give the turn back and wait it out.
+Every exit path that does not reach the request (cancellation, timeout, errors) releases the slot
+and refunds the turn.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
+from ccxt_questdb_assets.ratelimit.bucket import COOLDOWN, GO
 from ccxt_questdb_assets.ratelimit.config import RateLimiterConfig
 from ccxt_questdb_assets.ratelimit.local import Grant, Ticket
 from ccxt_questdb_assets.ratelimit.primitives import HybridSemaphore
@@ -40,8 +41,9 @@ class RateLimitTimeout(CcxtQuestDBError, TimeoutError):
 
 @dataclass(frozen=True)
 class LimiterEvent:
-    """Something a run log should show: ``kind`` is one of ``wait``, ``cooldown_wait``, ``penalty``,
-    ``fallback``, ``resumed``, ``redis_error``, ``timeout``."""
+    """Something a run log or a metrics exporter may want: ``kind`` is one of ``admitted`` (every
+    admission; ``seconds`` waited), ``wait`` (an admission that waited), ``cooldown_wait``,
+    ``penalty``, ``fallback``, ``resumed``, ``redis_error``, ``timeout``."""
 
     kind: str
     key: str
@@ -85,51 +87,6 @@ def _check_weight(weight: float) -> float:
     return float(weight)
 
 
-class SharedCore:
-    """The budget of one key in this process: shared slots, the backend, shared stats."""
-
-    def __init__(self, key: str, config: RateLimiterConfig, scope: str) -> None:
-        self.key = key
-        self.config = config
-        self.scope = scope
-        self.signature = config.budget_signature()
-        self.semaphore = HybridSemaphore(config.max_concurrency)
-        self.backend: Any = None
-        self.stats = StatsRecorder()
-        self._handles: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    def attach(self, handle: RateLimiter) -> None:
-        with self._lock:
-            self._handles.add(handle)
-
-    def handles(self) -> list[RateLimiter]:
-        with self._lock:
-            return list(self._handles)
-
-    def on_backend_event(self, kind: str, info: dict[str, Any]) -> None:
-        deltas: dict[str, float] = {}
-        if kind == "fallback":
-            deltas["fallback_events"] = 1
-        elif kind == "redis_error":
-            deltas["redis_errors"] = 1
-        if deltas:
-            self.stats.add(**deltas)
-        event = LimiterEvent(kind, self.key, self.scope, float(info.get("outage_s", 0.0)), dict(info))
-        for handle in self.handles():
-            if deltas:
-                handle._stats.add(**deltas)
-            handle._notify(event, scopes=False)
-        for scope in active_scopes():
-            if deltas:
-                scope.record(self.key, **deltas)
-            scope.notify(event)
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-
-
 @dataclass
 class Permit:
     """An admission: hold it while the request runs. ``source``: local, redis or fallback."""
@@ -144,8 +101,7 @@ class Permit:
         if self._released:
             return
         self._released = True
-        self.limiter._core.semaphore.release()
-        self.limiter._handle_sem.release()
+        self.limiter._semaphore.release()
 
 
 class _AsyncAcquire:
@@ -177,99 +133,117 @@ class _SyncAcquire:
 
 
 class RateLimiter:
-    """A fetcher's handle on a key's budget. Get one with ``get_rate_limiter``.
+    """The budget of one key: get it with ``get_rate_limiter``.
 
+    ``process`` and ``cluster`` scope: one object per key and process, the very one every fetcher,
+    session and Dagster resource of that key gets. ``local`` scope: one object per call (fetcher).
     Safe to use from several threads and several event loops at once.
     """
 
-    def __init__(
-        self,
-        core: SharedCore,
-        *,
-        config: RateLimiterConfig | None = None,
-        exchange_id: str | None = None,
-        listener: Listener | None = None,
-    ) -> None:
-        self._core = core
-        self._config = config if config is not None else core.config
-        self._handle_sem = HybridSemaphore(self._config.handle_concurrency)
-        self._stats = StatsRecorder()
-        self._listener = listener
+    def __init__(self, key: str, config: RateLimiterConfig, backend: Any, *, exchange_id: str | None = None) -> None:
+        self.key = key
+        self.config = config
+        self.scope = config.scope
         self.exchange_id = exchange_id
-        self._weights: Any = None
-        core.attach(self)
+        self.signature = config.budget_signature()
+        self._backend = backend
+        self._semaphore = HybridSemaphore(config.concurrency)
+        self._stats = StatsRecorder()
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+        self._weights: dict[str | None, Any] = {}
 
     # ------------------------------------------------------------------ properties
     @property
-    def key(self) -> str:
-        return self._core.key
-
-    @property
-    def scope(self) -> str:
-        return self._core.scope
-
-    @property
-    def config(self) -> RateLimiterConfig:
-        """This fetcher's config (its ``local_semaphore`` and ``endpoint_weights`` apply to it)."""
-        return self._config
-
-    @property
-    def shared_config(self) -> RateLimiterConfig:
-        """The config that defined the key's shared budget (its first holder's)."""
-        return self._core.config
-
-    @property
     def mode(self) -> str:
         """``local``, ``cluster``, or ``fallback`` while Redis is unreachable."""
-        return self._core.backend.mode
+        return self._backend.mode
 
     @property
     def stats(self) -> LimiterStats:
-        """This handle's counters (snapshot)."""
+        """Counters of everything this limiter admitted in this process (snapshot)."""
         return self._stats.snapshot()
 
     @property
-    def shared_stats(self) -> LimiterStats:
-        """Counters of every handle of the key in this process (snapshot)."""
-        return self._core.stats.snapshot()
+    def concurrency(self) -> int:
+        """Requests of this key allowed in flight at once in this process."""
+        return self._semaphore.capacity
+
+    @property
+    def in_flight(self) -> int:
+        return self._semaphore.capacity - self._semaphore.available
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued for a slot."""
+        return self._semaphore.waiting
 
     @property
     def weights(self) -> Any:
-        """Endpoint weights of this exchange (``EndpointWeights``), with the config's overrides."""
-        if self._weights is None:
+        """Endpoint weights (``EndpointWeights``) of the first holder's exchange, with the config's
+        ``endpoint_weights``. A key shared by several exchanges: use :meth:`weights_for`."""
+        return self.weights_for(self.exchange_id)
+
+    def weights_for(self, exchange_id: str | None) -> Any:
+        w = self._weights.get(exchange_id)
+        if w is None:
             from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
 
-            self._weights = EndpointWeights(self.exchange_id, overrides=self._config.weights)
-        return self._weights
+            w = self._weights.setdefault(exchange_id, EndpointWeights(exchange_id, overrides=self.config.weights))
+        return w
 
     def cooldown_remaining(self) -> float:
         """Seconds of shared cooldown this process knows of (cluster: as last seen from Redis)."""
-        return self._core.backend.cooldown_remaining()
-
-    def set_listener(self, listener: Listener | None) -> None:
-        self._listener = listener
+        return self._backend.cooldown_remaining()
 
     # ------------------------------------------------------------------ events and stats
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` on every event of this key in this process; returns a remover.
+
+        For one run or asset prefer ``ratelimit.track(listener)``: it sees only that code's events.
+        """
+        with self._listeners_lock:
+            self._listeners.append(listener)
+        return lambda: self.remove_listener(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._listeners_lock:
+            try:
+                self._listeners.remove(listener)
+            except ValueError:
+                pass
+
     def _notify(self, event: LimiterEvent, *, scopes: bool = True) -> None:
         if scopes:
             for scope in active_scopes():
                 scope.notify(event)
-        listener = self._listener
-        if listener is None:
-            return
-        try:
-            listener(event)
-        except Exception:  # noqa: BLE001 - a broken listener must not break rate limiting
-            _log.exception("rate limiter listener failed on %s", event.kind)
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken listener must not break rate limiting
+                _log.exception("rate limiter listener failed on %s", event.kind)
 
     def _emit(self, kind: str, seconds: float = 0.0, **info: Any) -> None:
         self._notify(LimiterEvent(kind, self.key, self.scope, seconds, info))
 
     def _record(self, **deltas: float) -> None:
         self._stats.add(**deltas)
-        self._core.stats.add(**deltas)
         for scope in active_scopes():
             scope.record(self.key, **deltas)
+
+    def _on_backend_event(self, kind: str, info: dict[str, Any]) -> None:
+        """Backend events (Redis outage and recovery) happen on the backend's threads: they reach
+        the process-wide listeners and the scopes active where the backend was called."""
+        deltas: dict[str, float] = {}
+        if kind == "fallback":
+            deltas["fallback_events"] = 1
+        elif kind == "redis_error":
+            deltas["redis_errors"] = 1
+        if deltas:
+            self._record(**deltas)
+        self._notify(LimiterEvent(kind, self.key, self.scope, float(info.get("outage_s", 0.0)), dict(info)))
 
     def _admitted(self, weight: float, ticket: Ticket, waited: float, cooldown_waited: bool) -> None:
         deltas: dict[str, float] = {"requests": 1, "tokens": weight}
@@ -282,6 +256,7 @@ class RateLimiter:
         self._record(**deltas)
         if waited >= WAIT_EPSILON_S:
             self._emit("wait", waited, weight=weight, source=ticket.source, cooldown=cooldown_waited)
+        self._emit("admitted", waited, weight=weight, source=ticket.source)
 
     def _timeout(self, timeout: float | None, waited: float) -> RateLimitTimeout:
         self._record(timeouts=1)
@@ -289,6 +264,10 @@ class RateLimiter:
         return RateLimitTimeout(
             f"rate limiter {self.key}: not admitted within {timeout} s (waited {waited:.3f} s); nothing is held"
         )
+
+    def _check_deadline(self, deadline: float | None, wait: float, timeout: float | None, started: float) -> None:
+        if deadline is not None and time.monotonic() + wait > deadline:
+            raise self._timeout(timeout, time.monotonic() - started)
 
     # ------------------------------------------------------------------ async path
     def acquire(self, weight: float = 1.0, *, timeout: float | None = None) -> _AsyncAcquire:
@@ -299,7 +278,7 @@ class RateLimiter:
         return _AsyncAcquire(self, _check_weight(weight), timeout)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, refund_grant: bool = False) -> Any:
-        backend = self._core.backend
+        backend = self._backend
         if not backend.blocking:
             return fn(*args)
         cfut = backend.executor.submit(contextvars.copy_context().run, fn, *args)
@@ -315,63 +294,69 @@ class RateLimiter:
             return
         grant: Grant = cfut.result()
         if grant.ticket is not None:
-            self._core.backend.refund(grant.ticket)
+            self._backend.refund(grant.ticket)
 
-    def _refund_soon(self, ticket: Ticket) -> None:
-        backend = self._core.backend
+    def _refund_soon(self, ticket: Ticket, gate: bool = False) -> None:
+        backend = self._backend
         if not backend.blocking or ticket.source != "redis":
-            backend.refund(ticket)
+            backend.refund(ticket, gate)
             return
         try:
-            backend.executor.submit(backend.refund, ticket)
+            backend.executor.submit(backend.refund, ticket, gate)
         except RuntimeError:  # executor shut down: the bucket refills by itself
             pass
+
+    async def _timed(self, fn: Callable[..., Any], *args: Any, refund_grant: bool = False) -> tuple[Any, float]:
+        """``(result, seconds the call took)``: a wait the backend answers counts from when it was
+        computed, so the caller sleeps it minus the way back (a slow round trip must not make
+        every waiter late)."""
+        t0 = time.monotonic()
+        result = await self._call(fn, *args, refund_grant=refund_grant)
+        return result, time.monotonic() - t0
 
     async def _admit_async(
         self, weight: float, deadline: float | None, started: float, timeout: float | None
     ) -> tuple[Ticket, bool]:
-        backend = self._core.backend
+        backend = self._backend
         cooldown_waited = False
         while True:
-            grant: Grant = await self._call(backend.reserve, weight, refund_grant=True)
-            if grant.ticket is None:
-                if deadline is not None and time.monotonic() + grant.wait_s > deadline:
-                    raise self._timeout(timeout, time.monotonic() - started)
+            grant, took = await self._timed(backend.reserve, weight, refund_grant=True)
+            if grant.ticket is None:  # a shared cooldown runs: wait it out, then ask again
+                self._check_deadline(deadline, grant.wait_s, timeout, started)
                 cooldown_waited = True
                 self._emit("cooldown_wait", grant.wait_s)
                 await asyncio.sleep(grant.wait_s)
                 continue
             ticket = grant.ticket
-            if grant.wait_s <= 0:
+            if grant.admitted:
                 return ticket, cooldown_waited
+            wait, held = max(0.0, grant.wait_s - took), False
             try:
-                if deadline is not None and time.monotonic() + grant.wait_s > deadline:
-                    raise self._timeout(timeout, time.monotonic() - started)
-                await asyncio.sleep(grant.wait_s)
-                rest = await self._call(backend.confirm, ticket)
+                while True:  # sleep for the turn, then pass the gate
+                    self._check_deadline(deadline, wait, timeout, started)
+                    await asyncio.sleep(wait)
+                    (kind, wait), took = await self._timed(backend.admit, ticket, held)
+                    if kind == GO:
+                        return ticket, cooldown_waited
+                    if kind == COOLDOWN:
+                        break
+                    wait, held = max(0.0, wait - took), True  # the gate's next token is ours
             except BaseException:
-                self._refund_soon(ticket)
+                self._refund_soon(ticket, held)
                 raise
-            if rest > 0:  # a cooldown started while we slept: give the tokens back, wait it out
-                self._refund_soon(ticket)
-                cooldown_waited = True
-                continue
-            return ticket, cooldown_waited
+            # a cooldown started while we slept: give the turn back, wait it out, queue again
+            self._refund_soon(ticket, held)
+            cooldown_waited = True
 
     async def _enter_async(self, weight: float, timeout: float | None) -> Permit:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         try:
-            await self._handle_sem.acquire(_remaining(deadline))
+            await self._semaphore.acquire(_remaining(deadline))
             try:
-                await self._core.semaphore.acquire(_remaining(deadline))
-                try:
-                    ticket, cooldown_waited = await self._admit_async(weight, deadline, started, timeout)
-                except BaseException:
-                    self._core.semaphore.release()
-                    raise
+                ticket, cooldown_waited = await self._admit_async(weight, deadline, started, timeout)
             except BaseException:
-                self._handle_sem.release()
+                self._semaphore.release()
                 raise
         except RateLimitTimeout:
             raise
@@ -391,7 +376,7 @@ class RateLimiter:
         length now in force (an earlier, longer one is kept).
         """
         seconds = self._penalty_seconds(retry_after_s)
-        applied = await self._call(self._core.backend.penalize, seconds)
+        applied = await self._call(self._backend.penalize, seconds)
         self._penalized(seconds, applied, retry_after_s, status)
         return applied
 
@@ -413,49 +398,47 @@ class RateLimiter:
     def _admit_sync(
         self, weight: float, deadline: float | None, started: float, timeout: float | None
     ) -> tuple[Ticket, bool]:
-        backend = self._core.backend
+        backend = self._backend
         cooldown_waited = False
         while True:
+            t0 = time.monotonic()
             grant: Grant = backend.reserve(weight)
             if grant.ticket is None:
-                if deadline is not None and time.monotonic() + grant.wait_s > deadline:
-                    raise self._timeout(timeout, time.monotonic() - started)
+                self._check_deadline(deadline, grant.wait_s, timeout, started)
                 cooldown_waited = True
                 self._emit("cooldown_wait", grant.wait_s)
                 time.sleep(grant.wait_s)
                 continue
             ticket = grant.ticket
-            if grant.wait_s <= 0:
+            if grant.admitted:
                 return ticket, cooldown_waited
+            wait, held = max(0.0, grant.wait_s - (time.monotonic() - t0)), False
             try:
-                if deadline is not None and time.monotonic() + grant.wait_s > deadline:
-                    raise self._timeout(timeout, time.monotonic() - started)
-                time.sleep(grant.wait_s)
-                rest = backend.confirm(ticket)
+                while True:
+                    self._check_deadline(deadline, wait, timeout, started)
+                    time.sleep(wait)
+                    t0 = time.monotonic()
+                    kind, wait = backend.admit(ticket, held)
+                    if kind == GO:
+                        return ticket, cooldown_waited
+                    if kind == COOLDOWN:
+                        break
+                    wait, held = max(0.0, wait - (time.monotonic() - t0)), True
             except BaseException:
-                backend.refund(ticket)
+                backend.refund(ticket, held)
                 raise
-            if rest > 0:
-                backend.refund(ticket)
-                cooldown_waited = True
-                continue
-            return ticket, cooldown_waited
+            backend.refund(ticket, held)
+            cooldown_waited = True
 
     def _enter_sync(self, weight: float, timeout: float | None) -> Permit:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        if not self._handle_sem.acquire_sync(_remaining(deadline)):
+        if not self._semaphore.acquire_sync(_remaining(deadline)):
             raise self._timeout(timeout, time.monotonic() - started)
         try:
-            if not self._core.semaphore.acquire_sync(_remaining(deadline)):
-                raise self._timeout(timeout, time.monotonic() - started)
-            try:
-                ticket, cooldown_waited = self._admit_sync(weight, deadline, started, timeout)
-            except BaseException:
-                self._core.semaphore.release()
-                raise
+            ticket, cooldown_waited = self._admit_sync(weight, deadline, started, timeout)
         except BaseException:
-            self._handle_sem.release()
+            self._semaphore.release()
             raise
         waited = time.monotonic() - started
         self._admitted(weight, ticket, waited, cooldown_waited)
@@ -463,14 +446,18 @@ class RateLimiter:
 
     def penalize_sync(self, retry_after_s: Any = None, *, status: int | None = None) -> float:
         seconds = self._penalty_seconds(retry_after_s)
-        applied = self._core.backend.penalize(seconds)
+        applied = self._backend.penalize(seconds)
         self._penalized(seconds, applied, retry_after_s, status)
         return applied
+
+    def close(self) -> None:
+        """Release the backend's resources (thread pool, Redis client). ``reset_registry`` does it."""
+        self._backend.close()
 
     # ------------------------------------------------------------------ penalties
     def _penalty_seconds(self, retry_after: Any) -> float:
         parsed = parse_retry_after(retry_after)
-        return max(self._core.config.penalty_backoff_s, parsed or 0.0)
+        return max(self.config.penalty_backoff_s, parsed or 0.0)
 
     def _penalized(self, asked: float, applied: float, retry_after: Any, status: int | None) -> None:
         self._record(penalties=1, cooldown_s=asked)

@@ -26,11 +26,13 @@ class Ticket:
 
 @dataclass(frozen=True)
 class Grant:
-    """Answer of ``reserve``: with a ticket, wait ``wait_s`` then go; without, a cooldown runs
-    for ``wait_s`` more seconds and the caller asks again after it."""
+    """Answer of ``reserve``. Without a ticket a cooldown runs for ``wait_s`` more seconds and the
+    caller asks again after it. With a ticket and ``admitted``, go now; otherwise sleep ``wait_s``
+    and call ``admit``."""
 
     wait_s: float
     ticket: Ticket | None
+    admitted: bool = False
 
     @property
     def cooldown(self) -> bool:
@@ -55,16 +57,18 @@ class LocalBackend:
 
     def reserve(self, weight: float) -> Grant:
         with self._lock:
-            wait, reservation = self._state.reserve(weight, self._clock())
-        return Grant(wait, Ticket(self.source, reservation) if reservation is not None else None)
+            wait, reservation, admitted = self._state.reserve(weight, self._clock())
+        return Grant(wait, Ticket(self.source, reservation) if reservation is not None else None, admitted)
 
-    def confirm(self, ticket: Ticket) -> float:
-        """Called after sleeping for a reservation: the cooldown still to wait (0: go)."""
-        return self.cooldown_remaining()
-
-    def refund(self, ticket: Ticket) -> None:
+    def admit(self, ticket: Ticket, gate_held: bool = False) -> tuple[str, float]:
+        """After sleeping for a turn: ``("go", 0)``, ``("cooldown", rest)`` or ``("wait", s)``
+        (see ``BucketState.admit``)."""
         with self._lock:
-            self._state.refund(ticket.reservation)
+            return self._state.admit(ticket.reservation, self._clock(), gate_held=gate_held)
+
+    def refund(self, ticket: Ticket, gate: bool = False) -> None:
+        with self._lock:
+            self._state.refund(ticket.reservation, gate=gate)
 
     def penalize(self, seconds: float) -> float:
         with self._lock:
@@ -75,10 +79,16 @@ class LocalBackend:
             return self._state.cooldown_remaining(self._clock())
 
     def levels(self) -> dict[str, float]:
-        """Current token level of each band (negative: reservations queued). For tests and stats."""
+        """Current queue level of each band (negative: reservations queued). For tests and stats."""
         with self._lock:
             now = self._clock()
             return {b.name: self._state._level(b, now)[0] for b in self.bands}
+
+    def gate_levels(self) -> dict[str, float]:
+        """Current gate level of each band (tokens left for admissions). For tests and stats."""
+        with self._lock:
+            now = self._clock()
+            return {b.name: self._state._gate_level(b, now)[0] for b in self.bands}
 
     def close(self) -> None:
         pass
