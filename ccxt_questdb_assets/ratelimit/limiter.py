@@ -293,8 +293,8 @@ class RateLimiter:
         if cfut.cancelled() or cfut.exception() is not None:
             return
         grant: Grant = cfut.result()
-        if grant.ticket is not None:
-            self._backend.refund(grant.ticket)
+        if grant.ticket is not None:  # the caller is gone: its turn (and gate token, if charged) too
+            self._backend.refund(grant.ticket, grant.admitted)
 
     def _refund_soon(self, ticket: Ticket, gate: bool = False) -> None:
         backend = self._backend
