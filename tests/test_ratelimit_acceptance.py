@@ -73,6 +73,8 @@ async def scenario(cmd):
         if e.kind in KINDS:
             task = asyncio.current_task() if e.kind == "admitted" else None
             events.append([e.kind, time.time(), e.seconds, e.info.get("source"), task.get_name() if task else None])
+        elif e.kind == "redis_error":
+            events.append([e.kind, time.time(), 0.0, e.info.get("error"), e.info.get("during")])
 
     fetchers = [CcxtOHLCVFetcher(cfg) for _ in range(cmd["tasks"])] if cmd["mode"] == "fetcher" else None
     sessions = [f.session for f in fetchers] if fetchers else [ExchangeSession(cfg) for _ in range(cmd["tasks"])]
@@ -337,12 +339,15 @@ def explain(log: list[dict], results: list[dict], start_at: float, around: float
     """Arrivals and admissions (process, wait) near ``around``, relative to the start: for failures."""
     arr = [round(t - start_at, 3) for t in arrivals(log, around - 0.5, around + 1.5)]
     adm = sorted(
-        (round(e[1] - start_at, 3), i, round(e[2], 3))
+        (round(e[1] - start_at, 3), i, round(e[2], 3)) if e[0] == "admitted" else (round(e[1] - start_at, 3), i, e[3])
         for i, r in enumerate(results)
         for e in r["events"]
-        if e[0] == "admitted" and around - 1.0 <= e[1] < around + 1.5
+        if e[0] in ("admitted", "redis_error") and around - 1.0 <= e[1] < around + 1.5
     )
-    return f"\narrivals (s after start) {arr}\nadmissions (s, process, waited) {adm}"
+    stats = [
+        {k: v for k, v in r["stats"].items() if k in ("redis_errors", "fallback_events", "timeouts")} for r in results
+    ]
+    return f"\narrivals (s after start) {arr}\nadmissions (s, process, waited) {adm}\nstats {stats}"
 
 
 def admissions(results: list[dict], source: str | None = None) -> list[float]:

@@ -12,7 +12,7 @@ same rules inside Redis. Each band keeps two buckets with the same rate and capa
   loop, a slow Redis round trip) finds the tokens of the callers that went on time already gone:
   ``admit`` then takes the gate's next token for it (the gate queues too, so several such callers
   get successive slots instead of racing for one) and the caller sleeps that deficit and goes
-  after a last cooldown check. So the admissions themselves, not only the turns, obey the
+  after a last cooldown check (or passes the gate again if it came back late once more). So the admissions themselves, not only the turns, obey the
   bucket: in any window of ``T`` seconds at most ``capacity + rate * (T + GATE_SLACK_S)`` tokens
   go through, with at most three backend calls per admission.
 
@@ -35,6 +35,10 @@ EPSILON_S = 1e-6
 #: The gate lets a request through this early (sleep and clock granularity, Redis vs host clock,
 #: the jitter of a round trip): small lateness does not make the next caller wait again.
 GATE_SLACK_S = 0.01
+#: A caller whose gate token was held comes back this late at most and still goes on that token;
+#: later (it was stalled), it passes the gate again like a new caller. Without this, every caller
+#: held during a stall of the whole machine would go at once when it ends.
+HELD_LATE_S = 0.05
 
 GO, COOLDOWN, WAIT = "go", "cooldown", "wait"
 
@@ -136,19 +140,21 @@ class BucketState:
             self.gate_tokens[name] = tokens - cost
             self.gate_ts[name] = ts
 
-    def admit(self, reservation: Reservation, now: float, *, gate_held: bool = False) -> tuple[str, float]:
-        """After sleeping for a turn: ``(GO, 0)`` (the gate is charged: send now), ``(COOLDOWN,
-        rest)`` (a cooldown started meanwhile: refund, wait it out, reserve again) or ``(WAIT, s)``
-        (late callers took the gate's tokens: the next one is now held for this caller; sleep ``s``
-        and call again with ``gate_held=True``, which only checks the cooldown)."""
+    def admit(self, reservation: Reservation, now: float, *, held_at: float | None = None) -> tuple[str, float, float]:
+        """After sleeping for a turn: ``(GO, 0, now)`` (the gate is charged: send now),
+        ``(COOLDOWN, rest, now)`` (a cooldown started meanwhile: refund, wait it out, reserve
+        again) or ``(WAIT, s, slot)`` (late callers took the gate's tokens: the next one, at
+        ``slot``, is now held for this caller; sleep ``s`` and call again with ``held_at=slot``,
+        which only checks the cooldown, unless the caller comes back more than ``HELD_LATE_S``
+        after its slot)."""
         cooldown = self.cooldown_remaining(now)
         if cooldown > 0:
-            return COOLDOWN, cooldown
-        if gate_held:
-            return GO, 0.0
+            return COOLDOWN, cooldown, now
+        if held_at is not None and now <= held_at + HELD_LATE_S:
+            return GO, 0.0, now
         wait = self._gate_wait(reservation, now)
         self._charge_gate(reservation, now)
-        return (WAIT, wait) if wait > 0 else (GO, 0.0)
+        return (WAIT, wait, now + wait) if wait > 0 else (GO, 0.0, now)
 
     def refund(self, reservation: Reservation, *, gate: bool = False) -> None:
         """Give back a turn (and, with ``gate``, a held gate token) that was never used."""

@@ -212,28 +212,30 @@ class ClusterBackend:
                 return Grant(0.0 if admitted else max(seconds, EPSILON_S), ticket, admitted)
         return self.fallback.reserve(weight)
 
-    def admit(self, ticket: Ticket, gate_held: bool = False) -> tuple[str, float]:
-        """After sleeping for a turn: ``("go", 0)``, ``("cooldown", rest)`` or ``("wait", s)``
-        (see ``BucketState.admit``)."""
+    def admit(self, ticket: Ticket, held_at: float | None = None) -> tuple[str, float, float | None]:
+        """After sleeping for a turn: ``(kind, seconds, slot)``, see ``BucketState.admit``
+        (``slot`` and ``held_at`` in Redis milliseconds)."""
         if ticket.source != "redis":
-            return self.fallback.admit(ticket, gate_held)
+            return self.fallback.admit(ticket, held_at)
         local = self.cooldown_remaining()
         if local > EPSILON_S:
-            return COOLDOWN, local
+            return COOLDOWN, local, None
         try:
-            reply = self._run("admit", ["1" if gate_held else "0", *self._band_costs(ticket.reservation.costs)])
+            reply = self._run(
+                "admit", ["" if held_at is None else repr(held_at), *self._band_costs(ticket.reservation.costs)]
+            )
         except REDIS_ERRORS as exc:
             self._failed(exc, "admit")
             rest = self.cooldown_remaining()  # the turn stands; honour what we know
-            return (COOLDOWN, rest) if rest > EPSILON_S else (GO, 0.0)
+            return (COOLDOWN, rest, None) if rest > EPSILON_S else (GO, 0.0, None)
         self._ok()
         status, seconds = int(reply[0]), float(reply[1]) / 1000.0
         if status == 0:
             self._mirror(seconds)
-            return COOLDOWN, max(seconds, EPSILON_S)
+            return COOLDOWN, max(seconds, EPSILON_S), None
         if status == 2:
-            return WAIT, max(seconds, EPSILON_S)
-        return GO, 0.0
+            return WAIT, max(seconds, EPSILON_S), float(reply[2])
+        return GO, 0.0, None
 
     def refund(self, ticket: Ticket, gate: bool = False) -> None:
         if ticket.source != "redis":

@@ -330,22 +330,22 @@ class RateLimiter:
             ticket = grant.ticket
             if grant.admitted:
                 return ticket, cooldown_waited
-            wait, held = max(0.0, grant.wait_s - took), False
+            wait, held_at = max(0.0, grant.wait_s - took), None
             try:
                 while True:  # sleep for the turn, then pass the gate
                     self._check_deadline(deadline, wait, timeout, started)
                     await asyncio.sleep(wait)
-                    (kind, wait), took = await self._timed(backend.admit, ticket, held)
+                    (kind, wait, slot), took = await self._timed(backend.admit, ticket, held_at)
                     if kind == GO:
                         return ticket, cooldown_waited
                     if kind == COOLDOWN:
                         break
-                    wait, held = max(0.0, wait - took), True  # the gate's next token is ours
+                    wait, held_at = max(0.0, wait - took), slot  # the gate's token at slot is ours
             except BaseException:
-                self._refund_soon(ticket, held)
+                self._refund_soon(ticket, held_at is not None)
                 raise
             # a cooldown started while we slept: give the turn back, wait it out, queue again
-            self._refund_soon(ticket, held)
+            self._refund_soon(ticket, held_at is not None)
             cooldown_waited = True
 
     async def _enter_async(self, weight: float, timeout: float | None) -> Permit:
@@ -412,22 +412,22 @@ class RateLimiter:
             ticket = grant.ticket
             if grant.admitted:
                 return ticket, cooldown_waited
-            wait, held = max(0.0, grant.wait_s - (time.monotonic() - t0)), False
+            wait, held_at = max(0.0, grant.wait_s - (time.monotonic() - t0)), None
             try:
                 while True:
                     self._check_deadline(deadline, wait, timeout, started)
                     time.sleep(wait)
                     t0 = time.monotonic()
-                    kind, wait = backend.admit(ticket, held)
+                    kind, wait, slot = backend.admit(ticket, held_at)
                     if kind == GO:
                         return ticket, cooldown_waited
                     if kind == COOLDOWN:
                         break
-                    wait, held = max(0.0, wait - (time.monotonic() - t0)), True
+                    wait, held_at = max(0.0, wait - (time.monotonic() - t0)), slot
             except BaseException:
-                backend.refund(ticket, held)
+                backend.refund(ticket, held_at is not None)
                 raise
-            backend.refund(ticket, held)
+            backend.refund(ticket, held_at is not None)
             cooldown_waited = True
 
     def _enter_sync(self, weight: float, timeout: float | None) -> Permit:

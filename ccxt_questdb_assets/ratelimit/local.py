@@ -60,11 +60,10 @@ class LocalBackend:
             wait, reservation, admitted = self._state.reserve(weight, self._clock())
         return Grant(wait, Ticket(self.source, reservation) if reservation is not None else None, admitted)
 
-    def admit(self, ticket: Ticket, gate_held: bool = False) -> tuple[str, float]:
-        """After sleeping for a turn: ``("go", 0)``, ``("cooldown", rest)`` or ``("wait", s)``
-        (see ``BucketState.admit``)."""
+    def admit(self, ticket: Ticket, held_at: float | None = None) -> tuple[str, float, float]:
+        """After sleeping for a turn: ``(kind, seconds, slot)``, see ``BucketState.admit``."""
         with self._lock:
-            return self._state.admit(ticket.reservation, self._clock(), gate_held=gate_held)
+            return self._state.admit(ticket.reservation, self._clock(), held_at=held_at)
 
     def refund(self, ticket: Ticket, gate: bool = False) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ milliseconds, on one hash per limiter key:
 cooldown runs, so idle keys leave nothing behind.
 """
 
-from ccxt_questdb_assets.ratelimit.bucket import GATE_SLACK_S
+from ccxt_questdb_assets.ratelimit.bucket import GATE_SLACK_S, HELD_LATE_S
 
 _PRELUDE = """
 -- Redis < 5 replicates scripts verbatim and forbids writes after TIME unless told otherwise.
@@ -111,20 +111,22 @@ return {1, '0', 1}
 """
 )
 
-#: After sleeping for a turn. ARGV: held (1: the gate token is already held), then as RESERVE.
-#: Returns {0, rest_ms} while a cooldown runs (refund, wait, reserve again), {2, wait_ms} when late
-#: callers took the gate's tokens (the next one is now held: sleep, ADMIT again with held 1),
-#: {1, 0} when admitted.
+#: After sleeping for a turn. ARGV: held_at (ms of the held gate slot, '' if none), then as
+#: RESERVE. Returns {0, rest_ms} while a cooldown runs (refund, wait, reserve again), {2, wait_ms,
+#: slot_ms} when late callers took the gate's tokens (the token at slot_ms is now held: sleep, ADMIT
+#: again with held_at = slot_ms), {1, 0} when admitted. A held caller more than HELD_LATE_MS
+#: after its slot passes the gate again.
 ADMIT = (
     _PRELUDE
     + _GATE
     + """
 if cd > now then return {0, num(cd - now)} end
-if ARGV[1] == '1' then return {1, '0'} end
+local held_at = tonumber(ARGV[1])
+if held_at ~= nil and now <= held_at + @HELD_LATE_MS@ then return {1, '0'} end
 local g = gate(2, true)
-if g > 0 then return {2, num(g)} end
+if g > 0 then return {2, num(g), num(now + g)} end
 return {1, '0'}
-"""
+""".replace("@HELD_LATE_MS@", repr(HELD_LATE_S * 1000.0))
 )
 
 #: ARGV: gate (1: give the held gate token back too), nbands, then (name, capacity, cost) per band.
