@@ -32,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace, home) -> int:
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+    from ccxt_questdb_assets.defs.automation import ingest_job_name
     from ccxt_questdb_assets.defs.definitions import build_definitions
-    from ccxt_questdb_assets.defs.partitions import add_config_symbols
+    from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
     project = ProjectConfig.load()
@@ -45,13 +46,13 @@ def _materialize(args: argparse.Namespace, home) -> int:
     first, last = today - timedelta(days=args.days), today - timedelta(days=1)
     failures = 0
     with DagsterInstance.get() as instance:
-        add_config_symbols(instance, project)
+        sync_symbol_partitions(instance, project)
         for ex in project.exchanges:
             assets = [a for a in defs.resolve_all_asset_specs() if a.group_name == ex.exchange_id]
-            selection = [defs.resolve_assets_def(spec.key) for spec in assets]
+            job = defs.resolve_job_def(ingest_job_name(ex.exchange_id))
             for symbol in args.symbols or ex.symbols[:2]:
                 t0 = time.perf_counter()
-                result = materialize(selection, instance=instance, raise_on_error=False, tags={
+                result = job.execute_in_process(instance=instance, raise_on_error=False, tags={
                     ASSET_PARTITION_RANGE_START_TAG: f"{first}|{symbol}",
                     ASSET_PARTITION_RANGE_END_TAG: f"{last}|{symbol}",
                     "ccxt_questdb/job": "demo",
@@ -67,9 +68,11 @@ def _materialize(args: argparse.Namespace, home) -> int:
                     print(f"  {spec.key.to_user_string():32s} rows stored {_v(md, 'dagster/row_count'):>8}  "
                           f"written {_v(md, 'rows_written', _v(md, 'rows_sent')):>8}  "
                           f"exchange requests {_v(md, 'exchange_requests', '-'):>4}  ({len(events)} partitions)")
-                for check in result.get_asset_check_evaluations():
-                    if not check.passed:
-                        print(f"  check {check.check_name} on {check.asset_key.to_user_string()} FAILED")
+                checks = result.get_asset_check_evaluations()
+                failed = [c for c in checks if not c.passed]
+                print(f"  asset checks: {len(checks) - len(failed)} passed, {len(failed)} failed")
+                for check in failed:
+                    print(f"  check {check.check_name} on {check.asset_key.to_user_string()} FAILED")
     print(f"\nDagster instance: {home}. Open the UI (lineage, partitions, these runs) with:\n"
           f"  uv run ccxt-questdb dev      # then http://127.0.0.1:3000\n"
           f"QuestDB stays up for inspection; stop it with: uv run ccxt-questdb questdb stop")

@@ -30,7 +30,7 @@ secret-looking environment variables replaced by ``***``. It POSTs with a timeou
 a network error, 429 or 5xx, and logs (never raises) when the webhook stays unreachable, so a dead
 webhook cannot wedge the sensor on one run.
 
-``sync_symbol_partitions(instance, project)`` adds the config's symbols at once (the CLI and the
+``partitions.sync_symbol_partitions(instance, project)`` adds the config's symbols at once (the CLI and the
 demo), without waiting for a sensor tick.
 """
 
@@ -78,8 +78,15 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.redaction import REDACTED, redact_dsn
-from ccxt_questdb_assets.defs.partitions import market_partitions, partition_key, symbols_partitions
+from ccxt_questdb_assets.defs.partitions import (
+    check_symbol_key,
+    is_partition_safe,
+    market_partitions,
+    partition_key,
+    symbols_partitions,
+)
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.rate_limiter_resource import ENV_LIMITER_REDIS
 from ccxt_questdb_assets.exchange.client import clear_markets_cache
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.session import ExchangeSession
@@ -88,7 +95,6 @@ from ccxt_questdb_assets.storage.connection import ENV_PASSWORD
 log = logging.getLogger(__name__)
 
 DEFAULT_WEBHOOK_ENV = "CCXT_QUESTDB_ALERT_WEBHOOK"
-ENV_LIMITER_REDIS = "CCXT_QUESTDB_RATE_LIMITER_REDIS"  # as in definitions.py (not imported: it loads the project)
 FRESHNESS_CRON = "5 * * * *"
 SYMBOLS_SENSOR_INTERVAL_S = 300
 FAILURE_SENSOR_NAME = "run_failure_webhook"
@@ -96,8 +102,6 @@ WEBHOOK_TIMEOUT_S = 10.0
 WEBHOOK_ATTEMPTS = 2
 WEBHOOK_RETRY_DELAY_S = 1.0
 TRIGGER_TAG = "ccxt_questdb/trigger"
-#: Dagster refuses these in partition keys; ccxt symbols never contain them.
-FORBIDDEN_KEY_CHARS = "|,[]"
 _ERROR_LINE_MAX = 500
 
 
@@ -136,7 +140,7 @@ def build_automation(
     for ex in project.exchanges:
         pattern = compile_listing_pattern(ex.listing_pattern, ex.exchange_id) if ex.listing_pattern else None
         for symbol in ex.symbols:
-            _check_symbol_key(symbol, f"exchanges.{ex.exchange_id}.symbols")
+            check_symbol_key(symbol, f"exchanges.{ex.exchange_id}.symbols")
         job = _ingest_job(project, ex, assets)
         jobs.append(job)
         schedules.append(_freshness_schedule(project, ex, job, cron, schedule_status))
@@ -158,7 +162,6 @@ def _ingest_job(project: ProjectConfig, ex: ExchangeProject, assets: Sequence[An
     return define_asset_job(
         ingest_job_name(ex.exchange_id),
         selection=AssetSelection.assets(*keys),
-        partitions_def=partitions,
         description=f"Every {ex.exchange_id} asset for one date x symbol partition (the freshness schedule's job).",
         tags={"ccxt_questdb/exchange": ex.exchange_id},
     )
@@ -239,7 +242,7 @@ def matching_markets(markets: Mapping[str, Mapping[str, Any]], pattern: re.Patte
     for symbol, market in markets.items():
         if not market.get("spot") or market.get("active") is False:
             continue
-        if pattern.match(symbol) and not any(c in symbol for c in FORBIDDEN_KEY_CHARS):
+        if pattern.match(symbol) and is_partition_safe(symbol):
             out.add(symbol)
     return out
 
@@ -323,32 +326,6 @@ def _symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interv
                             dynamic_partitions_requests=[AddDynamicPartitionsRequest(partitions_name, to_add)])
 
     return symbols_sensor
-
-
-def _check_symbol_key(symbol: str, where: str) -> None:
-    bad = [c for c in FORBIDDEN_KEY_CHARS if c in symbol]
-    if bad or not symbol.strip():
-        raise ConfigError(f"{where}: symbol {symbol!r} cannot be a partition key (no {' '.join(FORBIDDEN_KEY_CHARS)}, "
-                          "not empty); use the ccxt symbol, e.g. 'BTC/USDT'")
-
-
-def sync_symbol_partitions(instance: DagsterInstance, project: ProjectConfig) -> list[str]:
-    """Add every exchange's config symbols missing from its dynamic partitions, now.
-
-    Returns what was added as ``exchange:symbol`` (empty when all were there).
-    """
-    added: list[str] = []
-    for ex in project.exchanges:
-        name = symbols_partitions(ex.exchange_id).name
-        for symbol in ex.symbols:
-            _check_symbol_key(symbol, f"exchanges.{ex.exchange_id}.symbols")
-        existing = set(instance.get_dynamic_partitions(name))
-        missing = [s for s in dict.fromkeys(ex.symbols) if s not in existing]
-        if missing:
-            instance.add_dynamic_partitions(name, missing)
-            log.info("added %s to %s", ", ".join(missing), name)
-            added.extend(f"{ex.exchange_id}:{s}" for s in missing)
-    return added
 
 
 # ----------------------------------------------------------------------------- failure webhook

@@ -10,14 +10,15 @@ import os
 
 from dagster import Definitions, EnvVar
 
+from ccxt_questdb_assets.defs.automation import build_automation
+from ccxt_questdb_assets.defs.checks import build_checks
+from ccxt_questdb_assets.defs.derived_assets import build_derived_assets
 from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
 from ccxt_questdb_assets.defs.ingest_assets import IO_MANAGER_KEY, build_ingest_assets
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
-from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
+from ccxt_questdb_assets.defs.rate_limiter_resource import ENV_LIMITER_REDIS, RateLimiterResource
 from ccxt_questdb_assets.storage.connection import ENV_PASSWORD
-
-ENV_LIMITER_REDIS = "CCXT_QUESTDB_RATE_LIMITER_REDIS"
 
 
 def build_resources(project: ProjectConfig) -> dict[str, object]:
@@ -39,8 +40,14 @@ def build_resources(project: ProjectConfig) -> dict[str, object]:
 
 
 def build_definitions(project: ProjectConfig) -> Definitions:
-    assets = [*build_ingest_assets(project)]
-    return Definitions(assets=assets, resources=build_resources(project))
+    """Ingest and derived assets, their checks, each exchange's job, schedule and sensors."""
+    assets = [*build_ingest_assets(project), *build_derived_assets(project)]
+    return Definitions(
+        assets=assets,
+        asset_checks=build_checks(project),
+        resources=build_resources(project),
+        **build_automation(project, assets),
+    )
 
 
 defs = build_definitions(ProjectConfig.load())

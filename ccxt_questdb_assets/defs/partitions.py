@@ -8,10 +8,12 @@ no encoding to invert, and Dagster only forbids ``| , [ ]``, which ccxt symbols 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
 
 from dagster import (
     BackfillPolicy,
@@ -23,6 +25,13 @@ from dagster import (
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.windows import TimeWindow
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
+    from ccxt_questdb_assets.defs.project_config import ProjectConfig
+
+log = logging.getLogger(__name__)
 
 DATE_DIM = "date"
 SYMBOL_DIM = "symbol"
@@ -104,16 +113,35 @@ def keys_for(days: Sequence[str], symbols: Sequence[str]) -> list[str]:
     return [str(partition_key(d, s)) for s in symbols for d in days]
 
 
-def add_config_symbols(instance, project) -> list[str]:
-    """Add the project's symbols missing from each exchange's dynamic partitions; returns what was added
-    (as ``exchange:symbol``). The symbols sensor does the same on its ticks; the demo and CLI
-    cannot wait for one."""
-    added = []
+FORBIDDEN_KEY_CHARS = "|,[]"
+"""Characters Dagster reserves in (multi-)partition keys; a symbol holding one cannot be a key."""
+
+
+def is_partition_safe(symbol: str) -> bool:
+    return bool(symbol.strip()) and not any(c in symbol for c in FORBIDDEN_KEY_CHARS)
+
+
+def check_symbol_key(symbol: str, where: str) -> None:
+    if not is_partition_safe(symbol):
+        raise ConfigError(f"{where}: symbol {symbol!r} cannot be a partition key (no {' '.join(FORBIDDEN_KEY_CHARS)}, "
+                          "not empty); use the ccxt symbol, e.g. 'BTC/USDT'")
+
+
+def sync_symbol_partitions(instance: DagsterInstance, project: ProjectConfig) -> list[str]:
+    """Add every exchange's config symbols missing from its dynamic partitions, now.
+
+    The symbols sensor does the same on its ticks; the demo and the CLI cannot wait for one.
+    Returns what was added as ``exchange:symbol`` (empty when all were there).
+    """
+    added: list[str] = []
     for ex in project.exchanges:
         name = symbols_partitions(ex.exchange_id).name
-        have = set(instance.get_dynamic_partitions(name))
-        missing = [s for s in ex.symbols if s not in have]
+        for symbol in ex.symbols:
+            check_symbol_key(symbol, f"exchanges.{ex.exchange_id}.symbols")
+        existing = set(instance.get_dynamic_partitions(name))
+        missing = [s for s in dict.fromkeys(ex.symbols) if s not in existing]
         if missing:
             instance.add_dynamic_partitions(name, missing)
-            added += [f"{ex.exchange_id}:{s}" for s in missing]
+            log.info("added %s to %s", ", ".join(missing), name)
+            added.extend(f"{ex.exchange_id}:{s}" for s in missing)
     return added

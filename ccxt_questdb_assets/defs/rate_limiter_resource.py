@@ -44,6 +44,9 @@ from ccxt_questdb_assets.ratelimit import (
 )
 
 # Every field named like a limiter option is passed through to the library's parser.
+ENV_LIMITER_REDIS = "CCXT_QUESTDB_RATE_LIMITER_REDIS"
+"""Environment variable holding the cluster scope's Redis DSN (a secret: shown only by name)."""
+
 _OPTION_FIELDS = KNOWN_OPTIONS
 
 
