@@ -241,6 +241,17 @@ def load_markets_cached(exchange: Any, *, reload: bool = False) -> dict[str, Any
         return exchange.markets
 
 
+def restore_cached_markets(exchange: Any) -> bool:
+    """Give ``exchange`` the process-wide cached markets without a request; False when none are cached."""
+    key = markets_cache_key(exchange)
+    with _guard:
+        snap = _markets_cache.get(key)
+    if snap is None:
+        return False
+    _restore(exchange, snap)
+    return True
+
+
 async def load_markets_cached_async(exchange: Any, *, reload: bool = False) -> dict[str, Any]:
     """Async ``load_markets`` sharing the process-wide cache; concurrent callers wait for one load."""
     key = markets_cache_key(exchange)

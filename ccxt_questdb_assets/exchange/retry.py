@@ -19,14 +19,11 @@ from dataclasses import dataclass
 import ccxt
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.ratelimit.limiter import parse_retry_after
 
 
 class MalformedResponse(Exception):
     """The exchange answered 200 with a body that is not the JSON it promised."""
-
-
-def is_rate_limited(exc: BaseException) -> bool:
-    return isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -35,17 +32,22 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ccxt.OperationFailed)
 
 
+def rate_limit_status(exc: BaseException) -> int | None:
+    """The HTTP status a rate-limit error stands for: 429 (slow down) or 418 (banned), else None."""
+    if isinstance(exc, ccxt.RateLimitExceeded):
+        return 429
+    if isinstance(exc, ccxt.DDoSProtection):
+        return 418
+    return None
+
+
 def retry_after_seconds(headers: object) -> float | None:
-    """The ``Retry-After`` header (seconds form) of the last response, if any."""
+    """The ``Retry-After`` header of the last response in seconds (delta or HTTP-date form), if any."""
     if not isinstance(headers, dict):
         return None
     for key, value in headers.items():
         if str(key).lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except (TypeError, ValueError):
-                return None
-            return seconds if seconds >= 0 else None
+            return parse_retry_after(value)
     return None
 
 

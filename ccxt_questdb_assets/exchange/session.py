@@ -21,12 +21,13 @@ from ccxt_questdb_assets.exchange.client import (
     build_exchange,
     load_markets_cached_async,
     require_symbol,
+    restore_cached_markets,
     require_timeframe,
 )
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.retry import (
-    is_rate_limited,
     is_transient,
+    rate_limit_status,
     retry_after_seconds,
 )
 from ccxt_questdb_assets.ratelimit import get_rate_limiter
@@ -76,7 +77,7 @@ class ExchangeSession:
         """Markets, loaded once per process and exchange (through the limiter)."""
         async with self._markets_lock:
             ex = self.exchange
-            if not ex.markets:
+            if not ex.markets and not restore_cached_markets(ex):
                 await self._call_raw("load_markets", lambda: load_markets_cached_async(ex))
             return ex.markets
 
@@ -110,7 +111,7 @@ class ExchangeSession:
 
     async def _call_raw(self, method: str, make_call, *, limit: int | None = None) -> Any:
         policy = self.config.retry_policy
-        weight = self._limiter.weights.for_call(method, limit=limit)
+        weight = self._limiter.weights_for(self.config.exchange_id).for_call(method, limit=limit)
         retry = 0
         while True:
             try:
@@ -126,9 +127,10 @@ class ExchangeSession:
                         ) from None
                     raise
                 retry_after = retry_after_seconds(getattr(self.exchange, "last_response_headers", None))
-                if is_rate_limited(exc):
+                status = rate_limit_status(exc)
+                if status is not None:
                     self.stats.rate_limited += 1
-                    await self._limiter.penalize(retry_after_s=retry_after)
+                    await self._limiter.penalize(retry_after_s=retry_after, status=status)
                 retry += 1
                 if retry > policy.max_retries:
                     raise TransientExchangeError(
