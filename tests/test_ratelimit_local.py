@@ -232,48 +232,39 @@ def test_shared_budget_across_handles():
 
 
 # ---------------------------------------------------------------------------- concurrency
+def peak_in_flight(limiters) -> int:
+    """Most permits held at once when one task per entry of ``limiters`` holds its permit 20 ms."""
+    now = peak = 0
+
+    async def go(lim):
+        nonlocal now, peak
+        async with lim.acquire():
+            now += 1
+            peak = max(peak, now)
+            await asyncio.sleep(0.02)
+            now -= 1
+
+    async def main():
+        await asyncio.gather(*(go(lim) for lim in limiters))
+
+    asyncio.run(main())
+    return peak
+
+
 @pytest.mark.parametrize(
     "options, cap", [({"max_concurrency": 3}, 3), ({"max_concurrency": 5, "local_semaphore": 2}, 2)]
 )
 def test_in_flight_cap_of_the_key_in_the_process(options, cap):
     a = get_rate_limiter(cfg(**options), "binance")
     b = get_rate_limiter(cfg(**options), "binance")  # a second fetcher of the key: same cap
-    now = peak = 0
-
-    async def go(lim):
-        nonlocal now, peak
-        async with lim.acquire():
-            now += 1
-            peak = max(peak, now)
-            await asyncio.sleep(0.02)
-            now -= 1
-
-    async def main():
-        await asyncio.gather(*[go(a) for _ in range(6)], *[go(b) for _ in range(6)])
-
-    asyncio.run(main())
-    assert peak == cap
+    assert peak_in_flight([a] * 6 + [b] * 6) == cap
     assert_idle(a)
 
 
 def test_local_scope_caps_each_fetcher_alone():
     a = get_rate_limiter(cfg(scope="local", max_concurrency=2), "binance")
     b = get_rate_limiter(cfg(scope="local", max_concurrency=2), "binance")
-    now = peak = 0
-
-    async def go(lim):
-        nonlocal now, peak
-        async with lim.acquire():
-            now += 1
-            peak = max(peak, now)
-            await asyncio.sleep(0.02)
-            now -= 1
-
-    async def main():
-        await asyncio.gather(*[go(a) for _ in range(4)], *[go(b) for _ in range(4)])
-
-    asyncio.run(main())
-    assert peak == 4  # two budgets of two
+    assert peak_in_flight([a] * 4 + [b] * 4) == 4  # two budgets of two
 
 
 def test_threads_and_event_loops_share_one_limiter():
