@@ -10,8 +10,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from dagster import DagsterInstance, materialize
@@ -19,6 +17,11 @@ from dagster import DagsterInstance, materialize
 from ccxt_questdb_assets.defs.definitions import build_definitions
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
+from ccxt_questdb_assets.testing.candles import (
+    assert_candles_exact,
+    stored_candles,
+    truth_candles,
+)
 
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"
@@ -54,27 +57,6 @@ def instance(tmp_path):
         yield inst
 
 
-def stored_candles(questdb, table: str, symbol: str, start: int, end: int) -> pd.DataFrame:
-    from ccxt_questdb_assets.core.node_ids import NodeId
-    from ccxt_questdb_assets.core.timeframes import Timeframe
-    from ccxt_questdb_assets.core.windows import TimeWindow
-    from ccxt_questdb_assets.storage.client import QuestDBClient
-    from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
-
-    store = SeriesStore(QuestDBClient(questdb.connection), table, CANDLE_KIND)
-    return store.read(NodeId("ohlcv", "binance", symbol, Timeframe.parse("1m")), TimeWindow(start, end))
-
-
-def truth(emulator, symbol: str, start: int, end: int) -> np.ndarray:
-    return np.array(emulator.market.candles(symbol.replace("/", ""), "1m", start, end), dtype=float)[:, :6]
-
-
-def assert_exact(got: pd.DataFrame, want: np.ndarray) -> None:
-    assert len(got) == len(want)
-    np.testing.assert_array_equal(got["ts"].dt.as_unit("ms").astype("int64").to_numpy(), want[:, 0].astype(np.int64))
-    np.testing.assert_array_equal(got[["open", "high", "low", "close", "volume"]].to_numpy(), want[:, 1:6])
-
-
 def test_one_partition_in_process_then_repeat_costs_nothing(project, instance, questdb, emulator, emulator_control):
     cfg, _ = project
     defs = build_definitions(cfg)
@@ -83,8 +65,8 @@ def test_one_partition_in_process_then_repeat_costs_nothing(project, instance, q
     result = materialize([asset], partition_key=key, instance=instance)
     assert result.success
     table = cfg.exchanges[0].ohlcv.tables.data
-    assert_exact(stored_candles(questdb, table, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)),
-                 truth(emulator, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)))
+    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)),
+                 truth_candles(emulator, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)))
     assert len(emulator_control.requests(KLINES)) == math.ceil(1440 / 1000)
     md = result.asset_materializations_for_node("binance_ohlcv_1m")[0].metadata
     assert md["rows_written"].value == 1440 and md["exchange_requests"].value == 2
@@ -117,5 +99,5 @@ def test_cli_materialize_one_partition_is_exact_and_repeat_makes_no_request(proj
         requests = emulator_control.requests(KLINES)
         assert len(requests) == (2 if attempt == 0 else 0)
     table = cfg.exchanges[0].ohlcv.tables.data
-    assert_exact(stored_candles(questdb, table, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)),
-                 truth(emulator, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)))
+    assert_candles_exact(stored_candles(questdb, table, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)),
+                 truth_candles(emulator, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)))

@@ -23,14 +23,21 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
-from ccxt_questdb_assets.testing.dagster_dev import DagsterDev, DagsterDevError, dagster_dev
+from ccxt_questdb_assets.testing.candles import (
+    assert_candles_exact,
+    stored_candles,
+    truth_candles,
+)
+from ccxt_questdb_assets.testing.dagster_dev import (
+    DagsterDev,
+    DagsterDevError,
+    dagster_dev,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -152,29 +159,6 @@ def kline_requests(emulator, symbol: str, start_ms: int, end_ms: int) -> list[di
     return out
 
 
-def stored_candles(questdb, table: str, symbol: str, start: int, end: int) -> pd.DataFrame:
-    from ccxt_questdb_assets.core.node_ids import NodeId
-    from ccxt_questdb_assets.core.timeframes import Timeframe
-    from ccxt_questdb_assets.core.windows import TimeWindow
-    from ccxt_questdb_assets.storage.client import QuestDBClient
-    from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
-
-    store = SeriesStore(QuestDBClient(questdb.connection), table, CANDLE_KIND)
-    return store.read(NodeId("ohlcv", "binance", symbol, Timeframe.parse("1m")), TimeWindow(start, end))
-
-
-def truth(emulator, symbol: str, start: int, end: int) -> np.ndarray:
-    return np.array(emulator.market.candles(symbol.replace("/", ""), "1m", start, end), dtype=float)[:, :6]
-
-
-def assert_exact(got: pd.DataFrame, want: np.ndarray, what: str) -> None:
-    assert len(got) == len(want), f"{what}: {len(got)} rows stored, {len(want)} expected"
-    np.testing.assert_array_equal(got["ts"].dt.as_unit("ms").astype("int64").to_numpy(), want[:, 0].astype(np.int64),
-                                  err_msg=what)
-    np.testing.assert_array_equal(got[["open", "high", "low", "close", "volume"]].to_numpy(), want[:, 1:6],
-                                  err_msg=what)
-
-
 def _require_chromium() -> None:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"the browser test needs Debian's chromium at {CHROMIUM} (apt-get install chromium); "
@@ -270,7 +254,7 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
     start = utc_ms(UI_DAY)
     got = stored_candles(questdb, dev.table, UI_SYMBOL, start, start + DAY_MS)
     assert len(got) == 1440
-    assert_exact(got, truth(emulator, UI_SYMBOL, start, start + DAY_MS), f"{UI_SYMBOL} {UI_DAY}")
+    assert_candles_exact(got, truth_candles(emulator, UI_SYMBOL, start, start + DAY_MS), f"{UI_SYMBOL} {UI_DAY}")
     assert len(kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS)) == math.ceil(1440 / 1000)
     print(f"UI run {run_id}: Success on the run page {ui_seconds:.1f} s after the launch")
 
@@ -305,7 +289,7 @@ def test_backfill_30_days_2_symbols_through_graphql(dev, backfill, questdb, emul
 
     start, end = utc_ms(BACKFILL_DAYS[0]), utc_ms(BACKFILL_DAYS[-1]) + DAY_MS
     for symbol in SYMBOLS:
-        assert_exact(stored_candles(questdb, dev.table, symbol, start, end), truth(emulator, symbol, start, end),
+        assert_candles_exact(stored_candles(questdb, dev.table, symbol, start, end), truth_candles(emulator, symbol, start, end),
                      f"{symbol} {BACKFILL_DAYS[0]}..{BACKFILL_DAYS[-1]}")
     requests = [r for symbol in SYMBOLS for r in kline_requests(emulator, symbol, start, end)]
     assert len(requests) == 2 * math.ceil(43200 / 1000), f"{len(requests)} kline requests for the backfill window"
