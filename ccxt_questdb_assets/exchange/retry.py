@@ -16,8 +16,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import ccxt
-
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.ratelimit.limiter import parse_retry_after
 
@@ -29,11 +27,15 @@ class MalformedResponse(Exception):
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (MalformedResponse, TimeoutError, ConnectionError)):
         return True
+    import ccxt  # lazily: loading definitions should not pay for ccxt's import
+
     return isinstance(exc, ccxt.OperationFailed)
 
 
 def rate_limit_status(exc: BaseException) -> int | None:
     """The HTTP status a rate-limit error stands for: 429 (slow down) or 418 (banned), else None."""
+    import ccxt
+
     if isinstance(exc, ccxt.RateLimitExceeded):
         return 429
     if isinstance(exc, ccxt.DDoSProtection):

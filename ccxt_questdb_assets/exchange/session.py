@@ -14,15 +14,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import ccxt
-
 from ccxt_questdb_assets.core.errors import PermanentExchangeError, TransientExchangeError
 from ccxt_questdb_assets.exchange.client import (
     build_exchange,
     load_markets_cached_async,
     require_symbol,
-    restore_cached_markets,
     require_timeframe,
+    restore_cached_markets,
 )
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.retry import (
@@ -121,7 +119,7 @@ class ExchangeSession:
                     return await make_call()
             except Exception as exc:
                 if not is_transient(exc):
-                    if isinstance(exc, ccxt.BaseError):
+                    if isinstance(exc, _ccxt_base_error()):
                         raise PermanentExchangeError(
                             f"{self.config.exchange_id} refused {method}: {type(exc).__name__}: {_brief(exc)}"
                         ) from None
@@ -190,3 +188,9 @@ def _credential_kwargs(creds: dict[str, str]) -> dict[str, str]:
 def _brief(exc: BaseException) -> str:
     text = str(exc).replace("\n", " ")
     return text if len(text) < 300 else text[:297] + "..."
+
+
+def _ccxt_base_error() -> type[BaseException]:
+    import ccxt  # lazily: the exchange is built (and ccxt imported) on first use
+
+    return ccxt.BaseError

@@ -19,6 +19,7 @@ from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import Mode, parse_mode
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
+from ccxt_questdb_assets.exchange.ids import ccxt_exchange_ids
 from ccxt_questdb_assets.ratelimit import RateLimiterConfig
 from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnection
 from ccxt_questdb_assets.storage.schema import TableNames
@@ -103,10 +104,9 @@ def _exchange_id(cfg: Mapping[str, Any]) -> str:
         raise ConfigError("the config needs an exchange, e.g. 'exchange': 'binance'")
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"exchange {value!r} must be a ccxt exchange id such as 'binance'")
-    import ccxt
-
-    if value not in ccxt.exchanges:
-        close = difflib.get_close_matches(value.lower(), ccxt.exchanges, n=3)
+    known = ccxt_exchange_ids()
+    if value not in known:
+        close = difflib.get_close_matches(value.lower(), known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"exchange {value!r} is not a ccxt exchange id{hint}")
     return value
