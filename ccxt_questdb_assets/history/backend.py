@@ -67,8 +67,10 @@ class QuestDBBackend:
     async def load_coverage(self, node: NodeId) -> Coverage:
         return await asyncio.to_thread(self.coverage_store.load, str(node))
 
-    async def record_coverage(self, node: NodeId, spans: list[CoverageSpan]) -> None:
-        await asyncio.to_thread(self.coverage_store.record, str(node), spans)
+    async def record_coverage(self, node: NodeId, spans: list[CoverageSpan], *, wait: bool = True) -> None:
+        """Record spans whose data is already visible. ``wait=False`` skips the wait for the spans'
+        own visibility (this backend's next ``load_coverage`` waits first, so it reads its own writes)."""
+        await asyncio.to_thread(self.coverage_store.record, str(node), spans, wait=wait)
 
     async def compact_coverage(self, node: NodeId, now_ms: int) -> int:
         return await asyncio.to_thread(self.coverage_store.compact, str(node), now_ms)

@@ -75,7 +75,9 @@ class _CoverageRecorder:
             spans.append(CoverageSpan(self.run_start, self.run_end, False, checked))
         if recent:
             self.run_start = self.run_end = None  # a recheckable hole ends the run
-        await self.backend.record_coverage(self.node, spans)
+        # The page's rows are visible already; the claim's own visibility is waited for once, by
+        # the engine's closing load_coverage, not page by page (the limiter's pace is kept).
+        await self.backend.record_coverage(self.node, spans, wait=False)
 
 
 class FetcherBackfillStrategy:
