@@ -16,6 +16,8 @@ from ccxt_questdb_assets.exchange.session import ExchangeSession
 from ccxt_questdb_assets.ratelimit import RateLimiterConfig
 
 INFO = "/api/v3/exchangeInfo"
+KLINES = "/api/v3/klines"
+T0 = 1_717_200_000_000  # 2024-06-01 00:00 UTC
 
 
 def test_retry_after_reads_seconds_and_http_dates_and_ignores_junk():
@@ -64,28 +66,35 @@ def test_markets_from_the_process_cache_take_no_limiter_admission(emulator, emul
     assert emulator_control.count(INFO) == 1
 
 
-@pytest.mark.parametrize("status,error", [(429, ccxt.RateLimitExceeded), (418, ccxt.DDoSProtection)])
-def test_a_rate_limit_answer_penalizes_the_key_with_its_status(emulator, status, error):
-    """The shared cooldown is started with the status the exchange answered (429 or 418)."""
+@pytest.mark.parametrize("status", [429, 418])
+def test_a_rate_limit_answer_penalizes_the_key_with_its_own_status_and_retry_after(emulator, emulator_control, status):
+    """ccxt raises DDoSProtection for both of Binance's statuses: the penalty names the status the
+    emulator really answered, and lasts its Retry-After."""
     config = CcxtBackfillConfig(
-        "binance", base_url=emulator.base_url, max_retries=0,
+        "binance", base_url=emulator.base_url, max_retries=1, retry_backoff_s=0,
         rate_limiter=RateLimiterConfig.from_mapping({"scope": "local", "penalty_backoff_ms": 50}),
     )
     events: list = []
 
-    async def hit() -> None:
+    async def hit() -> list:
         session = ExchangeSession(config)
         session.limiter.add_listener(events.append)
-
-        async def refuse():
-            raise error("slow down")
-
         try:
-            with pytest.raises(Exception):
-                await session._call_raw("fetch_ohlcv", refuse)
+            await session.markets()
+            emulator_control.inject(str(status), count=1, path=KLINES, retry_after=1)
+            return await session.call("fetch_ohlcv", "BTC/USDT", "1m", since=T0, limit=5)
         finally:
             await session.close()
 
-    asyncio.run(hit())
+    rows = asyncio.run(hit())
+    assert len(rows) == 5
+    assert [r["status"] for r in emulator_control.requests(KLINES)] == [status, 200]
     penalties = [e for e in events if e.kind == "penalty"]
     assert [e.info["status"] for e in penalties] == [status]
+    assert penalties[0].seconds == pytest.approx(1.0)
+
+
+def test_rate_limit_status_prefers_the_answers_status():
+    assert rate_limit_status(ccxt.DDoSProtection("x"), 429) == 429
+    assert rate_limit_status(ccxt.DDoSProtection("x"), 403) == 403
+    assert rate_limit_status(ccxt.ExchangeNotAvailable("x"), 503) is None

@@ -13,6 +13,7 @@ from a ``hostname`` attribute get it set to the base URL's ``host[:port]`` too.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import difflib
 import json
@@ -159,6 +160,24 @@ def build_exchange(
     return exchange
 
 
+_last_answer: contextvars.ContextVar[tuple[int, Mapping[str, Any]] | None] = contextvars.ContextVar(
+    "ccxt_questdb_last_answer", default=None
+)
+
+
+def last_answer() -> tuple[int, Mapping[str, Any]] | None:
+    """HTTP status and headers of the last answer the current task (or thread) received.
+
+    ``exchange.last_response_headers`` is shared by every call on the exchange object; this is per
+    asyncio task, so a 429 and its ``Retry-After`` are read from the very answer that raised.
+    """
+    return _last_answer.get()
+
+
+def forget_last_answer() -> None:
+    _last_answer.set(None)
+
+
 def _require_json_bodies(exchange: Any) -> None:
     """Make a 2xx answer whose body is not valid JSON raise :class:`MalformedResponse`.
 
@@ -170,6 +189,8 @@ def _require_json_bodies(exchange: Any) -> None:
     original = exchange.on_rest_response
 
     def on_rest_response(code, reason, url, method, headers, body, *rest):
+        if isinstance(code, int):
+            _last_answer.set((code, dict(headers or {})))
         body = original(code, reason, url, method, headers, body, *rest)
         if isinstance(code, int) and 200 <= code < 300 and isinstance(body, str) and body.strip():
             try:

@@ -32,10 +32,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ccxt.OperationFailed)
 
 
-def rate_limit_status(exc: BaseException) -> int | None:
-    """The HTTP status a rate-limit error stands for: 429 (slow down) or 418 (banned), else None."""
+def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int | None:
+    """The status of a rate-limit answer (429 slow down, 418 banned, a WAF's 403...), else None.
+
+    ccxt maps both statuses to ``DDoSProtection`` for some exchanges (Binance), so the answer's
+    own status decides when it is known; the exception class only when it is not.
+    """
     import ccxt
 
+    if not isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+        return None
+    if isinstance(http_status, int) and http_status >= 400:
+        return http_status
     if isinstance(exc, ccxt.RateLimitExceeded):
         return 429
     if isinstance(exc, ccxt.DDoSProtection):

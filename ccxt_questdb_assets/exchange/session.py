@@ -17,6 +17,8 @@ from typing import Any
 from ccxt_questdb_assets.core.errors import PermanentExchangeError, TransientExchangeError
 from ccxt_questdb_assets.exchange.client import (
     build_exchange,
+    forget_last_answer,
+    last_answer,
     load_markets_cached_async,
     require_symbol,
     require_timeframe,
@@ -114,6 +116,7 @@ class ExchangeSession:
         while True:
             try:
                 async with self._limiter.acquire(weight=weight):
+                    forget_last_answer()
                     self.stats.requests += 1
                     self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
                     return await make_call()
@@ -124,8 +127,10 @@ class ExchangeSession:
                             f"{self.config.exchange_id} refused {method}: {type(exc).__name__}: {_brief(exc)}"
                         ) from None
                     raise
-                retry_after = retry_after_seconds(getattr(self.exchange, "last_response_headers", None))
-                status = rate_limit_status(exc)
+                answer = last_answer()
+                headers = answer[1] if answer else getattr(self.exchange, "last_response_headers", None)
+                retry_after = retry_after_seconds(headers)
+                status = rate_limit_status(exc, answer[0] if answer else None)
                 if status is not None:
                     self.stats.rate_limited += 1
                     await self._limiter.penalize(retry_after_s=retry_after, status=status)
