@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ccxt_questdb_assets.demo import register as register_demo
     from ccxt_questdb_assets.devserver import register as register_dev
     from ccxt_questdb_assets.services.cli import register as register_services
+    from ccxt_questdb_assets.soak import register as register_soak
     from ccxt_questdb_assets.testing.emulator.cli import register as register_emulator
 
     parser = argparse.ArgumentParser(
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_emulator(sub)
     register_demo(sub)
     register_dev(sub)
+    register_soak(sub)
     return parser
 
 

@@ -4,10 +4,8 @@ schedule, the symbols/listings sensor and the run-failure webhook sensor."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -35,6 +33,7 @@ from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
 from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cached
+from ccxt_questdb_assets.testing.webhook import WebhookReceiver
 
 INFO = "/api/v3/exchangeInfo"
 UTC = timezone.utc
@@ -219,40 +218,9 @@ def test_bad_listing_pattern_fails_at_load_with_a_clear_error(questdb, emulator,
 # ----------------------------------------------------------------------------- failure webhook
 
 
-class Receiver:
-    """A local webhook: records each POST, answers with the queued statuses (then 200)."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.posts.append({"path": self.path, "content_type": self.headers["Content-Type"],
-                                       "body": body.decode()})
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
+    r = WebhookReceiver()
     yield r
     r.close()
 

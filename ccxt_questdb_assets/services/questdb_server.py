@@ -123,7 +123,7 @@ class ServerSettings:
     heap: str = DEFAULT_HEAP
     jvm_opts: tuple[str, ...] = ()
     start_timeout: float = DEFAULT_START_TIMEOUT
-    extra_env: tuple[tuple[str, str], ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold QDB_PG_PASSWORD
 
     @classmethod
     def from_env(
@@ -274,11 +274,17 @@ def log_tail(path: Path, lines: int = 40, max_bytes: int = 64 * 1024) -> str:
 
 
 def _connection_for(settings: ServerSettings) -> QuestDBConnection:
+    """Where the server answers, with the PG credentials it was given (``QDB_PG_USER``/``QDB_PG_PASSWORD``
+    in ``extra_env``), so readiness probes and clients of a password-protected server can log in."""
+    extra = dict(settings.extra_env)
+    creds = {key: extra[name] for key, name in (("user", "QDB_PG_USER"), ("password", "QDB_PG_PASSWORD"))
+             if extra.get(name)}
     return QuestDBConnection(
         host=settings.client_host,
         port=settings.ports.pg,
         http_host=settings.client_host,
         http_port=settings.ports.http,
+        **creds,
     )
 
 
