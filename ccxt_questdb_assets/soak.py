@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.errors import ConfigError, ServiceError
 from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnection
 
 FAULT_MENU = ("429", "500", "502", "503", "504", "drop_connection", "truncated_json")
@@ -111,6 +111,11 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
     schedule = defs.resolve_schedule_def(freshness_schedule_name("binance"))
     job = defs.resolve_job_def(ingest_job_name("binance"))
     control = EmulatorControl(settings.emulator_url)
+    try:
+        control.health()
+    except (OSError, RuntimeError) as exc:
+        raise ServiceError(f"no exchange emulator answers at {settings.emulator_url} ({exc}): start one with "
+                           "`ccxt-questdb emulator serve`, or leave --emulator-url and --questdb out") from None
     rng = random.Random(settings.seed)
     first_seq = _last_seq(control)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
