@@ -123,8 +123,10 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
         f"seed {settings.seed}, tables {settings.table_prefix}_*, QuestDB {settings.questdb}, "
         f"emulator {settings.emulator_url}")
     with tempfile.TemporaryDirectory(prefix="ccxt-soak-dagster-") as home, \
-            DagsterInstance.local_temp(tempdir=home, overrides=NO_TELEMETRY) as instance, ResourceSampler(settings.sample_s) as sampler:
+            DagsterInstance.local_temp(tempdir=home, overrides=NO_TELEMETRY) as instance, \
+            ResourceSampler(settings.sample_s) as sampler:
         sync_symbol_partitions(instance, project)
+        warmup_s: float | None = None  # until the first tick is done (it fetches the whole day so far)
         repo = defs.get_repository_def()
         deadline = time.monotonic() + settings.minutes * 60
         while time.monotonic() < deadline:
@@ -142,13 +144,14 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
                     result.failed_runs.append(f"{request.partition_key} (run {run.run_id})")
                 result.failed_checks += [f"{c.check_name} on {request.partition_key}"
                                          for c in run.get_asset_check_evaluations() if not c.passed]
+            warmup_s = sampler.elapsed_s() if warmup_s is None else warmup_s
             say(f"tick {result.ticks} at {tick:%H:%M:%S}: {len(data.run_requests or [])} runs in "
                 f"{time.monotonic() - started:.1f} s; {result.runs} runs, {len(result.failed_runs)} failed; "
                 f"RSS {sampler.samples[-1].rss_kb / 1024:.0f} MiB, {sampler.samples[-1].fds} fds")
             time.sleep(max(0.0, min(settings.interval_s - (time.monotonic() - started), deadline - time.monotonic())))
     control.clear_faults()
     result.samples = [(s.t_s, s.rss_kb, s.fds) for s in sampler.samples]
-    flat = flatness(sampler.samples, rss_ratio=settings.rss_ratio, fd_slack=settings.fd_slack)
+    flat = flatness(sampler.samples, warmup_s=warmup_s, rss_ratio=settings.rss_ratio, fd_slack=settings.fd_slack)
     result.flatness, result.flat = {**asdict(flat), "describe": flat.describe()}, flat.flat
     logged = control.requests(since_seq=first_seq)
     result.api_requests = len(logged)
@@ -160,7 +163,8 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
 def _project_mapping(settings: SoakSettings) -> dict[str, Any]:
     conn = settings.questdb
     questdb = {"host": conn.host, "port": conn.port, "database": conn.database, "user": conn.user,
-               "http": f"{'https' if conn.http_tls else 'http'}://{conn.http_addr}", "table_prefix": settings.table_prefix}
+               "http": f"{'https' if conn.http_tls else 'http'}://{conn.http_addr}",
+               "table_prefix": settings.table_prefix}
     return {
         "start_date": "2024-01-01",
         "questdb": questdb,
@@ -243,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.emulator_url) != bool(args.questdb):
         raise ConfigError("give both --emulator-url and --questdb (running services), or neither (local stack)")
     if args.emulator_url:
-        conn = QuestDBConnection.from_env({"CCXT_QUESTDB_DSN": args.questdb, "CCXT_QUESTDB_HTTP": args.questdb_http or "",
-                                           **_password_env()})
+        conn = QuestDBConnection.from_env({"CCXT_QUESTDB_DSN": args.questdb,
+                                           "CCXT_QUESTDB_HTTP": args.questdb_http or "", **_password_env()})
         # the runs read the password where every run does, from the environment
         os.environ.setdefault(ENV_PASSWORD, conn.password)
         return _run(args, args.emulator_url, conn)

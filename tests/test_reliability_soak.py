@@ -31,16 +31,19 @@ def test_two_minute_soak_is_exact_and_flat(questdb, emulator, emulator_control, 
     assert done.returncode == 0 and result["ok"], verdict + "\n" + done.stderr[-3000:]
 
     # the schedule kept ticking: several ticks, a run per symbol each, all of them green
-    assert result["ticks"] >= 4 and result["runs"] >= 2 * result["ticks"], verdict
+    assert result["ticks"] >= 3 and result["runs"] >= 2 * result["ticks"], verdict
     assert result["failed_runs"] == [] and result["failed_checks"] == []
     # faults were really served, as the emulator's own log says
     logged = emulator_control.requests()
     served = [r for r in logged if r.get("fault")]
     assert len(served) == result["fault_responses"] >= 3, (len(served), result["faults_armed"])
     assert {r["fault"] for r in served} <= {"429", "500", "502", "503", "504", "drop_connection", "truncated_json"}
-    # memory and descriptors: flat by the report's own samples, sampled through the whole run
+    # memory and descriptors: flat by the report's own samples (after warm-up), sampled through the whole run
     flat = result["flatness"]
-    assert flat["samples"] >= 30 and flat["rss_q4_kb"] <= 1.2 * flat["rss_q2_kb"] and flat["fds_q4"] <= flat["fds_q2"] + 8
+    assert flat["samples"] >= 30 and flat["rss_late_kb"] <= 1.2 * flat["rss_early_kb"]
+    assert flat["fds_late"] <= flat["fds_early"] + 8
+    # two minutes are short for a ratio: the growth itself stays under 32 MiB too
+    assert flat["rss_late_kb"] - flat["rss_early_kb"] <= 32 * 1024, flat
     assert result["samples"][-1][0] >= MINUTES * 60 * 0.9
     # data: exact per symbol, and new closed candles kept arriving while it ran
     for series in result["series"]:

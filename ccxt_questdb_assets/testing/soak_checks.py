@@ -3,9 +3,9 @@ emulator's ground truth.
 
 * :class:`ResourceSampler` reads ``VmRSS`` and the open file descriptors of this process from
   ``/proc/self`` every few seconds in a daemon thread.
-* :func:`flatness` calls memory and descriptors flat when, after a warm-up quarter, the median of
-  the last quarter of the run is within ``rss_ratio`` of the second quarter's median (RSS) and at
-  most ``fd_slack`` descriptors above it.
+* :func:`flatness` calls memory and descriptors flat when, after warm-up (the first quarter of the
+  run, longer if the first tick takes longer), the median of the last third is within ``rss_ratio``
+  of the first third's median (RSS) and at most ``fd_slack`` descriptors above it.
 * :func:`check_series` compares every window coverage claims with the ground truth (candles value
   for value, trades id for id) and counts rows sharing a dedup key and closed candles still open.
 """
@@ -68,6 +68,9 @@ class ResourceSampler:
             if self._stop.wait(self.every_s):
                 return
 
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._t0
+
     def __enter__(self) -> ResourceSampler:
         self._t0 = time.monotonic()
         self._thread.start()
@@ -80,50 +83,55 @@ class ResourceSampler:
 
 @dataclass(frozen=True)
 class Flatness:
-    rss_q2_kb: float
-    rss_q4_kb: float
-    fds_q2: float
-    fds_q4: float
+    rss_early_kb: float
+    rss_late_kb: float
+    fds_early: float
+    fds_late: float
     rss_ratio: float
     fd_slack: int
     samples: int
+    warmup_s: float = 0.0
 
     @property
     def rss_flat(self) -> bool:
-        return self.rss_q4_kb <= self.rss_ratio * self.rss_q2_kb
+        return self.rss_late_kb <= self.rss_ratio * self.rss_early_kb
 
     @property
     def fds_flat(self) -> bool:
-        return self.fds_q4 <= self.fds_q2 + self.fd_slack
+        return self.fds_late <= self.fds_early + self.fd_slack
 
     @property
     def flat(self) -> bool:
         return self.samples >= 8 and self.rss_flat and self.fds_flat
 
     def describe(self) -> str:
-        return (f"RSS median {self.rss_q2_kb / 1024:.1f} MiB (2nd quarter) -> {self.rss_q4_kb / 1024:.1f} MiB "
-                f"(last quarter), limit x{self.rss_ratio:g}: {'flat' if self.rss_flat else 'GROWING'}; "
-                f"fds {self.fds_q2:g} -> {self.fds_q4:g}, limit +{self.fd_slack}: "
-                f"{'flat' if self.fds_flat else 'GROWING'} ({self.samples} samples)")
+        return (f"RSS median {self.rss_early_kb / 1024:.1f} MiB (after warm-up) -> {self.rss_late_kb / 1024:.1f} MiB "
+                f"(at the end), limit x{self.rss_ratio:g}: {'flat' if self.rss_flat else 'GROWING'}; "
+                f"fds {self.fds_early:g} -> {self.fds_late:g}, limit +{self.fd_slack}: "
+                f"{'flat' if self.fds_flat else 'GROWING'} ({self.samples} samples, {self.warmup_s:g} s warm-up)")
 
 
-def flatness(samples: list[Sample], *, rss_ratio: float = 1.2, fd_slack: int = 8) -> Flatness:
-    """Second-quarter vs last-quarter medians by time (the first quarter is warm-up)."""
+def flatness(samples: list[Sample], *, warmup_s: float | None = None, rss_ratio: float = 1.2,
+             fd_slack: int = 8) -> Flatness:
+    """Medians of the first and the last third of the run after warm-up (default: its first quarter).
+
+    With the default warm-up these thirds are the run's second and last quarters.
+    """
     if not samples:
         return Flatness(0, 0, 0, 0, rss_ratio, fd_slack, 0)
-    span = samples[-1].t_s - samples[0].t_s or 1.0
-    start = samples[0].t_s
+    start, end = samples[0].t_s, samples[-1].t_s
+    steady_from = max(start + (end - start) / 4, warmup_s if warmup_s is not None else start)
+    third = (end - steady_from) / 3
 
-    def quarter(q: int) -> list[Sample]:
-        lo, hi = start + span * (q - 1) / 4, start + span * q / 4
-        return [s for s in samples if lo <= s.t_s <= hi] or [samples[-1]]
+    def median_of(lo: float, hi: float) -> tuple[float, float]:
+        part = [s for s in samples if lo <= s.t_s <= hi] or [samples[-1]]
+        return statistics.median(s.rss_kb for s in part), statistics.median(s.fds for s in part)
 
-    q2, q4 = quarter(2), quarter(4)
-    return Flatness(
-        rss_q2_kb=statistics.median(s.rss_kb for s in q2), rss_q4_kb=statistics.median(s.rss_kb for s in q4),
-        fds_q2=statistics.median(s.fds for s in q2), fds_q4=statistics.median(s.fds for s in q4),
-        rss_ratio=rss_ratio, fd_slack=fd_slack, samples=len(samples),
-    )
+    rss_early, fds_early = median_of(steady_from, steady_from + third)
+    rss_late, fds_late = median_of(end - third, end)
+    return Flatness(rss_early_kb=rss_early, rss_late_kb=rss_late, fds_early=fds_early, fds_late=fds_late,
+                    rss_ratio=rss_ratio, fd_slack=fd_slack, samples=len(samples),
+                    warmup_s=round(steady_from - start, 1))
 
 
 @dataclass
