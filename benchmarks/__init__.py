@@ -4,7 +4,7 @@ Run ``uv run python -m benchmarks`` (``--quick`` for a fast pass, ``--targets wr
 select, ``--help`` for the rest). See docs/benchmarks.md for the targets, the method and the
 last measured table.
 
-Adding a target (the Dagster end-to-end target 4 is meant to come in this way): write a module
+Adding a target: write a module
 in this package with a function decorated by ``benchmarks.harness.target(...)``, taking a
 ``Bench`` and calling ``bench.record(...)`` for each figure, and add the module's name to
 ``TARGET_MODULES`` below. ``Bench`` gives a QuestDB (``bench.connection``, ``bench.client``),
@@ -15,6 +15,7 @@ the emulator (``bench.emulator``), unique table names (``bench.table_prefix()``)
 #: Modules whose ``@target`` functions make up the suite, in run order.
 TARGET_MODULES = (
     "benchmarks.storage_targets",  # 1 write, 2 read, 3 coverage
+    "benchmarks.dagster_target",  # 4 end to end through Dagster
     "benchmarks.ratelimit_target",  # 5 rate-limit utilisation
     "benchmarks.memory_target",  # 6 backfill peak RSS
 )

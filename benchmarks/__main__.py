@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks",
         description="Library benchmarks against a local QuestDB and the exchange emulator. Every figure is "
         "the median of several runs, shown as a ratio against a baseline measured in the same invocation.",
-        epilog="targets:\n" + listing + "\n  (4, end to end through Dagster, is not written yet: docs/benchmarks.md)",
+        epilog="targets:\n" + listing,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="fewer runs and smaller secondary sizes (< 5 min)")

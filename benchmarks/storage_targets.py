@@ -1,4 +1,9 @@
-"""Targets 1 (write), 2 (read) and 3 (coverage lookup): the storage layer against raw clients."""
+"""Targets 1 (write), 2 (read) and 3 (coverage lookup): the storage layer against raw clients.
+
+Writes and reads are measured twice: through ``QuestDBBackend`` (the library) and through the
+Dagster ``QuestDBIOManager`` (``handle_output`` of a DataFrame, ``load_input`` of a range of
+daily partitions: validation, upsert, WAL wait and the materialization's metadata included).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import numpy as np
 import pandas as pd
 from questdb import Sender
 
+from benchmarks.dagster_io import IOManagerBench
 from benchmarks.harness import Bench, alternate, log, median, target, timed
 from ccxt_questdb_assets.core.coverage import CoverageSpan
 from ccxt_questdb_assets.core.node_ids import NodeId
@@ -60,6 +66,7 @@ def write_target(bench: Bench) -> None:
     rows = candles(n)
     raw = ilp_frame(rows)
     conf = bench.connection.ilp_conf()
+    io = IOManagerBench(bench.connection)
 
     def library() -> float:
         b = backend(bench, "w")
@@ -82,14 +89,33 @@ def write_target(bench: Bench) -> None:
         finally:
             bench.drop(table)
 
-    log(f"write: {n:,} candles, {runs} runs each (library and raw Sender.dataframe, both until WAL-visible)")
+    def io_manager() -> float:
+        table = bench.table_prefix("wio")
+        try:
+            metadata: dict = {}
+            took = timed(lambda: metadata.update(io.handle_output(table, rows)))
+            assert metadata["dagster/row_count"] == n and metadata["rows_sent"] == n, metadata
+            return took
+        finally:
+            bench.drop(table)
+
+    log(f"write: {n:,} candles, {runs} runs each (library, IO manager and raw Sender.dataframe, all until "
+        "WAL-visible)")
     library()  # warm-up (server JIT, page cache, first connections); not counted
+    io_manager()
     sender()
-    t = alternate(runs, library=library, sender=sender)
-    lib = median(t["library"])
-    bench.record("1 write", f"QuestDBBackend.write {n:,} candles vs raw Sender.dataframe", value=lib,
-                 baseline=median(t["sender"]), unit="s", op="<=", limit=1.25, runs=runs, samples=t,
+    t = alternate(runs, library=library, sender=sender, io_manager=io_manager)
+    io.close()
+    base = median(t["sender"])
+    bench.record("1 write", f"QuestDBBackend.write {n:,} candles vs raw Sender.dataframe", value=median(t["library"]),
+                 baseline=base, unit="s", op="<=", limit=1.25, runs=runs,
+                 samples={"library": t["library"], "sender": t["sender"]},
                  note="both include the wait until WAL is applied")
+    bench.record("1 write", f"QuestDBIOManager.handle_output {n:,} candles vs raw Sender.dataframe",
+                 value=median(t["io_manager"]), baseline=base, unit="s", op="<=", limit=1.25, runs=runs,
+                 samples={"io_manager": t["io_manager"], "sender": t["sender"]},
+                 note="a DataFrame output for 695 daily partitions of one symbol: validation, upsert, WAL wait and "
+                      "the materialization metadata (row count, first/last ts, preview)")
 
     # One PG-wire INSERT per row with bound parameters, then the same wait for WAL apply; in
     # autocommit (each INSERT its own statement and commit, the target's baseline) and, for
@@ -125,6 +151,10 @@ def write_target(bench: Bench) -> None:
                  value=median(per_row), baseline=median(ins["autocommit"]), unit="s/row", op=">=", limit=50,
                  runs=ins_runs, higher_is_better=True, samples={"library": per_row, "insert": ins["autocommit"]},
                  note="ratio = how many times faster per row")
+    per_row_io = [x / n for x in t["io_manager"]]
+    bench.record("1 write", "per row: IO manager write vs one PG INSERT per row, autocommit",
+                 value=median(per_row_io), baseline=median(ins["autocommit"]), unit="s/row", op=">=", limit=50,
+                 runs=ins_runs, higher_is_better=True, samples={"io_manager": per_row_io, "insert": ins["autocommit"]})
     bench.record("1 write", f"same, the {k:,} INSERTs in one transaction", value=median(per_row),
                  baseline=median(ins["transaction"]), unit="s/row", op=">=", limit=None, runs=ins_runs,
                  higher_is_better=True, samples={"library": per_row, "insert": ins["transaction"]})
@@ -145,6 +175,7 @@ def read_target(bench: Bench) -> None:
     start, end = START_MS, START_MS + n * MIN
     table = b.tables.data
     pg = bench.connection.pg_connect(autocommit=True)
+    io = IOManagerBench(bench.connection)
 
     def library(export: bool) -> float:
         bench.client.export_enabled = export
@@ -172,18 +203,35 @@ def read_target(bench: Bench) -> None:
             assert len(frame) == n
         return timed(work)
 
-    # First reads warm the server's page cache for all three.
+    def io_manager() -> float:
+        frame = None
+
+        def work() -> None:
+            nonlocal frame
+            frame = io.load_input(table, start, end)
+        took = timed(work)
+        assert frame is not None and len(frame) == n and (frame["symbol"] == NODE.symbol).all()
+        return took
+
+    # First reads warm the server's page cache for all four.
     library(True)
     library(False)
+    io_manager()
     psycopg_fetch()
-    log(f"read: {n:,} candles, {runs} runs each (read_range, read_range on PG wire only, raw psycopg)")
-    t = alternate(runs, library=lambda: library(True), psycopg=psycopg_fetch, pg_only=lambda: library(False))
+    log(f"read: {n:,} candles, {runs} runs each (read_range, load_input, read_range on PG wire only, raw psycopg)")
+    t = alternate(runs, library=lambda: library(True), psycopg=psycopg_fetch, io_manager=io_manager,
+                  pg_only=lambda: library(False))
     pg.close()
+    io.close()
     base = median(t["psycopg"])
     bench.record("2 read", f"QuestDBBackend.read_range {n:,} candles vs psycopg binary fetch",
                  value=median(t["library"]), baseline=base, unit="s", op="<=", limit=1.2, runs=runs,
                  samples={"library": t["library"], "psycopg": t["psycopg"]},
                  note="parquet over HTTP /exp (the library's path for large reads)")
+    bench.record("2 read", f"QuestDBIOManager.load_input {n:,} candles vs psycopg binary fetch",
+                 value=median(t["io_manager"]), baseline=base, unit="s", op="<=", limit=1.2, runs=runs,
+                 samples={"io_manager": t["io_manager"], "psycopg": t["psycopg"]},
+                 note="695 daily partitions of one symbol as one range; the frame gains a symbol column")
     bench.record("2 read", "same, with /exp disabled (PG wire fallback)", value=median(t["pg_only"]), baseline=base,
                  unit="s", op="<=", limit=1.2, runs=runs, samples={"pg_only": t["pg_only"], "psycopg": t["psycopg"]})
     bench.drop(table, b.tables.coverage)

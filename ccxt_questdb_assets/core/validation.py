@@ -84,6 +84,10 @@ def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> p
 
 
 def _sorted_unique(frame: pd.DataFrame, keys: list[str], what: str) -> pd.DataFrame:
+    if len(keys) == 1:
+        key = frame[keys[0]].to_numpy()
+        if (key[1:] > key[:-1]).all():
+            return frame  # strictly increasing (the usual page): already sorted, no duplicate
     frame = frame.drop_duplicates().sort_values(keys, kind="stable").reset_index(drop=True)
     clash = frame.duplicated(subset=keys, keep=False)
     if clash.any():
