@@ -32,6 +32,9 @@ from dagster._serdes import serialize_value
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 from ccxt_questdb_assets.defs.automation import DEFAULT_WEBHOOK_ENV
 from ccxt_questdb_assets.defs.definitions import build_definitions, build_resources
+from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
+from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
+from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.exchange.client import clear_markets_cache
 from ccxt_questdb_assets.history.ccxt_provider import CcxtQuestDBProvider
@@ -213,12 +216,15 @@ def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb,
     # configs and resources as shown to a user
     cfg = ProviderConfig.from_mapping(mapping)
     project = ProjectConfig.from_mapping(project_mapping(secured_questdb, emulator, prefix))
+    resolved = QuestDBResource(host="127.0.0.1", password=QDB_PASSWORD)  # as inside a run, EnvVar resolved
+    limiter_resource = RateLimiterResource(scope="cluster", redis_dsn=secrets["redis_dsn"])
     shown = [cfg, cfg.backfill, cfg.backfill.rate_limiter, cfg.connection, project, build_resources(project),
+             resolved, limiter_resource, QuestDBIOManager(questdb=resolved), limiter_resource.to_config(),
              get_rate_limiter(cfg.backfill.rate_limiter, "binance"), QuestDBClient(cfg.connection),
              secured_questdb, secured_questdb.settings]
     text = "\n".join(f"{o!r}\n{o}" for o in shown) + str(cfg.backfill.rate_limiter.to_mapping())
     assert_clean("reprs and strs of configs and resources", text, secrets)
-    assert "***" in repr(cfg.connection)
+    assert "***" in repr(cfg.connection) and "password='***'" in repr(resolved) and ":***@" in str(limiter_resource)
     assert_clean("exception texts and tracebacks", errors_text(caught), secrets)
     out, err = capfd.readouterr()
     assert_clean("stdout/stderr", out + err, secrets)

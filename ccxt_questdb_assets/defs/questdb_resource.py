@@ -14,6 +14,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from ccxt_questdb_assets.core.redaction import REDACTED
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnection
 
@@ -33,6 +34,11 @@ class QuestDBResource(ConfigurableResource):
                                  "else QuestDB's default.")
     tls: bool = Field(default=False, description="TLS for PG wire and HTTP.")
     visibility_timeout_s: float = Field(default=60.0, description="How long a write waits for WAL apply.")
+
+    def __repr_args__(self) -> Any:
+        # repr/str of a resource with a resolved password (inside a run, or given literally) hide it
+        for name, value in super().__repr_args__():
+            yield name, (REDACTED if name == "password" and value else value)
 
     def connection(self) -> QuestDBConnection:
         settings: dict[str, Any] = {

@@ -40,6 +40,7 @@ from ccxt_questdb_assets.ratelimit import (
     RateLimiterConfig,
     StatsScope,
     get_rate_limiter,
+    redact_dsn,
     track,
 )
 
@@ -76,6 +77,11 @@ class RateLimiterResource(ConfigurableResource):
     fallback_fraction: float = Field(default=1.0, description="Share of the rate each process uses in fallback.")
     endpoint_weights: dict[str, float] | None = Field(default=None, description="Weight overrides per endpoint.")
     log_waits_over_s: float = Field(default=5.0, description="Waits at least this long are logged at INFO.")
+
+    def __repr_args__(self) -> Any:
+        # repr/str of a resource holding a resolved Redis DSN (inside a run, or from connectors) hide its password
+        for name, value in super().__repr_args__():
+            yield name, (redact_dsn(value) if name == "redis_dsn" and isinstance(value, str) else value)
 
     # ------------------------------------------------------------------ config and limiters
     def options(self) -> dict[str, Any]:
