@@ -8,22 +8,37 @@ Pages never rely on ccxt's built-in pagination (it drops windows and retries wit
 backoff). Candles page forward with ``since``/``until``; Binance trades page by aggregate
 trade id (``fromId``), so trades sharing a millisecond are never split at a page edge; other
 exchanges page by time, re-asking from the last millisecond, with the trade id as dedup key.
+
+Empty answers. ``[]`` for a window is not proof that the exchange has nothing there (proxies,
+overloaded nodes and rate-limit shields answer it too), and a believed ``[]`` becomes an empty
+coverage span that is never fetched again. So an empty answer is believed only when a repeat of
+the request and a *probe* agree: the probe asks the last row at or before the window's end (no
+start). A probe row inside the window, or no row at all although this call already holds rows
+before the window, proves the empty answers false: the page is asked again, up to
+``max_retries`` more rounds, then ``TransientExchangeError``. A probe row before the window (or
+after it: an exchange that ignores the end bound; or a probe the exchange refuses) confirms the
+empty answer.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ccxt_questdb_assets.core.coverage import holes
-from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError
+from ccxt_questdb_assets.core.errors import (
+    ConfigError,
+    ExchangeDataError,
+    PermanentExchangeError,
+    TransientExchangeError,
+)
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
-from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
+from ccxt_questdb_assets.core.windows import TimeWindow, format_ms, to_epoch_ms
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.session import ExchangeSession
 
@@ -99,6 +114,37 @@ class _Fetcher:
     async def close(self) -> None:
         await self.session.close()
 
+    async def _confirmed(self, node: NodeId, window: TimeWindow, ask: Callable[[], Awaitable[list]],
+                         probe: Callable[[], Awaitable[list]], inside: Callable[[list], int | None], *,
+                         held_before: bool) -> tuple[list, int]:
+        """``ask()``'s rows, or ``[]`` once a repeat and a probe agree that ``window`` is empty.
+
+        ``inside(probe_rows)`` gives the timestamp of a probe row proving data in the window.
+        ``held_before``: this call already holds rows before the window, so a probe answering
+        nothing at all is false too.
+        """
+        requests = 0
+        rounds = self.config.retry_policy.max_retries + 1
+        for _ in range(rounds):
+            for _ in range(2):
+                raw = await ask()
+                requests += 1
+                if raw:
+                    return raw, requests
+            try:
+                seen = await probe()
+            except PermanentExchangeError:  # the exchange cannot answer the probe: two empties stand
+                return [], requests + 1
+            requests += 1
+            found = inside(seen) if seen else None
+            if found is None and (seen or not held_before):
+                return [], requests
+        where = f"a row at {format_ms(found)}" if found is not None else "no row at all before its end"
+        raise TransientExchangeError(
+            f"{node}: the exchange answered [] for {window} {2 * rounds} times, but a probe shows {where} "
+            f"(max_retries={rounds - 1}); the window is not recorded as empty: rerun later"
+        )
+
 
 class CcxtOHLCVFetcher(_Fetcher):
     """Candles of one exchange, paged forward on the bar grid."""
@@ -117,7 +163,8 @@ class CcxtOHLCVFetcher(_Fetcher):
         cursor = window.start_ms
         while cursor < window.end_ms:
             limit = max(1, min(limit_max, tf.bars_between(cursor, window.end_ms)))
-            raw, requests = await self._request(node, tf, cursor, window.end_ms, limit)
+            raw, requests = await self._request(node, tf, cursor, window.end_ms, limit,
+                                                held_before=cursor > window.start_ms)
             closed_until = tf.floor(self.clock() - self.config.final_lag_ms)
             frame = candles_frame(raw, tf, what=f"{node} page from {cursor}")
             frame = frame[(frame["ts"] >= cursor) & (frame["ts"] < window.end_ms)].reset_index(drop=True)
@@ -133,17 +180,18 @@ class CcxtOHLCVFetcher(_Fetcher):
                 break
             cursor = complete_to
 
-    async def _request(self, node: NodeId, tf: Timeframe, since: int, end: int, limit: int):
-        raw = await self.session.call(
-            "fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit, params={"until": end - 1}
-        )
-        if raw:
-            return raw, 1
-        # An empty page is not proof of no data: ask once more before remembering it as empty.
-        again = await self.session.call(
-            "fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit, params={"until": end - 1}
-        )
-        return again, 2
+    async def _request(self, node: NodeId, tf: Timeframe, since: int, end: int, limit: int, *, held_before: bool):
+        def ask():
+            return self.session.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
+                                     params={"until": end - 1})
+
+        def probe():  # the last bar at or before the window's end
+            return self.session.call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1,
+                                     params={"until": end - 1})
+
+        return await self._confirmed(node, TimeWindow(since, end), ask, probe,
+                                     lambda rows: _first_ts_in(rows, since, end, lambda r: r[0]),
+                                     held_before=held_before)
 
 
 class CcxtTradesFetcher(_Fetcher):
@@ -155,18 +203,20 @@ class CcxtTradesFetcher(_Fetcher):
         await self.session.require_symbol(node.symbol)
         limit = self.session.page_limit("fetchTrades")
         id_param = _TRADE_ID_PARAM.get(self.config.exchange_id)
-        cursor, next_id = window.start_ms, None
+        cursor, next_id, held = window.start_ms, None, False
         # One live edge per call: re-reading the clock each page would chase "now" forever.
         final_until = self.clock() - self.config.final_lag_ms
         while cursor < window.end_ms and (cursor < final_until or next_id is not None):
             by_id = next_id is not None
             if by_id:
-                raw = await self.session.call("fetch_trades", node.symbol, None, limit, params={id_param: next_id})
-                requests, slice_end = 1, window.end_ms
+                slice_end = window.end_ms
+                raw, requests = await self._by_id(node, id_param, next_id, cursor, min(window.end_ms, final_until),
+                                                  limit)
             else:
                 slice_end = min(window.end_ms, cursor + _TRADE_TIME_WINDOW_MS)
-                raw, requests = await self._by_time(node, cursor, slice_end, limit)
+                raw, requests = await self._by_time(node, cursor, slice_end, limit, held_before=held)
             frame = trades_frame(raw, what=f"{node} page from {cursor}")
+            held = held or not frame.empty
             frame = frame[frame["ts"] >= cursor].reset_index(drop=True)
             inside = frame[frame["ts"] < window.end_ms].reset_index(drop=True)
             full = len(raw) >= limit
@@ -194,10 +244,65 @@ class CcxtTradesFetcher(_Fetcher):
                 break
             cursor = max(cursor, complete_to)
 
-    async def _by_time(self, node: NodeId, start: int, end: int, limit: int):
-        params = {"until": end - 1}
-        raw = await self.session.call("fetch_trades", node.symbol, start, limit, params=params)
-        if raw:
-            return raw, 1
-        again = await self.session.call("fetch_trades", node.symbol, start, limit, params=params)
-        return again, 2
+    def _probe(self, node: NodeId, end: int):
+        """The last trade at or before ``end - 1``."""
+        return self.session.call("fetch_trades", node.symbol, None, 1, params={"until": end - 1})
+
+    async def _by_time(self, node: NodeId, start: int, end: int, limit: int, *, held_before: bool):
+        def ask():
+            return self.session.call("fetch_trades", node.symbol, start, limit, params={"until": end - 1})
+
+        return await self._confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
+                                     lambda rows: _first_ts_in(rows, start, end, lambda t: t.get("timestamp")),
+                                     held_before=held_before)
+
+    async def _by_id(self, node: NodeId, id_param: str, from_id: str, start: int, end: int, limit: int):
+        """Trades from ``from_id``; an empty answer is checked against the last trade before ``end``
+        (a trade with an id >= ``from_id`` there proves it false). Earlier pages hold rows.
+
+        Without ``since`` ccxt keeps the *last* ``limit`` rows of an answer, and it counts repeated
+        rows against the limit: a full page holding a repeated trade id may have lost its first
+        trades, so it is asked again (up to ``max_retries`` times, then ``TransientExchangeError``).
+        """
+        extra = 0
+
+        async def ask():
+            nonlocal extra
+            rounds = self.config.retry_policy.max_retries + 1
+            for attempt in range(rounds):
+                raw = await self.session.call("fetch_trades", node.symbol, None, limit, params={id_param: from_id})
+                if len(raw) < limit or len({str(t.get("id")) for t in raw}) == len(raw):
+                    return raw
+                extra += attempt < rounds - 1
+            raise TransientExchangeError(
+                f"{node}: {rounds} full pages from trade id {from_id} repeated trades (ccxt may have cut real "
+                f"ones to fit limit={limit}); nothing of them was written: rerun later"
+            )
+
+        def newer(rows: list) -> int | None:
+            for t in rows:
+                try:
+                    if int(t.get("id")) >= int(from_id) and start <= int(t.get("timestamp")) < end:
+                        return int(t["timestamp"])
+                except (TypeError, ValueError):
+                    continue
+            return None
+
+        if end <= start:  # nothing final left to confirm: an empty answer means the live edge
+            raw, requests = await ask(), 1
+        else:
+            raw, requests = await self._confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
+                                                  newer, held_before=True)
+        return raw, requests + extra
+
+
+def _first_ts_in(rows: list, start: int, end: int, ts_of: Callable) -> int | None:
+    """The first timestamp in ``[start, end)`` among probe rows (junk rows ignored)."""
+    for row in rows:
+        try:
+            ts = int(ts_of(row))
+        except (TypeError, ValueError, IndexError, KeyError):
+            continue
+        if start <= ts < end:
+            return ts
+    return None

@@ -447,6 +447,8 @@ def _api_handler(state: EmulatorState):
             payload = json.loads(payload)
         if rule is not None and isinstance(payload, list):
             payload = mangle_rows(rule.kind, payload)
+        if rule is not None and rule.kind == "rows":
+            payload = rule.rows
         if rule is not None and rule.kind == "truncated_json":
             body = json.dumps(payload, separators=(",", ":"))
             cut = body[: max(1, len(body) // 2)]
@@ -486,7 +488,8 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
         body = await request.json()
         try:
             rule = state.faults.add(body.get("kind"), int(body.get("count", 1)), body.get("path"),
-                                    body.get("retry_after"), body.get("delay_s"))
+                                    body.get("retry_after"), body.get("delay_s"), int(body.get("after") or 0),
+                                    body.get("rows"))
         except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"fault": rule.to_dict()})

@@ -50,9 +50,11 @@ class EmulatorControl:
 
     # ---- faults
     def inject(self, kind: str, count: int = 1, path: str | None = None, retry_after: int | None = None,
-               delay_s: float | None = None) -> dict[str, Any]:
-        """Arm fault ``kind`` for the next ``count`` API requests (to ``path`` only, if given)."""
-        body = {"kind": str(kind), "count": count, "path": path, "retry_after": retry_after, "delay_s": delay_s}
+               delay_s: float | None = None, *, after: int = 0, rows: Any = None) -> dict[str, Any]:
+        """Arm fault ``kind`` for ``count`` API requests (to ``path`` only, if given), starting after
+        ``after`` matching requests; ``rows`` is the answer a ``"rows"`` fault serves."""
+        body = {"kind": str(kind), "count": count, "path": path, "retry_after": retry_after, "delay_s": delay_s,
+                "after": after, "rows": rows}
         return self._call("POST", "faults", body)["fault"]
 
     def faults(self) -> list[dict[str, Any]]:

@@ -13,9 +13,14 @@ Kinds (``kind`` strings):
 * ``"empty_page"``: 200 ``[]`` although data exists.
 * ``"duplicate_rows"``: the normal list with its middle row and last row repeated next to themselves.
 * ``"out_of_order_rows"``: the normal list shuffled deterministically (never left sorted).
+* ``"rows"``: 200 with the rule's ``rows`` (any JSON value) in place of the answer, to serve a
+  given malformed page.
+
+``after=N`` lets the first N matching requests pass before the fault starts (every armed rule
+counts every matching request), so a test can arm faults at chosen positions of a long backfill.
 
 Error faults (429/418/403/5xx/drop) are answered before the handler and cost no weight;
-data faults (delay, truncated_json, empty_page, duplicate_rows, out_of_order_rows) run the
+data faults (delay, truncated_json, empty_page, duplicate_rows, out_of_order_rows, rows) run the
 handler and are charged like a normal request. ``path=None`` matches every API path,
 otherwise the request path must be equal.
 """
@@ -30,7 +35,7 @@ from typing import Any
 __all__ = ["DATA_FAULTS", "ERROR_FAULTS", "FAULT_KINDS", "FaultInjector", "FaultRule", "mangle_rows"]
 
 ERROR_FAULTS = frozenset({"429", "418", "403", "500", "502", "503", "504", "drop_connection"})
-DATA_FAULTS = frozenset({"delay", "truncated_json", "empty_page", "duplicate_rows", "out_of_order_rows"})
+DATA_FAULTS = frozenset({"delay", "truncated_json", "empty_page", "duplicate_rows", "out_of_order_rows", "rows"})
 FAULT_KINDS = ERROR_FAULTS | DATA_FAULTS
 
 
@@ -41,6 +46,8 @@ class FaultRule:
     path: str | None = None
     retry_after: int | None = None  # seconds, for 429/418 (default 1)
     delay_s: float | None = None  # for "delay" (default 2.0)
+    after: int = 0  # matching requests let through before the fault starts
+    rows: Any = None  # the answer served by "rows"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,28 +61,38 @@ class FaultInjector:
         self._lock = threading.Lock()
 
     def add(self, kind: str, count: int = 1, path: str | None = None, retry_after: int | None = None,
-            delay_s: float | None = None) -> FaultRule:
+            delay_s: float | None = None, after: int = 0, rows: Any = None) -> FaultRule:
         kind = str(kind)
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; valid: {', '.join(sorted(FAULT_KINDS))}")
         if int(count) < 1:
             raise ValueError(f"fault count must be >= 1, got {count!r}")
+        if int(after) < 0:
+            raise ValueError(f"fault after must be >= 0, got {after!r}")
+        if kind == "rows" and rows is None:
+            raise ValueError("fault 'rows' needs the rows to serve (any JSON value but null)")
         rule = FaultRule(kind, int(count), path, None if retry_after is None else int(retry_after),
-                         None if delay_s is None else float(delay_s))
+                         None if delay_s is None else float(delay_s), int(after), rows)
         with self._lock:
             self._rules.append(rule)
         return rule
 
     def take(self, path: str) -> FaultRule | None:
-        """The first armed rule matching ``path`` (its count decremented), or None."""
+        """The first armed rule matching ``path`` and past its ``after`` (its count decremented), or
+        None; rules still waiting count this request."""
+        fired = None
         with self._lock:
-            for rule in self._rules:
-                if rule.path is None or rule.path == path:
+            for rule in list(self._rules):
+                if rule.path is not None and rule.path != path:
+                    continue
+                if rule.after > 0:
+                    rule.after -= 1
+                elif fired is None:
+                    fired = rule
                     rule.remaining -= 1
                     if rule.remaining <= 0:
                         self._rules.remove(rule)
-                    return rule
-        return None
+        return fired
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
