@@ -74,8 +74,10 @@ def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> p
     _refuse(bad_ts, trades, what, "has a timestamp that is not whole milliseconds")
     _refuse(~np.isfinite(price) | (price <= 0), trades, what, "has a price that is not a positive number")
     _refuse(~np.isfinite(amount) | (amount < 0), trades, what, "has an amount that is not a number >= 0")
-    _refuse(np.array([i is None or str(i) == "" for i in ids]), trades, what, "has no trade id")
-    _refuse(np.array([s is not None and s not in _SIDES for s in sides]), trades, what, "has a side other than buy/sell")
+    _refuse(np.array([isinstance(i, bool) or not isinstance(i, (str, int)) or str(i) == "" for i in ids]), trades, what,
+            "has no trade id (a non-empty string or integer)")
+    _refuse(np.array([s is not None and (not isinstance(s, str) or s not in _SIDES) for s in sides]), trades, what,
+            "has a side other than buy/sell")
     frame = pd.DataFrame(
         {"ts": ts.astype(np.int64), "trade_id": [str(i) for i in ids], "price": price, "amount": amount,
          "side": [s or "" for s in sides]}

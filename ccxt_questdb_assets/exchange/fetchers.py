@@ -30,6 +30,7 @@ import pandas as pd
 
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.errors import (
+    CcxtQuestDBError,
     ConfigError,
     ExchangeDataError,
     PermanentExchangeError,
@@ -114,6 +115,19 @@ class _Fetcher:
     async def close(self) -> None:
         await self.session.close()
 
+    async def _call(self, method: str, *args, **kwargs):
+        """``session.call``; ccxt's parser failing on a malformed answer (a ValueError or TypeError
+        from inside ccxt, e.g. a price 'NaN' or a null time) becomes ``ExchangeDataError``."""
+        try:
+            return await self.session.call(method, *args, **kwargs)
+        except CcxtQuestDBError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
+            raise ExchangeDataError(
+                f"{self.config.exchange_id} {method} answered rows ccxt cannot parse ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); nothing of this page was written"
+            ) from None
+
     async def _confirmed(self, node: NodeId, window: TimeWindow, ask: Callable[[], Awaitable[list]],
                          probe: Callable[[], Awaitable[list]], inside: Callable[[list], int | None], *,
                          held_before: bool) -> tuple[list, int]:
@@ -182,11 +196,11 @@ class CcxtOHLCVFetcher(_Fetcher):
 
     async def _request(self, node: NodeId, tf: Timeframe, since: int, end: int, limit: int, *, held_before: bool):
         def ask():
-            return self.session.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
+            return self._call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
                                      params={"until": end - 1})
 
         def probe():  # the last bar at or before the window's end
-            return self.session.call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1,
+            return self._call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1,
                                      params={"until": end - 1})
 
         return await self._confirmed(node, TimeWindow(since, end), ask, probe,
@@ -246,11 +260,11 @@ class CcxtTradesFetcher(_Fetcher):
 
     def _probe(self, node: NodeId, end: int):
         """The last trade at or before ``end - 1``."""
-        return self.session.call("fetch_trades", node.symbol, None, 1, params={"until": end - 1})
+        return self._call("fetch_trades", node.symbol, None, 1, params={"until": end - 1})
 
     async def _by_time(self, node: NodeId, start: int, end: int, limit: int, *, held_before: bool):
         def ask():
-            return self.session.call("fetch_trades", node.symbol, start, limit, params={"until": end - 1})
+            return self._call("fetch_trades", node.symbol, start, limit, params={"until": end - 1})
 
         return await self._confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
                                      lambda rows: _first_ts_in(rows, start, end, lambda t: t.get("timestamp")),
@@ -270,7 +284,7 @@ class CcxtTradesFetcher(_Fetcher):
             nonlocal extra
             rounds = self.config.retry_policy.max_retries + 1
             for attempt in range(rounds):
-                raw = await self.session.call("fetch_trades", node.symbol, None, limit, params={id_param: from_id})
+                raw = await self._call("fetch_trades", node.symbol, None, limit, params={id_param: from_id})
                 if len(raw) < limit or len({str(t.get("id")) for t in raw}) == len(raw):
                     return raw
                 extra += attempt < rounds - 1

@@ -131,11 +131,11 @@ def _timeframes(cfg: Mapping[str, Any], mode: Mode) -> tuple[str, ...]:
         if single is not None or many is not None:
             raise ConfigError("trades mode has no timeframe: remove 'timeframe'/'timeframes'")
         return ()
+    if many is not None and (not isinstance(many, (list, tuple)) or not many):
+        raise ConfigError(f"timeframes {many!r} must be a non-empty list such as ['1m', '1h']")
     values = list(many) if many is not None else [single or "1m"]
     if single is not None and many is not None and single not in many:
         raise ConfigError(f"timeframe {single!r} is not among timeframes {list(many)!r}; set only one")
-    if not values or isinstance(many, str):
-        raise ConfigError(f"timeframes {many!r} must be a non-empty list such as ['1m', '1h']")
     return tuple(Timeframe.parse(v).name for v in values)
 
 
