@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,7 +42,10 @@ from ccxt_questdb_assets.testing.dagster_runs import (
     Trip,
     make_event,
     run_materialization,
+    run_statuses,
+    shut_down,
     start_run,
+    warm_up,
 )
 from ccxt_questdb_assets.testing.fixtures_services import _service_env, _start_questdb
 
@@ -52,6 +57,14 @@ PAGE = 1000
 
 
 # ------------------------------------------------------------------------------------ helpers
+@pytest.fixture(scope="module")
+def fork_server() -> Iterator[None]:
+    """The fork server of this module's runs, started early so that its imports overlap the setup."""
+    warm_up()
+    yield
+    shut_down()
+
+
 def reliability_project(questdb, emulator, prefix: str, *, rate_limiter: dict | None = None,
                         window_size: int = PAGE) -> dict:
     """One exchange, one symbol, 1m candles, on a fresh table prefix."""
@@ -83,8 +96,7 @@ class Snapshot:
     """What QuestDB holds for the series over a window: rows, claims, and their agreement."""
 
     rows: int  # rows of the series in the window
-    table_rows: int  # rows of the whole data table
-    table_distinct: int  # distinct timestamps of the whole data table
+    table_rows: int  # rows of the whole data table (one series per table prefix)
     covered: list[TimeWindow]  # coverage claims clipped to the window
     covered_bars: int
 
@@ -114,19 +126,14 @@ def snapshot(server, project: dict, emulator, window: TimeWindow) -> Snapshot:
     np.testing.assert_array_equal(got[["open", "high", "low", "close", "volume"]].to_numpy(), truth[index, 1:6],
                                   err_msg="a stored bar differs from the exchange's")
     now = wall_clock_ms()
-    covered = [w for c in coverage.covered(now) if (w := _clip(c, window)) is not None]
+    covered = [w for c in coverage.covered(now) if (w := c.clip(window)).duration_ms > 0]
     for w in covered:
         want = truth[(truth[:, 0] >= w.start_ms) & (truth[:, 0] < w.end_ms), 0]
         have = ts[(ts >= w.start_ms) & (ts < w.end_ms)]
         missing = np.setdiff1d(want, have)
         assert missing.size == 0, (f"coverage claims {w} but {missing.size} of its bars are not stored "
                                    f"(first {int(missing[0])})")
-    return Snapshot(len(got), int(count), int(distinct), covered, sum(w.duration_ms for w in covered) // MIN)
-
-
-def _clip(w: TimeWindow, to: TimeWindow) -> TimeWindow | None:
-    start, end = max(w.start_ms, to.start_ms), min(w.end_ms, to.end_ms)
-    return TimeWindow(start, end) if end > start else None
+    return Snapshot(len(got), int(count), covered, sum(w.duration_ms for w in covered) // MIN)
 
 
 def assert_exact_and_covered(server, project: dict, emulator, window: TimeWindow) -> Snapshot:
@@ -147,13 +154,8 @@ def wait_for_requests(control, n: int, run: RunProcess, timeout: float = 60.0) -
             raise AssertionError(f"run {run.spec.tag} ended ({run.exitcode()}) after {seen} kline requests, "
                                  f"before {n}. Log:\n{run.log_tail()}")
         assert time.monotonic() < deadline, f"run {run.spec.tag}: {seen} kline requests in {timeout:.0f} s, not {n}"
-        time.sleep(0.005)
+        time.sleep(0.01)
     return seen
-
-
-def run_statuses(home: str) -> list[str]:
-    with DagsterInstance.from_config(home) as inst:
-        return sorted(r.status.value for r in inst.get_runs())
 
 
 def rerun(spec: RunSpec, control) -> tuple[dict, list[dict]]:
@@ -170,78 +172,115 @@ TRIAL_DAYS = 3
 PAGES = math.ceil(TRIAL_DAYS * 1440 / PAGE)  # one data write and one coverage record per page
 
 
-def kill_plan(seed: int) -> dict:
-    """Seeded kill point of trial ``seed``: after N kline requests plus a random delay (from
-    outside), or at the N-th write of the candles or of the coverage, before, during or after it."""
+@dataclass(frozen=True)
+class KillPlan:
+    """Where trial ``seed`` SIGKILLs its run: after ``after_requests`` kline requests plus
+    ``extra_s`` (from outside), or at the ``trip`` (the run kills itself at a chosen write)."""
+
+    seed: int
+    days: tuple[str, str]
+    after_requests: int = 0
+    extra_s: float = 0.0
+    trip: Trip | None = None
+
+    def __str__(self) -> str:
+        if self.trip is None:
+            return f"after {self.after_requests} requests +{self.extra_s * 1000:.0f} ms"
+        t = self.trip
+        timer = f" +{t.delay_s * 1000:.0f} ms" if t.phase == "during" else ""
+        return f"{t.target} write {t.call}/{PAGES} {t.phase}{timer}"
+
+
+def kill_plan(seed: int) -> KillPlan:
+    """Seeded: the kind cycles (requests, candle write, coverage write), the phase of a write
+    cycles (before, during, after), the request or write number and the delays are drawn."""
     rnd = random.Random(seed)
-    kind = ("requests", "data", "coverage")[seed % 3]
     first = date(2024, 1, 1) + timedelta(days=rnd.randrange(0, 150))
     days = (str(first), str(first + timedelta(days=TRIAL_DAYS - 1)))
+    kind = ("requests", "data", "coverage")[seed % 3]
     if kind == "requests":
-        return {"kind": kind, "days": days, "after": rnd.randint(1, PAGES - 1), "extra_s": round(rnd.uniform(0, 0.25), 3)}
+        return KillPlan(seed, days, after_requests=rnd.randint(1, PAGES - 1), extra_s=round(rnd.uniform(0, 0.25), 3))
     trip = Trip(kind, call=rnd.randint(1, PAGES), phase=TRIP_PHASES[(seed // 3) % 3],
                 delay_s=round(rnd.uniform(0, 0.03), 4))
-    return {"kind": kind, "days": days, "trip": trip}
+    return KillPlan(seed, days, trip=trip)
 
 
-def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(questdb, emulator, emulator_control, tmp_path):
-    table_rows = []
+@dataclass(frozen=True)
+class TrialOutcome:
+    plan: KillPlan
+    seconds_to_kill: float
+    requests_before_kill: int
+    rows_at_kill: int
+    covered_bars_at_kill: int
+    rerun_requests: int
+
+    def row(self) -> str:
+        return (f"{self.plan.seed} | {self.plan} | {self.seconds_to_kill:.1f} | {self.requests_before_kill} | "
+                f"{self.rows_at_kill} | {self.covered_bars_at_kill} | {self.rerun_requests} | exact")
+
+
+def kill_run(plan: KillPlan, spec: RunSpec, control) -> RunProcess:
+    """Start the run and have it SIGKILLed as planned; returns the dead run."""
+    if plan.trip is None:
+        # Slow every kline answer so that the kill lands while pages are in flight or being stored.
+        control.inject("delay", count=PAGES, path=KLINES, delay_s=0.2)
+        run = start_run(spec)
+        wait_for_requests(control, plan.after_requests, run)
+        time.sleep(plan.extra_s)
+        run.kill()
+    else:
+        run = start_run(spec)
+        run.process.join(90)
+        if run.alive():
+            run.kill()
+            raise AssertionError(f"trial {plan.seed}: the trip ({plan}) did not fire within 90 s")
+    assert run.exitcode() == -9, f"trial {plan.seed} ({plan}): exit {run.exitcode()}, not SIGKILL:\n{run.log_tail()}"
+    assert not spec.result_path.exists(), f"trial {plan.seed}: the run finished before the kill ({plan})"
+    return run
+
+
+@pytest.mark.slow
+def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(fork_server, questdb, emulator,
+                                                                        emulator_control, tmp_path):
+    home = dagster_home(tmp_path / "home")  # one instance for all trials, as a deployment has
+    outcomes: list[TrialOutcome] = []
     t_all = time.monotonic()
     for seed in range(TRIALS):
         plan = kill_plan(seed)
-        prefix = f"rk{seed}_" + uuid.uuid4().hex[:8]
-        project = reliability_project(questdb, emulator, prefix)
-        spec = RunSpec(project, dagster_home(tmp_path / f"home{seed}"), SYMBOL, *plan["days"],
-                       trip=plan.get("trip"), out_dir=str(tmp_path / "runs"), tag=f"trial{seed}")
-        window = days_window(*plan["days"])
+        project = reliability_project(questdb, emulator, f"rk{seed}_" + uuid.uuid4().hex[:8])
+        spec = RunSpec(project, home, SYMBOL, *plan.days, trip=plan.trip, out_dir=str(tmp_path / "runs"),
+                       tag=f"trial{seed}")
+        window = days_window(*plan.days)
         emulator_control.clear_requests()
-        emulator_control.clear_faults()
         t0 = time.monotonic()
-        if plan["kind"] == "requests":
-            # Slow every kline answer so that the kill lands while pages are in flight or being stored.
-            emulator_control.inject("delay", count=PAGES, path=KLINES, delay_s=0.2)
-            run = start_run(spec)
-            wait_for_requests(emulator_control, plan["after"], run)
-            time.sleep(plan["extra_s"])
-            run.kill()
-            what = f"after {plan['after']} requests + {plan['extra_s']:.3f} s"
-        else:
-            run = start_run(spec)
-            run.process.join(90)
-            if run.alive():
-                run.kill()
-                raise AssertionError(f"trial {seed}: the trip {plan['trip']} did not fire within 90 s")
-            trip = plan["trip"]
-            what = f"{trip.target} write {trip.call}/{PAGES} {trip.phase}" + \
-                   (f" +{trip.delay_s * 1000:.0f} ms" if trip.phase == "during" else "")
+        kill_run(plan, spec, emulator_control)
         killed_s = time.monotonic() - t0
-        assert run.exitcode() == -9, f"trial {seed} ({what}): exit {run.exitcode()}, not SIGKILL. Log:\n{run.log_tail()}"
-        assert not spec.result_path.exists(), f"trial {seed}: the run finished before the kill ({what})"
         requests_before = emulator_control.count(KLINES)
         emulator_control.clear_faults()
 
         at_kill = snapshot(questdb, project, emulator, window)
         out, again = rerun(spec, emulator_control)
-        starts = sorted(int(r["params"]["startTime"]) for r in again)
+        starts = [int(r["params"]["startTime"]) for r in again]
         assert [s for s in starts if any(w.start_ms <= s < w.end_ms for w in at_kill.covered)] == [], \
-            f"trial {seed}: the rerun asked again for time coverage held"
+            f"trial {seed} ({plan}): the rerun asked again for time coverage held"
         md = out["metadata"]
         assert out["partitions"] == TRIAL_DAYS and md["coverage_after"] == 1.0
         assert md["exchange_requests"] == len(again)
         assert md["rows_already_present"] == at_kill.rows
         assert_exact_and_covered(questdb, project, emulator, window)
         # The killed run stays as it was left (no success recorded); the rerun succeeded.
-        assert run_statuses(spec.home) == sorted([DagsterRunStatus.STARTED.value, DagsterRunStatus.SUCCESS.value])
-        table_rows.append((seed, what, killed_s, requests_before, at_kill.rows, at_kill.covered_bars, len(again)))
+        assert run_statuses(home, spec.tag) == [DagsterRunStatus.STARTED.value]
+        assert run_statuses(home, out["tag"]) == [DagsterRunStatus.SUCCESS.value]
+        outcomes.append(TrialOutcome(plan, killed_s, requests_before, at_kill.rows, at_kill.covered_bars, len(again)))
 
-    total = time.monotonic() - t_all
-    print(f"\n{TRIALS} SIGKILL trials of {TRIAL_DAYS} days ({PAGES} pages) in {total:.1f} s")
-    print("seed | kill point | s to kill | kline requests before | rows at kill | covered bars at kill | rerun requests")
-    for row in table_rows:
-        print(" | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
-    # The kill points were spread: some runs had stored nothing covered, some part, and reruns refetched.
-    assert any(r[5] == 0 for r in table_rows) and any(0 < r[5] < TRIAL_DAYS * 1440 for r in table_rows)
-    assert sum(1 for r in table_rows if r[6] > 0) >= TRIALS // 2
+    print(f"\n{TRIALS} SIGKILL trials of {TRIAL_DAYS} days ({PAGES} pages) in {time.monotonic() - t_all:.1f} s\n"
+          "seed | kill point | s to kill | kline requests before | rows at kill | covered bars at kill | "
+          "rerun requests | after rerun")
+    print("\n".join(o.row() for o in outcomes))
+    # The kill points were spread: nothing covered yet, part covered, and reruns that refetched.
+    assert any(o.covered_bars_at_kill == 0 for o in outcomes)
+    assert any(0 < o.covered_bars_at_kill < TRIAL_DAYS * 1440 for o in outcomes)
+    assert sum(o.rerun_requests > 0 for o in outcomes) >= TRIALS // 2
 
 
 # ---------------------------------------------------------- 2. QuestDB restarted mid-run
@@ -255,7 +294,8 @@ def private_questdb(request, tmp_path_factory):
         server.stop()
 
 
-def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(private_questdb, emulator,
+@pytest.mark.slow
+def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(fork_server, private_questdb, emulator,
                                                                               emulator_control, tmp_path):
     days = ("2024-02-05", "2024-02-08")
     window = days_window(*days)
@@ -275,8 +315,10 @@ def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(pri
     run_s = time.monotonic() - run.started
     emulator_control.clear_faults()
     if not out["success"]:
-        # A clear typed error naming QuestDB, not a hang or a raw socket error.
+        # A clear typed error naming QuestDB, not a hang or a raw socket error; no password in it.
         assert any(e.startswith("StorageError: ") and "QuestDB" in e for e in out["errors"]), out
+        password = re.compile(rf"\b{re.escape(private_questdb.connection.password)}\b")
+        assert not any(password.search(e) for e in out["errors"]), "the QuestDB password is in the run's error"
     at_end = snapshot(private_questdb, project, emulator, window)
     again, requests = rerun(spec, emulator_control)
     assert again["metadata"]["rows_already_present"] == at_end.rows
@@ -287,9 +329,9 @@ def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(pri
 
 
 # ------------------------------------------------------------ 3. Redis stopped mid-run
-def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_exact(emulator, emulator_control,
-                                                                                    questdb, tmp_path):
-    days = ("2024-03-11", "2024-03-14")
+def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_exact(fork_server, questdb, emulator,
+                                                                                    emulator_control, tmp_path):
+    days = ("2024-03-11", "2024-03-15")
     window = days_window(*days)
     page = 500
     pages = math.ceil(window.duration_ms // MIN / page)
@@ -309,7 +351,7 @@ def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_e
         stopped_at = emulator_control.count(KLINES)
         # The run goes on without Redis (in-process fallback bucket): no deadlock.
         during = wait_for_requests(emulator_control, stopped_at + 4, run) - stopped_at
-        redis.start()
+        redis.start()  # at least 7 pages to go: the run shares through Redis again before it ends
         out = run.result(timeout=60)
         run_s = time.monotonic() - run.started
         emulator_control.clear_faults()
@@ -330,8 +372,8 @@ def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_e
 
 
 # ------------------------------------------------ 4. concurrent runs, same and overlapping days
-def test_concurrent_runs_of_same_and_overlapping_days_store_each_bar_once(questdb, emulator, emulator_control,
-                                                                         tmp_path):
+def test_concurrent_runs_of_same_and_overlapping_days_store_each_bar_once(fork_server, questdb, emulator,
+                                                                         emulator_control, tmp_path):
     project = reliability_project(questdb, emulator, "rc_" + uuid.uuid4().hex[:8])
     home = dagster_home(tmp_path / "home")
     ranges = {"a": ("2024-04-01", "2024-04-04"), "b": ("2024-04-03", "2024-04-06"), "c": ("2024-04-01", "2024-04-04")}

@@ -21,11 +21,13 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRELOAD", "RunProcess", "RunSpec", "Trip", "child_main", "range_tags", "run_materialization", "start_run"]
+__all__ = ["PRELOAD", "RunProcess", "RunSpec", "Trip", "child_main", "range_tags", "run_materialization",
+           "run_statuses", "shut_down", "start_run", "warm_up"]
 
 #: Modules the fork server imports once for every child.
 PRELOAD = [
@@ -89,11 +91,24 @@ class RunSpec:
         return Path(self.out_dir) / f"{self.tag}.log"
 
 
+#: Run tag holding the spec's ``tag``, to find a run in the instance (a killed run reports nothing).
+TEST_RUN_TAG = "ccxt_questdb/test_run"
+
+
 def range_tags(symbol: str, first_day: str, last_day: str) -> dict[str, str]:
     """Run tags selecting the days ``first_day..last_day`` of ``symbol`` (one run, as a backfill makes)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    return {ASSET_PARTITION_RANGE_START_TAG: f"{first_day}|{symbol}", ASSET_PARTITION_RANGE_END_TAG: f"{last_day}|{symbol}"}
+    return {ASSET_PARTITION_RANGE_START_TAG: f"{first_day}|{symbol}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{last_day}|{symbol}"}
+
+
+def run_statuses(home: str, *tags: str) -> list[str]:
+    """Statuses (sorted) of the runs in the instance at ``home`` tagged with one of ``tags``."""
+    from dagster import DagsterInstance, RunsFilter
+
+    with DagsterInstance.from_config(home) as instance:
+        return sorted(r.status.value for r in instance.get_runs(RunsFilter(tags={TEST_RUN_TAG: list(tags)})))
 
 
 def run_materialization(spec: RunSpec) -> dict[str, Any]:
@@ -116,7 +131,7 @@ def run_materialization(spec: RunSpec) -> dict[str, Any]:
     started = time.monotonic()
     with DagsterInstance.from_config(spec.home) as instance:
         result = materialize([asset, *checks], instance=instance, resources=resources, raise_on_error=False,
-                             tags=range_tags(spec.symbol, spec.first_day, spec.last_day))
+                             tags={**range_tags(spec.symbol, spec.first_day, spec.last_day), TEST_RUN_TAG: spec.tag})
     out: dict[str, Any] = {
         "tag": spec.tag,
         "run_id": result.run_id,
@@ -161,17 +176,16 @@ class _LimiterProbe:
                 return lim.in_flight
 
         held = asyncio.run(hold_all())
-        kinds = [k for k, _, _ in self.events]
+        kinds = Counter(k for k, _, _ in self.events)
         return {
             **after_run,
             "concurrency": lim.concurrency,
             "held_all": held,
             "in_flight_after_hold": lim.in_flight,
-            "fallback_events": kinds.count("fallback"),
-            "resumed_events": kinds.count("resumed"),
-            "admitted_by_source": {s: sum(1 for k, _, src in self.events if k == "admitted" and src == s)
-                                   for s in {src for k, _, src in self.events if k == "admitted"}},
-            "events": [e for e in self.events if e[0] != "admitted" and e[0] != "wait"],
+            "fallback_events": kinds["fallback"],
+            "resumed_events": kinds["resumed"],
+            "admitted_by_source": dict(Counter(src for k, _, src in self.events if k == "admitted")),
+            "events": [e for e in self.events if e[0] not in ("admitted", "wait")],
             "stats": lim.stats.as_dict(),
         }
 
@@ -297,6 +311,23 @@ def _forkserver() -> Any:
         ctx.set_forkserver_preload(PRELOAD)
         _context = ctx
     return _context
+
+
+def warm_up() -> None:
+    """Start the fork server now: its imports then overlap with what the caller does next."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
+
+
+def shut_down() -> None:
+    """Stop the fork server (and free its memory); a later run starts a new one."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)  # the only way the standard library offers
+    if stop is not None:
+        stop()
 
 
 def make_event() -> Any:
