@@ -22,6 +22,7 @@ import numpy as np
 
 from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.core.windows import TimeWindow
+from ccxt_questdb_assets.history.backfill import MAX_PAGES_IN_FLIGHT
 from ccxt_questdb_assets.testing.fixtures_services import wait_for_wal
 
 from test_history_backfill import KLINES, MIN, klines_requests, utc_ms
@@ -161,8 +162,8 @@ def test_killed_backfill_resumes_from_coverage_and_refetches_only_the_rest(
     assert starts[0] == gaps[0].start_ms
     assert report.requests == len(rerun)
     # Compared with what the child had asked, only pages in flight at the kill are asked again: the
-    # one being stored, the one queued behind it and the one being fetched.
-    assert len(before_kill) + len(rerun) <= pages + 3
+    # batch being stored, those queued behind it and the one being fetched.
+    assert len(before_kill) + len(rerun) <= pages + MAX_PAGES_IN_FLIGHT
 
     assert_exact(emulator, questdb_conn, table, start, end)
     assert coverage_of(provider).gaps(window, provider.fetcher.clock()) == []

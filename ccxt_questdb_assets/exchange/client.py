@@ -178,31 +178,49 @@ def forget_last_answer() -> None:
     _last_answer.set(None)
 
 
+_pending_body: contextvars.ContextVar[tuple[int, str, str] | None] = contextvars.ContextVar(
+    "ccxt_questdb_pending_body", default=None
+)
+
+
 def _require_json_bodies(exchange: Any) -> None:
     """Make a 2xx answer whose body is not valid JSON raise :class:`MalformedResponse`.
 
     ccxt swallows a JSON parse error and hands the raw text to its parsers, which then produce
-    plausible junk (``limit`` rows of ``[n, None, ...]``, trades without ids, no markets). The
-    check runs inside ccxt's ``fetch`` for each response, so concurrent calls cannot see each
-    other's bodies.
+    plausible junk (``limit`` rows of ``[n, None, ...]``, trades without ids, no markets). ccxt's
+    ``fetch`` calls ``on_rest_response`` and then ``parse_json`` on the same body in the same task:
+    the first notes a 2xx answer, the second parses it once (no second parse of every page) and
+    raises if it is not JSON. A context variable carries the note, so concurrent calls cannot see
+    each other's answers.
     """
-    original = exchange.on_rest_response
+    original_response, original_parse = exchange.on_rest_response, exchange.parse_json
 
     def on_rest_response(code, reason, url, method, headers, body, *rest):
         if isinstance(code, int):
             _last_answer.set((code, dict(headers or {})))
-        body = original(code, reason, url, method, headers, body, *rest)
-        if isinstance(code, int) and 200 <= code < 300 and isinstance(body, str) and body.strip():
-            try:
-                json.loads(body)
-            except ValueError:
-                raise MalformedResponse(
-                    f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} with a body that is not "
-                    f"valid JSON ({len(body)} characters)"
-                ) from None
-        return body
+            ok_text = 200 <= code < 300 and isinstance(body, str) and body.strip()
+            _pending_body.set((code, method, url) if ok_text else None)
+        return original_response(code, reason, url, method, headers, body, *rest)
+
+    def parse_json(body):
+        pending = _pending_body.get()
+        if pending is None:
+            return original_parse(body)
+        _pending_body.set(None)
+        try:
+            if isinstance(body, str) and body[:1] in ("{", "["):
+                return exchange.on_json_response(body)
+            json.loads(body)  # a JSON scalar passes; ccxt itself returns no JSON for it
+            return None
+        except ValueError:
+            code, method, url = pending
+            raise MalformedResponse(
+                f"{exchange.id} {method} {urlsplit(url).path}: HTTP {code} with a body that is not "
+                f"valid JSON ({len(body)} characters)"
+            ) from None
 
     exchange.on_rest_response = on_rest_response
+    exchange.parse_json = parse_json
 
 
 # ----------------------------------------------------------------------------- markets cache

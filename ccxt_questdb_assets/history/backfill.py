@@ -1,9 +1,13 @@
 """``FetcherBackfillStrategy``: fill the gaps of a request, page by page, crash-safe.
 
 For each gap the fetcher yields pages; each page is written, made visible, and only then is
-its claim recorded as coverage. Fetching the next page overlaps with storing the previous
-one (a queue of one page), so memory stays bounded by three pages (one storing, one queued, one fetching) and a crash loses at most
-the pages in flight: a rerun resumes from the recorded coverage.
+its claim recorded as coverage. Fetching overlaps with storing: the fetcher queues pages and
+the storer takes every page waiting (at most ``MAX_BATCH_PAGES``) as one write, one wait for
+visibility and one coverage record. When storing is faster than fetching, a batch is one page;
+when it is slower (a loaded database, an unthrottled exchange), batches grow and the per-write
+costs are shared, so storage keeps up with the exchange. Memory stays bounded by
+``MAX_PAGES_IN_FLIGHT`` pages, and a crash loses at most those: a rerun resumes from the
+recorded coverage.
 
 Claims of consecutive pages extend one coverage row in place. Empty sub-windows (outages,
 before listing) are recorded as empty spans; a recent one splits the run so that it alone
@@ -16,11 +20,18 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from ccxt_questdb_assets.core.coverage import CoverageSpan, EmptyRecheckPolicy, gaps as subtract
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.exchange.fetchers import Page
 from ccxt_questdb_assets.history.backend import QuestDBBackend
+
+MAX_BATCH_PAGES = 8
+"""Most pages stored by one write (and one visibility wait, one coverage record)."""
+MAX_PAGES_IN_FLIGHT = 2 * MAX_BATCH_PAGES + 1
+"""Pages fetched but not yet covered at any moment: a batch storing, a full queue, one fetching."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +71,21 @@ class _CoverageRecorder:
         self.run_start: int | None = None
         self.run_end: int | None = None
 
-    async def page(self, page: Page) -> None:
+    async def pages(self, pages: list[Page]) -> None:
+        """Record the claims of stored, visible pages (consecutive, in order) in one write."""
+        latest: dict[tuple[int, bool], CoverageSpan] = {}
+        for page in pages:
+            for span in self._spans(page):
+                latest[(span.start_ms, span.empty)] = span  # a run extended page by page: its last extent
+        if latest:
+            # The rows are visible already; the claim's own visibility is waited for once, by the
+            # engine's closing load_coverage, not batch by batch (the limiter's pace is kept).
+            await self.backend.record_coverage(self.node, list(latest.values()), wait=False)
+
+    def _spans(self, page: Page) -> list[CoverageSpan]:
         claim = page.claim
         if claim is None or claim.empty:
-            return
+            return []
         checked = self.now_ms
         recent = [w for w in page.empty if w.end_ms > checked - self.policy.recent_ms]
         spans = [CoverageSpan(w.start_ms, w.end_ms, True, checked) for w in page.empty]
@@ -75,9 +97,7 @@ class _CoverageRecorder:
             spans.append(CoverageSpan(self.run_start, self.run_end, False, checked))
         if recent:
             self.run_start = self.run_end = None  # a recheckable hole ends the run
-        # The page's rows are visible already; the claim's own visibility is waited for once, by
-        # the engine's closing load_coverage, not page by page (the limiter's pace is kept).
-        await self.backend.record_coverage(self.node, spans, wait=False)
+        return spans
 
 
 class FetcherBackfillStrategy:
@@ -108,13 +128,27 @@ class FetcherBackfillStrategy:
 
     async def _fill(self, node: NodeId, gap: TimeWindow, backend: QuestDBBackend, report: BackfillReport, now: int) -> None:
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
-        queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)
 
         async def store() -> None:
-            while (page := await queue.get()) is not None:
-                report.rows_written += await backend.write(node, page.rows, wait=True)
-                await recorder.page(page)
-                report.empty_windows += len(page.empty)
+            done = False
+            while not done:
+                batch: list[Page] = []
+                item = await queue.get()
+                while item is not None:
+                    batch.append(item)
+                    if len(batch) == MAX_BATCH_PAGES or queue.empty():
+                        break
+                    item = queue.get_nowait()
+                done = item is None
+                if not batch:
+                    continue
+                frames = [p.rows for p in batch if len(p.rows)]
+                if frames:
+                    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+                    report.rows_written += await backend.write(node, rows, wait=True)
+                await recorder.pages(batch)
+                report.empty_windows += sum(len(p.empty) for p in batch)
 
         storer = asyncio.create_task(store())
         try:
