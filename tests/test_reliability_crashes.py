@@ -14,8 +14,10 @@ fully covered.
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.partitions import day_window, symbols_partitions
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
+from ccxt_questdb_assets.services.questdb_server import QuestDBServer
 from ccxt_questdb_assets.services.redis_server import RedisServer
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
@@ -175,34 +178,49 @@ PAGES = math.ceil(TRIAL_DAYS * 1440 / PAGE)  # one data write and one coverage r
 @dataclass(frozen=True)
 class KillPlan:
     """Where trial ``seed`` SIGKILLs its run: after ``after_requests`` kline requests plus
-    ``extra_s`` (from outside), or at the ``trip`` (the run kills itself at a chosen write)."""
+    ``extra_s`` (from outside), or, from inside, at the write of the candles or of the coverage
+    that reaches ``page`` (``phase``: before, during or after that write)."""
 
     seed: int
     days: tuple[str, str]
     after_requests: int = 0
     extra_s: float = 0.0
-    trip: Trip | None = None
+    target: str | None = None
+    page: int = 0
+    phase: str = ""
+    delay_s: float = 0.0
+
+    def trip(self) -> Trip | None:
+        if self.target is None:
+            return None
+        start = days_window(*self.days).start_ms
+        bars = min(self.page * PAGE, TRIAL_DAYS * 1440)
+        # The page's last candle; a claim that ends past it.
+        at = start + (bars - 1) * MIN if self.target == "data" else start + bars * MIN
+        return Trip(self.target, at, self.phase, self.delay_s)
 
     def __str__(self) -> str:
-        if self.trip is None:
+        if self.target is None:
             return f"after {self.after_requests} requests +{self.extra_s * 1000:.0f} ms"
-        t = self.trip
-        timer = f" +{t.delay_s * 1000:.0f} ms" if t.phase == "during" else ""
-        return f"{t.target} write {t.call}/{PAGES} {t.phase}{timer}"
+        timer = f" +{self.delay_s * 1000:.0f} ms" if self.phase == "during" else ""
+        return f"{self.target} write of page {self.page}/{PAGES} {self.phase}{timer}"
 
 
 def kill_plan(seed: int) -> KillPlan:
     """Seeded: the kind cycles (requests, candle write, coverage write), the phase of a write
-    cycles (before, during, after), the request or write number and the delays are drawn."""
+    cycles (before, during, after), the request count, page and delays are drawn (a coverage
+    write killed after its commit is the last one: the edge of a finished run)."""
     rnd = random.Random(seed)
     first = date(2024, 1, 1) + timedelta(days=rnd.randrange(0, 150))
     days = (str(first), str(first + timedelta(days=TRIAL_DAYS - 1)))
     kind = ("requests", "data", "coverage")[seed % 3]
     if kind == "requests":
         return KillPlan(seed, days, after_requests=rnd.randint(1, PAGES - 1), extra_s=round(rnd.uniform(0, 0.25), 3))
-    trip = Trip(kind, call=rnd.randint(1, PAGES), phase=TRIP_PHASES[(seed // 3) % 3],
-                delay_s=round(rnd.uniform(0, 0.03), 4))
-    return KillPlan(seed, days, trip=trip)
+    phase = TRIP_PHASES[(seed // 3) % 3]
+    page = rnd.randint(1, PAGES)
+    if kind == "coverage" and phase == "after":
+        page = PAGES  # the last claim committed: all stored and covered, but Dagster never hears of it
+    return KillPlan(seed, days, target=kind, page=page, phase=phase, delay_s=round(rnd.uniform(0, 0.03), 4))
 
 
 @dataclass(frozen=True)
@@ -221,7 +239,7 @@ class TrialOutcome:
 
 def kill_run(plan: KillPlan, spec: RunSpec, control) -> RunProcess:
     """Start the run and have it SIGKILLed as planned; returns the dead run."""
-    if plan.trip is None:
+    if plan.target is None:
         # Slow every kline answer so that the kill lands while pages are in flight or being stored.
         control.inject("delay", count=PAGES, path=KLINES, delay_s=0.2)
         run = start_run(spec)
@@ -248,7 +266,7 @@ def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(fork_ser
     for seed in range(TRIALS):
         plan = kill_plan(seed)
         project = reliability_project(questdb, emulator, f"rk{seed}_" + uuid.uuid4().hex[:8])
-        spec = RunSpec(project, home, SYMBOL, *plan.days, trip=plan.trip, out_dir=str(tmp_path / "runs"),
+        spec = RunSpec(project, home, SYMBOL, *plan.days, trip=plan.trip(), out_dir=str(tmp_path / "runs"),
                        tag=f"trial{seed}")
         window = days_window(*plan.days)
         emulator_control.clear_requests()
@@ -284,9 +302,9 @@ def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(fork_ser
 
 
 # ---------------------------------------------------------- 2. QuestDB restarted mid-run
-@pytest.fixture
-def private_questdb(request, tmp_path_factory):
-    """A QuestDB of this test alone (the session one stays up for the others)."""
+@pytest.fixture(scope="module")
+def private_questdb(request, tmp_path_factory) -> Iterator[QuestDBServer]:
+    """A QuestDB of this module alone: the session one stays up for the other tests."""
     server = _start_questdb(tmp_path_factory.mktemp("questdb_private"), _service_env(request.config))
     try:
         yield server
@@ -294,20 +312,30 @@ def private_questdb(request, tmp_path_factory):
         server.stop()
 
 
+def stop_questdb(server: QuestDBServer, how: str) -> None:
+    """``sigterm``: a clean shutdown; ``sigkill``: a crash (the JVM gets no chance to flush or close)."""
+    if how == "sigkill":
+        os.kill(server.pid, signal.SIGKILL)
+        server.process.wait(30)
+    server.stop()
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(fork_server, private_questdb, emulator,
-                                                                              emulator_control, tmp_path):
-    days = ("2024-02-05", "2024-02-08")
+                                                                              emulator_control, tmp_path, how):
+    private_questdb.start()  # no-op unless an earlier case left it down
+    days = ("2024-02-05", "2024-02-08") if how == "sigterm" else ("2024-02-12", "2024-02-15")
     window = days_window(*days)
     pages = math.ceil(window.duration_ms // MIN / PAGE)
     project = reliability_project(private_questdb, emulator, "rq_" + uuid.uuid4().hex[:8])
     spec = RunSpec(project, dagster_home(tmp_path / "home"), SYMBOL, *days, out_dir=str(tmp_path / "runs"),
-                   tag="questdb-restart")
+                   tag=f"questdb-{how}")
     emulator_control.inject("delay", count=pages, path=KLINES, delay_s=0.3)
     run = start_run(spec)
     wait_for_requests(emulator_control, 3, run)  # two pages stored or being stored, more to come
     t_down = time.monotonic()
-    private_questdb.stop()
+    stop_questdb(private_questdb, how)
     down_s = time.monotonic() - t_down
     private_questdb.start()  # same data dir, same ports
     up_s = time.monotonic() - t_down
@@ -323,7 +351,7 @@ def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(for
     again, requests = rerun(spec, emulator_control)
     assert again["metadata"]["rows_already_present"] == at_end.rows
     assert_exact_and_covered(private_questdb, project, emulator, window)
-    print(f"\nQuestDB stopped after 3 of {pages} requests ({down_s:.1f} s to stop, up again after {up_s:.1f} s); "
+    print(f"\nQuestDB {how} after 3 of {pages} requests ({down_s:.1f} s to stop, up again after {up_s:.1f} s); "
           f"run {'succeeded' if out['success'] else 'failed: ' + out['errors'][0][:160]} after {run_s:.1f} s; "
           f"{at_end.rows} rows stored, {at_end.covered_bars} bars covered; rerun {len(requests)} requests")
 

@@ -48,19 +48,20 @@ TRIP_PHASES = ("before", "during", "after")
 
 @dataclass(frozen=True)
 class Trip:
-    """SIGKILL the run's process at its ``call``-th write to the ``target`` table (``data`` or
-    ``coverage``): ``before`` the rows are sent, ``during`` (a timer fires ``delay_s`` after the
-    write starts, while it is sent or made visible), or ``after`` it is committed but before
-    anyone waited for it to be visible."""
+    """SIGKILL the run's process at its first write to the ``target`` table that reaches
+    ``at_ms`` (``data``: a candle opening at or after it; ``coverage``: a claim ending at or
+    after it), whatever the engine's batching: ``before`` the rows are sent, ``during`` (a timer
+    fires ``delay_s`` after the write starts, while it is sent or made visible), or ``after`` it
+    is committed but before anyone waited for it to be visible."""
 
     target: str
-    call: int
+    at_ms: int
     phase: str
     delay_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.target not in TRIP_TARGETS or self.phase not in TRIP_PHASES or self.call < 1:
-            raise ValueError(f"bad trip {self!r}: target in {TRIP_TARGETS}, phase in {TRIP_PHASES}, call >= 1")
+        if self.target not in TRIP_TARGETS or self.phase not in TRIP_PHASES:
+            raise ValueError(f"bad trip {self!r}: target in {TRIP_TARGETS}, phase in {TRIP_PHASES}")
 
 
 @dataclass(frozen=True)
@@ -207,30 +208,31 @@ def _die() -> None:
 
 def install_trip(trip: Trip, data_table: str, coverage_table: str) -> None:
     """Make this process SIGKILL itself at the trip's write (writes to other tables pass)."""
+    import pandas as pd
+
     from ccxt_questdb_assets.storage.client import QuestDBClient
 
-    table = data_table if trip.target == "data" else coverage_table
+    table, column = (data_table, "ts") if trip.target == "data" else (coverage_table, "end_ts")
     original = QuestDBClient.write_frame
-    seen = {"n": 0}
-    lock = threading.Lock()
+    fired = threading.Event()
+
+    def reaches(frame: Any) -> bool:
+        return bool(pd.to_datetime(frame[column], utc=True).max().value // 1_000_000 >= trip.at_ms)
 
     def write_frame(self: Any, name: str, frame: Any, **kwargs: Any) -> None:
-        if name == table:
-            with lock:
-                seen["n"] += 1
-                hit = seen["n"] == trip.call
-            if hit:
-                if trip.phase == "before":
-                    _die()
-                if trip.phase == "during":
-                    timer = threading.Timer(trip.delay_s, _die)
-                    timer.daemon = True
-                    timer.start()
-                original(self, name, frame, **kwargs)
-                if trip.phase == "after":
-                    _die()
-                return
+        if name != table or fired.is_set() or not reaches(frame):
+            return original(self, name, frame, **kwargs)
+        fired.set()
+        if trip.phase == "before":
+            _die()
+        if trip.phase == "during":
+            timer = threading.Timer(trip.delay_s, _die)
+            timer.daemon = True
+            timer.start()
         original(self, name, frame, **kwargs)
+        if trip.phase == "after":
+            _die()
+        return None
 
     QuestDBClient.write_frame = write_frame  # type: ignore[method-assign]
 
