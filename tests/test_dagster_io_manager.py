@@ -9,6 +9,7 @@ from dagster import AssetIn, DagsterInstance, asset, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.core.errors import ConfigError, InvalidFrameError
+from ccxt_questdb_assets.defs.definitions import build_resources
 from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager, SeriesTable
 from ccxt_questdb_assets.defs.partitions import market_partitions, slices_of
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
@@ -134,3 +135,19 @@ def test_project_config_errors_name_the_key_and_the_fix(tmp_path):
     expanded = ProjectConfig.from_mapping(
         {"exchanges": {"binance": {"symbols": ["BTC/USDT"], "base_url": "${EX_URL:-http://127.0.0.1:1}"}}}, environ={})
     assert expanded.exchanges[0].ohlcv.backfill.base_url.startswith("http://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("section", [
+    {"rate_limiter": {"scope": "cluster", "redis_dsn": "redis://user:s3cr3t-pw@127.0.0.1:6379/0"}},
+    {"rate_limiter": {"scope": "cluster"}, "connectors": {"ccxt_rate_limiter_redis": "redis://:s3cr3t-pw@127.0.0.1:6379/0"}},
+])
+def test_a_redis_password_in_the_project_file_is_refused_for_the_environment(section):
+    """Resource config is shown in the UI and stored with runs: the password must come from the
+    environment (an EnvVar); the error names the variable and never the password."""
+    project = ProjectConfig.from_mapping({**section, "exchanges": {"binance": {"symbols": ["BTC/USDT"]}}}, environ={})
+    with pytest.raises(ConfigError, match="CCXT_QUESTDB_RATE_LIMITER_REDIS") as err:
+        build_resources(project)
+    assert "s3cr3t-pw" not in str(err.value) and "***" in str(err.value)
+    safe = ProjectConfig.from_mapping({"rate_limiter": {"scope": "cluster", "redis_dsn": "redis://127.0.0.1:6379/0"},
+                                       "exchanges": {"binance": {"symbols": ["BTC/USDT"]}}}, environ={})
+    assert build_resources(safe)["rate_limiter"].redis_dsn == "redis://127.0.0.1:6379/0"

@@ -7,9 +7,12 @@ the exchange's markets are checked when a run starts, QuestDB when a run writes.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from dagster import Definitions, EnvVar
 
+from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.redaction import redact_dsn
 from ccxt_questdb_assets.defs.automation import build_automation
 from ccxt_questdb_assets.defs.checks import build_checks
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets
@@ -32,11 +35,30 @@ def build_resources(project: ProjectConfig) -> dict[str, object]:
         options["redis_dsn"] = redis_from_connectors
     elif "redis_dsn" not in options and os.environ.get(ENV_LIMITER_REDIS):
         options["redis_dsn"] = EnvVar(ENV_LIMITER_REDIS)  # the UI shows the variable, never the DSN
+    _refuse_redis_password_in_config(options.get("redis_dsn"))
     return {
         "questdb": questdb,
         "rate_limiter": RateLimiterResource(**options),
         IO_MANAGER_KEY: QuestDBIOManager(questdb=questdb),
     }
+
+
+def _refuse_redis_password_in_config(dsn: object) -> None:
+    """A DSN given in the project file becomes resource config, which Dagster shows in its UI and
+    stores with each run: one carrying a password must come from the environment instead."""
+    if not isinstance(dsn, str):
+        return
+    try:
+        has_password = bool(urlsplit(dsn).password)
+    except ValueError:
+        has_password = False
+    if has_password:
+        raise ConfigError(
+            f"the project file gives the rate limiter a Redis DSN with a password ({redact_dsn(dsn)}): "
+            f"Dagster would show it in the UI and store it with every run. Remove redis_dsn and "
+            f"connectors.ccxt_rate_limiter_redis from the file and set {ENV_LIMITER_REDIS} instead "
+            "(passed to Dagster as an EnvVar)"
+        )
 
 
 def build_definitions(project: ProjectConfig) -> Definitions:
