@@ -13,6 +13,7 @@ fully covered.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -242,16 +243,14 @@ def kill_run(plan: KillPlan, spec: RunSpec, control) -> RunProcess:
     if plan.target is None:
         # Slow every kline answer so that the kill lands while pages are in flight or being stored.
         control.inject("delay", count=PAGES, path=KLINES, delay_s=0.2)
-        run = start_run(spec)
-        wait_for_requests(control, plan.after_requests, run)
-        time.sleep(plan.extra_s)
-        run.kill()
-    else:
-        run = start_run(spec)
-        run.process.join(90)
-        if run.alive():
+    with start_run(spec) as run:
+        if plan.target is None:
+            wait_for_requests(control, plan.after_requests, run)
+            time.sleep(plan.extra_s)
             run.kill()
-            raise AssertionError(f"trial {plan.seed}: the trip ({plan}) did not fire within 90 s")
+        else:
+            run.process.join(90)
+            assert not run.alive(), f"trial {plan.seed}: the trip ({plan}) did not fire within 90 s"
     assert run.exitcode() == -9, f"trial {plan.seed} ({plan}): exit {run.exitcode()}, not SIGKILL:\n{run.log_tail()}"
     assert not spec.result_path.exists(), f"trial {plan.seed}: the run finished before the kill ({plan})"
     return run
@@ -332,15 +331,15 @@ def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(for
     spec = RunSpec(project, dagster_home(tmp_path / "home"), SYMBOL, *days, out_dir=str(tmp_path / "runs"),
                    tag=f"questdb-{how}")
     emulator_control.inject("delay", count=pages, path=KLINES, delay_s=0.3)
-    run = start_run(spec)
-    wait_for_requests(emulator_control, 3, run)  # two pages stored or being stored, more to come
-    t_down = time.monotonic()
-    stop_questdb(private_questdb, how)
-    down_s = time.monotonic() - t_down
-    private_questdb.start()  # same data dir, same ports
-    up_s = time.monotonic() - t_down
-    out = run.result(timeout=120)  # bounded: a hang fails here
-    run_s = time.monotonic() - run.started
+    with start_run(spec) as run:
+        wait_for_requests(emulator_control, 3, run)  # two pages stored or being stored, more to come
+        t_down = time.monotonic()
+        stop_questdb(private_questdb, how)
+        down_s = time.monotonic() - t_down
+        private_questdb.start()  # same data dir, same ports
+        up_s = time.monotonic() - t_down
+        out = run.result(timeout=120)  # bounded: a hang fails here
+        run_s = time.monotonic() - run.started
     emulator_control.clear_faults()
     if not out["success"]:
         # A clear typed error naming QuestDB, not a hang or a raw socket error; no password in it.
@@ -373,15 +372,15 @@ def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_e
         spec = RunSpec(project, dagster_home(tmp_path / "home"), SYMBOL, *days, probe_limiter=True,
                        out_dir=str(tmp_path / "runs"), tag="redis-outage")
         emulator_control.inject("delay", count=pages, path=KLINES, delay_s=0.15)
-        run = start_run(spec)
-        wait_for_requests(emulator_control, 3, run)
-        redis.stop()
-        stopped_at = emulator_control.count(KLINES)
-        # The run goes on without Redis (in-process fallback bucket): no deadlock.
-        during = wait_for_requests(emulator_control, stopped_at + 4, run) - stopped_at
-        redis.start()  # at least 7 pages to go: the run shares through Redis again before it ends
-        out = run.result(timeout=60)
-        run_s = time.monotonic() - run.started
+        with start_run(spec) as run:
+            wait_for_requests(emulator_control, 3, run)
+            redis.stop()
+            stopped_at = emulator_control.count(KLINES)
+            # The run goes on without Redis (in-process fallback bucket): no deadlock.
+            during = wait_for_requests(emulator_control, stopped_at + 4, run) - stopped_at
+            redis.start()  # at least 7 pages to go: the run shares through Redis again before it ends
+            out = run.result(timeout=60)
+            run_s = time.monotonic() - run.started
         emulator_control.clear_faults()
     finally:
         redis.stop()
@@ -410,11 +409,11 @@ def test_concurrent_runs_of_same_and_overlapping_days_store_each_bar_once(fork_s
     window = days_window("2024-04-01", "2024-04-06")
     emulator_control.inject("delay", count=40, path=KLINES, delay_s=0.1)
     go = make_event()
-    runs = [start_run(s, go) for s in specs]
-    time.sleep(0.5)
     emulator_control.clear_requests()
-    go.set()  # all three start together
-    results = [r.result(timeout=120) for r in runs]
+    with contextlib.ExitStack() as stack:
+        runs = [stack.enter_context(start_run(s, go)) for s in specs]
+        go.set()  # all three start together
+        results = [r.result(timeout=120) for r in runs]
     emulator_control.clear_faults()
     requests = emulator_control.requests(KLINES)
     for out in results:

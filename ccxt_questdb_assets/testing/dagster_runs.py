@@ -281,6 +281,14 @@ class RunProcess:
         self.process.kill()
         self.process.join(30)
 
+    def __enter__(self) -> RunProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A run still going when its test ends (a failed assertion) is killed, not left behind."""
+        if self.alive():
+            self.kill()
+
     def exitcode(self) -> int | None:
         return self.process.exitcode
 
