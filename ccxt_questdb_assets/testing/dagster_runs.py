@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRELOAD", "RunProcess", "RunSpec", "Trip", "child_main", "range_tags", "run_materialization",
-           "run_statuses", "shut_down", "start_run", "warm_up"]
+__all__ = ["PRELOAD", "TRIP_PHASES", "TRIP_TARGETS", "RunProcess", "RunSpec", "Trip", "child_main", "make_event",
+           "range_tags", "run_materialization", "run_statuses", "shut_down", "start_run", "warm_up"]
 
 #: Modules the fork server imports once for every child.
 PRELOAD = [
