@@ -25,6 +25,12 @@ _SIDES = {"buy", "sell"}
 def _float_matrix(rows: Sequence[Sequence[Any]] | np.ndarray, what: str) -> np.ndarray:
     if isinstance(rows, np.ndarray) and rows.ndim == 2 and rows.shape[1] >= 6:
         return np.asarray(rows[:, :6], dtype=np.float64)  # a frame's columns: no per-row work
+    try:  # the usual page: rows of equal length, converted in one call
+        whole = np.array(rows, dtype=np.float64)
+        if whole.ndim == 2 and whole.shape[1] >= 6:
+            return whole[:, :6]
+    except (TypeError, ValueError):
+        pass  # ragged or odd rows: the per-row path below says which
     try:
         matrix = np.array([list(r[:6]) for r in rows], dtype=np.float64)
     except (TypeError, ValueError, IndexError) as exc:

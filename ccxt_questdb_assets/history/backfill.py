@@ -1,13 +1,13 @@
 """``FetcherBackfillStrategy``: fill the gaps of a request, page by page, crash-safe.
 
 For each gap the fetcher yields pages; each page is written, made visible, and only then is
-its claim recorded as coverage. Fetching overlaps with storing: the fetcher queues pages and
-the storer takes every page waiting (at most ``MAX_BATCH_PAGES``) as one write, one wait for
-visibility and one coverage record. When storing is faster than fetching, a batch is one page;
-when it is slower (a loaded database, an unthrottled exchange), batches grow and the per-write
-costs are shared, so storage keeps up with the exchange. Memory stays bounded by
-``MAX_PAGES_IN_FLIGHT`` pages, and a crash loses at most those: a rerun resumes from the
-recorded coverage.
+its claim recorded as coverage. Three stages overlap: the fetcher queues pages; the storer takes
+every page waiting (at most ``MAX_BATCH_PAGES``) and writes them as one request; meanwhile the
+previous batch is waited for (WAL applied) and its claims recorded, in page order. When storing
+is faster than fetching, a batch is one page; when it is slower (a loaded database, an
+unthrottled exchange), batches grow and the per-request costs are shared, so storage keeps up
+with the exchange. Memory stays bounded by ``MAX_PAGES_IN_FLIGHT`` pages, and a crash loses at
+most those: a rerun resumes from the recorded coverage.
 
 Claims of consecutive pages extend one coverage row in place. Empty sub-windows (outages,
 before listing) are recorded as empty spans; a recent one splits the run so that it alone
@@ -17,6 +17,7 @@ is rechecked after ``EmptyRecheckPolicy.recheck_after_ms``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -30,8 +31,11 @@ from ccxt_questdb_assets.history.backend import QuestDBBackend
 
 MAX_BATCH_PAGES = 8
 """Most pages stored by one write (and one visibility wait, one coverage record)."""
-MAX_PAGES_IN_FLIGHT = 2 * MAX_BATCH_PAGES + 1
-"""Pages fetched but not yet covered at any moment: a batch storing, a full queue, one fetching."""
+BATCH_LINGER_S = 0.2
+"""How long a batch waits for more pages after its first (a page is never held longer)."""
+MAX_PAGES_IN_FLIGHT = 3 * MAX_BATCH_PAGES + 1
+"""Pages fetched but not yet covered at any moment: a batch being covered, one being written, a
+full queue, and one being fetched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,40 +134,83 @@ class FetcherBackfillStrategy:
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
         queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)
 
+        async def cover(batch: list[Page]) -> None:
+            await backend.wait_visible()  # every batch written so far, this one included
+            await recorder.pages(batch)
+
         async def store() -> None:
-            done = False
-            while not done:
-                batch: list[Page] = []
-                item = await queue.get()
-                while item is not None:
-                    batch.append(item)
-                    if len(batch) == MAX_BATCH_PAGES or queue.empty():
-                        break
-                    item = queue.get_nowait()
-                done = item is None
-                if not batch:
-                    continue
-                frames = [p.rows for p in batch if len(p.rows)]
-                if frames:
-                    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-                    report.rows_written += await backend.write(node, rows, wait=True)
-                await recorder.pages(batch)
-                report.empty_windows += sum(len(p.empty) for p in batch)
+            covering: asyncio.Task | None = None
+            try:
+                done = False
+                while not done:
+                    batch, done = await _next_batch(queue)
+                    if not batch:
+                        continue
+                    frames = [p.rows for p in batch if len(p.rows)]
+                    if frames:
+                        rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+                        report.rows_written += await backend.write(node, rows, wait=False)
+                    report.empty_windows += sum(len(p.empty) for p in batch)
+                    if covering is not None:
+                        await covering  # claims are recorded in page order; its error stops the fill
+                    covering = asyncio.create_task(cover(batch))
+                if covering is not None:
+                    await covering
+            finally:
+                if covering is not None and not covering.done():
+                    covering.cancel()
+                    await asyncio.gather(covering, return_exceptions=True)
 
         storer = asyncio.create_task(store())
         try:
-            async for page in self.fetcher.pages(node, gap):
-                report.pages += 1
-                report.requests += page.requests
-                if storer.done():
-                    break
-                await _put(queue, page, storer)
+            try:
+                async for page in self.fetcher.pages(node, gap):
+                    report.pages += 1
+                    report.requests += page.requests
+                    if storer.done():
+                        break
+                    await _put(queue, page, storer)
+            except Exception:
+                # The exchange failed mid-gap: keep what it did send (stored and covered), then
+                # report the failure; a rerun starts after it.
+                if not storer.done():
+                    with contextlib.suppress(Exception):
+                        await _put(queue, None, storer)
+                        await storer
+                raise
             await _put(queue, None, storer)
             await storer
         finally:
             if not storer.done():
                 storer.cancel()
                 await asyncio.gather(storer, return_exceptions=True)
+
+
+async def _next_batch(queue: asyncio.Queue) -> tuple[list[Page], bool]:
+    """The next pages to store together, and whether the fetcher has finished.
+
+    A batch closes at ``MAX_BATCH_PAGES`` pages, when the fetcher finishes, or ``BATCH_LINGER_S``
+    after its first page: a throttled backfill stores each page as it comes, a fast one in few,
+    large requests (each request costs the server a commit).
+    """
+    batch: list[Page] = []
+    item = await queue.get()
+    deadline = time.monotonic() + BATCH_LINGER_S
+    while item is not None:
+        batch.append(item)
+        if len(batch) == MAX_BATCH_PAGES:
+            return batch, False
+        if queue.empty():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return batch, False
+            try:
+                item = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                return batch, False
+        else:
+            item = queue.get_nowait()
+    return batch, True
 
 
 async def _put(queue: asyncio.Queue, item, storer: asyncio.Task) -> None:
