@@ -257,8 +257,9 @@ class QuestDBClient:
                 # already sent before the failure are upserted again, which DEDUP makes harmless).
                 if attempt == 1 and _is_socket_error(exc):
                     continue
+                what = "could not be reached for" if _is_socket_error(exc) else "rejected"
                 raise StorageError(
-                    f"QuestDB rejected a write of {len(frame)} rows to {table!r}: {_first_line(exc)}"
+                    f"QuestDB {what} a write of {len(frame)} rows to {table!r}: {_first_line(exc)}"
                 ) from None
 
     # -- WAL visibility ---------------------------------------------------------------------
