@@ -93,7 +93,8 @@ def write_target(bench: Bench) -> None:
         table = bench.table_prefix("wio")
         try:
             metadata: dict = {}
-            took = timed(lambda: metadata.update(io.handle_output(table, rows)))
+            context = io.output_context(table, rows)  # Dagster's part, before the IO manager runs
+            took = timed(lambda: metadata.update(io.handle_output(context, rows)))
             assert metadata["dagster/row_count"] == n and metadata["rows_sent"] == n, metadata
             return took
         finally:
