@@ -176,11 +176,19 @@ def last_answer() -> tuple[int, Mapping[str, Any]] | None:
 
 def forget_last_answer() -> None:
     _last_answer.set(None)
+    _last_list_len.set(None)
+
+
+def last_answer_rows() -> int | None:
+    """How many items the last 2xx answer's JSON list held (None: not a list), before ccxt's parsers
+    saw it: a parser that silently drops a row (a kline with a null time) shows as fewer rows."""
+    return _last_list_len.get()
 
 
 _pending_body: contextvars.ContextVar[tuple[int, str, str] | None] = contextvars.ContextVar(
     "ccxt_questdb_pending_body", default=None
 )
+_last_list_len: contextvars.ContextVar[int | None] = contextvars.ContextVar("ccxt_questdb_last_list_len", default=None)
 
 
 def _require_json_bodies(exchange: Any) -> None:
@@ -209,8 +217,11 @@ def _require_json_bodies(exchange: Any) -> None:
         _pending_body.set(None)
         try:
             if isinstance(body, str) and body[:1] in ("{", "["):
-                return exchange.on_json_response(body)
+                parsed = exchange.on_json_response(body)
+                _last_list_len.set(len(parsed) if isinstance(parsed, list) else None)
+                return parsed
             json.loads(body)  # a JSON scalar passes; ccxt itself returns no JSON for it
+            _last_list_len.set(None)
             return None
         except ValueError:
             code, method, url = pending

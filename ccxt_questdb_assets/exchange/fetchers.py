@@ -40,6 +40,7 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms, to_epoch_ms
+from ccxt_questdb_assets.exchange.client import last_answer_rows
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.session import ExchangeSession
 
@@ -195,9 +196,18 @@ class CcxtOHLCVFetcher(_Fetcher):
             cursor = complete_to
 
     async def _request(self, node: NodeId, tf: Timeframe, since: int, end: int, limit: int, *, held_before: bool):
-        def ask():
-            return self._call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
-                                     params={"until": end - 1})
+        async def ask():
+            rows = await self._call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
+                                    params={"until": end - 1})
+            sent = last_answer_rows()
+            if sent is not None and len(rows) < sent <= limit:
+                # ccxt dropped rows it could not read (a null open time): the page would look short
+                # and its last bars be recorded as empty.
+                raise ExchangeDataError(
+                    f"{node}: the exchange answered {sent} candles from {format_ms(since)} but only "
+                    f"{len(rows)} have a valid open time; refusing the page, nothing of this page was written"
+                )
+            return rows
 
         def probe():  # the last bar at or before the window's end
             return self._call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1,
