@@ -124,6 +124,7 @@ def test_project_config_errors_name_the_key_and_the_fix(tmp_path):
         ({"exchanges": {"binance": {"symbols": ["BTC/USDT"], "resample_to": ["90s"]}}}, "resample_to"),
         ({"exchanges": {"binance": {"symbols": ["BTC/USDT"], "base_url": "${NOPE_NOT_SET}"}}}, "NOPE_NOT_SET"),
         ({"exchanges": {}}, "exchanges"),
+        ({"exchanges": {"binance": {"symbols": ["BTC|USDT"]}}}, "BTC|USDT.*partition key"),
     ]
     for raw, match in cases:
         with pytest.raises(ConfigError, match=match):

@@ -57,7 +57,6 @@ from dagster import (
     AddDynamicPartitionsRequest,
     AssetsDefinition,
     AssetSelection,
-    DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -79,7 +78,6 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.redaction import REDACTED, redact_dsn
 from ccxt_questdb_assets.defs.partitions import (
-    check_symbol_key,
     is_partition_safe,
     market_partitions,
     partition_key,
@@ -139,8 +137,6 @@ def build_automation(
     sensors: list[SensorDefinition] = []
     for ex in project.exchanges:
         pattern = compile_listing_pattern(ex.listing_pattern, ex.exchange_id) if ex.listing_pattern else None
-        for symbol in ex.symbols:
-            check_symbol_key(symbol, f"exchanges.{ex.exchange_id}.symbols")
         job = _ingest_job(project, ex, assets)
         jobs.append(job)
         schedules.append(_freshness_schedule(project, ex, job, cron, schedule_status))

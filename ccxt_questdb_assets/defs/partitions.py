@@ -136,8 +136,6 @@ def sync_symbol_partitions(instance: DagsterInstance, project: ProjectConfig) ->
     added: list[str] = []
     for ex in project.exchanges:
         name = symbols_partitions(ex.exchange_id).name
-        for symbol in ex.symbols:
-            check_symbol_key(symbol, f"exchanges.{ex.exchange_id}.symbols")
         existing = set(instance.get_dynamic_partitions(name))
         missing = [s for s in dict.fromkeys(ex.symbols) if s not in existing]
         if missing:

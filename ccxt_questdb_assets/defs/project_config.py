@@ -34,6 +34,7 @@ import yaml
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
+from ccxt_questdb_assets.defs.partitions import check_symbol_key
 from ccxt_questdb_assets.history.config import TOP_LEVEL_KEYS, ProviderConfig, check_keys
 
 ENV_PROJECT = "CCXT_QUESTDB_PROJECT"
@@ -170,9 +171,12 @@ def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapp
     pattern = section.get("listing_pattern")
     if pattern is not None and (not isinstance(pattern, str) or not pattern.strip()):
         raise ConfigError(f"{where} exchanges.{ex_id}.listing_pattern {pattern!r} must be a glob such as '*/USDT'")
+    symbols = tuple(ohlcv.backfill.symbols or ())
+    for symbol in symbols:  # each becomes a dynamic partition key
+        check_symbol_key(symbol, f"{where} exchanges.{ex_id}.symbols")
     return ExchangeProject(
         exchange_id=ex_id,
-        symbols=tuple(ohlcv.backfill.symbols or ()),
+        symbols=symbols,
         timeframes=ohlcv.timeframes,
         trades=trades,
         resample_to=resample,

@@ -160,8 +160,13 @@ def build_exchange(
     return exchange
 
 
+# What the current task (or thread) last heard from the exchange; set inside ccxt's ``fetch``.
 _last_answer: contextvars.ContextVar[tuple[int, Mapping[str, Any]] | None] = contextvars.ContextVar(
     "ccxt_questdb_last_answer", default=None
+)
+_last_list_len: contextvars.ContextVar[int | None] = contextvars.ContextVar("ccxt_questdb_last_list_len", default=None)
+_pending_body: contextvars.ContextVar[tuple[int, str, str] | None] = contextvars.ContextVar(
+    "ccxt_questdb_pending_body", default=None
 )
 
 
@@ -183,12 +188,6 @@ def last_answer_rows() -> int | None:
     """How many items the last 2xx answer's JSON list held (None: not a list), before ccxt's parsers
     saw it: a parser that silently drops a row (a kline with a null time) shows as fewer rows."""
     return _last_list_len.get()
-
-
-_pending_body: contextvars.ContextVar[tuple[int, str, str] | None] = contextvars.ContextVar(
-    "ccxt_questdb_pending_body", default=None
-)
-_last_list_len: contextvars.ContextVar[int | None] = contextvars.ContextVar("ccxt_questdb_last_list_len", default=None)
 
 
 def _require_json_bodies(exchange: Any) -> None:

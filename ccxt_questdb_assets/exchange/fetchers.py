@@ -210,8 +210,7 @@ class CcxtOHLCVFetcher(_Fetcher):
             return rows
 
         def probe():  # the last bar at or before the window's end
-            return self._call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1,
-                                     params={"until": end - 1})
+            return self._call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1, params={"until": end - 1})
 
         return await self._confirmed(node, TimeWindow(since, end), ask, probe,
                                      lambda rows: _first_ts_in(rows, since, end, lambda r: r[0]),

@@ -44,11 +44,7 @@ def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int
         return None
     if isinstance(http_status, int) and http_status >= 400:
         return http_status
-    if isinstance(exc, ccxt.RateLimitExceeded):
-        return 429
-    if isinstance(exc, ccxt.DDoSProtection):
-        return 418
-    return None
+    return 429 if isinstance(exc, ccxt.RateLimitExceeded) else 418
 
 
 def retry_after_seconds(headers: object) -> float | None:
