@@ -1,9 +1,9 @@
-"""``ccxt-questdb soak``: the freshness schedule ticking for N minutes against the exchange emulator
+"""``ccxt-questdb soak``: the refresh schedule ticking for N minutes against the exchange emulator
 with faults switched on, then a verdict on the data and on this process's memory and descriptors.
 
-Each tick evaluates the ``{exchange}_freshness`` schedule at the current time (today's partition of
+Each tick evaluates the ``{exchange}_refresh`` schedule at the current time (today's partition of
 every symbol, yesterday's too in the first hour of a UTC day) and executes its run requests in this
-process, one ``{exchange}_ingest`` run each (candles, trades, derived bars and the asset checks),
+process, one ``{exchange}_ingest`` run per symbol (candles, trades, derived bars and the asset checks),
 in a temporary Dagster instance. The emulator's clock follows real time, so every tick finds new
 closed candles and trades. Before each run a seeded random draw arms emulator faults (429, 500,
 502, 503, 504, dropped connection, truncated JSON) that the next API requests take; at most
@@ -93,11 +93,12 @@ class SoakResult:
 
 
 def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> SoakResult:
-    """Tick the freshness schedule for ``settings.minutes``, then check data and resources."""
+    """Tick the refresh schedule for ``settings.minutes``, then check data and resources."""
     warnings.filterwarnings("ignore", module="dagster")
     from dagster import DagsterInstance, build_schedule_context
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from ccxt_questdb_assets.defs.automation import freshness_schedule_name, ingest_job_name
+    from ccxt_questdb_assets.defs.automation import refresh_schedule_name, ingest_job_name
     from ccxt_questdb_assets.defs.definitions import build_definitions
     from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
@@ -108,7 +109,7 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
     result = SoakResult(settings=shown)
     project = ProjectConfig.from_mapping(_project_mapping(settings), source="soak")
     defs = build_definitions(project)
-    schedule = defs.resolve_schedule_def(freshness_schedule_name("binance"))
+    schedule = defs.resolve_schedule_def(refresh_schedule_name("binance"))
     job = defs.resolve_job_def(ingest_job_name("binance"))
     control = EmulatorControl(settings.emulator_url)
     try:
@@ -139,10 +140,12 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
                 _arm_faults(control, rng, settings.fault_rate, result.faults_armed)
                 run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
                                              tags=dict(request.tags), run_config=quiet, raise_on_error=False)
+                where = request.partition_key or request.tags[ASSET_PARTITION_RANGE_START_TAG] + ".." + \
+                    request.tags[ASSET_PARTITION_RANGE_END_TAG]
                 result.runs += 1
                 if not run.success:
-                    result.failed_runs.append(f"{request.partition_key} (run {run.run_id})")
-                result.failed_checks += [f"{c.check_name} on {request.partition_key}"
+                    result.failed_runs.append(f"{where} (run {run.run_id})")
+                result.failed_checks += [f"{c.check_name} on {c.partition}"
                                          for c in run.get_asset_check_evaluations() if not c.passed]
             warmup_s = sampler.elapsed_s() if warmup_s is None else warmup_s
             say(f"tick {result.ticks} at {tick:%H:%M:%S}: {len(data.run_requests or [])} runs in "
@@ -227,7 +230,7 @@ def summary(result: SoakResult) -> str:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("soak", help="tick the freshness schedule for N minutes with exchange faults on; "
+    p = subparsers.add_parser("soak", help="tick the refresh schedule for N minutes with exchange faults on; "
                                            "check data exactness and flat memory/fds")
     p.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
     p.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="default: BTC/USDT ETH/USDT")

@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, Definitions, materialize
+from dagster import AssetKey, DagsterInstance, Definitions, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.core.coverage import CoverageSpan
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.defs.checks import build_checks
 from ccxt_questdb_assets.defs.definitions import build_resources
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets, resampled_table, trade_bars_table
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets, ohlcv_table
@@ -35,8 +34,8 @@ SYMBOL = "BTC/USDT"
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
-ONE_M, ONE_H = "binance_ohlcv_1m", "binance_ohlcv_1h_resampled"
-TRADES, BARS = "binance_trades", "binance_trade_bars_1m"
+ONE_M, ONE_H = "binance/ohlcv/1m", "binance/ohlcv/1h_resampled"
+TRADES, BARS = "binance/trades", "binance/trade_bars/1m"
 CANDLE_CHECKS = {"no_gaps", "unique_increasing_timestamps", "ohlc_sanity"}
 
 
@@ -63,16 +62,15 @@ class Project:
         self.cfg, self.instance = cfg, instance
         self.ex = cfg.exchanges[0]
         self.assets = [*build_ingest_assets(cfg), *build_derived_assets(cfg)]
-        self.checks = build_checks(cfg)
         self.resources = build_resources(cfg)
         self.client = QuestDBClient(questdb.connection)
-        Definitions.validate_loadable(Definitions(assets=self.assets, asset_checks=self.checks, resources=self.resources))
+        Definitions.validate_loadable(Definitions(assets=self.assets, resources=self.resources))
 
     def run(self, names: list[str], day: str | None = None, *, tags: dict | None = None):
+        """The named assets with their checks (each asset's checks run in its own step)."""
         wanted = set(names)
         assets = [a for a in self.assets if a.key.to_user_string() in wanted]
-        checks = [c for c in self.checks if next(iter(c.check_keys)).asset_key.to_user_string() in wanted]
-        return materialize([*assets, *checks], instance=self.instance, resources=self.resources,
+        return materialize(assets, instance=self.instance, resources=self.resources,
                            partition_key=keys_for([day], [SYMBOL])[0] if day else None,
                            tags=tags, raise_on_error=False)
 
@@ -91,8 +89,17 @@ def node(tf: str) -> NodeId:
     return NodeId("ohlcv", "binance", SYMBOL, Timeframe.parse(tf))
 
 
-def checks_of(result) -> dict[tuple[str, str], object]:
-    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+def step(name: str) -> str:
+    """The step (and op) of an asset: its key as a Python identifier."""
+    return AssetKey.from_user_string(name).to_python_identifier()
+
+
+def checks_of(result, partition: str | None = None) -> dict[tuple[str, str], object]:
+    """The run's check evaluations by (asset, check), of one partition if given."""
+    evaluations = [e for e in result.get_asset_check_evaluations() if partition is None or e.partition == partition]
+    out = {(e.asset_key.to_user_string(), e.check_name): e for e in evaluations}
+    assert len(out) == len(evaluations), "one evaluation per asset, check and partition"
+    return out
 
 
 def truth(emulator, tf: str, start: int, end: int) -> np.ndarray:
@@ -134,10 +141,10 @@ def test_day_of_candles_resampled_and_trade_bars_are_exact_and_every_check_passe
     closed = project.client.query(f'SELECT count() FROM "{resampled_table(ex, "1h").table}" WHERE closed')
     assert closed[0][0] == 24
 
-    md = result.asset_materializations_for_node(ONE_H)[0].metadata
+    md = result.asset_materializations_for_node(step(ONE_H))[0].metadata
     assert md["rows_written"].value == 24 and md["uncovered_closed_bars"].value == 0
     assert md["dagster/row_count"].value == 24 and md["computed_from"].value == ohlcv_table(ex, "1m").table
-    assert result.asset_materializations_for_node(BARS)[0].metadata["rows_written"].value == 1440
+    assert result.asset_materializations_for_node(step(BARS))[0].metadata["rows_written"].value == 1440
     # The derived series recorded their own coverage once their rows were visible.
     cov = CoverageStore(project.client, resampled_table(ex, "1h").table + "_coverage").load(str(node("1h")))
     assert cov.covered(wall_clock_ms()) == [window]
@@ -180,13 +187,18 @@ def failed(result) -> set[tuple[str, str]]:
     return {k for k, e in checks_of(result).items() if not e.passed}
 
 
+def failed_on(result, partition: str) -> set[tuple[str, str]]:
+    return {k for k, e in checks_of(result, partition).items() if not e.passed}
+
+
 def resampled_not_run(project: Project, result, day_start: int, failed_check: str) -> bool:
     """The blocking check's step failed, and the resampled asset's step never started (Dagster
     abandons the steps downstream of a failed step): nothing materialized, no row written."""
     table = resampled_table(project.ex, "1h").table
-    return (result.get_failed_step_keys() == {f"{ONE_M}_{failed_check}"}
-            and result.filter_events(lambda e: e.step_key == ONE_H) == []
-            and result.asset_materializations_for_node(ONE_H) == []
+    return (result.get_failed_step_keys() == {step(ONE_M)}
+            and not checks_of(result)[(ONE_M, failed_check)].passed
+            and result.filter_events(lambda e: e.step_key == step(ONE_H)) == []
+            and result.asset_materializations_for_node(step(ONE_H)) == []
             and project.store(table).stats(node("1h"), TimeWindow(day_start, day_start + DAY))[0] == 0)
 
 
@@ -252,15 +264,21 @@ def test_each_check_fails_on_its_seeded_case_and_a_blocking_failure_stops_the_re
     assert resampled_not_run(project, r4, d4, "no_gaps")
     assert emulator_control.requests(KLINES) == []  # coverage said stored: the seeded rows stayed
 
-    # One range run over the three days evaluates every day and reports each seeded case.
+    # One range run over the three days evaluates every day on its own and reports each seeded
+    # case on its own day: one evaluation per check and partition, no run-wide verdict.
     emulator_control.clear_requests()
     rng = project.run([ONE_M], tags={ASSET_PARTITION_RANGE_START_TAG: f"2024-03-02|{SYMBOL}",
                                      ASSET_PARTITION_RANGE_END_TAG: f"2024-03-04|{SYMBOL}"})
-    assert failed(rng) == {(ONE_M, c) for c in CANDLE_CHECKS}
-    md = {c: checks_of(rng)[(ONE_M, c)].metadata for c in CANDLE_CHECKS}
-    assert md["ohlc_sanity"]["rows_checked"].value == 1440 + 1441 + 1350
-    assert md["unique_increasing_timestamps"]["duplicate_rows"].value == 1
-    assert md["no_gaps"]["missing_bars"].value == 60 and md["no_gaps"]["expected_bars"].value == 3 * 1440 - 30
+    days = {d: f"2024-03-0{d}|{SYMBOL}" for d in (2, 3, 4)}
+    assert len(rng.get_asset_check_evaluations()) == 3 * len(CANDLE_CHECKS)
+    assert {d: failed_on(rng, key) for d, key in days.items()} == {
+        2: {(ONE_M, "ohlc_sanity")}, 3: {(ONE_M, "unique_increasing_timestamps")}, 4: {(ONE_M, "no_gaps")}}
+    md = {d: {c: checks_of(rng, key)[(ONE_M, c)].metadata for c in CANDLE_CHECKS} for d, key in days.items()}
+    assert [md[d]["ohlc_sanity"]["rows_checked"].value for d in (2, 3, 4)] == [1440, 1441, 1350]
+    assert [md[d]["unique_increasing_timestamps"]["duplicate_rows"].value for d in (2, 3, 4)] == [0, 1, 0]
+    assert [md[d]["no_gaps"]["missing_bars"].value for d in (2, 3, 4)] == [0, 0, 60]
+    assert [md[d]["no_gaps"]["expected_bars"].value for d in (2, 3, 4)] == [1440, 1440, 1440 - 30]
+    assert {e.target_materialization_data.run_id for e in rng.get_asset_check_evaluations()} == {rng.run_id}
     assert emulator_control.requests(KLINES) == []
 
 
@@ -277,7 +295,7 @@ def test_derived_assets_compute_only_covered_bars_and_trade_bars_disagreement_is
     assert r5.success and failed(r5) == set()
     hourly = project.store(resampled_table(ex, "1h").table).read(node("1h"), TimeWindow(d5, d5 + DAY))
     assert_bars_equal(hourly, truth(emulator, "1h", d5, d5 + 5 * HOUR))  # 05:00 is half covered: not computed
-    md = r5.asset_materializations_for_node(ONE_H)[0].metadata
+    md = r5.asset_materializations_for_node(step(ONE_H))[0].metadata
     assert (md["rows_written"].value, md["uncovered_closed_bars"].value) == (5, 19)
     gaps = checks_of(r5)[(ONE_H, "no_gaps")].metadata
     assert (gaps["expected_bars"].value, gaps["missing_bars"].value, gaps["uncovered_closed_bars"].value) == (5, 0, 19)
@@ -304,4 +322,4 @@ def test_derived_assets_compute_only_covered_bars_and_trade_bars_disagreement_is
     assert (agree["only_in_trade_bars"].value, agree["only_in_exchange_candles"].value) == (0, 60)
     mismatches = agree["first_mismatches"].value
     assert "2024-03-06T07:15" in mismatches and "2024-03-06T08:30" in mismatches and "09:45" not in mismatches
-    assert r6.asset_materializations_for_node(BARS)[0].metadata["uncovered_closed_bars"].value == 1440
+    assert r6.asset_materializations_for_node(step(BARS))[0].metadata["uncovered_closed_bars"].value == 1440

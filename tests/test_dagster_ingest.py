@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, materialize
+from dagster import AssetSelection, DagsterInstance, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
 from ccxt_questdb_assets.defs.definitions import build_definitions
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
@@ -25,6 +27,9 @@ from ccxt_questdb_assets.testing.candles import (
 
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"
+CANDLES = ohlcv_key("binance", "1m")
+NODE = CANDLES.to_python_identifier()
+CANDLE_CHECKS = {"no_gaps", "unique_increasing_timestamps", "ohlc_sanity"}
 
 
 def utc_ms(*args) -> int:
@@ -60,25 +65,71 @@ def instance(tmp_path):
 def test_one_partition_in_process_then_repeat_costs_nothing(project, instance, questdb, emulator, emulator_control):
     cfg, _ = project
     defs = build_definitions(cfg)
-    asset = defs.resolve_assets_def("binance_ohlcv_1m")
+    asset = defs.resolve_assets_def(CANDLES)
     key = keys_for(["2024-03-01"], ["BTC/USDT"])[0]
+    emulator_control.clear_requests()
     result = materialize([asset], partition_key=key, instance=instance)
     assert result.success
     table = cfg.exchanges[0].ohlcv.tables.data
     assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)),
                  truth_candles(emulator, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)))
     assert len(emulator_control.requests(KLINES)) == math.ceil(1440 / 1000)
-    md = result.asset_materializations_for_node("binance_ohlcv_1m")[0].metadata
+    md = result.asset_materializations_for_node(NODE)[0].metadata
     assert md["rows_written"].value == 1440 and md["exchange_requests"].value == 2
     assert md["dagster/row_count"].value == 1440 and md["coverage_after"].value == 1.0
-    assert md["rows_already_present"].value == 0
+    assert md["rows_already_present"].value == 0 and md["coverage_before"].value == 0.0
 
     emulator_control.clear_requests()
     again = materialize([asset], partition_key=key, instance=instance)
     assert again.success
-    assert emulator_control.requests(KLINES) == []
-    md = again.asset_materializations_for_node("binance_ohlcv_1m")[0].metadata
+    assert emulator_control.requests() == []  # no request of any kind: not even the markets
+    md = again.asset_materializations_for_node(NODE)[0].metadata
     assert md["exchange_requests"].value == 0 and md["rows_already_present"].value == 1440
+    assert md["coverage_before"].value == 1.0 and md["rows_written"].value == 0
+
+
+def test_a_range_run_gives_each_partition_its_own_figures_and_checks(project, instance, questdb, emulator,
+                                                                   emulator_control):
+    """Three days of one symbol in one run (a backfill's run): three materializations, each with
+    its own day's rows, span, requests and coverage, and its own passed check evaluations."""
+    cfg, _ = project
+    asset = build_definitions(cfg).resolve_assets_def(CANDLES)
+    days = ["2024-03-10", "2024-03-11", "2024-03-12"]
+    emulator_control.clear_requests()
+    result = materialize([asset], instance=instance, tags={ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|ETH/USDT",
+                                                          ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|ETH/USDT"})
+    assert result.success
+    events = {e.partition: e.metadata for e in result.asset_materializations_for_node(NODE)}
+    assert sorted(events) == [f"{d}|ETH/USDT" for d in days]
+    requests = emulator_control.requests(KLINES)
+    assert len(requests) == math.ceil(3 * 1440 / 1000)
+    for i, day in enumerate(days):
+        md, start = events[f"{day}|ETH/USDT"], utc_ms(2024, 3, 10 + i)
+        assert md["dagster/row_count"].value == md["rows_written"].value == 1440
+        assert md["first_ts"].value == start / 1000 and md["last_ts"].value == (start + 86_400_000 - 60_000) / 1000
+        assert md["coverage_before"].value == 0.0 and md["coverage_after"].value == 1.0
+        assert day in md["preview"].value
+    # every request counted once, in the day its page started from
+    assert sum(md["exchange_requests"].value for md in events.values()) == len(requests)
+    assert [events[f"{d}|ETH/USDT"]["exchange_requests"].value for d in days] == [2, 1, 2]
+    checks = result.get_asset_check_evaluations()
+    assert {(c.check_name, c.partition) for c in checks} == {(n, f"{d}|ETH/USDT") for n in CANDLE_CHECKS for d in days}
+    assert all(c.passed for c in checks)
+    for c in checks:  # each evaluated against its own partition's materialization of this run
+        assert c.target_materialization_data.run_id == result.run_id
+        assert c.metadata["checked"].value.startswith("ETH/USDT [" + c.partition.split("|")[0])
+    gaps = {c.partition: c.metadata["expected_bars"].value for c in checks if c.check_name == "no_gaps"}
+    assert set(gaps.values()) == {1440}
+
+    # the checks alone (the UI's "Execute checks"): no materialization, no request, same verdicts
+    emulator_control.clear_requests()
+    alone = materialize([asset], selection=AssetSelection.checks_for_assets(CANDLES), instance=instance,
+                        tags={ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|ETH/USDT",
+                              ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|ETH/USDT"})
+    assert alone.success and alone.asset_materializations_for_node(NODE) == []
+    assert len(alone.get_asset_check_evaluations()) == 9 and all(c.passed for c in alone.get_asset_check_evaluations())
+    assert {c.target_materialization_data.run_id for c in alone.get_asset_check_evaluations()} == {result.run_id}
+    assert emulator_control.requests() == []
 
 
 def test_cli_materialize_one_partition_is_exact_and_repeat_makes_no_request(project, questdb, emulator,
@@ -91,13 +142,15 @@ def test_cli_materialize_one_partition_is_exact_and_repeat_makes_no_request(proj
     with DagsterInstance.from_config(str(home)) as inst:
         inst.add_dynamic_partitions("binance_symbols", ["ETH/USDT"])
     cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ccxt_questdb_assets.defs.definitions",
-           "--select", "binance_ohlcv_1m", "--partition", "2024-02-10|ETH/USDT"]
+           "--select", CANDLES.to_user_string(), "--partition", "2024-02-10|ETH/USDT"]
     for attempt in range(2):
         emulator_control.clear_requests()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parent.parent)
         assert done.returncode == 0, done.stderr[-3000:]
         requests = emulator_control.requests(KLINES)
         assert len(requests) == (2 if attempt == 0 else 0)
+        if attempt:  # a covered partition: no request of any kind (not even the markets) in a fresh process
+            assert emulator_control.requests() == []
     table = cfg.exchanges[0].ohlcv.tables.data
     assert_candles_exact(stored_candles(questdb, table, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)),
                  truth_candles(emulator, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)))

@@ -2,16 +2,17 @@
 
 Per exchange (``build_automation``):
 
-* job ``{exchange}_ingest``: the exchange's partitioned assets (its asset group, the checks on them
-  included), one date x symbol partition per run.
-* schedule ``{exchange}_freshness`` (cron ``5 * * * *`` UTC, default **STOPPED**): each tick asks for
-  today's partition of every symbol currently in ``{exchange}_symbols`` (one run per symbol), and in
-  the first hour of a day also yesterday's, which has just closed. A run costs only the gaps
-  (coverage), so an hourly run of an open day is cheap, and the run key
-  ``{date}|{symbol}@{tick}`` makes a re-evaluated tick launch nothing twice. It is off by default
-  because, once turned on, it contacts the exchange every hour for every symbol (and with the
-  embedded default project fails hourly whenever the local emulator is not running): turn it on
-  in the UI (Automation) or with ``dagster schedule start``.
+* job ``{exchange}_ingest``: the exchange's partitioned assets (its asset group, their checks
+  included), for one symbol and one day or a range of days per run.
+* schedule ``{exchange}_refresh`` (cron ``refresh.cron``, default ``*/5 * * * *`` UTC; default
+  status ``refresh.running``, off unless the project says so): each tick launches one run of the
+  job per symbol currently in ``{exchange}_symbols``, over today's partition, and in the first
+  hour of a day over yesterday's too (its last bars have just closed). A run costs only the gaps
+  (coverage): the bars closed since the last tick, and the derived bars they complete, in the same
+  run. So a closed bar reaches its table, and the derived tables, within one cron interval plus a
+  run (about 10 s) of its close. The run key ``{symbol}@{tick}`` makes a re-evaluated tick launch
+  nothing twice. It contacts the exchange every tick for every symbol, so a project turns it on
+  deliberately (``refresh: {running: true}``; the embedded default does), or in the UI.
 * sensor ``{exchange}_symbols`` (every 300 s, default RUNNING): adds the config's symbols missing
   from the dynamic partitions, and with ``listing_pattern`` (an ``fnmatch`` glob over ccxt symbols,
   such as ``*/USDT``) also markets **listed after the sensor first looked**: the first check
@@ -20,6 +21,11 @@ Per exchange (``build_automation``):
   ``symbols``); every later tick loads the markets again (fresh, through the shared rate limiter,
   one ``load_markets`` request) and adds matching active spot markets the baseline did not have.
   Delisted markets are never removed (their stored data stays). A bad pattern fails at load.
+
+For the code location: sensor ``follow_upstream`` (an automation condition sensor, every 30 s,
+default RUNNING): requests the computed assets' partitions whose upstream partitions were updated
+(``asset_options.follow_upstream``), whoever updated them; it only computes inside QuestDB, never
+calls an exchange, so it is on by default.
 
 For the code location: sensor ``run_failure_webhook`` (default RUNNING, every job of the code
 location) posts a Slack-compatible ``{"text", "blocks"}`` message per failed run to the URL in the
@@ -57,6 +63,7 @@ from dagster import (
     AddDynamicPartitionsRequest,
     AssetsDefinition,
     AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -74,6 +81,7 @@ from dagster import (
 )
 
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.redaction import REDACTED, redact_dsn
@@ -93,8 +101,9 @@ from ccxt_questdb_assets.storage.connection import ENV_PASSWORD
 log = logging.getLogger(__name__)
 
 DEFAULT_WEBHOOK_ENV = "CCXT_QUESTDB_ALERT_WEBHOOK"
-FRESHNESS_CRON = "5 * * * *"
 SYMBOLS_SENSOR_INTERVAL_S = 300
+FOLLOW_UPSTREAM_SENSOR_NAME = "follow_upstream"
+FOLLOW_UPSTREAM_INTERVAL_S = 30
 FAILURE_SENSOR_NAME = "run_failure_webhook"
 WEBHOOK_TIMEOUT_S = 10.0
 WEBHOOK_ATTEMPTS = 2
@@ -107,8 +116,8 @@ def ingest_job_name(exchange_id: str) -> str:
     return f"{exchange_id}_ingest"
 
 
-def freshness_schedule_name(exchange_id: str) -> str:
-    return f"{exchange_id}_freshness"
+def refresh_schedule_name(exchange_id: str) -> str:
+    return f"{exchange_id}_refresh"
 
 
 def symbols_sensor_name(exchange_id: str) -> str:
@@ -118,19 +127,12 @@ def symbols_sensor_name(exchange_id: str) -> str:
 # ----------------------------------------------------------------------------- builder
 
 
-def build_automation(
-    project: ProjectConfig,
-    assets: Sequence[Any],
-    *,
-    cron: str = FRESHNESS_CRON,
-    schedule_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
-    symbols_interval_s: int = SYMBOLS_SENSOR_INTERVAL_S,
-) -> dict[str, list[Any]]:
+def build_automation(project: ProjectConfig, assets: Sequence[Any], *,
+                     symbols_interval_s: int = SYMBOLS_SENSOR_INTERVAL_S) -> dict[str, list[Any]]:
     """``{"jobs": [...], "schedules": [...], "sensors": [...]}`` for ``Definitions(**...)``.
 
     ``assets`` are the project's assets definitions (ingest, derived, ...): each exchange's job
-    selects those of its group that share the exchange's date x symbol partitions, plus the asset
-    checks targeting them.
+    selects those of its group that share the exchange's date x symbol partitions, with their checks.
     """
     jobs: list[UnresolvedAssetJobDefinition] = []
     schedules: list[ScheduleDefinition] = []
@@ -139,8 +141,13 @@ def build_automation(
         pattern = compile_listing_pattern(ex.listing_pattern, ex.exchange_id) if ex.listing_pattern else None
         job = _ingest_job(project, ex, assets)
         jobs.append(job)
-        schedules.append(_freshness_schedule(project, ex, job, cron, schedule_status))
+        schedules.append(_refresh_schedule(project, ex, job))
         sensors.append(_symbols_sensor(ex, pattern, symbols_interval_s))
+    sensors.append(AutomationConditionSensorDefinition(
+        FOLLOW_UPSTREAM_SENSOR_NAME, target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=FOLLOW_UPSTREAM_INTERVAL_S,
+        description="Computes the derived assets' partitions whose upstream partitions were updated (in QuestDB "
+                    "only: it never calls an exchange)."))
     sensors.append(_failure_sensor(project))
     return {"jobs": jobs, "schedules": schedules, "sensors": sensors}
 
@@ -158,15 +165,16 @@ def _ingest_job(project: ProjectConfig, ex: ExchangeProject, assets: Sequence[An
     return define_asset_job(
         ingest_job_name(ex.exchange_id),
         selection=AssetSelection.assets(*keys),
-        description=f"Every {ex.exchange_id} asset for one date x symbol partition (the freshness schedule's job).",
+        description=f"Every {ex.exchange_id} asset and its checks for one symbol's day or days (the refresh "
+                    "schedule's job).",
         tags={"ccxt_questdb/exchange": ex.exchange_id},
     )
 
 
-# ----------------------------------------------------------------------------- freshness schedule
+# ----------------------------------------------------------------------------- refresh schedule
 
 
-def freshness_days(tick: datetime, start_date: str) -> list[str]:
+def refresh_days(tick: datetime, start_date: str) -> list[str]:
     """The UTC days a tick refreshes: today, and yesterday too during the first hour of a day."""
     tick = tick.astimezone(timezone.utc) if tick.tzinfo else tick.replace(tzinfo=timezone.utc)
     today = tick.date()
@@ -175,38 +183,45 @@ def freshness_days(tick: datetime, start_date: str) -> list[str]:
     return [d.isoformat() for d in days if d >= first]
 
 
-def _freshness_schedule(project: ProjectConfig, ex: ExchangeProject, job: UnresolvedAssetJobDefinition, cron: str,
-                        status: DefaultScheduleStatus) -> ScheduleDefinition:
+def refresh_request(days: Sequence[str], symbol: str, stamp: str) -> RunRequest:
+    """One run of the exchange's job over ``days`` (consecutive) of ``symbol``."""
+    tags = {TRIGGER_TAG: "refresh"}
+    run_key = f"{symbol}@{stamp}"
+    if len(days) == 1:
+        return RunRequest(run_key=run_key, partition_key=str(partition_key(days[0], symbol)), tags=tags)
+    tags[ASSET_PARTITION_RANGE_START_TAG] = str(partition_key(days[0], symbol))
+    tags[ASSET_PARTITION_RANGE_END_TAG] = str(partition_key(days[-1], symbol))
+    return RunRequest(run_key=run_key, tags=tags)
+
+
+def _refresh_schedule(project: ProjectConfig, ex: ExchangeProject, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     partitions_name = symbols_partitions(ex.exchange_id).name
     start_date = project.start_date
+    status = DefaultScheduleStatus.RUNNING if project.refresh.running else DefaultScheduleStatus.STOPPED
 
     @schedule(
-        name=freshness_schedule_name(ex.exchange_id),
+        name=refresh_schedule_name(ex.exchange_id),
         job=job,
-        cron_schedule=cron,
+        cron_schedule=project.refresh.cron,
         execution_timezone="UTC",
         default_status=status,
-        description=(f"Hourly: today's partition of every {ex.exchange_id} symbol (one run each), plus yesterday's "
-                     "in the first hour of a day. Only gaps are fetched. Off by default: it calls the exchange "
-                     "every hour."),
+        description=(f"Keeps every {ex.exchange_id} asset fresh: one run per symbol over today's partition (and "
+                     "yesterday's in the first hour of a day); only the gaps are fetched, and the derived bars "
+                     "they complete are computed in the same run. It calls the exchange every tick."),
     )
-    def freshness(context: ScheduleEvaluationContext):
+    def refresh(context: ScheduleEvaluationContext):
         tick = context.scheduled_execution_time or datetime.now(timezone.utc)
         symbols = sorted(context.instance.get_dynamic_partitions(partitions_name))
         if not symbols:
             return SkipReason(f"no symbols in {partitions_name} yet: the {symbols_sensor_name(ex.exchange_id)} "
                               "sensor adds the config's symbols")
-        days = freshness_days(tick, start_date)
+        days = refresh_days(tick, start_date)
         if not days:
             return SkipReason(f"{tick.date()} is before start_date {start_date}")
         stamp = tick.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
-        return [
-            RunRequest(run_key=f"{key}@{stamp}", partition_key=key, tags={TRIGGER_TAG: "freshness"})
-            for day in days for symbol in symbols
-            for key in [str(partition_key(day, symbol))]
-        ]
+        return [refresh_request(days, symbol, stamp) for symbol in symbols]
 
-    return freshness
+    return refresh
 
 
 # ----------------------------------------------------------------------------- symbols sensor

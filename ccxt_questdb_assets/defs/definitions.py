@@ -1,7 +1,11 @@
 """The Dagster ``Definitions`` of the project, built from the project config file.
 
 ``dagster dev -w workspace.yaml`` loads ``defs`` from this module. Loading touches no network:
-the exchange's markets are checked when a run starts, QuestDB when a run writes.
+the exchange's markets are loaded when a run first fetches a gap, QuestDB when a run writes.
+
+Runs execute in process: an asset and its checks are one step, and the steps of a run (candles,
+trades, then what is computed from them) run one after the other in the run's own process, so a
+run pays one Python start-up, not one per step. Parallelism comes from runs (one per symbol).
 """
 
 from __future__ import annotations
@@ -9,15 +13,14 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.redaction import redact_dsn
 from ccxt_questdb_assets.defs.automation import build_automation
-from ccxt_questdb_assets.defs.checks import build_checks
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets
-from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
-from ccxt_questdb_assets.defs.ingest_assets import IO_MANAGER_KEY, build_ingest_assets
+from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, QuestDBIOManager
+from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import ENV_LIMITER_REDIS, RateLimiterResource
@@ -62,12 +65,12 @@ def _refuse_redis_password_in_config(dsn: object) -> None:
 
 
 def build_definitions(project: ProjectConfig) -> Definitions:
-    """Ingest and derived assets, their checks, each exchange's job, schedule and sensors."""
+    """Ingest and derived assets with their checks, each exchange's job, schedule and sensors."""
     assets = [*build_ingest_assets(project), *build_derived_assets(project)]
     return Definitions(
         assets=assets,
-        asset_checks=build_checks(project),
         resources=build_resources(project),
+        executor=in_process_executor,
         **build_automation(project, assets),
     )
 

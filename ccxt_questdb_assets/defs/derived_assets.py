@@ -1,9 +1,9 @@
 """Derived assets: candles computed inside QuestDB from what the ingestion assets stored.
 
-* ``{exchange}_ohlcv_{tf}_resampled``, one per ``resample_to`` timeframe: the exchange's first
-  timeframe (``{exchange}_ohlcv_1m``) resampled with ``SAMPLE BY {tf} ALIGN TO CALENDAR`` (first
+* ``{exchange}/ohlcv/{tf}_resampled``, one per ``resample_to`` timeframe: the exchange's first
+  timeframe (``{exchange}/ohlcv/1m``) resampled with ``SAMPLE BY {tf} ALIGN TO CALENDAR`` (first
   open, max high, min low, last close, summed volume) into ``{prefix}_ohlcv_resampled``.
-* ``{exchange}_trade_bars_1m`` (exchanges with ``trades: true``): 1m bars built from the trades
+* ``{exchange}/trade_bars/1m`` (exchanges with ``trades: true``): 1m bars built from the trades
   asset (open = first trade, close = last trade of the minute by time then trade id, volume =
   summed amount) into ``{prefix}_trade_bars``.
 
@@ -16,33 +16,46 @@ upstream rows as empty spans), once the rows are visible, so the ``no_gaps`` che
 ingested and derived candles alike. Bars longer than a day are computed only by runs whose
 partition range holds the whole bar.
 
-The assets return a :class:`StoredSlice`: the IO manager waits for the WAL and describes the slice.
+The assets follow their upstream (``asset_options.follow_upstream``): a partition the UI, a
+backfill or the refresh updates upstream is computed next, once the upstream's blocking checks
+passed. The assets return a :class:`StoredSlice` with each partition's own figures (bars written
+into that day, bars computed, closed bars left uncovered); the IO manager waits for the WAL and
+adds what each partition holds; the candle checks run per partition in the same step.
 """
 
 from collections.abc import Callable
 
+import numpy as np
 from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     IdentityPartitionMapping,
-    MetadataValue,
-    asset,
+    MaterializeResult,
+    multi_asset,
 )
 
 from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.defs.ingest_assets import (
-    IO_MANAGER_KEY,
-    ohlcv_asset_name,
-    ohlcv_table,
-    trades_asset_name,
-    trades_table,
+from ccxt_questdb_assets.defs.asset_keys import (
+    COMPUTED,
+    OHLCV,
+    TRADE_BARS,
+    TRADE_BARS_TIMEFRAME,
+    catalog_tags,
+    ohlcv_key,
+    resampled_key,
+    trade_bars_key,
+    trades_key,
 )
-from ccxt_questdb_assets.defs.io_manager import SeriesTable, StoredSlice
-from ccxt_questdb_assets.defs.partitions import BACKFILL_POLICY, market_partitions, slices_of
+from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
+from ccxt_questdb_assets.defs.checks import CandleChecks
+from ccxt_questdb_assets.defs.ingest_assets import ohlcv_table, trades_table
+from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, SeriesTable, StoredSlice
+from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
@@ -57,18 +70,8 @@ from ccxt_questdb_assets.storage.derived import (
     resample_candles,
 )
 from ccxt_questdb_assets.storage.identifiers import validate_table_name
-from ccxt_questdb_assets.storage.schema import TableNames
 
 KINDS = {"questdb"}
-TRADE_BARS_TIMEFRAME = "1m"
-
-
-def resampled_asset_name(exchange_id: str, timeframe: str) -> str:
-    return f"{exchange_id}_ohlcv_{timeframe}_resampled"
-
-
-def trade_bars_asset_name(exchange_id: str) -> str:
-    return f"{exchange_id}_trade_bars_{TRADE_BARS_TIMEFRAME}"
 
 
 def _table_name(ex: ExchangeProject, suffix: str) -> str:
@@ -79,51 +82,51 @@ def _table_name(ex: ExchangeProject, suffix: str) -> str:
 
 
 def resampled_table(ex: ExchangeProject, timeframe: str) -> SeriesTable:
-    return SeriesTable(_table_name(ex, "ohlcv_resampled"), "ohlcv", ex.exchange_id, Timeframe.parse(timeframe).name)
+    return SeriesTable(_table_name(ex, "ohlcv_resampled"), OHLCV, ex.exchange_id, Timeframe.parse(timeframe).name)
 
 
 def trade_bars_table(ex: ExchangeProject) -> SeriesTable:
-    return SeriesTable(_table_name(ex, "trade_bars"), "ohlcv", ex.exchange_id, TRADE_BARS_TIMEFRAME)
-
-
-def coverage_table(table: SeriesTable) -> str:
-    """Where a series' coverage lives: beside its data table, as the ingestion engine keeps it."""
-    return TableNames.for_data_table(table.table).coverage
+    return SeriesTable(_table_name(ex, "trade_bars"), OHLCV, ex.exchange_id, TRADE_BARS_TIMEFRAME)
 
 
 def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
     out: list[AssetsDefinition] = []
     for ex in project.exchanges:
+        options = AssetOptions.of(project, ex)
         base_tf = ex.timeframes[0]
-        source = ohlcv_table(ex, base_tf)
+        source, upstream = ohlcv_table(ex, base_tf), ohlcv_key(ex.exchange_id, base_tf)
         for tf in ex.resample_to:
-            target = resampled_table(ex, tf)
+            target, key = resampled_table(ex, tf), resampled_key(ex.exchange_id, tf)
             out.append(_derived_asset(
-                project, ex, name=resampled_asset_name(ex.exchange_id, tf), target=target, source=source,
-                upstream=ohlcv_asset_name(ex.exchange_id, base_tf), policy=ex.ohlcv.recheck,
-                write=_resample_writer(source, target),
+                options, key, target=target, source=source, upstream=upstream, policy=ex.ohlcv.recheck,
+                write=_resample_writer(source, target), checks=CandleChecks(key, target, ex.ohlcv.recheck,
+                                                                            options.partitions_def),
+                tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, tf),
                 description=(
                     f"{tf} candles of {ex.exchange_id}, computed inside QuestDB from the {base_tf} candles of "
-                    f"`{ohlcv_asset_name(ex.exchange_id, base_tf)}` with `SAMPLE BY {tf} ALIGN TO CALENDAR`: open = "
-                    f"first open, high = max high, low = min low, close = last close, volume = sum of volumes. "
-                    f"Only {tf} bars lying wholly inside what the upstream's coverage claims are written, so "
-                    f"each is final (`closed`); the rest of the partition is reported as uncovered and computed "
-                    f"once the upstream covers it. Table `{target.table}`."),
+                    f"`{upstream.to_user_string()}` with `SAMPLE BY {tf} ALIGN TO CALENDAR`: open = first open, "
+                    f"high = max high, low = min low, close = last close, volume = sum of volumes. Only {tf} bars "
+                    f"lying wholly inside what the upstream's coverage claims are written, so each is final "
+                    f"(`closed`); the rest of the partition is reported as uncovered and computed once the upstream "
+                    f"covers it. Table `{target.table}`, coverage `{target.coverage_table}`."),
             ))
         if ex.trades:
-            source = trades_table(ex)
-            target = trade_bars_table(ex)
+            source, upstream = trades_table(ex), trades_key(ex.exchange_id)
+            target, key = trade_bars_table(ex), trade_bars_key(ex.exchange_id)
+            candles = (ohlcv_key(ex.exchange_id, TRADE_BARS_TIMEFRAME), ohlcv_table(ex, TRADE_BARS_TIMEFRAME))
             out.append(_derived_asset(
-                project, ex, name=trade_bars_asset_name(ex.exchange_id), target=target, source=source,
-                upstream=trades_asset_name(ex.exchange_id), policy=ex.trades_config.recheck,
+                options, key, target=target, source=source, upstream=upstream, policy=ex.trades_config.recheck,
                 write=_trade_bars_writer(source, target),
+                checks=CandleChecks(key, target, ex.trades_config.recheck, options.partitions_def,
+                                    exchange_candles=candles if TRADE_BARS_TIMEFRAME in ex.timeframes else None),
+                tags=catalog_tags(ex.exchange_id, TRADE_BARS, COMPUTED, TRADE_BARS_TIMEFRAME),
                 description=(
                     f"1m bars of {ex.exchange_id} built inside QuestDB from the trades of "
-                    f"`{trades_asset_name(ex.exchange_id)}` with `SAMPLE BY 1m`: open = first trade of the minute, "
-                    "close = last trade (by time, then trade id), high/low = max/min price, volume = sum of "
-                    "amounts. Only minutes wholly covered by the trades' coverage are written; a covered minute "
-                    "without trades has no bar and is recorded as empty. Checked against the exchange's own 1m "
-                    f"candles. Table `{target.table}`."),
+                    f"`{upstream.to_user_string()}` with `SAMPLE BY 1m`: open = first trade of the minute, close = "
+                    "last trade (by time, then trade id), high/low = max/min price, volume = sum of amounts. Only "
+                    "minutes wholly covered by the trades' coverage are written; a covered minute without trades "
+                    "has no bar and is recorded as empty. Checked against the exchange's own 1m candles. Table "
+                    f"`{target.table}`, coverage `{target.coverage_table}`."),
             ))
     return out
 
@@ -151,37 +154,37 @@ def _trade_bars_writer(source: SeriesTable, target: SeriesTable) -> Writer:
     return write
 
 
-def _derived_asset(project: ProjectConfig, ex: ExchangeProject, *, name: str, target: SeriesTable,
-                   source: SeriesTable, upstream: str, policy: EmptyRecheckPolicy, write: Writer,
-                   description: str) -> AssetsDefinition:
-    @asset(
-        name=name,
-        group_name=ex.exchange_id,
-        description=description,
-        partitions_def=market_partitions(ex.exchange_id, project.start_date),
-        backfill_policy=BACKFILL_POLICY,
-        deps=[AssetDep(AssetKey(upstream), partition_mapping=IdentityPartitionMapping())],
-        kinds=KINDS,
-        io_manager_key=IO_MANAGER_KEY,
-        metadata={**target.definition_metadata(), "computed_from": upstream,
-                  "questdb/source_table": source.table},
-    )
-    def derived(context: AssetExecutionContext, questdb: QuestDBResource) -> StoredSlice:
-        return run_derived(context, questdb.client(), source=source, target=target, policy=policy, write=write)
+def _derived_asset(options: AssetOptions, key: AssetKey, *, target: SeriesTable, source: SeriesTable,
+                   upstream: AssetKey, policy: EmptyRecheckPolicy, write: Writer, checks: CandleChecks,
+                   tags: dict[str, str], description: str) -> AssetsDefinition:
+    spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS,
+                     deps=[AssetDep(upstream, partition_mapping=IdentityPartitionMapping())],
+                     metadata={**target.definition_metadata(), "computed_from": upstream.to_user_string(),
+                               "questdb/source_table": source.table},
+                     **options.spec_kwargs(fetched=False)).with_io_manager_key(IO_MANAGER_KEY)
 
-    derived.__name__ = name
-    return derived
+    def derived(context: AssetExecutionContext, questdb: QuestDBResource):  # yields MaterializeResult, then check evaluations
+        client = questdb.client()
+        if key in context.selected_asset_keys:
+            stored = run_derived(context, client, source=source, target=target, policy=policy, write=write)
+            yield MaterializeResult(asset_key=key, value=stored)
+        yield from checks.evaluate(context, client)
+
+    with chosen_features():
+        decorated = multi_asset(name=key.to_python_identifier(), specs=[spec], check_specs=checks.specs(),
+                                can_subset=True, **options.asset_kwargs())(derived)
+    return options.with_code_references(decorated)
 
 
 def run_derived(context: AssetExecutionContext, client: QuestDBClient, *, source: SeriesTable, target: SeriesTable,
                 policy: EmptyRecheckPolicy, write: Writer) -> StoredSlice:
-    """Compute every covered bar of the run's partitions, record the derived coverage, report."""
+    """Compute every covered bar of the run's partitions, record the derived coverage, count per partition."""
     tf = Timeframe.parse(target.timeframe)
     now = wall_clock_ms()
-    source_coverage = CoverageStore(client, coverage_table(source))
-    target_coverage = CoverageStore(client, coverage_table(target))
-    bars = computed = closed_bars = 0
-    windows_done = 0
+    source_coverage = CoverageStore(client, source.coverage_table)
+    target_coverage = CoverageStore(client, target.coverage_table)
+    figures: dict[str, dict[str, object]] = {}
+    uncovered_total = 0
     for sl in slices_of(context.partition_keys):
         covered = source_coverage.load(str(source.node(sl.symbol))).covered(now, policy)
         todo = [w for window in sl.windows for w in bar_windows(covered, window, tf)]
@@ -189,29 +192,40 @@ def run_derived(context: AssetExecutionContext, client: QuestDBClient, *, source
             write(client, sl.symbol, w)
         if todo:
             client.wait_visible(target.table)  # rows visible before their coverage is recorded
-        spans = []
+        spans, written = [], []
         for w in todo:
             opens = bar_opens(client, target.table, target.node(sl.symbol), w)
-            bars += int(opens.size)
-            computed += tf.bars_between(w.start_ms, w.end_ms)
+            written.append(opens)
             spans += derived_spans(w, opens, tf, now, policy)
         target_coverage.record(str(target.node(sl.symbol)), spans)
-        windows_done += len(todo)
-        for window in sl.windows:
-            last = min(window.end_ms, tf.floor(now))
-            first = tf.ceil(window.start_ms)
-            closed_bars += tf.bars_between(first, last) if last > first else 0
+        computed = np.concatenate([_opens_in(w, tf) for w in todo] or [np.empty(0, np.int64)])
+        stored = np.concatenate(written or [np.empty(0, np.int64)])
+        for p in sl.partitions:
+            figures[p.key] = _partition_figures(p, tf, now, computed, stored, source.table)
+            uncovered_total += figures[p.key]["uncovered_closed_bars"]
         context.log.info(f"{target.node(sl.symbol)}: {len(todo)} covered window(s) computed from {source.table}")
-    uncovered = closed_bars - computed
-    context.add_output_metadata({
-        "rows_written": bars,
-        "bars_computed": computed,
-        "windows_computed": windows_done,
-        "uncovered_closed_bars": uncovered,
-        "coverage_after": MetadataValue.float(round(computed / closed_bars, 6) if closed_bars else 0.0),
-        "computed_from": source.table,
-    })
-    if uncovered:
-        context.log.warning(f"{uncovered} closed {tf.name} bar(s) of this run lie outside the upstream's coverage "
-                            f"and were not computed: materialize the upstream partitions first")
-    return StoredSlice(rows_written=bars)
+    if uncovered_total:
+        context.log.warning(f"{uncovered_total} closed {tf.name} bar(s) of this run lie outside the upstream's "
+                            f"coverage and were not computed: materialize the upstream partitions first")
+    return StoredSlice(figures)
+
+
+def _opens_in(window: TimeWindow, tf: Timeframe) -> np.ndarray:
+    """Open times of the bars of ``window`` (on the bar grid)."""
+    return np.arange(window.start_ms, window.end_ms, tf.ms, dtype=np.int64)
+
+
+def _partition_figures(p: MarketPartition, tf: Timeframe, now_ms: int, computed: np.ndarray, stored: np.ndarray,
+                       source_table: str) -> dict[str, object]:
+    """A partition's bars (each counted in the day it opens): written, computed, closed but uncovered."""
+    closed_end = min(p.day.end_ms, tf.floor(now_ms))
+    first = tf.ceil(p.day.start_ms)
+    closed = tf.bars_between(first, closed_end) if closed_end > first else 0
+    in_day = ((computed >= p.day.start_ms) & (computed < p.day.end_ms)).sum()
+    return {
+        "rows_written": int(((stored >= p.day.start_ms) & (stored < p.day.end_ms)).sum()),
+        "bars_computed": int(in_day),
+        "uncovered_closed_bars": int(closed - in_day),
+        "coverage_after": round(int(in_day) / closed, 6) if closed else 0.0,
+        "computed_from": source_table,
+    }

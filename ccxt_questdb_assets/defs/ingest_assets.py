@@ -1,29 +1,51 @@
 """Ingestion assets: exchange candles and trades, one asset per (exchange, timeframe) and per exchange.
 
 A run covers its partitions through the library's coverage engine, so a covered partition costs
-no exchange request (unless ``force``) and a partial one fetches only its gaps. The engine writes
-page by page (memory bounded by a page, a crash loses at most the page in flight); the asset
-returns a :class:`StoredSlice` and the IO manager waits for visibility and describes the slice.
+no exchange request of any kind (unless ``force``): the exchange's markets are loaded only when a
+gap must be fetched. A partial partition fetches only its gaps. The engine writes page by page
+(memory bounded by a page, a crash loses at most the pages in flight); the asset returns a
+:class:`StoredSlice` with each partition's own figures (rows written into that day, the requests
+of pages starting in it, coverage before and after), the IO manager waits for visibility and adds
+what each partition holds, and the candle checks are evaluated per partition in the same step.
+What belongs to the whole run (gaps, rate-limiter waits) goes to the run's log.
 """
 
-
 from dataclasses import replace
-from typing import Any
 
-from dagster import AssetExecutionContext, AssetsDefinition, Config, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    multi_asset,
+)
 from pydantic import Field
 
 from ccxt_questdb_assets.core.windows import format_ms
-from ccxt_questdb_assets.defs.io_manager import SeriesTable, StoredSlice
-from ccxt_questdb_assets.defs.partitions import BACKFILL_POLICY, market_partitions, slices_of
+from ccxt_questdb_assets.defs.asset_keys import (
+    FETCHED,
+    OHLCV,
+    TRADES,
+    catalog_tags,
+    ohlcv_key,
+    trades_key,
+)
+from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
+from ccxt_questdb_assets.defs.checks import CandleChecks
+from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, SeriesTable, StoredSlice
+from ccxt_questdb_assets.defs.partition_figures import PartitionLedger, coverage_by_partition, stored_by_partition
+from ccxt_questdb_assets.defs.partitions import slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
+from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.history.backfill import BackfillReport
 from ccxt_questdb_assets.history.ccxt_provider import CcxtQuestDBProvider
 from ccxt_questdb_assets.history.config import ProviderConfig
+from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 
-IO_MANAGER_KEY = "questdb_io_manager"
 KINDS = {"ccxt", "questdb"}
 
 
@@ -31,110 +53,101 @@ class IngestConfig(Config):
     force: bool = Field(default=False, description="Refetch the partitions even where coverage says they are stored.")
 
 
-def pool_name(exchange_id: str) -> str:
-    """One concurrency pool per exchange (limits concurrent steps; the rate limiter paces requests)."""
-    return f"ccxt_{exchange_id}"
-
-
-def ohlcv_asset_name(exchange_id: str, timeframe: str) -> str:
-    return f"{exchange_id}_ohlcv_{timeframe}"
-
-
-def trades_asset_name(exchange_id: str) -> str:
-    return f"{exchange_id}_trades"
-
-
 def ohlcv_table(ex: ExchangeProject, timeframe: str) -> SeriesTable:
-    return SeriesTable(ex.ohlcv.tables.data, "ohlcv", ex.exchange_id, timeframe)
+    return SeriesTable(ex.ohlcv.tables.data, OHLCV, ex.exchange_id, timeframe)
 
 
 def trades_table(ex: ExchangeProject) -> SeriesTable:
     assert ex.trades_config is not None
-    return SeriesTable(ex.trades_config.tables.data, "trades", ex.exchange_id)
+    return SeriesTable(ex.trades_config.tables.data, TRADES, ex.exchange_id)
 
 
 def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
     out: list[AssetsDefinition] = []
     for ex in project.exchanges:
+        options = AssetOptions.of(project, ex)
         for tf in ex.timeframes:
+            key, table = ohlcv_key(ex.exchange_id, tf), ohlcv_table(ex, tf)
             out.append(_ingest_asset(
-                project, ex, name=ohlcv_asset_name(ex.exchange_id, tf), table=ohlcv_table(ex, tf),
-                mapping=ex.provider_mapping("ohlcv", timeframe=tf),
-                description=f"{tf} candles of {ex.exchange_id}, fetched through ccxt into QuestDB. Only closed bars "
-                            "count as stored; the still-open bar is stored provisionally and refetched until closed.",
+                options, key, table, ProviderConfig.from_mapping(ex.provider_mapping(OHLCV, timeframe=tf)),
+                checks=CandleChecks(key, table, ex.ohlcv.recheck, options.partitions_def),
+                tags=catalog_tags(ex.exchange_id, OHLCV, FETCHED, tf),
+                description=f"{tf} candles of {ex.exchange_id}, fetched through ccxt into QuestDB table "
+                            f"`{table.table}`. Only closed bars count as stored; the still-open bar is stored "
+                            f"provisionally (`closed` false) and refetched until closed. What is stored is recorded "
+                            f"in `{table.coverage_table}`, so a stored partition costs no exchange request.",
             ))
         if ex.trades:
+            table = trades_table(ex)
             out.append(_ingest_asset(
-                project, ex, name=trades_asset_name(ex.exchange_id), table=trades_table(ex),
-                mapping=ex.provider_mapping("trades"),
+                options, trades_key(ex.exchange_id), table, ProviderConfig.from_mapping(ex.provider_mapping(TRADES)),
+                checks=None, tags=catalog_tags(ex.exchange_id, TRADES, FETCHED),
                 description=f"Trades of {ex.exchange_id} with millisecond timestamps and the exchange's trade id, "
-                            "paged by id so no trade is lost or repeated at page edges.",
+                            f"paged by id so no trade is lost or repeated at page edges, in QuestDB table "
+                            f"`{table.table}`; what is stored is recorded in `{table.coverage_table}`.",
             ))
     return out
 
 
-def _ingest_asset(project: ProjectConfig, ex: ExchangeProject, *, name: str, table: SeriesTable,
-                  mapping: dict[str, Any], description: str) -> AssetsDefinition:
-    provider_config = ProviderConfig.from_mapping(mapping)  # checked at load: a bad config fails the code location
+def _ingest_asset(options: AssetOptions, key: AssetKey, table: SeriesTable, provider_config: ProviderConfig, *,
+                  checks: CandleChecks | None, tags: dict[str, str], description: str) -> AssetsDefinition:
+    """``provider_config`` is checked at load: a bad config fails the code location, not a run."""
+    spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS,
+                     metadata={**table.definition_metadata(), "node_id_template": _node_template(table)},
+                     **options.spec_kwargs(fetched=True)).with_io_manager_key(IO_MANAGER_KEY)
 
-    @asset(
-        name=name,
-        group_name=ex.exchange_id,
-        description=description,
-        partitions_def=market_partitions(ex.exchange_id, project.start_date),
-        backfill_policy=BACKFILL_POLICY,
-        pool=pool_name(ex.exchange_id),
-        kinds=KINDS,
-        io_manager_key=IO_MANAGER_KEY,
-        metadata={**table.definition_metadata(), "node_id_template": _node_template(table)},
-    )
     async def ingest(context: AssetExecutionContext, config: IngestConfig, questdb: QuestDBResource,
-                     rate_limiter: RateLimiterResource) -> StoredSlice:
-        return await run_ingest(context, provider_config, table, questdb, rate_limiter, force=config.force)
+                     rate_limiter: RateLimiterResource):  # yields MaterializeResult, then check evaluations
+        if key in context.selected_asset_keys:
+            stored = await run_ingest(context, provider_config, table, questdb, rate_limiter, force=config.force)
+            yield MaterializeResult(asset_key=key, value=stored)
+        if checks is not None:
+            for event in checks.evaluate(context, questdb.client()):
+                yield event
 
-    ingest.__name__ = name
-    return ingest
+    with chosen_features():
+        decorated = multi_asset(name=key.to_python_identifier(), specs=[spec],
+                                check_specs=checks.specs() if checks else None, can_subset=True, pool=options.pool,
+                                **options.asset_kwargs())(ingest)
+    return options.with_code_references(decorated)
 
 
 def _node_template(table: SeriesTable) -> str:
-    return f"ohlcv:{table.exchange}:{{symbol}}:{table.timeframe}" if table.kind == "ohlcv" else f"trades:{table.exchange}:{{symbol}}"
+    return str(table.node("{symbol}"))
 
 
 async def run_ingest(context: AssetExecutionContext, config: ProviderConfig, table: SeriesTable,
                      questdb: QuestDBResource, rate_limiter: RateLimiterResource, *, force: bool) -> StoredSlice:
-    """Cover every (symbol, days) of the run, then report what it took."""
-    slices = slices_of(context.partition_keys)
-    reports: list[BackfillReport] = []
+    """Cover every (symbol, days) of the run; count what each partition got."""
     client = questdb.client()
-    already = 0
-    with rate_limiter.track(context, add_metadata=False) as limiter_scope:
-        for sl in slices:
-            provider = CcxtQuestDBProvider.from_config(_for_symbol(config, sl.symbol, rate_limiter), client=client)
-            store = table.store(client)
+    store, coverage = table.store(client), CoverageStore(client, table.coverage_table)
+    figures: dict[str, dict[str, object]] = {}
+    reports: list[BackfillReport] = []
+    with rate_limiter.track(context, add_metadata=False):
+        for sl in slices_of(context.partition_keys):
+            node = table.node(sl.symbol)
+            before = coverage.load(str(node))
+            held_before = stored_by_partition(store, node, sl.partitions)
+            coverage_before = coverage_by_partition(before, sl.partitions, wall_clock_ms())
+            ledger = PartitionLedger(sl.partitions)
+            # Markets are loaded by the first page of a gap, never for a covered partition.
+            provider = CcxtQuestDBProvider.from_config(_for_symbol(config, sl.symbol, rate_limiter), client=client,
+                                                       validate_markets=False)
             try:
                 for window in sl.windows:
-                    node = table.node(sl.symbol)
-                    already += store.stats(node, window)[0]
-                    report = await provider.ensure_range(window.start_ms / 1000, window.end_ms / 1000,
-                                                         node_id=str(node), force=force)
+                    report = await provider.ensure_range(window.start_ms / 1000, window.end_ms / 1000, node_id=node,
+                                                         force=force, observer=ledger)
                     reports.append(report)
                     context.log.info(_describe(report))
             finally:
                 await provider.close()
-    window_ms = sum(r.window.end_ms - r.window.start_ms for r in reports) or 1
-    context.add_output_metadata({
-        "rows_written": sum(r.rows_written for r in reports),
-        "exchange_requests": sum(r.requests for r in reports),
-        "rows_already_present": already,
-        "coverage_before": MetadataValue.float(round(sum(r.covered_before_ms for r in reports) / window_ms, 6)),
-        "coverage_after": MetadataValue.float(round(sum(r.covered_after_ms for r in reports) / window_ms, 6)),
-        "gaps_fetched": sum(len(r.gaps) for r in reports),
-        "empty_windows_found": sum(r.empty_windows for r in reports),
-        "forced": force,
-        "symbols": ", ".join(sl.symbol for sl in slices),
-        **rate_limiter.metadata(limiter_scope.stats, sorted(k for k in limiter_scope.keys if k)),
-    })
-    return StoredSlice(rows_written=sum(r.rows_written for r in reports))
+            coverage_after = coverage_by_partition(coverage.load(str(node)), sl.partitions, wall_clock_ms())
+            for key, (rows, requests) in ledger.by_partition().items():
+                figures[key] = {"rows_written": rows, "exchange_requests": requests,
+                                "rows_already_present": held_before[key].rows,
+                                "coverage_before": coverage_before[key], "coverage_after": coverage_after[key]}
+    context.log.info(_run_summary(reports, force))
+    return StoredSlice(figures)
 
 
 def _for_symbol(config: ProviderConfig, symbol: str, rate_limiter: RateLimiterResource) -> ProviderConfig:
@@ -145,8 +158,15 @@ def _for_symbol(config: ProviderConfig, symbol: str, rate_limiter: RateLimiterRe
 
 
 def _describe(report: BackfillReport) -> str:
+    where = f"{report.node_id} {format_ms(report.window.start_ms)}..{format_ms(report.window.end_ms)}"
     if not report.gaps:
-        return f"{report.node_id} {format_ms(report.window.start_ms)}..{format_ms(report.window.end_ms)}: already covered, 0 requests"
-    return (f"{report.node_id} {format_ms(report.window.start_ms)}..{format_ms(report.window.end_ms)}: "
-            f"{len(report.gaps)} gap(s), {report.requests} requests, {report.rows_written} rows written in "
+        return f"{where}: already covered, 0 requests"
+    return (f"{where}: {len(report.gaps)} gap(s), {report.requests} requests, {report.rows_written} rows written in "
             f"{report.seconds:.2f} s")
+
+
+def _run_summary(reports: list[BackfillReport], force: bool) -> str:
+    """The run's totals (they belong to the run, not to any one partition)."""
+    return (f"run totals: {len(reports)} window(s), {sum(len(r.gaps) for r in reports)} gap(s) fetched, "
+            f"{sum(r.requests for r in reports)} exchange requests, {sum(r.rows_written for r in reports)} rows "
+            f"written, {sum(r.empty_windows for r in reports)} empty window(s) found" + (", forced" if force else ""))

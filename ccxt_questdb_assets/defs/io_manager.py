@@ -12,13 +12,17 @@ Outputs go through a type handler:
   page; SQL assets insert inside QuestDB), so only visibility and metadata remain.
 
 Either way ``handle_output`` returns only once QuestDB has applied the WAL, so checks and
-downstream assets of the same run read what was written. ``load_input`` returns the upstream
-partitions' rows as one DataFrame (``symbol`` column included).
+downstream assets of the same run read what was written. Then each partition's materialization
+gets its own figures (``partition_figures``): rows stored, first and last timestamps, a preview,
+plus what the handler or the asset counted for that partition. ``load_input`` returns the
+upstream partitions' rows as one DataFrame (``symbol`` column included).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
@@ -38,11 +42,14 @@ from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
+from ccxt_questdb_assets.defs.partition_figures import stored_by_partition
 from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.storage.client import QuestDBClient
+from ccxt_questdb_assets.storage.schema import TableNames
 from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
 
+IO_MANAGER_KEY = "questdb_io_manager"
 META_TABLE = "questdb/table"
 META_KIND = "questdb/kind"
 META_EXCHANGE = "ccxt/exchange"
@@ -93,6 +100,11 @@ class SeriesTable:
     def store(self, client: QuestDBClient) -> SeriesStore:
         return SeriesStore(client, self.table, self.series_kind)
 
+    @property
+    def coverage_table(self) -> str:
+        """Where the series' coverage lives: beside its data table, as the ingestion engine keeps it."""
+        return TableNames.for_data_table(self.table).coverage
+
     def definition_metadata(self) -> dict[str, Any]:
         """Asset metadata: what the IO manager needs, and what the catalog shows."""
         schema = self.series_kind.schema
@@ -123,28 +135,34 @@ class SeriesTable:
         return cls(get(META_TABLE), get(META_KIND), get(META_EXCHANGE), get(META_TIMEFRAME))
 
 
+PartitionFigures = Mapping[str, Mapping[str, Any]]
+"""Metadata by partition key: what a run counted for each partition (rows written, requests, ...)."""
+
+
 @dataclass(frozen=True)
 class StoredSlice:
-    """An asset output whose rows are already in QuestDB (written page by page, or by SQL)."""
+    """An asset output whose rows are already in QuestDB (written page by page, or by SQL), with
+    what the asset counted for each partition."""
 
-    rows_written: int = 0
+    figures: PartitionFigures = field(default_factory=dict)
 
 
 class OutputHandler(Protocol):
-    """Stores one Python type; returns the number of rows it sent."""
+    """Stores one Python type; returns what it counted per partition key."""
 
-    def store(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], obj: Any, asset: str) -> int: ...
+    def store(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], obj: Any,
+              asset: str) -> PartitionFigures: ...
 
 
 class StoredSliceHandler:
-    def store(self, table, client, slices, obj: StoredSlice, asset) -> int:
-        return obj.rows_written
+    def store(self, table, client, slices, obj: StoredSlice, asset) -> PartitionFigures:
+        return obj.figures
 
 
 class DataFrameHandler:
     """Validates a frame of candles or trades and upserts it symbol by symbol."""
 
-    def store(self, table, client, slices, obj: pd.DataFrame, asset) -> int:
+    def store(self, table, client, slices, obj: pd.DataFrame, asset) -> PartitionFigures:
         store = table.store(client)
         by_symbol = {s.symbol: s for s in slices}
         frame = obj
@@ -155,11 +173,14 @@ class DataFrameHandler:
             groups = [(next(iter(by_symbol)), frame)]
         else:
             groups = list(frame.groupby("symbol", sort=True, observed=True))
-        written = 0
         cleaned = [(symbol, self._clean(table, part, by_symbol, symbol, asset)) for symbol, part in groups]
+        figures: dict[str, dict[str, Any]] = {}
         for symbol, rows in cleaned:  # every group validated before anything is written
-            written += store.write(table.node(symbol), rows)
-        return written
+            store.write(table.node(symbol), rows)
+            ts = rows["ts"].to_numpy()
+            for p in by_symbol[symbol].partitions:
+                figures[p.key] = {"rows_written": int(((ts >= p.day.start_ms) & (ts < p.day.end_ms)).sum())}
+        return figures
 
     @staticmethod
     def _clean(table: SeriesTable, part: pd.DataFrame, by_symbol: dict[str, SymbolSlice], symbol: str,
@@ -204,6 +225,13 @@ class DataFrameHandler:
 
 HANDLERS: dict[type, OutputHandler] = {pd.DataFrame: DataFrameHandler(), StoredSlice: StoredSliceHandler()}
 
+# Dagster 1.13 initialises a nested resource (this IO manager's ``questdb``) through
+# ``InitResourceContext.replace_config``, which reads the context's own deprecated ``dagster_run``:
+# a warning from Dagster about Dagster's code, printed in every run. Silenced here, where the
+# nesting is chosen (the style of Dagster's database IO managers).
+warnings.filterwarnings("ignore", message=r"InitResourceContext\.dagster_run is deprecated",
+                        category=DeprecationWarning)
+
 
 class QuestDBIOManager(ConfigurableIOManager):
     """Stores partitioned candles and trades in QuestDB and loads them back as DataFrames."""
@@ -220,9 +248,11 @@ class QuestDBIOManager(ConfigurableIOManager):
                                     "a pandas DataFrame or a StoredSlice")
         slices = _slices(context, asset)
         client = self.questdb.client()
-        written = handler.store(table, client, slices, obj, asset)
+        figures = handler.store(table, client, slices, obj, asset)
         client.wait_visible(table.table)
-        context.add_output_metadata(self._describe(table, client, slices, written))
+        for key, metadata in self._describe(table, client, slices, figures).items():
+            # Each partition's materialization carries that partition's figures, not the run's.
+            context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
@@ -240,30 +270,26 @@ class QuestDBIOManager(ConfigurableIOManager):
         return pd.concat(frames, ignore_index=True)
 
     # -- metadata ---------------------------------------------------------------------------
-    def _describe(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], written: int) -> dict:
+    def _describe(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice],
+                  figures: PartitionFigures) -> dict[str, dict[str, Any]]:
+        """Metadata by partition key: rows stored, first and last timestamps, a preview, and the
+        handler's figures for that partition."""
         store = table.store(client)
-        count, first, last, preview = 0, None, None, []
+        out: dict[str, dict[str, Any]] = {}
         for sl in slices:
-            for window in sl.windows:
-                n, lo, hi = store.stats(table.node(sl.symbol), window)
-                count += n
-                first = lo if first is None or (lo is not None and lo < first) else first
-                last = hi if last is None or (hi is not None and hi > last) else last
-            if len(preview) < self.preview_rows:
-                head = store.read(table.node(sl.symbol), sl.windows[0], limit=self.preview_rows - len(preview))
-                head.insert(1, "symbol", sl.symbol)
-                preview.append(head)
-        md: dict[str, Any] = {
-            "dagster/row_count": count,
-            "rows_sent": written,
-            "questdb/table": table.table,
-        }
-        if first is not None:
-            md["first_ts"] = MetadataValue.timestamp(first / 1000)
-            md["last_ts"] = MetadataValue.timestamp(last / 1000)
-        if preview:
-            md["preview"] = MetadataValue.md(pd.concat(preview, ignore_index=True).to_markdown(index=False))
-        return md
+            node = table.node(sl.symbol)
+            stored = stored_by_partition(store, node, sl.partitions)
+            for p in sl.partitions:
+                held = stored[p.key]
+                md: dict[str, Any] = {"dagster/row_count": held.rows, **figures.get(p.key, {})}
+                if held.rows:
+                    md["first_ts"] = MetadataValue.timestamp(held.first_ms / 1000)
+                    md["last_ts"] = MetadataValue.timestamp(held.last_ms / 1000)
+                    if self.preview_rows:
+                        head = store.read(node, p.day, limit=self.preview_rows)
+                        md["preview"] = MetadataValue.md(head.to_markdown(index=False))
+                out[p.key] = md
+        return out
 
 
 def _slices(context: InputContext | OutputContext, asset: str) -> list[SymbolSlice]:

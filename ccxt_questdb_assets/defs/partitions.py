@@ -58,11 +58,22 @@ def partition_key(day: date | str, symbol: str) -> MultiPartitionKey:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketPartition:
+    """One date x symbol partition: its key as Dagster writes it, its symbol and its UTC day."""
+
+    key: str
+    symbol: str
+    day: TimeWindow
+
+
+@dataclass(frozen=True, slots=True)
 class SymbolSlice:
-    """One symbol's part of a run: the days asked, as one window per contiguous run of days."""
+    """One symbol's part of a run: its partitions (by day), and their days merged into one window
+    per contiguous run of days (one fetch each)."""
 
     symbol: str
     windows: tuple[TimeWindow, ...]
+    partitions: tuple[MarketPartition, ...] = ()
 
     @property
     def span(self) -> TimeWindow:
@@ -90,22 +101,27 @@ def split_key(key: str | MultiPartitionKey) -> tuple[str, str]:
     return dims[DATE_DIM], dims[SYMBOL_DIM]
 
 
+def market_partition(key: str | MultiPartitionKey) -> MarketPartition:
+    day, symbol = split_key(key)
+    return MarketPartition(str(key), symbol, day_window(day))
+
+
 def slices_of(keys: Iterable[str | MultiPartitionKey]) -> list[SymbolSlice]:
-    """Group partition keys by symbol; adjacent days merge into one window (one fetch)."""
-    days: dict[str, list[TimeWindow]] = defaultdict(list)
+    """Group partition keys by symbol, days in order; adjacent days merge into one window (one fetch)."""
+    by_symbol: dict[str, dict[TimeWindow, MarketPartition]] = defaultdict(dict)
     for key in keys:
-        day, symbol = split_key(key)
-        days[symbol].append(day_window(day))
+        part = market_partition(key)
+        by_symbol[part.symbol][part.day] = part
     out = []
-    for symbol in sorted(days):
-        windows = sorted(set(days[symbol]), key=lambda w: w.start_ms)
+    for symbol in sorted(by_symbol):
+        parts = tuple(by_symbol[symbol][d] for d in sorted(by_symbol[symbol]))
         merged: list[TimeWindow] = []
-        for w in windows:
-            if merged and merged[-1].end_ms == w.start_ms:
-                merged[-1] = TimeWindow(merged[-1].start_ms, w.end_ms)
+        for p in parts:
+            if merged and merged[-1].end_ms == p.day.start_ms:
+                merged[-1] = TimeWindow(merged[-1].start_ms, p.day.end_ms)
             else:
-                merged.append(w)
-        out.append(SymbolSlice(symbol, tuple(merged)))
+                merged.append(p.day)
+        out.append(SymbolSlice(symbol, tuple(merged), parts))
     return out
 
 

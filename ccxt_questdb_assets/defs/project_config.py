@@ -7,6 +7,7 @@ top, per-exchange ones under ``exchanges.<id>``) plus a few that only make sense
     questdb: {table_prefix: crypto}   # from_config's questdb keys; password: $CCXT_QUESTDB_PASSWORD
     rate_limiter: {scope: cluster, min_interval_s: 1.2, burst: 1}
     alerts: {webhook_url_env: CCXT_QUESTDB_ALERT_WEBHOOK}
+    refresh: {cron: "*/5 * * * *", running: true}   # the refresh schedule (UTC cron, default status)
     exchanges:
       binance:
         symbols: [BTC/USDT, ETH/USDT]
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dagster._utils.schedules import is_valid_cron_string
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
@@ -42,12 +44,14 @@ DEFAULT_PROJECT_FILE = Path(__file__).with_name("default_project.yaml")
 
 #: from_config keys that may be given once at the top and apply to every exchange.
 SHARED_KEYS = tuple(k for k in TOP_LEVEL_KEYS if k not in ("mode", "exchange", "exchange_id", "symbols", "timeframe"))
-PROJECT_KEYS = ("start_date", "exchanges", "alerts", *SHARED_KEYS)
+PROJECT_KEYS = ("start_date", "exchanges", "alerts", "refresh", *SHARED_KEYS)
 EXCHANGE_ONLY_KEYS = ("trades", "resample_to", "listing_pattern")
 #: Set once at the top: they configure the shared QuestDB and rate limiter resources.
 RESOURCE_KEYS = ("questdb", "rate_limiter", "connectors")
 EXCHANGE_KEYS = (*EXCHANGE_ONLY_KEYS, "symbols", "timeframe", *(k for k in SHARED_KEYS if k not in RESOURCE_KEYS))
 ALERT_KEYS = ("webhook_url_env",)
+REFRESH_KEYS = ("cron", "running")
+DEFAULT_REFRESH_CRON = "*/5 * * * *"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9]*$")
 
@@ -96,11 +100,31 @@ class ExchangeProject:
 
 
 @dataclass(frozen=True)
+class RefreshSettings:
+    """The refresh schedule: when it ticks (a UTC cron) and whether it starts running."""
+
+    cron: str = DEFAULT_REFRESH_CRON
+    running: bool = False
+
+    @classmethod
+    def from_mapping(cls, raw: Any, where: str) -> RefreshSettings:
+        check_keys(raw, REFRESH_KEYS, where)
+        cron = raw.get("cron", DEFAULT_REFRESH_CRON)
+        if not isinstance(cron, str) or not is_valid_cron_string(cron):
+            raise ConfigError(f"{where}.cron {cron!r} is not a cron expression; e.g. '*/5 * * * *' (every 5 minutes, UTC)")
+        running = raw.get("running", False)
+        if not isinstance(running, bool):
+            raise ConfigError(f"{where}.running {running!r} must be true or false")
+        return cls(cron, running)
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     start_date: str
     exchanges: tuple[ExchangeProject, ...]
     webhook_url_env: str | None
     source: str
+    refresh: RefreshSettings = field(default_factory=RefreshSettings)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> ProjectConfig:
@@ -128,7 +152,8 @@ class ProjectConfig:
         exchanges = tuple(_exchange(ex_id, section, shared, environ, where) for ex_id, section in exchanges_raw.items())
         alerts = raw.get("alerts") or {}
         check_keys(alerts, ALERT_KEYS, f"{where} alerts")
-        return cls(start, exchanges, alerts.get("webhook_url_env"), source)
+        refresh = RefreshSettings.from_mapping(raw.get("refresh") or {}, f"{where} refresh")
+        return cls(start, exchanges, alerts.get("webhook_url_env"), source, refresh)
 
     def exchange(self, exchange_id: str) -> ExchangeProject:
         for ex in self.exchanges:

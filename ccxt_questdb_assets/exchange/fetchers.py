@@ -58,7 +58,10 @@ def wall_clock_ms() -> int:
 
 @dataclass
 class Page:
+    """One answer of the exchange (``requests`` asked it): rows from ``start_ms`` on, and what they prove."""
+
     rows: pd.DataFrame
+    start_ms: int
     claim: TimeWindow | None = None
     empty: list[TimeWindow] = field(default_factory=list)
     requests: int = 1
@@ -190,7 +193,7 @@ class CcxtOHLCVFetcher(_Fetcher):
             claim_end = min(complete_to, closed_until)
             claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
             empty = holes(frame["ts"].tolist(), claim, tf.ms) if claim else []
-            yield Page(rows=frame, claim=claim, empty=empty, requests=requests)
+            yield Page(rows=frame, start_ms=cursor, claim=claim, empty=empty, requests=requests)
             if complete_to <= cursor:
                 break
             cursor = complete_to
@@ -262,7 +265,8 @@ class CcxtTradesFetcher(_Fetcher):
                 complete_to = min(slice_end, final_until)
             claim_end = min(complete_to, final_until)
             claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
-            yield Page(rows=inside, claim=claim, empty=[claim] if claim and inside.empty else [], requests=requests)
+            yield Page(rows=inside, start_ms=cursor, claim=claim, empty=[claim] if claim and inside.empty else [],
+                       requests=requests)
             if (by_id and not full) or (complete_to <= cursor and next_id is None):
                 break
             cursor = max(cursor, complete_to)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pandas as pd
 
@@ -45,6 +46,13 @@ class BackfillRequest:
     node: NodeId
     window: TimeWindow
     force: bool = False
+
+
+class PageObserver(Protocol):
+    """Told of every page once it is written (before its claim is recorded): per-page accounting
+    such as requests and rows by partition, without holding the pages."""
+
+    def page_stored(self, page: Page) -> None: ...
 
 
 @dataclass
@@ -111,7 +119,8 @@ class FetcherBackfillStrategy:
         self.fetcher = fetcher
         self.recheck = recheck or EmptyRecheckPolicy()
 
-    async def ensure_range(self, request: BackfillRequest, backend: QuestDBBackend) -> BackfillReport:
+    async def ensure_range(self, request: BackfillRequest, backend: QuestDBBackend,
+                           observer: PageObserver | None = None) -> BackfillReport:
         started = time.perf_counter()
         node, window = request.node, request.window
         now = self.fetcher.clock()
@@ -120,7 +129,7 @@ class FetcherBackfillStrategy:
         report.gaps = [window] if request.force else coverage.gaps(window, now, self.recheck)
         report.covered_before_ms = coverage.covered_ms(window, now)
         for gap in report.gaps:
-            await self._fill(node, gap, backend, report, now)
+            await self._fill(node, gap, backend, report, now, observer)
         if report.gaps:
             await backend.compact_coverage(node, now)
             after = await backend.load_coverage(node)
@@ -130,7 +139,8 @@ class FetcherBackfillStrategy:
         report.seconds = time.perf_counter() - started
         return report
 
-    async def _fill(self, node: NodeId, gap: TimeWindow, backend: QuestDBBackend, report: BackfillReport, now: int) -> None:
+    async def _fill(self, node: NodeId, gap: TimeWindow, backend: QuestDBBackend, report: BackfillReport, now: int,
+                    observer: PageObserver | None) -> None:
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
         queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)
 
@@ -151,6 +161,9 @@ class FetcherBackfillStrategy:
                         rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
                         report.rows_written += await backend.write(node, rows, wait=False)
                     report.empty_windows += sum(len(p.empty) for p in batch)
+                    if observer is not None:
+                        for page in batch:
+                            observer.page_stored(page)
                     if covering is not None:
                         await covering  # claims are recorded in page order; its error stops the fill
                     covering = asyncio.create_task(cover(batch))

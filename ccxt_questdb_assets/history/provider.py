@@ -17,7 +17,12 @@ from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
 from ccxt_questdb_assets.history.backend import QuestDBBackend
-from ccxt_questdb_assets.history.backfill import BackfillReport, BackfillRequest, FetcherBackfillStrategy
+from ccxt_questdb_assets.history.backfill import (
+    BackfillReport,
+    BackfillRequest,
+    FetcherBackfillStrategy,
+    PageObserver,
+)
 
 T = TypeVar("T")
 
@@ -53,11 +58,12 @@ class AugmentedHistoryProvider:
             window = TimeWindow(node.timeframe.floor(window.start_ms), node.timeframe.ceil(window.end_ms))
         return BackfillRequest(node, window, force)
 
-    async def ensure_range(self, start, end, *, node_id: str, interval=None, force: bool = False) -> BackfillReport:
+    async def ensure_range(self, start, end, *, node_id: str, interval=None, force: bool = False,
+                           observer: PageObserver | None = None) -> BackfillReport:
         """Make the backend cover ``[start, end)`` (closed bars only); returns what it took.
 
         ``force`` refetches the whole window even where coverage says it is stored (rows are
-        upserted, so nothing is duplicated).
+        upserted, so nothing is duplicated). ``observer`` is told of every page written.
         """
         if self.auto_backfill is None:
             raise ConfigError("this provider has no fetcher: it can read stored data but not backfill")
@@ -65,7 +71,7 @@ class AugmentedHistoryProvider:
         # One fill per series at a time in this process; other processes are safe through dedup.
         lock = self._locks.setdefault(str(request.node), asyncio.Lock())
         async with lock:
-            report = await self.auto_backfill.ensure_range(request, self.backend)
+            report = await self.auto_backfill.ensure_range(request, self.backend, observer)
         self.last_report = report
         return report
 

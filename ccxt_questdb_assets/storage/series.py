@@ -158,25 +158,38 @@ class SeriesStore:
         bars = -(-(window.end_ms - window.start_ms) // node.timeframe.ms)
         return min(bars, limit if limit is not None else bars) >= EXPORT_MIN_ROWS
 
-    def count(self, node: NodeId, window: TimeWindow) -> int:
+    def _in_window(self, node: NodeId, window: TimeWindow) -> tuple[str, tuple]:
+        """``WHERE`` clause (keys and ``[start, end)``) and its bound parameters."""
         keys = " AND ".join(f"{c} = %s" for c in self.kind.key_columns)
-        rows = self.client.query(
-            f"SELECT count() FROM {quote_ident(self.table)} "
-            f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp",
-            (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)),
-        )
+        return (f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp",
+                (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)))
+
+    def count(self, node: NodeId, window: TimeWindow) -> int:
+        where, params = self._in_window(node, window)
+        rows = self.client.query(f"SELECT count() FROM {quote_ident(self.table)} {where}", params)
         return int(rows[0][0]) if rows else 0
 
     def stats(self, node: NodeId, window: TimeWindow) -> tuple[int, int | None, int | None]:
         """``(rows, first ts ms, last ts ms)`` of ``node`` in ``[start, end)``."""
         self.ensure()
-        keys = " AND ".join(f"{c} = %s" for c in self.kind.key_columns)
+        where, params = self._in_window(node, window)
         rows = self.client.query(
-            f"SELECT count(), cast(min(ts) AS long), cast(max(ts) AS long) FROM {quote_ident(self.table)} "
-            f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp",
-            (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)),
+            f"SELECT count(), cast(min(ts) AS long), cast(max(ts) AS long) FROM {quote_ident(self.table)} {where}",
+            params,
         )
         n, lo, hi = rows[0] if rows else (0, None, None)
         if not n:
             return 0, None, None
         return int(n), int(lo) // 1000, int(hi) // 1000
+
+    def daily_stats(self, node: NodeId, window: TimeWindow) -> dict[int, tuple[int, int, int]]:
+        """``{UTC day start ms: (rows, first ts ms, last ts ms)}`` of ``node`` in ``[start, end)``,
+        for the days holding rows: one query for any number of days."""
+        self.ensure()
+        where, params = self._in_window(node, window)
+        rows = self.client.query(
+            f"SELECT cast(timestamp_floor('d', ts) AS long), count(), cast(min(ts) AS long), cast(max(ts) AS long) "
+            f"FROM {quote_ident(self.table)} {where} GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        return {int(day) // 1000: (int(n), int(lo) // 1000, int(hi) // 1000) for day, n, lo, hi in rows}

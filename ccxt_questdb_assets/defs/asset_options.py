@@ -1,0 +1,100 @@
+"""What every asset of one exchange shares: partitions, backfill policy, pool, group, freshness,
+automation and code references.
+
+* Freshness: each asset carries a ``FreshnessPolicy.time_window`` sized from the refresh
+  schedule's cron (warn after two intervals without a materialization, fail after four), so the
+  UI shows an asset going stale when the refresh stops or fails.
+* Automation: computed assets (resampled candles, trade bars) follow their upstream: a partition
+  is requested when its upstream partition was updated (by any run: the UI, a backfill, the
+  refresh), once the upstream's blocking checks passed, never while it is missing or in progress.
+* Beta and preview features used on purpose (docs/dagster.md says why): the multi-run backfill
+  policy and source code references are beta in Dagster 1.13, partitioned asset checks preview;
+  their warnings are silenced by :func:`chosen_features` around the definitions that choose
+  them, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from dagster import (
+    AssetsDefinition,
+    AutomationCondition,
+    BetaWarning,
+    FreshnessPolicy,
+    MultiPartitionsDefinition,
+    PreviewWarning,
+    with_source_code_references,
+)
+from dagster._utils.schedules import get_smallest_cron_interval
+
+from ccxt_questdb_assets.defs.partitions import BACKFILL_POLICY, market_partitions
+from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+
+#: A materialization older than this many refresh intervals makes an asset WARN, then FAIL.
+WARN_AFTER_INTERVALS, FAIL_AFTER_INTERVALS = 2, 4
+
+
+@contextmanager
+def chosen_features() -> Iterator[None]:
+    """Silence Dagster's beta and preview warnings while defining with the features chosen on purpose."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        warnings.simplefilter("ignore", PreviewWarning)
+        yield
+
+
+def pool_name(exchange_id: str) -> str:
+    """One concurrency pool per exchange (limits concurrent steps; the rate limiter paces requests)."""
+    return f"ccxt_{exchange_id}"
+
+
+def freshness_policy(refresh_cron: str) -> FreshnessPolicy:
+    interval = get_smallest_cron_interval(refresh_cron)
+    return FreshnessPolicy.time_window(fail_window=max(FAIL_AFTER_INTERVALS * interval, timedelta(minutes=2)),
+                                       warn_window=max(WARN_AFTER_INTERVALS * interval, timedelta(minutes=1)))
+
+
+def follow_upstream() -> AutomationCondition:
+    """Dagster's ``eager`` condition on every partition (not only the latest day), gated on the
+    upstream's blocking checks: a derived partition follows its upstream partition."""
+    return (AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+            & AutomationCondition.all_deps_blocking_checks_passed()).with_label("follows its upstream")
+
+
+@dataclass(frozen=True)
+class AssetOptions:
+    exchange_id: str
+    partitions_def: MultiPartitionsDefinition
+    freshness: FreshnessPolicy
+
+    @classmethod
+    def of(cls, project: ProjectConfig, ex: ExchangeProject) -> AssetOptions:
+        return cls(ex.exchange_id, market_partitions(ex.exchange_id, project.start_date),
+                   freshness_policy(project.refresh.cron))
+
+    @property
+    def pool(self) -> str:
+        return pool_name(self.exchange_id)
+
+    def spec_kwargs(self, *, fetched: bool) -> dict[str, Any]:
+        """``AssetSpec`` fields: group, freshness, and for computed assets the follow-upstream condition."""
+        out: dict[str, Any] = {"group_name": self.exchange_id, "freshness_policy": self.freshness}
+        if not fetched:
+            out["automation_condition"] = follow_upstream()
+        return out
+
+    def asset_kwargs(self) -> dict[str, Any]:
+        """``multi_asset`` arguments: partitions and the multi-run backfill policy."""
+        return {"partitions_def": self.partitions_def, "backfill_policy": BACKFILL_POLICY}
+
+    @staticmethod
+    def with_code_references(assets_def: AssetsDefinition) -> AssetsDefinition:
+        """The asset with a link to its source in the catalog."""
+        with chosen_features():
+            return with_source_code_references([assets_def])[0]

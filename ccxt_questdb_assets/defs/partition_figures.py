@@ -1,0 +1,93 @@
+"""A partition's own figures: what a run did for one date x symbol partition, and what it holds.
+
+A run may cover many partitions (a backfill range), yet each materialization Dagster records is
+one partition's: its rows, first and last timestamps, coverage, rows written and requests are
+that day's alone, never the run's totals copied onto every day. What belongs to the run (gaps,
+rate-limiter waits) goes to the run's log.
+
+* :class:`PartitionLedger` counts, page by page as the engine stores them, the rows written into
+  each day and the exchange requests, each request in the day its page started from.
+* :func:`coverage_by_partition`: the share of each day the series' coverage claims.
+* :func:`stored_by_partition`: rows and first/last timestamps per day, one query per symbol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ccxt_questdb_assets.core.coverage import Coverage
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.windows import TimeWindow
+from ccxt_questdb_assets.defs.partitions import MarketPartition
+from ccxt_questdb_assets.exchange.fetchers import Page
+from ccxt_questdb_assets.storage.series import SeriesStore
+
+
+class PartitionLedger:
+    """Rows written and exchange requests by partition, for one symbol's partitions (a ``PageObserver``)."""
+
+    def __init__(self, partitions: Sequence[MarketPartition]) -> None:
+        self.partitions = tuple(sorted(partitions, key=lambda p: p.day.start_ms))
+        self._starts = np.array([p.day.start_ms for p in self.partitions], dtype=np.int64)
+        self._ends = np.array([p.day.end_ms for p in self.partitions], dtype=np.int64)
+        self.rows = np.zeros(len(self.partitions), dtype=np.int64)
+        self.requests = np.zeros(len(self.partitions), dtype=np.int64)
+
+    def _index(self, ts_ms: np.ndarray) -> np.ndarray:
+        """The partition index of each timestamp, -1 outside every partition."""
+        idx = np.searchsorted(self._starts, ts_ms, side="right") - 1
+        inside = (idx >= 0) & (ts_ms < self._ends[np.maximum(idx, 0)])
+        return np.where(inside, idx, -1)
+
+    def page_stored(self, page: Page) -> None:
+        at = int(self._index(np.array([page.start_ms], dtype=np.int64))[0])
+        if at >= 0:
+            self.requests[at] += page.requests
+        if len(page.rows):
+            idx = self._index(page.rows["ts"].to_numpy(dtype=np.int64))
+            idx = idx[idx >= 0]
+            self.rows += np.bincount(idx, minlength=len(self.partitions))
+
+    def by_partition(self) -> dict[str, tuple[int, int]]:
+        """``{partition key: (rows written, exchange requests)}``."""
+        return {p.key: (int(r), int(q)) for p, r, q in zip(self.partitions, self.rows, self.requests, strict=True)}
+
+
+def coverage_by_partition(coverage: Coverage, partitions: Iterable[MarketPartition], now_ms: int) -> dict[str, float]:
+    """The share of each partition's day that coverage claims (stored, or known to be empty)."""
+    return {p.key: round(coverage.covered_ms(p.day, now_ms) / p.day.duration_ms, 6) for p in partitions}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFigures:
+    """What one partition holds in QuestDB."""
+
+    rows: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+
+def stored_by_partition(store: SeriesStore, node: NodeId,
+                        partitions: Sequence[MarketPartition]) -> dict[str, StoredFigures]:
+    """Rows and first/last timestamps of each partition of one series (one query)."""
+    if not partitions:
+        return {}
+    span = TimeWindow(min(p.day.start_ms for p in partitions), max(p.day.end_ms for p in partitions))
+    days = store.daily_stats(node, span)
+    out = {}
+    for p in partitions:
+        n, first, last = days.get(p.day.start_ms, (0, None, None))
+        out[p.key] = StoredFigures(n, first, last)
+    return out
+
+
+def merge_figures(*figures: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
+    """Per-partition mappings merged key by key (later ones win on a shared name)."""
+    out: dict[str, dict[str, object]] = {}
+    for mapping in figures:
+        for key, values in mapping.items():
+            out.setdefault(key, {}).update(values)
+    return out
