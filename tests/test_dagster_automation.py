@@ -1,5 +1,6 @@
-"""Automation through real Dagster, real QuestDB, real ccxt and the exchange emulator: the freshness
-schedule, the symbols/listings sensor and the run-failure webhook sensor."""
+"""Automation through real Dagster, real QuestDB, real ccxt and the exchange emulator: the refresh
+schedule, the symbols/listings sensor and the run-failure webhook sensor. (The refresh ticking in a
+real daemon, and the computed assets following their upstream: tests/test_dagster_webserver.py.)"""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ UTC = timezone.utc
 API_KEY_ENV, SECRET_ENV = "TEST_AUTOMATION_BINANCE_KEY", "TEST_AUTOMATION_BINANCE_SECRET"
 
 
-def project_mapping(questdb, emulator, prefix: str, **exchange) -> dict:
+def project_mapping(questdb, emulator, prefix: str, refresh: dict | None = None, **exchange) -> dict:
     conn = questdb.connection
-    return {
+    return {**({"refresh": refresh} if refresh else {}),
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": {"scope": "local", "max_concurrency": 2},
@@ -52,9 +53,10 @@ def project_mapping(questdb, emulator, prefix: str, **exchange) -> dict:
     }
 
 
-def load_project(questdb, emulator, tmp_path, **exchange) -> ProjectConfig:
+def load_project(questdb, emulator, tmp_path, refresh: dict | None = None, **exchange) -> ProjectConfig:
     path = tmp_path / f"project-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(project_mapping(questdb, emulator, "a_" + uuid.uuid4().hex[:10], **exchange)))
+    path.write_text(yaml.safe_dump(project_mapping(questdb, emulator, "a_" + uuid.uuid4().hex[:10], refresh,
+                                                   **exchange)))
     return ProjectConfig.load(path)
 
 
@@ -83,16 +85,20 @@ def apply_partition_requests(instance, data) -> None:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
 
-# ----------------------------------------------------------------------------- freshness schedule
+# ----------------------------------------------------------------------------- refresh schedule
+CANDLES = AssetKey(["binance", "ohlcv", "1m"])
 
 
-def test_freshness_schedule_requests_today_per_symbol_and_yesterday_in_the_first_hour(
+def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_hour(
         questdb, emulator, emulator_control, instance, tmp_path):
     project = load_project(questdb, emulator, tmp_path)
     defs = build_defs(project)
-    sched = defs.resolve_schedule_def("binance_freshness")
-    assert sched.cron_schedule == "5 * * * *" and sched.execution_timezone == "UTC"
+    sched = defs.resolve_schedule_def("binance_refresh")
+    assert sched.cron_schedule == "*/5 * * * *" and sched.execution_timezone == "UTC"
     assert sched.job_name == "binance_ingest" and sched.default_status == DefaultScheduleStatus.STOPPED
+    on = build_defs(load_project(questdb, emulator, tmp_path, refresh={"cron": "* * * * *", "running": True}))
+    assert on.resolve_schedule_def("binance_refresh").cron_schedule == "* * * * *"
+    assert on.resolve_schedule_def("binance_refresh").default_status == DefaultScheduleStatus.RUNNING
 
     def tick(*when):
         ctx = build_schedule_context(instance=instance, scheduled_execution_time=datetime(*when, tzinfo=UTC),
@@ -102,39 +108,44 @@ def test_freshness_schedule_requests_today_per_symbol_and_yesterday_in_the_first
     empty = tick(2024, 3, 1, 0, 5)
     assert empty.run_requests == [] and "no symbols" in empty.skip_message
 
+    def days(request) -> tuple[str, str]:
+        if request.partition_key:
+            return (request.partition_key, request.partition_key)
+        return (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"])
+
     instance.add_dynamic_partitions("binance_symbols", ["ETH/USDT", "BTC/USDT"])
-    first_hour = tick(2024, 3, 1, 0, 5)
-    keys = [r.partition_key for r in first_hour.run_requests]
-    assert keys == ["2024-02-29|BTC/USDT", "2024-02-29|ETH/USDT", "2024-03-01|BTC/USDT", "2024-03-01|ETH/USDT"]
-    for r in first_hour.run_requests:
-        assert r.tags["dagster/partition"] == r.partition_key
-        assert r.tags["dagster/partition/date"] == r.partition_key.split("|")[0]
-        assert r.tags["dagster/partition/symbol"] == r.partition_key.split("|")[1]
-        assert r.tags["ccxt_questdb/trigger"] == "freshness"
+    first_hour = tick(2024, 3, 1, 0, 5)  # one run per symbol over yesterday (just closed) and today
+    assert [days(r) for r in first_hour.run_requests] == [("2024-02-29|BTC/USDT", "2024-03-01|BTC/USDT"),
+                                                          ("2024-02-29|ETH/USDT", "2024-03-01|ETH/USDT")]
+    assert all(r.tags["ccxt_questdb/trigger"] == "refresh" for r in first_hour.run_requests)
     run_keys = [r.run_key for r in first_hour.run_requests]
-    assert len(set(run_keys)) == 4
+    assert len(set(run_keys)) == 2
     # the same tick evaluated again asks for the same run keys (Dagster launches a run key once)
     assert [r.run_key for r in tick(2024, 3, 1, 0, 5).run_requests] == run_keys
 
     later = tick(2024, 3, 1, 13, 5)
     assert [r.partition_key for r in later.run_requests] == ["2024-03-01|BTC/USDT", "2024-03-01|ETH/USDT"]
+    for r in later.run_requests:
+        assert r.tags["dagster/partition"] == r.partition_key
     assert not set(r.run_key for r in later.run_requests) & set(run_keys)  # the next tick runs again
     # the first day of the partitions has no yesterday
     assert [r.partition_key for r in tick(2024, 1, 1, 0, 5).run_requests] == ["2024-01-01|BTC/USDT",
                                                                                "2024-01-01|ETH/USDT"]
 
-    # a requested run is runnable as is: yesterday's (closed) day of BTC/USDT through the job (candles
-    # only, to keep the test short; the trades asset takes the same partition key)
+    # a requested run is runnable as is: yesterday's (closed) day and today's of BTC/USDT in one run of
+    # the job (candles only, to keep the test short; the trades asset takes the same partitions)
     request = first_hour.run_requests[0]
     ingest = defs.resolve_job_def("binance_ingest")
     selected = {k.to_user_string() for k in ingest.asset_layer.selected_asset_keys}
-    assert selected == {"binance_ohlcv_1m", "binance_trades"}
-    result = ingest.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags,
-                                       asset_selection=[AssetKey("binance_ohlcv_1m")])
+    assert selected == {"binance/ohlcv/1m", "binance/trades"}
+    yesterday = tick(2024, 3, 2, 0, 5).run_requests[0]  # a closed day before a day that has closed too
+    result = ingest.execute_in_process(instance=instance, tags=yesterday.tags, asset_selection=[CANDLES])
     assert result.success
-    [event] = result.asset_materializations_for_node("binance_ohlcv_1m")
-    assert event.partition == "2024-02-29|BTC/USDT" and event.metadata["dagster/row_count"].value == 1440
-    assert len(emulator_control.requests("/api/v3/klines")) == 2
+    events = result.asset_materializations_for_node(CANDLES.to_python_identifier())
+    assert sorted((e.partition, e.metadata["dagster/row_count"].value) for e in events) == [
+        ("2024-03-01|BTC/USDT", 1440), ("2024-03-02|BTC/USDT", 1440)]
+    assert len(emulator_control.requests("/api/v3/klines")) == 3  # ceil(2880 / 1000)
+    assert request.run_key.startswith("BTC/USDT@")
 
 
 # ----------------------------------------------------------------------------- symbols sensor
@@ -183,7 +194,7 @@ def test_symbols_sensor_adds_config_symbols_then_only_new_matching_active_listin
     # the new symbol's open day materializes in this process (the sensor refreshed the markets cache)
     today = datetime.now(UTC).date().isoformat()
     result = defs.resolve_job_def("binance_ingest").execute_in_process(
-        instance=instance, partition_key=f"{today}|NEW/USDT", asset_selection=[AssetKey("binance_ohlcv_1m")])
+        instance=instance, partition_key=f"{today}|NEW/USDT", asset_selection=[CANDLES])
     assert result.success
     assert emulator_control.requests("/api/v3/klines")[-1]["params"]["symbol"] == "NEWUSDT"
 
@@ -246,9 +257,6 @@ def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
         open_database()
 
     defs = build_defs(project, jobs=[leaky])
-    # set after the definitions are built: the QuestDB resource keeps the test server's password
-    secrets["CCXT_QUESTDB_PASSWORD"] = "pw-" + uuid.uuid4().hex
-    monkeypatch.setenv("CCXT_QUESTDB_PASSWORD", secrets["CCXT_QUESTDB_PASSWORD"])
     webhook = f"{receiver.url}/services/T0/B0/{uuid.uuid4().hex}"
     secrets["TEST_AUTOMATION_WEBHOOK"] = webhook
     monkeypatch.setenv("TEST_AUTOMATION_WEBHOOK", webhook)
@@ -275,12 +283,17 @@ def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
     assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section", "context"]
     for needle in ("binance_ingest", failed.run_id, "2024-03-01|NOPE/USDT", "unknown symbol 'NOPE/USDT'"):
         assert needle in payload["text"]
-    assert any(step in payload["text"] for step in ("binance_ohlcv_1m", "binance_trades"))
+    assert any(step in payload["text"] for step in ("binance__ohlcv__1m", "binance__trades"))
     assert failed.run_id in json.dumps(payload["blocks"])
     for value in secrets.values():
         assert value not in post["body"]
 
     assert tick(cursor).cursor and len(receiver.posts) == 1  # each failure is alerted once
+
+    # from now on a QuestDB password is in the environment (runs of the project would read it: the
+    # first run above needed the test server's own)
+    secrets["CCXT_QUESTDB_PASSWORD"] = "pw-" + uuid.uuid4().hex
+    monkeypatch.setenv("CCXT_QUESTDB_PASSWORD", secrets["CCXT_QUESTDB_PASSWORD"])
 
     # an error carrying secrets (DSN password, API key, key=value): redacted; the webhook's 500 is retried once
     receiver.statuses = [500]

@@ -74,9 +74,12 @@ def test_dataframe_outputs_round_trip_and_load_input_spans_days_and_symbols(setu
                              tags={ASSET_PARTITION_RANGE_START_TAG: f"2024-01-02|{symbol}",
                                    ASSET_PARTITION_RANGE_END_TAG: f"2024-01-04|{symbol}"})
         assert result.success
-        md = result.asset_materializations_for_node("frames")[0].metadata
-        assert md["dagster/row_count"].value == 3 * 1440 and md["rows_sent"].value == 3 * 1440
-        assert "preview" in md
+        events = {e.partition: e.metadata for e in result.asset_materializations_for_node("frames")}
+        assert sorted(events) == [f"2024-01-0{d}|{symbol}" for d in (2, 3, 4)]
+        for key, md in events.items():  # each partition its own day: rows, span, preview
+            assert md["dagster/row_count"].value == md["rows_written"].value == 1440
+            assert pd.Timestamp(md["first_ts"].value, unit="s", tz="UTC").isoformat().startswith(key[:10])
+            assert key[:10] in md["preview"].value
         got = seen["frame"]
         assert len(got) == 3 * 1440 and set(got["symbol"]) == {symbol}
         assert got["ts"].is_monotonic_increasing and got["ts"].iloc[0] == T0

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from dagster import Definitions, EnvVar, in_process_executor
 
+import ccxt_questdb_assets.defs.dagster_warnings  # noqa: F401  (Dagster's warnings about its own code)
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.redaction import redact_dsn
 from ccxt_questdb_assets.defs.automation import build_automation

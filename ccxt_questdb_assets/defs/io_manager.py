@@ -20,7 +20,6 @@ upstream partitions' rows as one DataFrame (``symbol`` column included).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -224,13 +223,6 @@ class DataFrameHandler:
 
 
 HANDLERS: dict[type, OutputHandler] = {pd.DataFrame: DataFrameHandler(), StoredSlice: StoredSliceHandler()}
-
-# Dagster 1.13 initialises a nested resource (this IO manager's ``questdb``) through
-# ``InitResourceContext.replace_config``, which reads the context's own deprecated ``dagster_run``:
-# a warning from Dagster about Dagster's code, printed in every run. Silenced here, where the
-# nesting is chosen (the style of Dagster's database IO managers).
-warnings.filterwarnings("ignore", message=r"InitResourceContext\.dagster_run is deprecated",
-                        category=DeprecationWarning)
 
 
 class QuestDBIOManager(ConfigurableIOManager):
