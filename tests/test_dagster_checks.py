@@ -29,6 +29,7 @@ from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
+from ccxt_questdb_assets.testing.candles import assert_bars_equal
 
 SYMBOL = "BTC/USDT"
 KLINES = "/api/v3/klines"
@@ -104,14 +105,6 @@ def checks_of(result, partition: str | None = None) -> dict[tuple[str, str], obj
 
 def truth(emulator, tf: str, start: int, end: int) -> np.ndarray:
     return np.array(emulator.market.candles(SYMBOL, tf, start, end), dtype=float)[:, :6]
-
-
-def assert_bars_equal(got: pd.DataFrame, want: np.ndarray) -> None:
-    """Timestamps and open/high/low/close exactly; volume to the last few bits (a sum of doubles)."""
-    assert len(got) == len(want) > 0
-    np.testing.assert_array_equal(got["ts"].dt.as_unit("ms").astype("int64").to_numpy(), want[:, 0].astype(np.int64))
-    np.testing.assert_array_equal(got[["open", "high", "low", "close"]].to_numpy(), want[:, 1:5])
-    np.testing.assert_allclose(got["volume"].to_numpy(), want[:, 5], rtol=1e-12, atol=0)
 
 
 def test_day_of_candles_resampled_and_trade_bars_are_exact_and_every_check_passes(project, emulator, emulator_control):
