@@ -86,7 +86,7 @@ def apply_partition_requests(instance, data) -> None:
 
 
 # ----------------------------------------------------------------------------- refresh schedule
-CANDLES = AssetKey(["binance", "ohlcv", "1m"])
+CANDLES = AssetKey(["binance", "ohlcv", "ohlcv_1m"])
 
 
 def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_hour(
@@ -137,7 +137,7 @@ def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_h
     request = first_hour.run_requests[0]
     ingest = defs.resolve_job_def("binance_ingest")
     selected = {k.to_user_string() for k in ingest.asset_layer.selected_asset_keys}
-    assert selected == {"binance/ohlcv/1m", "binance/trades"}
+    assert selected == {"binance/ohlcv/ohlcv_1m", "binance/trades"}
     yesterday = tick(2024, 3, 2, 0, 5).run_requests[0]  # a closed day before a day that has closed too
     result = ingest.execute_in_process(instance=instance, tags=yesterday.tags, asset_selection=[CANDLES])
     assert result.success
@@ -283,7 +283,7 @@ def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
     assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section", "context"]
     for needle in ("binance_ingest", failed.run_id, "2024-03-01|NOPE/USDT", "unknown symbol 'NOPE/USDT'"):
         assert needle in payload["text"]
-    assert any(step in payload["text"] for step in ("binance__ohlcv__1m", "binance__trades"))
+    assert any(step in payload["text"] for step in ("binance__ohlcv__ohlcv_1m", "binance__trades"))
     assert failed.run_id in json.dumps(payload["blocks"])
     for value in secrets.values():
         assert value not in post["body"]

@@ -35,8 +35,8 @@ SYMBOL = "BTC/USDT"
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
-ONE_M, ONE_H = "binance/ohlcv/1m", "binance/ohlcv/1h_resampled"
-TRADES, BARS = "binance/trades", "binance/trade_bars/1m"
+ONE_M, ONE_H = "binance/ohlcv/ohlcv_1m", "binance/ohlcv/ohlcv_1h_resampled"
+TRADES, BARS = "binance/trades", "binance/ohlcv/trade_bars_1m"
 CANDLE_CHECKS = {"no_gaps", "unique_increasing_timestamps", "ohlc_sanity"}
 
 

@@ -128,7 +128,7 @@ def test_computed_assets_follow_a_materialization_launched_by_hand(live, questdb
     one_m, one_h = tables(project)
     start = int(datetime.fromisoformat(HAND_DAY).replace(tzinfo=timezone.utc).timestamp() * 1000)
     out = server.graphql(LAUNCH_BACKFILL, {"params": {
-        "partitionNames": [f"{HAND_DAY}|{SYMBOL}"], "assetSelection": [{"path": ["binance", "ohlcv", "1m"]}],
+        "partitionNames": [f"{HAND_DAY}|{SYMBOL}"], "assetSelection": [{"path": ["binance", "ohlcv", "ohlcv_1m"]}],
         "title": "one day of 1m candles by hand"}})["launchPartitionBackfill"]
     assert out["__typename"] == "LaunchBackfillSuccess", out
     took = wait_for(f"{HAND_DAY}'s 24 1h bars", lambda: count(questdb, one_h, "1h", start, start + DAY) == 24,

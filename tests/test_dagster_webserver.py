@@ -5,8 +5,10 @@ One ``dagster dev`` (module scope) on the test QuestDB and the exchange emulator
 * a headless Chromium (Debian's ``/usr/bin/chromium``) opens the lineage and partitions pages,
   launches one partition from the Materialize dialog, sees the run succeed, and the partition's
   1,440 candles are in QuestDB;
-* a 30-day x 2-symbol backfill of ``binance_ohlcv_1m`` launched through GraphQL finishes in a few
-  runs (the asset's multi-run backfill policy) with exact candles and the minimum of requests.
+* a 30-day x 2-symbol backfill of ``binance/ohlcv/ohlcv_1m`` launched through GraphQL finishes in a
+  few runs (the asset's multi-run backfill policy) with exact candles and the minimum of requests;
+* after it, the UI (GraphQL and the browser) shows every backfilled partition with its own row
+  count (1,440) and its checks passed, none skipped, although each run held 30 partitions.
 
 The backfill is launched (module fixture) before the browser test and runs while the browser
 drives the UI: the backfill daemon's 30 s ticks and the runs' process start-ups overlap the UI
@@ -41,15 +43,15 @@ from ccxt_questdb_assets.testing.dagster_dev import (
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-ASSET = "binance_ohlcv_1m"
+ASSET_PATH = ["binance", "ohlcv", "ohlcv_1m"]
+ASSET = "/".join(ASSET_PATH)
+NODE_LABEL = ASSET_PATH[-1]  # the lineage graph labels a node with the key's last part
+CANDLE_CHECKS = ("no_gaps", "ohlc_sanity", "unique_increasing_timestamps")
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 KLINES = "/api/v3/klines"
 DAY_MS = 86_400_000
 BACKFILL_DAYS = [str(date(2024, 4, 1) + timedelta(days=i)) for i in range(30)]
 UI_DAY, UI_SYMBOL = "2024-03-06", "BTC/USDT"  # outside the backfill window: its own requests
-# Backfill runs execute in the run worker itself (no step subprocess): one Python start-up less
-# per run. The UI run keeps the default (multiprocess) executor, as a user gets it.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 BACKFILL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 420
 
@@ -141,7 +143,7 @@ def backfill(dev, emulator) -> Backfill:
     assert len(keys) == 60
     launched_at, launched_epoch = time.monotonic(), time.time()
     out = dev.server.graphql(LAUNCH_BACKFILL, {"params": {
-        "partitionNames": keys, "assetSelection": [{"path": [ASSET]}], "runConfigData": IN_PROCESS,
+        "partitionNames": keys, "assetSelection": [{"path": ASSET_PATH}],
         "title": "webserver test backfill",
     }})["launchPartitionBackfill"]
     assert out["__typename"] == "LaunchBackfillSuccess", out
@@ -188,7 +190,7 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
                 step = "lineage page shows the asset node"
                 page.goto(f"{url}/asset-groups")
                 node = page.locator("foreignObject").filter(
-                    has=page.get_by_text(ASSET, exact=True)).filter(has_text="Latest event")
+                    has=page.get_by_text(NODE_LABEL, exact=True)).filter(has_text="Latest event")
                 expect(node.first).to_be_visible(timeout=120_000)
 
                 step = "partitions view"
@@ -198,7 +200,8 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
 
                 step = "Materialize dialog"
                 page.get_by_role("button", name="Materialize…").click()
-                dialog = page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {ASSET}")
+                title = re.compile(rf"Launch runs to materialize .*{NODE_LABEL}")
+                dialog = page.get_by_role("dialog").filter(has_text=title)
                 expect(dialog).to_be_visible()
 
                 step = "select one date"
@@ -209,7 +212,7 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
                 step = "select one symbol"
                 dialog.get_by_text("Select a partition or create one").click()
                 page.get_by_role("menuitem").filter(has_text=UI_SYMBOL).first.click()
-                dialog.get_by_text(f"Launch runs to materialize {ASSET}").click()  # closes the symbol menu
+                dialog.get_by_text(title).click()  # closes the symbol menu
                 expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
 
                 step = "launch"
@@ -293,3 +296,111 @@ def test_backfill_30_days_2_symbols_through_graphql(dev, backfill, questdb, emul
                      f"{symbol} {BACKFILL_DAYS[0]}..{BACKFILL_DAYS[-1]}")
     requests = [r for symbol in SYMBOLS for r in kline_requests(emulator, symbol, start, end)]
     assert len(requests) == 2 * math.ceil(43200 / 1000), f"{len(requests)} kline requests for the backfill window"
+
+
+CHECK_PARTITIONS = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name
+            partitionStatuses {
+              __typename
+              ... on AssetCheckMultiPartitionStatuses {
+                primaryDimensionName
+                ranges {
+                  primaryDimStartKey primaryDimEndKey
+                  secondaryDim {
+                    __typename
+                    ... on AssetCheckDefaultPartitionStatuses { succeededPartitions failedPartitions skippedPartitions }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+MATERIALIZATIONS = """
+query($key: AssetKeyInput!, $partitions: [String!]) {
+  assetOrError(assetKey: $key) {
+    ... on Asset {
+      assetMaterializations(partitions: $partitions) {
+        partition runId
+        metadataEntries { label ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue } }
+      }
+    }
+  }
+}
+"""
+
+
+def check_statuses(server: DagsterDev) -> dict[str, dict[str, set[str]]]:
+    """``{check: {"succeeded"|"failed"|"skipped": {"date|symbol", ...}}}`` from the UI's own query."""
+    data = server.graphql(CHECK_PARTITIONS, {"key": {"path": ASSET_PATH}})["assetNodeOrError"]
+    out = {}
+    for check in data["assetChecksOrError"]["checks"]:
+        statuses = check["partitionStatuses"]
+        assert statuses["__typename"] == "AssetCheckMultiPartitionStatuses", statuses
+        assert statuses["primaryDimensionName"] == "date", statuses
+        found: dict[str, set[str]] = {"succeeded": set(), "failed": set(), "skipped": set()}
+        for r in statuses["ranges"]:
+            first, last = date.fromisoformat(r["primaryDimStartKey"]), date.fromisoformat(r["primaryDimEndKey"])
+            days = [str(first + timedelta(days=i)) for i in range((last - first).days + 1)]
+            for status in found:
+                found[status] |= {f"{d}|{s}" for d in days for s in r["secondaryDim"][f"{status}Partitions"]}
+        out[check["name"]] = found
+    return out
+
+
+def test_the_ui_shows_each_backfilled_partition_with_its_own_rows_and_checks_passed(dev, backfill, tmp_path):
+    """After the backfill (runs of 30 partitions each): per partition, the UI's queries and pages."""
+    server = dev.server
+    wanted = set(keys_for(BACKFILL_DAYS, SYMBOLS))
+    statuses = check_statuses(server)
+    assert sorted(statuses) == sorted(CANDLE_CHECKS)
+    for name, found in statuses.items():
+        assert wanted <= found["succeeded"], f"{name}: not passed on {sorted(wanted - found['succeeded'])[:5]}"
+        assert not (found["failed"] | found["skipped"]) & wanted, f"{name}: {found}"
+
+    events = server.graphql(MATERIALIZATIONS, {"key": {"path": ASSET_PATH}, "partitions": sorted(wanted)})
+    events = events["assetOrError"]["assetMaterializations"]
+    assert {e["partition"] for e in events} == wanted
+    rows = {e["partition"]: {m["label"]: m.get("intValue", m.get("floatValue")) for m in e["metadataEntries"]}
+            for e in events}
+    assert {md["dagster/row_count"] for md in rows.values()} == {1440}
+    assert {md["coverage_after"] for md in rows.values()} == {1.0}
+    assert sum(md["exchange_requests"] for md in rows.values()) == 2 * math.ceil(43200 / 1000)
+
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    day = BACKFILL_DAYS[7]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1100})
+            page.set_default_timeout(90_000)
+            page.goto(f"{server.url}/assets/{ASSET}?view=partitions&partition={day}%7CETH%2FUSDT")
+            detail = page.get_by_text(f"{day}|ETH/USDT", exact=True)
+            expect(detail.first).to_be_visible()
+            row = page.locator("tr").filter(has=page.get_by_text("dagster/row_count", exact=True))
+            expect(row.first).to_contain_text("1440")
+            page.screenshot(path=str(tmp_path / "partition.png"))
+
+            page.goto(f"{server.url}/assets/{ASSET}?view=checks")
+            page.locator("button[role=tab]").filter(has_text="Partitions").click()
+            expect(page.get_by_text("Skipped (0)")).to_be_visible()
+            passed = page.get_by_text(re.compile(r"^Passed \(\d+\)$"))
+            expect(passed).to_be_visible()
+            assert int(re.search(r"\d+", passed.inner_text()).group()) >= len(wanted)
+            page.screenshot(path=str(tmp_path / "check_partitions.png"))
+        finally:
+            browser.close()
+    print(f"screenshots: {tmp_path / 'partition.png'}, {tmp_path / 'check_partitions.png'}")

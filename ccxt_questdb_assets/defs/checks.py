@@ -21,7 +21,7 @@ the resampled candles):
 * ``ohlc_sanity``: no row with high < max(open, close), low > min(open, close), high < low,
   volume < 0, or a NaN/NULL value. QuestDB compares doubles with a tolerance of about 1e-10.
 
-Not blocking: ``agrees_with_exchange_candles`` on ``{exchange}/trade_bars/1m``: on the minutes
+Not blocking: ``agrees_with_exchange_candles`` on ``{exchange}/ohlcv/trade_bars_1m``: on the minutes
 both hold, the bars built from trades equal the exchange's 1m candles (open, high, low, close
 exactly, volume within 1e-9 relative).
 

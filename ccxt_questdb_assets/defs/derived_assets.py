@@ -1,9 +1,9 @@
 """Derived assets: candles computed inside QuestDB from what the ingestion assets stored.
 
-* ``{exchange}/ohlcv/{tf}_resampled``, one per ``resample_to`` timeframe: the exchange's first
-  timeframe (``{exchange}/ohlcv/1m``) resampled with ``SAMPLE BY {tf} ALIGN TO CALENDAR`` (first
+* ``{exchange}/ohlcv/ohlcv_{tf}_resampled``, one per ``resample_to`` timeframe: the exchange's
+  first timeframe (``{exchange}/ohlcv/ohlcv_1m``) resampled with ``SAMPLE BY {tf} ALIGN TO CALENDAR`` (first
   open, max high, min low, last close, summed volume) into ``{prefix}_ohlcv_resampled``.
-* ``{exchange}/trade_bars/1m`` (exchanges with ``trades: true``): 1m bars built from the trades
+* ``{exchange}/ohlcv/trade_bars_1m`` (exchanges with ``trades: true``): 1m bars built from the trades
   asset (open = first trade, close = last trade of the minute by time then trade id, volume =
   summed amount) into ``{prefix}_trade_bars``.
 
@@ -43,7 +43,6 @@ from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.asset_keys import (
     COMPUTED,
     OHLCV,
-    TRADE_BARS,
     TRADE_BARS_TIMEFRAME,
     catalog_tags,
     ohlcv_key,
@@ -119,7 +118,7 @@ def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
                 write=_trade_bars_writer(source, target),
                 checks=CandleChecks(key, target, ex.trades_config.recheck, options.partitions_def,
                                     exchange_candles=candles if TRADE_BARS_TIMEFRAME in ex.timeframes else None),
-                tags=catalog_tags(ex.exchange_id, TRADE_BARS, COMPUTED, TRADE_BARS_TIMEFRAME),
+                tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, TRADE_BARS_TIMEFRAME),
                 description=(
                     f"1m bars of {ex.exchange_id} built inside QuestDB from the trades of "
                     f"`{upstream.to_user_string()}` with `SAMPLE BY 1m`: open = first trade of the minute, close = "

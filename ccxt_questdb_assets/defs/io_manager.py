@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import pandas as pd
 from dagster import (
     ConfigurableIOManager,
+    DagsterInvariantViolationError,
     InputContext,
     MetadataValue,
     OutputContext,
@@ -114,6 +115,7 @@ class SeriesTable:
             META_KIND: self.kind,
             META_EXCHANGE: self.exchange,
             "dagster/table_name": f"questdb.{self.table}",
+            "questdb/coverage_table": self.coverage_table,
             "dagster/column_schema": TableSchema(columns=columns),
             "questdb/dedup_keys": ", ".join(schema.dedup_keys),
             "questdb/partition_by": schema.partition_by,
@@ -242,9 +244,7 @@ class QuestDBIOManager(ConfigurableIOManager):
         client = self.questdb.client()
         figures = handler.store(table, client, slices, obj, asset)
         client.wait_visible(table.table)
-        for key, metadata in self._describe(table, client, slices, figures).items():
-            # Each partition's materialization carries that partition's figures, not the run's.
-            context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+        _attach(context, self._describe(table, client, slices, figures))
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
@@ -282,6 +282,20 @@ class QuestDBIOManager(ConfigurableIOManager):
                         md["preview"] = MetadataValue.md(head.to_markdown(index=False))
                 out[p.key] = md
         return out
+
+
+def _attach(context: OutputContext, by_partition: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each partition's figures on that partition's materialization (never the run's totals on
+    every partition). Outside a run (a context built for a test) there are no per-partition events:
+    the numbers go out as one ``partitions`` entry keyed by partition."""
+    try:
+        step = context.step_context
+    except DagsterInvariantViolationError:
+        numbers = {key: {k: v for k, v in md.items() if isinstance(v, (int, float))} for key, md in by_partition.items()}
+        context.add_output_metadata({"partitions": MetadataValue.json(numbers)})
+        return
+    for key, metadata in by_partition.items():
+        step.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
 
 
 def _slices(context: InputContext | OutputContext, asset: str) -> list[SymbolSlice]:
