@@ -267,11 +267,11 @@ def test_dagster_runs_events_and_alerts_carry_no_secret(secrets, secured_questdb
 
             cursor = tick(None).cursor
             partition = f"{DAY[0]}|BTC/USDT"
-            only_candles = [AssetKey("binance_ohlcv_1m")]
+            only_candles = [AssetKey(["binance", "ohlcv", "ohlcv_1m"])]
             ok = job.execute_in_process(instance=instance, partition_key=partition, asset_selection=only_candles,
                                         tags={"team": "data"})
             assert ok.success
-            md = ok.asset_materializations_for_node("binance_ohlcv_1m")[0].metadata
+            md = ok.asset_materializations_for_node(only_candles[0].to_python_identifier())[0].metadata
             assert md["rows_written"].value == 1440
             bad_symbol = job.execute_in_process(instance=instance, partition_key=f"{DAY[0]}|NOPE/USDT",
                                                 asset_selection=only_candles, raise_on_error=False)

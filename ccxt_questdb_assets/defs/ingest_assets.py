@@ -36,7 +36,7 @@ from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
 from ccxt_questdb_assets.defs.checks import CandleChecks
 from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, SeriesTable, StoredSlice
 from ccxt_questdb_assets.defs.partition_figures import PartitionLedger, coverage_by_partition, stored_by_partition
-from ccxt_questdb_assets.defs.partitions import slices_of
+from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
@@ -120,34 +120,37 @@ async def run_ingest(context: AssetExecutionContext, config: ProviderConfig, tab
                      questdb: QuestDBResource, rate_limiter: RateLimiterResource, *, force: bool) -> StoredSlice:
     """Cover every (symbol, days) of the run; count what each partition got."""
     client = questdb.client()
-    store, coverage = table.store(client), CoverageStore(client, table.coverage_table)
     figures: dict[str, dict[str, object]] = {}
     reports: list[BackfillReport] = []
     with rate_limiter.track(context, add_metadata=False):
         for sl in slices_of(context.partition_keys):
-            node = table.node(sl.symbol)
-            before = coverage.load(str(node))
-            held_before = stored_by_partition(store, node, sl.partitions)
-            coverage_before = coverage_by_partition(before, sl.partitions, wall_clock_ms())
-            ledger = PartitionLedger(sl.partitions)
-            # Markets are loaded by the first page of a gap, never for a covered partition.
             provider = CcxtQuestDBProvider.from_config(_for_symbol(config, sl.symbol, rate_limiter), client=client,
-                                                       validate_markets=False)
+                                                       validate_markets=False)  # loaded by a gap's first page
             try:
-                for window in sl.windows:
-                    report = await provider.ensure_range(window.start_ms / 1000, window.end_ms / 1000, node_id=node,
-                                                         force=force, observer=ledger)
-                    reports.append(report)
-                    context.log.info(_describe(report))
+                figures.update(await _cover_symbol(context, provider, table, sl, force, reports))
             finally:
                 await provider.close()
-            coverage_after = coverage_by_partition(coverage.load(str(node)), sl.partitions, wall_clock_ms())
-            for key, (rows, requests) in ledger.by_partition().items():
-                figures[key] = {"rows_written": rows, "exchange_requests": requests,
-                                "rows_already_present": held_before[key].rows,
-                                "coverage_before": coverage_before[key], "coverage_after": coverage_after[key]}
     context.log.info(_run_summary(reports, force))
     return StoredSlice(figures)
+
+
+async def _cover_symbol(context: AssetExecutionContext, provider: CcxtQuestDBProvider, table: SeriesTable,
+                        sl: SymbolSlice, force: bool, reports: list[BackfillReport]) -> dict[str, dict[str, object]]:
+    """Cover one symbol's days; each partition's rows written, requests, rows held before and coverage."""
+    node = table.node(sl.symbol)
+    coverage = CoverageStore(provider.backend.client, table.coverage_table)
+    held_before = stored_by_partition(table.store(provider.backend.client), node, sl.partitions)
+    coverage_before = coverage_by_partition(coverage.load(str(node)), sl.partitions, wall_clock_ms())
+    ledger = PartitionLedger(sl.partitions)
+    for window in sl.windows:
+        report = await provider.ensure_range(window.start_ms / 1000, window.end_ms / 1000, node_id=node,
+                                             force=force, observer=ledger)
+        reports.append(report)
+        context.log.info(_describe(report))
+    coverage_after = coverage_by_partition(coverage.load(str(node)), sl.partitions, wall_clock_ms())
+    return {key: {"rows_written": rows, "exchange_requests": requests, "rows_already_present": held_before[key].rows,
+                  "coverage_before": coverage_before[key], "coverage_after": coverage_after[key]}
+            for key, (rows, requests) in ledger.by_partition().items()}
 
 
 def _for_symbol(config: ProviderConfig, symbol: str, rate_limiter: RateLimiterResource) -> ProviderConfig:
