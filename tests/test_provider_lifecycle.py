@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import aiohttp
 import pytest
 from test_history_backfill import INFO, assert_candles_equal, klines_requests, make_provider, truth_candles, utc_ms
 
+from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.exchange.client import build_exchange, clear_markets_cache
 from ccxt_questdb_assets.exchange.loops import EventLoopError
 
@@ -186,3 +188,45 @@ def test_a_loop_closed_without_shutdown_is_left_behind_with_a_warning(questdb, e
     assert "closed without loop.shutdown_asyncgens()" in caplog.text
     assert [s for s in open_sessions() if id(s) not in before] == []
     assert {str(w.message).split(" <")[0] for w in caught if issubclass(w.category, ResourceWarning)} <= {"unclosed transport"}
+
+
+def test_a_provider_in_use_on_a_loop_of_another_thread_is_refused(questdb, emulator, emulator_control):
+    provider = make_provider(questdb, emulator)
+    holding, done = threading.Event(), threading.Event()
+
+    async def hold_it_open():
+        await fetch(provider, DAY1)
+        holding.set()
+        await asyncio.to_thread(done.wait, 60)
+        await provider.close()
+
+    other = threading.Thread(target=asyncio.run, args=(hold_it_open(),))
+    other.start()
+    try:
+        assert holding.wait(60)
+        with pytest.raises(EventLoopError, match="in use on another event loop that is still running"):
+            asyncio.run(fetch(provider, DAY2))
+    finally:
+        done.set()
+        other.join(60)
+    frame = asyncio.run(fetch(provider, DAY2))
+    asyncio.run(provider.close())
+    assert_candles_equal(frame, truth_candles(emulator, "BTC/USDT", *DAY2))
+
+
+def test_a_passed_in_exchange_stays_the_callers(questdb, emulator, emulator_control):
+    """``exchange=``: used on the loop it belongs to, never closed by the provider, refused on another loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        exchange = build_exchange("binance", base_url=emulator.base_url)
+        provider = CcxtQuestDBProvider(make_provider(questdb, emulator).config, exchange=exchange)
+        frame = loop.run_until_complete(fetch(provider, DAY1))
+        assert_candles_equal(frame, truth_candles(emulator, "BTC/USDT", *DAY1))
+        with pytest.raises(EventLoopError, match="passed as exchange= belongs to the event loop"):
+            asyncio.run(fetch(provider, DAY2))
+        loop.run_until_complete(provider.close())
+        assert exchange.session is not None  # still open: the caller closes it
+        loop.run_until_complete(exchange.close())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
