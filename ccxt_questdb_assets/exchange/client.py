@@ -18,12 +18,12 @@ import copy
 import difflib
 import json
 import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.exchange.loops import PerLoop
 from ccxt_questdb_assets.exchange.retry import MalformedResponse
 
 __all__ = [
@@ -238,9 +238,7 @@ def _require_json_bodies(exchange: Any) -> None:
 _CacheKey = tuple[str, str, str]
 _markets_cache: dict[_CacheKey, dict[str, Any]] = {}
 _sync_locks: dict[_CacheKey, threading.Lock] = {}
-_async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_CacheKey, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
+_async_locks: PerLoop[dict[_CacheKey, asyncio.Lock]] = PerLoop(dict)
 _guard = threading.Lock()
 
 
@@ -304,9 +302,7 @@ def restore_cached_markets(exchange: Any) -> bool:
 async def load_markets_cached_async(exchange: Any, *, reload: bool = False) -> dict[str, Any]:
     """Async ``load_markets`` sharing the process-wide cache; concurrent callers wait for one load."""
     key = markets_cache_key(exchange)
-    loop = asyncio.get_running_loop()
-    with _guard:
-        lock = _async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
+    lock = _async_locks.get().setdefault(key, asyncio.Lock())  # only the loop's own thread uses its dict
     async with lock:
         if not reload and key in _markets_cache:
             return _restore(exchange, _markets_cache[key])
@@ -319,7 +315,7 @@ def clear_markets_cache() -> None:
     """Forget cached markets (tests; or after an exchange lists new symbols)."""
     with _guard:
         _markets_cache.clear()
-        _async_locks.clear()
+    _async_locks.clear()
 
 
 def require_symbol(exchange: Any, symbol: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from ccxt_questdb_assets.exchange.client import (
     restore_cached_markets,
 )
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
+from ccxt_questdb_assets.exchange.loops import EventLoopError, LoopBinding
 from ccxt_questdb_assets.exchange.retry import (
     is_transient,
     rate_limit_status,
@@ -44,14 +45,19 @@ class SessionStats:
 
 
 class ExchangeSession:
-    """A lazily built ``ccxt.async_support`` exchange with limiter, retries and counters."""
+    """A ``ccxt.async_support`` exchange per event loop, with limiter, retries and counters.
+
+    The exchange is built on first use in a loop and closed when that loop shuts down (see
+    ``exchange/loops.py``) or on ``close()``; a later loop gets a fresh one, whose markets come from
+    the process cache without a request. An exchange passed in is used on one loop only and never
+    closed here.
+    """
 
     def __init__(self, config: CcxtBackfillConfig, *, exchange: Any | None = None) -> None:
         self.config = config
-        self._exchange = exchange
-        self._owns_exchange = exchange is None
+        self._given = exchange
+        self._binding: LoopBinding | None = None
         self._limiter = get_rate_limiter(config.rate_limiter, exchange_id=config.exchange_id)
-        self._markets_lock = asyncio.Lock()
         self.stats = SessionStats()
 
     @property
@@ -60,23 +66,70 @@ class ExchangeSession:
 
     @property
     def exchange(self) -> Any:
-        if self._exchange is None:
-            self._exchange = build_exchange(
-                self.config.exchange_id,
-                base_url=self.config.base_url,
-                options=self.config.ccxt_options,
-                async_=True,
-                timeout_ms=self.config.timeout_ms,
-                # ccxt's own throttle paces only when our limiter sets no rate; never both.
-                enable_rate_limit=not _limiter_sets_rate(self.config),
-                **_credential_kwargs(self.config.credentials()),
+        """The ccxt exchange of the running event loop, built on its first use there."""
+        return self._bound().exchange
+
+    def _bound(self) -> LoopBinding:
+        loop = asyncio.get_running_loop()
+        binding = self._binding
+        if binding is None:
+            exchange = self._given if self._given is not None else self._build()
+            binding = self._binding = LoopBinding(exchange, owned=self._given is None, on_release=self._forget)
+        elif binding.loop is not loop:
+            raise EventLoopError(self._elsewhere(binding))
+        return binding
+
+    async def _ready(self) -> LoopBinding:
+        """``_bound()``, after releasing an exchange left by a loop that closed without shutting down."""
+        binding = self._binding
+        if binding is not None and binding.owned and binding.loop.is_closed():
+            log.warning(
+                "%s: the exchange's event loop was closed without loop.shutdown_asyncgens(); its connections "
+                "close with that loop's sockets. Run loops with asyncio.run or asyncio.Runner, or await "
+                "close() before closing a loop by hand", self.config.exchange_id,
             )
-        return self._exchange
+            await binding.release()
+        return self._bound()
+
+    def _build(self) -> Any:
+        return build_exchange(
+            self.config.exchange_id,
+            base_url=self.config.base_url,
+            options=self.config.ccxt_options,
+            async_=True,
+            timeout_ms=self.config.timeout_ms,
+            # ccxt's own throttle paces only when our limiter sets no rate; never both.
+            enable_rate_limit=not _limiter_sets_rate(self.config),
+            **_credential_kwargs(self.config.credentials()),
+        )
+
+    def _forget(self, binding: LoopBinding) -> None:
+        if self._binding is binding:
+            self._binding = None
+
+    def _elsewhere(self, binding: LoopBinding) -> str:
+        name = self.config.exchange_id
+        if not binding.owned:
+            return (
+                f"{name}: the ccxt exchange passed as exchange= belongs to the event loop it was first used on, "
+                "and this is another loop; pass one exchange per event loop, or omit exchange= so that one is "
+                "built (and rebuilt) for each loop"
+            )
+        if binding.loop.is_running():
+            return (
+                f"{name}: this exchange session is in use on another event loop that is still running (another "
+                "thread); give each thread or event loop its own provider (the rate limiter is shared anyway)"
+            )
+        return (
+            f"{name}: this exchange session was opened on another event loop that is still open; await close() "
+            "on that loop first, or run each loop with asyncio.run or asyncio.Runner (they release it)"
+        )
 
     async def markets(self) -> dict[str, Any]:
         """Markets, loaded once per process and exchange (through the limiter)."""
-        async with self._markets_lock:
-            ex = self.exchange
+        binding = await self._ready()
+        async with binding.markets_lock:
+            ex = binding.exchange
             if not ex.markets and not restore_cached_markets(ex):
                 await self._call_raw("load_markets", lambda: load_markets_cached_async(ex))
             return ex.markets
@@ -87,8 +140,9 @@ class ExchangeSession:
 
     async def check_instruments(self, symbols: list[str], timeframes: tuple[str, ...] = ()) -> None:
         """Raise ConfigError unless the exchange knows every timeframe and symbol."""
+        exchange = (await self._ready()).exchange
         for tf in timeframes:
-            require_timeframe(self.exchange, tf)
+            require_timeframe(exchange, tf)
         for symbol in symbols:
             await self.require_symbol(symbol)
 
@@ -106,7 +160,7 @@ class ExchangeSession:
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``exchange.method(*args, **kwargs)`` through limiter and retries."""
-        fn = getattr(self.exchange, method)
+        fn = getattr((await self._ready()).exchange, method)
         return await self._call_raw(method, lambda: fn(*args, **kwargs), limit=kwargs.get("limit"))
 
     async def _call_raw(self, method: str, make_call, *, limit: int | None = None) -> Any:
@@ -149,11 +203,14 @@ class ExchangeSession:
                 await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        if self._exchange is not None and self._owns_exchange:
-            try:
-                await self._exchange.close()
-            finally:
-                self._exchange = None
+        """Release the exchange (closing it unless it was passed in). Idempotent; the session stays
+        usable: the next call builds a new exchange."""
+        binding = self._binding
+        if binding is None:
+            return
+        if binding.owned and binding.loop is not asyncio.get_running_loop() and not binding.loop.is_closed():
+            raise EventLoopError(self._elsewhere(binding))
+        await binding.release()
 
 
 def check_instruments_blocking(config: CcxtBackfillConfig, symbols: list[str], timeframes: tuple[str, ...] = ()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +24,18 @@ class CcxtQuestDBProvider(AugmentedHistoryProvider):
         self.config = config
         fetcher_cls = CcxtTradesFetcher if config.mode == "trades" else CcxtOHLCVFetcher
         fetcher = fetcher_cls(config.backfill, exchange=exchange, clock=clock)
+        self._owns_client = client is None
         backend = QuestDBBackend(client or QuestDBClient(config.connection), config.tables, mode=config.mode)
         super().__init__(backend, fetcher=fetcher, auto_backfill=FetcherBackfillStrategy(fetcher, recheck=config.recheck))
+
+    async def close(self) -> None:
+        """Release the exchange and, unless ``client`` was passed in, the QuestDB connections.
+        Idempotent; the provider stays usable (the next call connects again)."""
+        try:
+            await super().close()
+        finally:
+            if self._owns_client:
+                await asyncio.to_thread(self.backend.client.close)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | ProviderConfig, *, exchange: Any | None = None,

@@ -3,19 +3,25 @@
 ``fetch(start, end, node_id=..., interval=...)`` asks coverage, fills the gaps through the
 backfill strategy, then answers from QuestDB, so what a caller sees is always what is stored.
 Async-native; ``fetch_sync`` and friends serve callers without an event loop.
+
+Lifecycle: ``async with provider:`` (or ``await provider.close()``) releases the connections. A
+provider is not tied to one event loop: each loop gets its own exchange, released when the loop
+shuts down, so successive ``asyncio.run`` calls (and the ``*_sync`` helpers) may share it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import pandas as pd
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
+from ccxt_questdb_assets.exchange.loops import PerLoop
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.backfill import (
     BackfillReport,
@@ -45,7 +51,7 @@ class AugmentedHistoryProvider:
         self.fetcher = fetcher
         self.auto_backfill = auto_backfill or (FetcherBackfillStrategy(fetcher) if fetcher is not None else None)
         self.last_report: BackfillReport | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: PerLoop[dict[str, asyncio.Lock]] = PerLoop(dict)
 
     def _request(self, start, end, node_id: str, interval, force: bool = False) -> BackfillRequest:
         node = NodeId.parse(node_id) if not isinstance(node_id, NodeId) else node_id
@@ -69,7 +75,7 @@ class AugmentedHistoryProvider:
             raise ConfigError("this provider has no fetcher: it can read stored data but not backfill")
         request = self._request(start, end, node_id, interval, force)
         # One fill per series at a time in this process; other processes are safe through dedup.
-        lock = self._locks.setdefault(str(request.node), asyncio.Lock())
+        lock = self._locks.get().setdefault(str(request.node), asyncio.Lock())
         async with lock:
             report = await self.auto_backfill.ensure_range(request, self.backend, observer)
         self.last_report = report
@@ -85,27 +91,27 @@ class AugmentedHistoryProvider:
         return await self.backend.coverage(node_id=node_id, interval=interval)
 
     async def close(self) -> None:
+        """Release the fetcher's exchange. Idempotent; the provider stays usable (the next call
+        connects again)."""
         if self.fetcher is not None:
             await self.fetcher.close()
 
-    # -- sync helpers -----------------------------------------------------------------------
-    def fetch_sync(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
-        async def go() -> pd.DataFrame:
-            try:
-                return await self.fetch(start, end, node_id=node_id, interval=interval)
-            finally:
-                await self.close()
+    async def __aenter__(self) -> Self:
+        return self
 
-        return run_sync(go())
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- sync helpers: each runs one event loop, whose shutdown releases the exchange -------------
+    def fetch_sync(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+        return run_sync(self.fetch(start, end, node_id=node_id, interval=interval))
 
     def ensure_range_sync(self, start, end, *, node_id: str, interval=None, force: bool = False) -> BackfillReport:
-        async def go() -> BackfillReport:
-            try:
-                return await self.ensure_range(start, end, node_id=node_id, interval=interval, force=force)
-            finally:
-                await self.close()
-
-        return run_sync(go())
+        return run_sync(self.ensure_range(start, end, node_id=node_id, interval=interval, force=force))
 
     def coverage_sync(self, *, node_id: str, interval=None) -> list[tuple[int, int]]:
         return run_sync(self.coverage(node_id=node_id, interval=interval))
+
+    def close_sync(self) -> None:
+        run_sync(self.close())
