@@ -124,12 +124,9 @@ async def run_ingest(context: AssetExecutionContext, config: ProviderConfig, tab
     reports: list[BackfillReport] = []
     with rate_limiter.track(context, add_metadata=False):
         for sl in slices_of(context.partition_keys):
-            provider = CcxtQuestDBProvider.from_config(_for_symbol(config, sl.symbol, rate_limiter), client=client,
-                                                       validate_markets=False)  # loaded by a gap's first page
-            try:
+            async with CcxtQuestDBProvider.from_config(  # markets: loaded by a gap's first page, if any
+                    _for_symbol(config, sl.symbol, rate_limiter), client=client, validate_markets=False) as provider:
                 figures.update(await _cover_symbol(context, provider, table, sl, force, reports))
-            finally:
-                await provider.close()
     context.log.info(_run_summary(reports, force))
     return StoredSlice(figures)
 
