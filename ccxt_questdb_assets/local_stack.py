@@ -13,20 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ccxt_questdb_assets.defs.project_config import ENV_PROJECT
+from ccxt_questdb_assets.instance_home import ENV_DAGSTER_HOME, prepare_dagster_home
 from ccxt_questdb_assets.services.questdb_server import ServerSettings, server_status, start_detached
 
 DEFAULT_EMULATOR_PORT = 8765
-MINIMAL_DAGSTER_YAML = "nux:\n  enabled: false\ntelemetry:\n  enabled: false\n"
 
 
 def dagster_home() -> Path:
-    """``$DAGSTER_HOME``, else ``./dagster_home`` (the repository's, with its dagster.yaml)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(MINIMAL_DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
+    """Prepare the instance directory (:func:`prepare_dagster_home`) and export it as ``$DAGSTER_HOME``."""
+    home = prepare_dagster_home()
+    os.environ[ENV_DAGSTER_HOME] = str(home)
     return home
 
 
