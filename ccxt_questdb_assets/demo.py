@@ -9,6 +9,7 @@ and says how to open the UI, which then shows these runs.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -24,9 +25,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", module="dagster")
-    from ccxt_questdb_assets.local_stack import dagster_home, local_stack
+    from ccxt_questdb_assets.instance_home import prepare_dagster_home
+    from ccxt_questdb_assets.local_stack import local_stack
 
-    home = dagster_home()
+    home = prepare_dagster_home()
+    os.environ["DAGSTER_HOME"] = str(home)
     with local_stack():
         return _materialize(args, home)
 
