@@ -41,7 +41,8 @@ class DemoRun:
 
     @property
     def label(self) -> str:
-        return f"{self.job} {self.symbol} {self.first}..{self.last}"
+        days = str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
+        return f"{self.job} {self.symbol} {days}"
 
     def tags(self) -> dict[str, str]:
         return {

@@ -99,12 +99,15 @@ def read_run(instance: DagsterInstance, run_id: str, label: str) -> RunResult:
 
 def _rows_text(asset: AssetResult) -> str:
     counts = asset.row_counts()
-    if all(c is None for c in counts.values()):
+    values = list(counts.values())
+    if all(c is None for c in values):
         return f"no {ROW_COUNT_KEY} metadata"
+    if len(values) == 1:
+        return f"{values[0]} rows"
     if asset.one_figure_for_the_range:
-        return f"{next(iter(counts.values()))} rows over the range (one figure for all its partitions)"
-    if len(set(counts.values())) == 1 and len(counts) > 1:
-        return f"{next(iter(counts.values()))} rows in each"
+        return f"{values[0]} rows over the range (one figure for all its partitions)"
+    if len(set(values)) == 1:
+        return f"{values[0]} rows in each"
     return "rows " + ", ".join(f"{(p or '').split('|')[0] or '-'} {c if c is not None else '-'}"
                                for p, c in counts.items())
 
@@ -116,8 +119,11 @@ def format_run(result: RunResult) -> list[str]:
     width = max((len(a.asset) for a in result.assets), default=0)
     for asset in result.assets:
         parts = asset.partitions
-        span = f"{parts[0]} .. {parts[-1]}" if len(parts) > 1 else str(parts[0])
-        lines.append(f"  {asset.asset:<{width}}  {len(parts)} partition(s) {span}: {_rows_text(asset)}")
+        if len(parts) > 1:
+            span = f"{len(parts)} partitions {parts[0]} .. {parts[-1]}"
+        else:
+            span = f"partition {parts[0]}" if parts[0] is not None else "unpartitioned"
+        lines.append(f"  {asset.asset:<{width}}  {span}: {_rows_text(asset)}")
     failed = [c for c in result.checks if not c.passed]
     lines.append(f"  asset checks: {len(result.checks) - len(failed)} passed, {len(failed)} failed")
     for check in failed[:_SHOWN]:

@@ -44,21 +44,10 @@ class DevStack:
 
 
 def _dagster_env() -> dict[str, str]:
-    """What ``dagster dev`` gets on top of this environment.
-
-    * A fixed ``PYTHONHASHSEED`` (unless you set one): Dagster orders a job's blocking-check
-      dependencies by output name alone, and every ``@asset_check`` output is named ``result``, so
-      the order, and with it the job's snapshot id, follows string hashing, which differs in every
-      code server process. A run then re-executes, after a restart or from ``ccxt-questdb dev`` after
-      the demo, with a warning that the job's version changed.
-    * ``dagster dev`` runs in the instance directory (where its dagster.yaml is, so it does not warn
-      that the one in the current directory is unused): the project file's path is made absolute.
-    """
-    env = {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+    """``dagster dev`` runs in the instance directory (where its dagster.yaml is, so it does not warn
+    that the one in the current directory is unused): the project file's path is made absolute."""
     project = os.environ.get(ENV_PROJECT)
-    if project:
-        env[ENV_PROJECT] = str(Path(project).absolute())
-    return env
+    return {ENV_PROJECT: str(Path(project).absolute())} if project else {}
 
 
 @contextmanager
