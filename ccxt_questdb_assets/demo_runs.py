@@ -2,8 +2,8 @@
 
 A run is the exchange's job ``{exchange}_ingest`` with Dagster's partition-range tags, launched
 through the webserver's GraphQL (``launchRun``), so the code location's job (not a copy built in
-this process) runs: the run shows in the UI like one launched there, and re-executes as the same
-job version.
+this process) runs: the run carries the location's origin and job snapshot, and shows in the UI
+(runs list, Overview timeline, re-execute) like one launched there.
 """
 
 from __future__ import annotations
