@@ -1,84 +1,90 @@
-"""The main job on the embedded default: a week of partitions for two symbols, through Dagster.
+"""``ccxt-questdb demo``: the main job on the embedded default, launched as the UI launches it.
 
-Starts the local QuestDB and the bundled exchange emulator (unless ``CCXT_QUESTDB_PROJECT`` names
-a real project), materializes every asset of each exchange for the last full ``--days`` UTC days,
-one run per symbol, in the local Dagster instance (``./dagster_home``), prints what was stored,
-and says how to open the UI, which then shows these runs.
+Starts the local stack headless (:mod:`ccxt_questdb_assets.dev_stack`: QuestDB unless already
+running, the bundled emulator, ``dagster dev`` on a free port with ``./dagster_home`` as the
+instance), adds the project's symbols to the dynamic partitions, launches each exchange's job once
+per symbol over the last ``--days`` full UTC days through the webserver
+(:mod:`ccxt_questdb_assets.demo_runs`), waits for the runs, prints what the instance recorded
+(:mod:`ccxt_questdb_assets.demo_summary`), then stops ``dagster dev`` and the emulator. QuestDB
+stays up for inspection, and ``ccxt-questdb dev`` shows these runs. Exits 1 if a run failed. Ctrl-C
+or SIGTERM stop everything it started; runs it launched that had not ended are then marked
+canceled.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-import warnings
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ccxt_questdb_assets.demo_runs import DemoRun
+    from ccxt_questdb_assets.demo_summary import RunResult
+    from ccxt_questdb_assets.dev_stack import DevStack
+
+#: A run of a week of two series and their derived assets takes minutes on a busy laptop.
+DEFAULT_RUNS_TIMEOUT_S = 3600.0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="materialize a week of partitions for two symbols (the main job)")
     p.add_argument("--days", type=int, default=7, help="last full UTC days to materialize (default 7)")
-    p.add_argument("--symbols", nargs="*", help="symbols (default: the project's first two)")
+    p.add_argument("--symbols", nargs="*", help="symbols of the project (default: each exchange's first two)")
+    p.add_argument("--emulator-port", type=int, default=None, help="default 8765, as ccxt-questdb dev's")
+    p.add_argument("--timeout", type=float, default=DEFAULT_RUNS_TIMEOUT_S,
+                   help=f"seconds to wait for the runs (default {DEFAULT_RUNS_TIMEOUT_S:.0f})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    warnings.filterwarnings("ignore", module="dagster")
-    from ccxt_questdb_assets.local_stack import dagster_home, local_stack
-
-    home = dagster_home()
-    with local_stack():
-        return _materialize(args, home)
-
-
-def _materialize(args: argparse.Namespace, home) -> int:
     from dagster import DagsterInstance
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from ccxt_questdb_assets.defs.automation import ingest_job_name
-    from ccxt_questdb_assets.defs.definitions import build_definitions
+    from ccxt_questdb_assets.demo_runs import cancel_unfinished
+    from ccxt_questdb_assets.demo_summary import format_run
+    from ccxt_questdb_assets.dev_stack import dev_stack
+    from ccxt_questdb_assets.instance_home import prepare_dagster_home
+    from ccxt_questdb_assets.services.ports import free_port
+    from ccxt_questdb_assets.stop_signals import sigterm_as_interrupt
+
+    home = prepare_dagster_home()
+    launched: dict[str, DemoRun] = {}
+    try:
+        with sigterm_as_interrupt(), dev_stack(home, host="127.0.0.1", port=free_port(),
+                                               emulator_port=args.emulator_port, stop_started_questdb=False) as stack:
+            results = _run_and_read(args, stack, launched)
+            print("", *("\n".join(format_run(r)) for r in results), "", sep="\n", flush=True)
+    except BaseException:  # interrupted, or dagster dev failed: the stack and the runs' processes are gone
+        with DagsterInstance.from_config(str(home)) as instance:
+            canceled = cancel_unfinished(instance, list(launched), "ccxt-questdb demo stopped before the run ended")
+        if canceled:
+            print(f"marked {len(canceled)} unfinished run(s) canceled", flush=True)
+        raise
+    failed = [r for r in results if not r.succeeded]
+    print(f"{len(results) - len(failed)} of {len(results)} runs succeeded. Dagster instance: {home}")
+    if stack.services:
+        print("QuestDB stays up for inspection; stop it with: uv run ccxt-questdb questdb stop")
+    print("Open the UI (lineage, partitions, these runs) with: uv run ccxt-questdb dev   # http://127.0.0.1:3000")
+    return 1 if failed else 0
+
+
+def _run_and_read(args: argparse.Namespace, stack: DevStack, launched: dict[str, DemoRun]) -> list[RunResult]:
+    """Add the symbols' partitions, launch the runs (recorded in ``launched``), wait, read them back."""
+    from datetime import datetime, timezone
+
+    from dagster import DagsterInstance
+
+    from ccxt_questdb_assets.demo_runs import launch, plan_runs
+    from ccxt_questdb_assets.demo_summary import read_run
     from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
-    project = ProjectConfig.load()
-    defs = build_definitions(project)
-    today = datetime.now(timezone.utc).date()
-    first, last = today - timedelta(days=args.days), today - timedelta(days=1)
-    failures = 0
-    with DagsterInstance.get() as instance:
+    project = ProjectConfig.load()  # after the stack exported where QuestDB and the emulator are
+    plan = plan_runs(project, args.days, datetime.now(timezone.utc).date(), args.symbols)
+    home: Path = stack.home
+    with DagsterInstance.from_config(str(home)) as instance:
         sync_symbol_partitions(instance, project)
-        for ex in project.exchanges:
-            assets = [a for a in defs.resolve_all_asset_specs() if a.group_name == ex.exchange_id]
-            job = defs.resolve_job_def(ingest_job_name(ex.exchange_id))
-            for symbol in args.symbols or ex.symbols[:2]:
-                t0 = time.perf_counter()
-                result = job.execute_in_process(instance=instance, raise_on_error=False, tags={
-                    ASSET_PARTITION_RANGE_START_TAG: f"{first}|{symbol}",
-                    ASSET_PARTITION_RANGE_END_TAG: f"{last}|{symbol}",
-                    "ccxt_questdb/job": "demo",
-                })
-                failures += not result.success
-                print(f"\n{ex.exchange_id} {symbol} {first}..{last}: run {result.run_id} "
-                      f"{'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
-                for spec in assets:
-                    events = result.asset_materializations_for_node(spec.key.to_python_identifier())
-                    if not events:
-                        continue
-                    md = events[0].metadata
-                    print(f"  {spec.key.to_user_string():32s} rows stored {_v(md, 'dagster/row_count'):>8}  "
-                          f"written {_v(md, 'rows_written', _v(md, 'rows_sent')):>8}  "
-                          f"exchange requests {_v(md, 'exchange_requests', '-'):>4}  ({len(events)} partitions)")
-                checks = result.get_asset_check_evaluations()
-                failed = [c for c in checks if not c.passed]
-                print(f"  asset checks: {len(checks) - len(failed)} passed, {len(failed)} failed")
-                for check in failed:
-                    print(f"  check {check.check_name} on {check.asset_key.to_user_string()} FAILED")
-    print(f"\nDagster instance: {home}. Open the UI (lineage, partitions, these runs) with:\n"
-          f"  uv run ccxt-questdb dev      # then http://127.0.0.1:3000\n"
-          f"QuestDB stays up for inspection; stop it with: uv run ccxt-questdb questdb stop")
-    return 1 if failures else 0
-
-
-def _v(md: dict, key: str, default: Any = "-") -> Any:
-    value = md.get(key)
-    return getattr(value, "value", value) if value is not None else default
+    for run_id, demo_run in launch(stack.dagster, plan):
+        launched[run_id] = demo_run
+    stack.dagster.wait_for_runs(list(launched), args.timeout)
+    with DagsterInstance.from_config(str(home)) as instance:
+        return [read_run(instance, run_id, demo_run.label) for run_id, demo_run in launched.items()]

@@ -1,16 +1,14 @@
 """``ccxt-questdb dev``: the Dagster UI on the embedded default (or on a real project).
 
-Starts the local QuestDB and the exchange emulator on a fixed port (so runs launched from the UI
-reach it), then runs ``dagster dev`` on this project's definitions with ``./dagster_home`` as the
-instance, until interrupted.
+Runs the local stack (:mod:`ccxt_questdb_assets.dev_stack`: QuestDB unless already running, the
+exchange emulator on a fixed port so the definitions match the demo's, ``dagster dev`` on
+``./dagster_home``) until Ctrl-C or SIGTERM, then stops all it started, QuestDB included if it
+started it, within 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from typing import Any
 
 
@@ -18,21 +16,24 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("dev", help="open the Dagster UI (starts QuestDB and the emulator unless a project is set)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--emulator-port", type=int, default=None, help="default 8765")
+    p.add_argument("--emulator-port", type=int, default=None, help="default 8765, as the demo's")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ccxt_questdb_assets.local_stack import DEFAULT_EMULATOR_PORT, dagster_home, local_stack
+    from ccxt_questdb_assets.dev_stack import dev_stack
+    from ccxt_questdb_assets.instance_home import prepare_dagster_home
+    from ccxt_questdb_assets.stop_signals import sigterm_as_interrupt
 
-    dagster_home()
-    with local_stack(emulator_port=args.emulator_port or DEFAULT_EMULATOR_PORT):
-        cmd = [sys.executable, "-m", "dagster", "dev", "-m", "ccxt_questdb_assets.defs.definitions",
-               "-h", args.host, "-p", str(args.port)]
-        print(f"Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it)")
-        proc = subprocess.Popen(cmd, env=os.environ.copy())
+    with sigterm_as_interrupt():
         try:
-            return proc.wait()
+            with dev_stack(prepare_dagster_home(), host=args.host, port=args.port,
+                           emulator_port=args.emulator_port, stop_started_questdb=True) as stack:
+                print(f"Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it and the services it started)",
+                      flush=True)
+                code = stack.dagster.proc.wait()
+                print(f"dagster dev exited by itself with code {code}; see its log {stack.dagster.log_path}",
+                      flush=True)
+                return code or 1
         except KeyboardInterrupt:
-            proc.terminate()
-            return proc.wait()
+            return 0

@@ -1,0 +1,88 @@
+"""The demo's runs: one per exchange and symbol over the last full UTC days, launched as the UI does.
+
+A run is the exchange's job ``{exchange}_ingest`` with Dagster's partition-range tags, launched
+through the webserver's GraphQL (``launchRun``), so the code location's job (not a copy built in
+this process) runs: the run carries the location's origin and job snapshot, and shows in the UI
+(runs list, Overview timeline, re-execute) like one launched there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from dagster import DagsterInstance
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.dagster_dev_process import DagsterDev
+from ccxt_questdb_assets.defs.automation import TRIGGER_TAG, ingest_job_name
+from ccxt_questdb_assets.defs.partitions import partition_key
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
+
+__all__ = ["DemoRun", "cancel_unfinished", "launch", "plan_runs"]
+
+DEMO_SYMBOLS_PER_EXCHANGE = 2
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One run to launch: a job over the days ``first..last`` (inclusive) of one symbol."""
+
+    exchange_id: str
+    symbol: str
+    first: date
+    last: date
+
+    @property
+    def job(self) -> str:
+        return ingest_job_name(self.exchange_id)
+
+    @property
+    def label(self) -> str:
+        days = str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
+        return f"{self.job} {self.symbol} {days}"
+
+    def tags(self) -> dict[str, str]:
+        return {
+            ASSET_PARTITION_RANGE_START_TAG: str(partition_key(self.first, self.symbol)),
+            ASSET_PARTITION_RANGE_END_TAG: str(partition_key(self.last, self.symbol)),
+            TRIGGER_TAG: "demo",
+        }
+
+
+def plan_runs(project: ProjectConfig, days: int, today: date, symbols: Sequence[str] | None = None) -> list[DemoRun]:
+    """The last ``days`` full UTC days before ``today``, per exchange for ``symbols`` (default: its
+    first two); a symbol the project does not list is a ConfigError."""
+    if days < 1:
+        raise ConfigError(f"--days must be at least 1, got {days}")
+    first, last = today - timedelta(days=days), today - timedelta(days=1)
+    runs = []
+    for ex in project.exchanges:
+        unknown = [s for s in symbols or () if s not in ex.symbols]
+        if unknown:
+            raise ConfigError(f"symbol(s) {', '.join(unknown)} are not in the project's exchanges.{ex.exchange_id}."
+                              f"symbols ({', '.join(ex.symbols)}): add them there, or pick among those")
+        runs.extend(DemoRun(ex.exchange_id, s, first, last) for s in symbols or ex.symbols[:DEMO_SYMBOLS_PER_EXCHANGE])
+    return runs
+
+
+def launch(dev: DagsterDev, runs: Sequence[DemoRun]) -> Iterator[tuple[str, DemoRun]]:
+    """Launch every run through the webserver, yielding each one's run id as it is launched."""
+    for run in runs:
+        run_id = dev.launch_run(run.job, run.tags())
+        print(f"launched {run.label}: run {run_id}", flush=True)
+        yield run_id, run
+
+
+def cancel_unfinished(instance: DagsterInstance, run_ids: Sequence[str], why: str) -> list[str]:
+    """Mark the runs that had not finished canceled (their processes are gone with the stack that ran
+    them), so the UI does not show them in progress forever; returns their ids."""
+    canceled = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, message=why)
+            canceled.append(run_id)
+    return canceled
