@@ -40,6 +40,17 @@ DEFAULT_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 
+#: ``dagster dev`` says on every start that it is superseded by ``dg dev``, which needs another
+#: package (the dg CLI) and a dg project layout; the project keeps ``dagster dev`` and drops that
+#: notice (only it: a warning filter on its message, added to the user's own PYTHONWARNINGS).
+DEV_COMMAND_NOTICE = "ignore:Function `dev_command` is superseded"
+
+
+def _python_warnings(environ: Mapping[str, str]) -> str:
+    own = environ.get("PYTHONWARNINGS", "")
+    return f"{own},{DEV_COMMAND_NOTICE}" if own else DEV_COMMAND_NOTICE
+
+
 #: Run statuses after which a run changes no more.
 FINISHED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
@@ -238,6 +249,7 @@ def start_dagster_dev(
     and ``env`` on top of this process's environment (the log truncated); return it once loaded.
     If it does not get there (or this process is interrupted meanwhile), it is stopped."""
     full_env = {**os.environ, **DEFAULT_ENV, **dict(env or {}), "DAGSTER_HOME": str(home)}
+    full_env["PYTHONWARNINGS"] = _python_warnings(full_env)
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", module, "-h", host, "-p", str(port)]
     started = time.monotonic()
     with open(log_path, "wb") as log:
