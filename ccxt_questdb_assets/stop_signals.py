@@ -1,8 +1,9 @@
 """Ctrl-C and SIGTERM stop a command the same way, and its shutdown is not cut short.
 
 Python turns SIGINT (a terminal's Ctrl-C) into ``KeyboardInterrupt`` but dies on SIGTERM without
-unwinding anything; :func:`sigterm_as_interrupt` makes SIGTERM raise ``KeyboardInterrupt`` too, so
-every ``with`` block that started a service stops it. :func:`signals_ignored` holds both off while
+unwinding anything, and leaves SIGINT ignored when the command was started so (a script's
+background job); :func:`sigterm_as_interrupt` makes both raise ``KeyboardInterrupt``, so every
+``with`` block that started a service stops it. :func:`signals_ignored` holds both off while
 those services stop (a second Ctrl-C would otherwise leave them half-stopped); the stops are
 bounded by their own SIGKILL fallbacks. Both only act in the main thread, where signals arrive.
 """
@@ -16,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
 
 __all__ = ["signals_ignored", "sigterm_as_interrupt"]
+
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
@@ -35,8 +37,8 @@ def _handlers(handlers: dict[signal.Signals, object]) -> Iterator[None]:
 
 
 def sigterm_as_interrupt() -> AbstractContextManager[None]:
-    """Within the block, SIGTERM raises ``KeyboardInterrupt`` as SIGINT does."""
-    return _handlers({signal.SIGTERM: _interrupt})
+    """Within the block, SIGTERM and SIGINT (even one inherited as ignored) raise ``KeyboardInterrupt``."""
+    return _handlers({signal.SIGTERM: _interrupt, signal.SIGINT: _interrupt})
 
 
 def signals_ignored() -> AbstractContextManager[None]:

@@ -98,7 +98,14 @@ def _command() -> list[str]:
     return [str(script), "dev"]
 
 
-@pytest.mark.parametrize("stop", ["ctrl-c to the process group", "sigterm to the process"])
+BACKGROUND = "sigint to a script's background job (started with SIGINT ignored)"
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell without job control does to `cmd &`
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c to the process group", "sigterm to the process", BACKGROUND])
 def test_dev_stops_everything_it_started(stop, tmp_path, request):
     names = ["ui", "emulator", "questdb http", "questdb pg", "questdb ilp", "questdb min"]
     case = Case(tmp_path / "dagster_home", tmp_path / "questdb", dict(zip(names, free_ports(len(names)))))
@@ -109,7 +116,8 @@ def test_dev_stops_everything_it_started(stop, tmp_path, request):
         proc = subprocess.Popen([*_command(), "--port", str(case.ports["ui"]),
                                  "--emulator-port", str(case.ports["emulator"])],
                                 env=case.env(jar_cache), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_ignore_sigint if stop == BACKGROUND else None)
 
     def output() -> str:
         return log_path.read_text(errors="replace")[-6000:]
@@ -133,6 +141,8 @@ def test_dev_stops_everything_it_started(stop, tmp_path, request):
         t0 = time.monotonic()
         if stop == "ctrl-c to the process group":
             os.killpg(proc.pid, signal.SIGINT)
+        elif stop == BACKGROUND:
+            proc.send_signal(signal.SIGINT)
         else:
             proc.send_signal(signal.SIGTERM)
         try:

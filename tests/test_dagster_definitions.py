@@ -1,0 +1,57 @@
+"""The project's Definitions as Dagster processes load them: no warning, the same job snapshot in
+every process, the catalog's keys, tags, kinds, descriptions, freshness and automation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DefaultSensorStatus, FreshnessPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = ("from ccxt_questdb_assets.defs.definitions import defs; "
+            "print(defs.resolve_job_def('binance_ingest').get_job_snapshot_id())")
+
+
+def python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+
+
+def test_definitions_load_without_a_warning():
+    done = python("import ccxt_questdb_assets.defs.definitions", "-W", "error")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""
+
+
+def test_the_job_snapshot_is_the_same_in_every_process():
+    """A run launched by one code-server process is re-executed by another without Dagster's
+    'the loaded version may differ' warning."""
+    ids = {python(SNAPSHOT).stdout.strip() for _ in range(3)}
+    assert len(ids) == 1 and len(next(iter(ids))) == 40, ids
+
+
+def test_the_catalog_groups_by_exchange_and_data_type_and_names_each_asset():
+    from ccxt_questdb_assets.defs.definitions import defs
+
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    assert set(specs) == {AssetKey(["binance", "ohlcv", "ohlcv_1m"]), AssetKey(["binance", "ohlcv", "ohlcv_1h_resampled"]),
+                          AssetKey(["binance", "ohlcv", "trade_bars_1m"]), AssetKey(["binance", "trades"])}
+    labels = [key.path[-1] for key in specs]  # what the lineage graph shows on a node
+    assert len(set(labels)) == len(labels)
+    for key, spec in specs.items():
+        assert spec.group_name == "binance" and spec.tags["exchange"] == "binance"
+        assert spec.tags["data_type"] == key.path[1] and "questdb" in spec.kinds
+        assert spec.tags["source"] == ("exchange" if key.path[-1] in ("ohlcv_1m", "trades") else "questdb")
+        assert spec.metadata["questdb/coverage_table"].endswith("_coverage")
+        assert spec.metadata["dagster/code_references"].code_references, key
+        assert spec.metadata["questdb/coverage_table"] in spec.description
+        assert isinstance(spec.freshness_policy, FreshnessPolicy)
+        follows = spec.automation_condition is not None
+        assert follows == (spec.tags["source"] == "questdb"), key
+    checks = {(k.asset_key.path[-1], k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {(a, c) for a in ("ohlcv_1m", "ohlcv_1h_resampled", "trade_bars_1m")
+                      for c in ("no_gaps", "unique_increasing_timestamps", "ohlc_sanity")} | {
+        ("trade_bars_1m", "agrees_with_exchange_candles")}
+    assert defs.resolve_sensor_def("follow_upstream").default_status == DefaultSensorStatus.RUNNING
