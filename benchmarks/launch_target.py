@@ -415,18 +415,21 @@ def _fmt(value: float | None) -> str:
 def report(runs: Sequence[LaunchedRun], asset: CandleAsset, startup_s: float) -> list[str]:
     lines = [f"launch: asset {asset.name} (job {asset.job}, step {asset.op}), checks selected as the UI does: "
              f"{', '.join(c['name'] for c in asset.checks) or 'none'}; dagster dev ready in {startup_s:.1f} s",
-             "run  day         launch->success  queued (dequeue+start)  running  asset step  check steps  "
+             "run  day         launch->success  submit  queued (dequeue+start)  running  asset step  check steps  "
              "engine fetch  work share  load"]
     for i, r in enumerate(runs, 1):
         split = f"({_fmt(r.dequeue_s)}+{_fmt(r.starting_s)})" if r.dequeue_s is not None else ""
-        lines.append(f"{i:<4} {r.day}  {r.launch_to_success_s:>14.2f}s  {r.queued_s:>6.2f}s {split:<15} "
+        lines.append(f"{i:<4} {r.day}  {r.launch_to_success_s:>14.2f}s  {r.launch_to_created_s:>5.2f}s  "
+                     f"{r.queued_s:>6.2f}s {split:<15} "
                      f"{r.running_s:>7.2f}s  {r.asset_step_s:>9.2f}s  {r.check_steps_s:>10.2f}s  "
                      f"{_fmt(r.fetch_s):>11}s  {r.work_share:>9.1%}  {r.load_before:.1f}->{r.load_after:.1f}")
 
     def stat(name: str, values: Sequence[float]) -> str:
         return f"{name} median {median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
-    lines.append(stat("launch->success", [r.launch_to_success_s for r in runs]))
+    lines.append(stat("launch->success", [r.launch_to_success_s for r in runs]) + "; "
+                 + stat("the UI's partition config query before it", [r.prepare_s for r in runs]))
+    lines.append(stat("submit (mutation sent -> run enqueued)", [r.launch_to_created_s for r in runs]))
     lines.append(stat("queued", [r.queued_s for r in runs]) + "; " + stat("running", [r.running_s for r in runs]))
     lines.append(stat("asset step", [r.asset_step_s for r in runs]) + "; "
                  + stat("check steps", [r.check_steps_s for r in runs]))
