@@ -20,11 +20,13 @@ asset's "Materialize" dialog (``LaunchAssetChoosePartitionsDialog.onLaunchAsSing
 
 N runs (``--runs``, default 5; 3 with ``--quick``), one after another, each a different day of one
 symbol that nothing has stored yet, so every run fetches its 1,440 candles. For each run, read
-back through GraphQL: launch to success (the mutation sent until the run's end as the instance
-records it), queued (enqueued until the run worker started the run: dequeue and process start),
-running (run start to end), the asset step's duration from its step events, the check steps,
-and the engine's own fetch time from the asset's log line (``... rows written in X s``). Each run
-must succeed and the day must hold 1,440 candles in QuestDB.
+back through GraphQL (the run's events and step stats): launch to success (the mutation sent until
+the run's end as the instance records it), submit (mutation sent until the run is enqueued),
+queued (enqueued until the run worker started the run: the coordinator's dequeue up to
+``RUN_STARTING``, then the run worker's process start), running (run start to end), the asset
+step's duration from its step events, the check steps, and the engine's own fetch time from the
+asset's log line (``... rows written in X s``). Each run must succeed and the day must hold 1,440
+candles in QuestDB.
 
 Figures: the median launch to success against the 10 s budget of a one-day run on the 2-core
 machine, and the share of it that is the run's own work (the asset step).
@@ -265,8 +267,8 @@ class LaunchedRun:
     launch_to_seen_s: float = 0.0  # mutation sent -> SUCCESS seen by polling
     launch_to_created_s: float = 0.0  # mutation sent -> run enqueued
     queued_s: float = 0.0  # enqueued -> run started (dequeue + run worker start)
-    dequeue_s: float | None = None  # enqueued -> dequeued
-    starting_s: float | None = None  # dequeued -> started (run worker process, imports, code load)
+    dequeue_s: float | None = None  # enqueued -> launched by the run coordinator (RUN_STARTING)
+    starting_s: float | None = None  # launched -> started (run worker process, imports, code load)
     running_s: float = 0.0  # run start -> run end
     asset_step_s: float = 0.0
     check_steps_s: float = 0.0  # sum of the check steps' durations (0 when they run in the asset's step)
@@ -354,9 +356,9 @@ def launch_one(bench: Bench, dev: Any, asset: CandleAsset, day: date, symbol: st
     run.launch_to_created_s = enqueued - sent
     run.launch_to_success_s = ended - sent
     run.queued_s = started - enqueued
-    if "RUN_DEQUEUED" in first:
-        run.dequeue_s = first["RUN_DEQUEUED"] - enqueued
-        run.starting_s = started - first["RUN_DEQUEUED"]
+    if "RUN_STARTING" in first:  # the queued run coordinator launched it (Dagster 1.13 logs no RUN_DEQUEUED)
+        run.dequeue_s = first["RUN_STARTING"] - enqueued
+        run.starting_s = started - first["RUN_STARTING"]
     run.running_s = ended - started
     check_names = {c["name"] for c in asset.checks}
     for s in detail["stepStats"]:
