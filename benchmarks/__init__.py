@@ -18,4 +18,5 @@ TARGET_MODULES = (
     "benchmarks.dagster_target",  # 4 end to end through Dagster
     "benchmarks.ratelimit_target",  # 5 rate-limit utilisation
     "benchmarks.memory_target",  # 6 backfill peak RSS
+    "benchmarks.launch_target",  # 7 one-partition run launched as the UI does, through dagster dev
 )
