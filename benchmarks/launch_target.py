@@ -2,10 +2,11 @@
 
 A real ``dagster dev`` of the project (``testing.dagster_dev``: webserver, daemon, code server)
 on the benchmark's QuestDB and exchange emulator, with ``CCXT_QUESTDB_PROJECT`` pointing at a
-project file shaped like the embedded default (one exchange, 1m candles, trades, 1h resampled,
-a fresh table prefix). The 1m candle ingest asset is found in the loaded definitions (GraphQL
-``assetNodes``: kind ``ccxt``, metadata ``questdb/kind: ohlcv`` and ``ccxt/timeframe: 1m``, or a
-key like ``*ohlcv*1m*``), not named here, so the target follows renamed asset keys.
+project file shaped like the embedded default (binance with 1m candles, trades and 1h resampled,
+the same limiter) but with one symbol, no listing pattern and a fresh table prefix. The 1m
+candle ingest asset is found in the loaded definitions (GraphQL ``assetNodes``: kind ``ccxt``,
+metadata ``questdb/kind: ohlcv`` and ``ccxt/timeframe: 1m``, or a key like ``*ohlcv*1m*``), not
+named here, so the target follows renamed asset keys.
 
 Each run is launched exactly as the Dagster 1.13 UI launches one selected partition from the
 asset's "Materialize" dialog (``LaunchAssetChoosePartitionsDialog.onLaunchAsSingleRun``):
@@ -399,7 +400,7 @@ def _stored_rows(bench: Bench, asset: CandleAsset, symbol: str, day: date) -> in
 
 
 def project_mapping(bench: Bench, prefix: str) -> dict[str, Any]:
-    """The embedded default project's shape on the benchmark's QuestDB and emulator."""
+    """The embedded default project's shape (one symbol, no listing pattern) on the benchmark's services."""
     conn = bench.connection
     return {
         "start_date": "2024-01-01",
