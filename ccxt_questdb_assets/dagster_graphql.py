@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ADD_DYNAMIC_PARTITION", "LAUNCH_RUN", "RUNS", "RUN_ERRORS", "WORKSPACE"]
+__all__ = ["ADD_DYNAMIC_PARTITION", "LAUNCH_BACKFILL", "LAUNCH_RUN", "RUNS", "RUN_ERRORS", "WORKSPACE"]
 
 WORKSPACE = """
 {
@@ -44,6 +44,20 @@ mutation($params: ExecutionParams!) {
     ... on RunConfigValidationInvalid { errors { message } }
     ... on Error { message }
     ... on PythonError { stack }
+  }
+}
+"""
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
   }
 }
 """

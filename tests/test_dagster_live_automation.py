@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
+from ccxt_questdb_assets.dagster_graphql import LAUNCH_BACKFILL
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.testing.candles import (
     assert_bars_equal,
@@ -38,15 +39,6 @@ BOUND_S = 180
 FOLLOW_BOUND_S = 240
 HAND_DAY = "2024-05-07"
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
 
 
 def now_ms() -> int:

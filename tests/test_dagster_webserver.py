@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ccxt_questdb_assets.dagster_graphql import LAUNCH_BACKFILL
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.testing.candles import (
@@ -57,19 +58,6 @@ RUN_TIMEOUT_S = 420
 
 pytestmark = pytest.mark.timeout(1200)  # dagster dev start-up counts against the first test
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionKeysNotFoundError { message }
-    ... on UnauthorizedError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-  }
-}
-"""
 
 BACKFILL_STATUS = """
 query($id: String!) {
