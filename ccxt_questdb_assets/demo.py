@@ -39,9 +39,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    from ccxt_questdb_assets.demo_runs import cancel_unfinished
     from ccxt_questdb_assets.demo_summary import format_run
-    from ccxt_questdb_assets.dev_stack import dev_stack
+    from ccxt_questdb_assets.dev_stack import cancel_unfinished, dev_stack
     from ccxt_questdb_assets.instance_home import prepare_dagster_home
     from ccxt_questdb_assets.services.ports import free_port
     from ccxt_questdb_assets.stop_signals import sigterm_as_interrupt

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from dagster import DagsterInstance
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.core.errors import ConfigError
@@ -21,7 +20,7 @@ from ccxt_questdb_assets.defs.automation import TRIGGER_TAG, ingest_job_name
 from ccxt_questdb_assets.defs.partitions import partition_key
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
-__all__ = ["DemoRun", "cancel_unfinished", "launch", "plan_runs"]
+__all__ = ["DemoRun", "launch", "plan_runs"]
 
 DEMO_SYMBOLS_PER_EXCHANGE = 2
 
@@ -74,15 +73,3 @@ def launch(dev: DagsterDev, runs: Sequence[DemoRun]) -> Iterator[tuple[str, Demo
         run_id = dev.launch_run(run.job, run.tags())
         print(f"launched {run.label}: run {run_id}", flush=True)
         yield run_id, run
-
-
-def cancel_unfinished(instance: DagsterInstance, run_ids: Sequence[str], why: str) -> list[str]:
-    """Mark the runs that had not finished canceled (their processes are gone with the stack that ran
-    them), so the UI does not show them in progress forever; returns their ids."""
-    canceled = []
-    for run_id in run_ids:
-        run = instance.get_run_by_id(run_id)
-        if run is not None and not run.is_finished:
-            instance.report_run_canceled(run, message=why)
-            canceled.append(run_id)
-    return canceled

@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.dagster_dev_process import DagsterDev, start_dagster_dev
 from ccxt_questdb_assets.defs.project_config import ENV_PROJECT
 from ccxt_questdb_assets.local_stack import DEFAULT_EMULATOR_PORT, local_stack
 from ccxt_questdb_assets.stop_signals import signals_ignored
 
-__all__ = ["DAGSTER_STOP_GRACE_S", "LOG_NAME", "DevStack", "dev_stack"]
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
+__all__ = ["DAGSTER_STOP_GRACE_S", "LOG_NAME", "DevStack", "cancel_unfinished", "dev_stack", "unfinished_runs"]
 
 #: ``dagster dev`` takes 3 to 8 s to stop its webserver and daemon on a busy machine, and leaves
 #: its code servers running: after this its group is killed, so the whole stack stops within 10 s.
@@ -75,3 +80,25 @@ def dev_stack(home: Path, *, host: str, port: int, emulator_port: int | None,
             print("stopping the local stack ...", flush=True)
             stack.close()
             print(f"stopped in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def unfinished_runs(instance: DagsterInstance, created_after: datetime) -> list[str]:
+    """Ids of the runs created since ``created_after`` still queued or in progress."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    return list(instance.get_run_ids(RunsFilter(statuses=active, created_after=created_after)))
+
+
+def cancel_unfinished(instance: DagsterInstance, run_ids: Sequence[str], why: str) -> list[str]:
+    """Mark the runs that had not finished canceled (their processes are gone with the stack that ran
+    them, and the local run launcher cannot tell), so the UI does not show them in progress forever;
+    returns their ids."""
+    canceled = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, message=why)
+            canceled.append(run_id)
+    return canceled

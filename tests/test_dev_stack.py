@@ -166,3 +166,30 @@ def test_dev_stops_everything_it_started(stop, tmp_path, request):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_runs_a_stopped_dev_had_started_are_marked_canceled_and_no_other(tmp_path):
+    """Runs whose processes went down with ``ccxt-questdb dev`` would show in progress forever."""
+    import shutil
+    from datetime import datetime, timezone
+
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from ccxt_questdb_assets.devserver import cancel_left_runs
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:
+        older = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.STARTED))
+        time.sleep(0.05)
+        started = datetime.now(timezone.utc)
+        time.sleep(0.05)
+        left = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.STARTED))
+        starting = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.STARTING))
+        done = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.SUCCESS))
+        assert sorted(cancel_left_runs(instance, started)) == sorted([left.run_id, starting.run_id])
+        status = {r.run_id: instance.get_run_by_id(r.run_id).status for r in (older, left, starting, done)}
+    assert status == {older.run_id: DagsterRunStatus.STARTED, left.run_id: DagsterRunStatus.CANCELED,
+                      starting.run_id: DagsterRunStatus.CANCELED, done.run_id: DagsterRunStatus.SUCCESS}
