@@ -44,7 +44,6 @@ from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.history.backfill import BackfillReport
 from ccxt_questdb_assets.history.ccxt_provider import CcxtQuestDBProvider
 from ccxt_questdb_assets.history.config import ProviderConfig
-from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 
 KINDS = {"ccxt", "questdb"}
 
@@ -135,16 +134,17 @@ async def _cover_symbol(context: AssetExecutionContext, provider: CcxtQuestDBPro
                         sl: SymbolSlice, force: bool, reports: list[BackfillReport]) -> dict[str, dict[str, object]]:
     """Cover one symbol's days; each partition's rows written, requests, rows held before and coverage."""
     node = table.node(sl.symbol)
-    coverage = CoverageStore(provider.backend.client, table.coverage_table)
     held_before = stored_by_partition(table.store(provider.backend.client), node, sl.partitions)
-    coverage_before = coverage_by_partition(coverage.load(str(node)), sl.partitions, wall_clock_ms())
+    coverage_before = coverage_by_partition(await provider.backend.load_coverage(node), sl.partitions,
+                                            wall_clock_ms())
     ledger = PartitionLedger(sl.partitions)
     for window in sl.windows:
         report = await provider.ensure_range(window.start_ms / 1000, window.end_ms / 1000, node_id=node,
                                              force=force, observer=ledger)
         reports.append(report)
         context.log.info(_describe(report))
-    coverage_after = coverage_by_partition(coverage.load(str(node)), sl.partitions, wall_clock_ms())
+    # The engine's own last read: its coverage writes are visible in it (a new read might not be yet).
+    coverage_after = coverage_by_partition(report.coverage, sl.partitions, wall_clock_ms())
     return {key: {"rows_written": rows, "exchange_requests": requests, "rows_already_present": held_before[key].rows,
                   "coverage_before": coverage_before[key], "coverage_after": coverage_after[key]}
             for key, (rows, requests) in ledger.by_partition().items()}

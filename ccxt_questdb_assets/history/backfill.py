@@ -24,7 +24,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from ccxt_questdb_assets.core.coverage import CoverageSpan, EmptyRecheckPolicy, gaps as subtract
+from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, EmptyRecheckPolicy, gaps as subtract
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.exchange.fetchers import Page
@@ -69,6 +69,8 @@ class BackfillReport:
     rows_written: int = 0
     empty_windows: int = 0
     seconds: float = 0.0
+    coverage: Coverage | None = field(default=None, repr=False)
+    """The series' whole coverage as the engine last read it: after the fill, its writes visible."""
 
     @property
     def fetched_nothing(self) -> bool:
@@ -130,10 +132,11 @@ class FetcherBackfillStrategy:
         report.covered_before_ms = coverage.covered_ms(window, now)
         for gap in report.gaps:
             await self._fill(node, gap, backend, report, now, observer)
+        report.coverage = coverage
         if report.gaps:
             await backend.compact_coverage(node, now)
-            after = await backend.load_coverage(node)
-            report.covered_after_ms = after.covered_ms(window, self.fetcher.clock())
+            report.coverage = await backend.load_coverage(node)
+            report.covered_after_ms = report.coverage.covered_ms(window, self.fetcher.clock())
         else:
             report.covered_after_ms = report.covered_before_ms
         report.seconds = time.perf_counter() - started
