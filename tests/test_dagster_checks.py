@@ -192,7 +192,7 @@ def resampled_not_run(project: Project, result, day_start: int, failed_check: st
             and not checks_of(result)[(ONE_M, failed_check)].passed
             and result.filter_events(lambda e: e.step_key == step(ONE_H)) == []
             and result.asset_materializations_for_node(step(ONE_H)) == []
-            and project.store(table).stats(node("1h"), TimeWindow(day_start, day_start + DAY))[0] == 0)
+            and project.store(table).count(node("1h"), TimeWindow(day_start, day_start + DAY)) == 0)
 
 
 def test_each_check_fails_on_its_seeded_case_and_a_blocking_failure_stops_the_resampled_asset(

@@ -13,7 +13,7 @@ rate-limiter waits) goes to the run's log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,11 +83,3 @@ def stored_by_partition(store: SeriesStore, node: NodeId,
         out[p.key] = StoredFigures(n, first, last)
     return out
 
-
-def merge_figures(*figures: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
-    """Per-partition mappings merged key by key (later ones win on a shared name)."""
-    out: dict[str, dict[str, object]] = {}
-    for mapping in figures:
-        for key, values in mapping.items():
-            out.setdefault(key, {}).update(values)
-    return out

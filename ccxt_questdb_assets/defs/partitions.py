@@ -75,10 +75,6 @@ class SymbolSlice:
     windows: tuple[TimeWindow, ...]
     partitions: tuple[MarketPartition, ...] = ()
 
-    @property
-    def span(self) -> TimeWindow:
-        return TimeWindow(self.windows[0].start_ms, self.windows[-1].end_ms)
-
 
 def day_window(day: str) -> TimeWindow:
     try:

@@ -165,22 +165,10 @@ class SeriesStore:
                 (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)))
 
     def count(self, node: NodeId, window: TimeWindow) -> int:
+        self.ensure()  # like every read here: a table not created yet holds nothing
         where, params = self._in_window(node, window)
         rows = self.client.query(f"SELECT count() FROM {quote_ident(self.table)} {where}", params)
         return int(rows[0][0]) if rows else 0
-
-    def stats(self, node: NodeId, window: TimeWindow) -> tuple[int, int | None, int | None]:
-        """``(rows, first ts ms, last ts ms)`` of ``node`` in ``[start, end)``."""
-        self.ensure()
-        where, params = self._in_window(node, window)
-        rows = self.client.query(
-            f"SELECT count(), cast(min(ts) AS long), cast(max(ts) AS long) FROM {quote_ident(self.table)} {where}",
-            params,
-        )
-        n, lo, hi = rows[0] if rows else (0, None, None)
-        if not n:
-            return 0, None, None
-        return int(n), int(lo) // 1000, int(hi) // 1000
 
     def daily_stats(self, node: NodeId, window: TimeWindow) -> dict[int, tuple[int, int, int]]:
         """``{UTC day start ms: (rows, first ts ms, last ts ms)}`` of ``node`` in ``[start, end)``,
