@@ -1,8 +1,9 @@
-"""aiohttp application speaking Binance spot's public REST dialect, plus ``/_emulator`` control.
+"""aiohttp application serving every exchange dialect of :mod:`.dialects`, plus ``/_emulator`` control.
 
-API: ``GET /api/v3/ping | time | exchangeInfo | klines | aggTrades`` with Binance's parameters,
-error codes, weights and ``X-MBX-USED-WEIGHT-1M`` header. Control (no weight, not logged):
-``/_emulator/...`` (see :mod:`.control` for the client and docs/emulator.md for the routes).
+Each API path belongs to one dialect (Binance spot, Binance USD-M, OKX, Bybit, Coinbase, Kraken);
+all share the synthetic market, the clock, the request log and the fault injector, and each has a
+request budget of its own. Control (no weight, not logged): ``/_emulator/...`` (see
+:mod:`.control` for the client and docs/emulator.md for the routes).
 """
 
 from __future__ import annotations
@@ -10,50 +11,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
-from ccxt_questdb_assets.testing.emulator.faults import ERROR_FAULTS, FaultInjector, FaultRule, mangle_rows
-from ccxt_questdb_assets.testing.emulator.market import (
-    HOUR_MS,
-    TIMEFRAMES,
-    Bars,
-    SyntheticMarket,
-    TradesArr,
-    listing_spec,
-    next_bar_open,
-)
-from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS, WeightBudget
+from ccxt_questdb_assets.testing.emulator.dialects import DIALECTS, route_for
+from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
+from ccxt_questdb_assets.testing.emulator.dialects.binance import MARKET_STATUSES, BinanceError
+from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.testing.emulator.faults import ERROR_FAULTS, FaultInjector
+from ccxt_questdb_assets.testing.emulator.market import SyntheticMarket, listing_spec
+from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget
 
 __all__ = ["STATE_KEY", "BinanceError", "Clock", "EmulatorState", "create_app"]
 
 CONTROL_PREFIX = "/_emulator"
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 500
-AGG_TRADES_MAX_WINDOW_MS = HOUR_MS
-#: Binance spot symbol statuses; ccxt marks a market active only when ``TRADING``.
-MARKET_STATUSES = ("TRADING", "PRE_TRADING", "BREAK", "HALT", "END_OF_DAY", "POST_TRADING", "AUCTION_MATCH")
-_LONG_RE = re.compile(r"^[0-9]{1,20}$")
-_JSON_CT = "application/json;charset=UTF-8"
 
-
-class BinanceError(Exception):
-    """An error answered as Binance does: HTTP status + ``{"code": .., "msg": ..}``."""
-
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(msg)
-        self.code, self.msg, self.status = code, msg, status
-
-
-def _mandatory(name: str) -> BinanceError:
-    return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
 class Clock:
@@ -83,6 +60,11 @@ class EmulatorState:
 
     def __post_init__(self) -> None:
         self.weights = WeightBudget(self.default_weight_limit)
+        #: One request budget per dialect; Binance's is ``weights`` (its limit set by ``default_weight_limit``).
+        self.budgets: dict[str, WeightBudget] = {
+            d.name: self.weights if d.name == "binance" else WeightBudget(d.default_limit, window_s=d.budget_window_s)
+            for d in DIALECTS
+        }
         self.faults = FaultInjector()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.log_size)
         self._seq = itertools.count(1)
@@ -123,250 +105,18 @@ class EmulatorState:
             self.log.clear()
         self.clock.frozen_ms, self.clock.offset_ms = None, 0
         self.weights.limit = self.default_weight_limit
-        self.weights.reset()
+        for dialect in DIALECTS:
+            budget = self.budgets[dialect.name]
+            if budget is not self.weights:
+                budget.limit = dialect.default_limit
+            budget.reset()
         for symbol in self.runtime_symbols:
             self.market.remove_symbol(symbol)
         self.runtime_symbols.clear()
         self.status.clear()
 
 
-# ----------------------------------------------------------------------------- parameters
-
-
-def _param_long(q: Any, name: str) -> int | None:
-    raw = q.get(name)
-    if raw is None:
-        return None
-    if raw == "":
-        raise BinanceError(-1105, f"Parameter '{name}' was empty.")
-    if not _LONG_RE.match(raw):
-        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
-    return int(raw)
-
-
-def _param_limit(q: Any) -> int:
-    limit = _param_long(q, "limit")
-    if limit is None:
-        return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
-    return limit
-
-
-def _param_symbol(state: EmulatorState, q: Any) -> str:
-    symbol = q.get("symbol")
-    if not symbol:
-        raise _mandatory("symbol")
-    if not state.market.has_symbol(symbol):
-        raise BinanceError(-1121, "Invalid symbol.")
-    return symbol
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _dec_formatter(decimals: int):
-    pad = "0" * max(0, 8 - decimals)
-    scale = 10**decimals
-    if decimals == 0:
-        return lambda x: f"{x}.{pad}"
-    fmt = "{}.{:0%dd}%s" % (decimals, pad)
-    return lambda x: fmt.format(*divmod(x, scale))
-
-
-class RawJSON(str):
-    """A handler answer that is already JSON text (the fast path for big pages)."""
-
-
-def _dec_template(decimals: int) -> str:
-    """%-template of a quoted 8-place decimal from (integer part, fraction) arguments."""
-    pad = "0" * max(0, 8 - decimals)
-    return f'"%d.%0{decimals}d{pad}"' if decimals else f'"%d.{pad}"'
-
-
-def _split(units: np.ndarray, decimals: int) -> list[list[int]]:
-    if decimals == 0:
-        return [units.tolist()]
-    q, r = np.divmod(units, 10**decimals)
-    return [q.tolist(), r.tolist()]
-
-
-def _klines_json(state: EmulatorState, symbol: str, timeframe: str, bars: Bars) -> RawJSON:
-    """Binance's 12-field kline rows as JSON text, one %-format per row (4x faster than json.dumps)."""
-    spec = state.market.spec(symbol)
-    pd_, qd, qvd = spec.price_decimals, spec.qty_decimals, spec.price_decimals + spec.qty_decimals
-    p, q, qv = _dec_template(pd_), _dec_template(qd), _dec_template(qvd)
-    row = f'[%d,{p},{p},{p},{p},{q},%d,{qv},%d,{q},{qv},"0"]'
-    dur = TIMEFRAMES[timeframe]
-    if dur is not None:
-        closes = (bars.t + (dur - 1)).tolist()
-    else:
-        closes = [next_bar_open(t, timeframe) - 1 for t in bars.t.tolist()]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tbq = np.where(bars.v > 0, bars.qv * bars.tb // np.maximum(bars.v, 1), 0)
-    cols = [bars.t.tolist(), *_split(bars.o, pd_), *_split(bars.h, pd_), *_split(bars.l, pd_),
-            *_split(bars.c, pd_), *_split(bars.v, qd), closes, *_split(bars.qv, qvd), bars.n.tolist(),
-            *_split(bars.tb, qd), *_split(tbq, qvd)]
-    return RawJSON("[" + ",".join([row % r for r in zip(*cols, strict=True)]) + "]")
-
-
-def _agg_json(state: EmulatorState, symbol: str, tr: TradesArr) -> RawJSON:
-    spec = state.market.spec(symbol)
-    p, q = _dec_template(spec.price_decimals), _dec_template(spec.qty_decimals)
-    row = f'{{"a":%d,"p":{p},"q":{q},"f":%d,"l":%d,"T":%d,"m":%s,"M":true}}'
-    ids = tr.id.tolist()
-    cols = [ids, *_split(tr.price, spec.price_decimals), *_split(tr.qty, spec.qty_decimals), ids, ids,
-            tr.ts.tolist(), np.where(tr.buyer_maker, "true", "false").tolist()]
-    return RawJSON("[" + ",".join([row % r for r in zip(*cols, strict=True)]) + "]")
-
-
-def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
-    spec = state.market.spec(symbol)
-    fp = _dec_formatter(spec.price_decimals)
-    fq = _dec_formatter(spec.qty_decimals)
-    return {
-        "symbol": spec.symbol,
-        "status": state.status.get(spec.symbol, "TRADING"),
-        "baseAsset": spec.base,
-        "baseAssetPrecision": 8,
-        "quoteAsset": spec.quote,
-        "quotePrecision": 8,
-        "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8,
-        "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                       "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True,
-        "ocoAllowed": True,
-        "otoAllowed": True,
-        "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": True,
-        "cancelReplaceAllowed": True,
-        "amendAllowed": True,
-        "pegInstructionsAllowed": True,
-        "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
-        "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": fp(1), "maxPrice": fp(10 ** (spec.price_decimals + 7)),
-             "tickSize": fp(1)},
-            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals),
-             "stepSize": fq(1)},
-            {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fq(100 * 10**spec.qty_decimals),
-             "stepSize": "0.00000000"},
-            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
-             "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
-            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
-             "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
-            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
-        ],
-        "permissions": [],
-        "permissionSets": [["SPOT"]],
-        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-        "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-    }
-
-
-# ----------------------------------------------------------------------------- API handlers
-
-
-def _ping(state: EmulatorState, q: Any) -> Any:
-    return {}
-
-
-def _time(state: EmulatorState, q: Any) -> Any:
-    return {"serverTime": state.clock.now_ms()}
-
-
-def _exchange_info(state: EmulatorState, q: Any) -> Any:
-    symbol, symbols_raw = q.get("symbol"), q.get("symbols")
-    if symbol is not None and symbols_raw is not None:
-        raise BinanceError(-1128, "Combination of optional parameters invalid.")
-    if symbol is not None:
-        if not state.market.has_symbol(symbol):
-            raise BinanceError(-1121, "Invalid symbol.")
-        names = [symbol]
-    elif symbols_raw is not None:
-        try:
-            names = json.loads(symbols_raw)
-            if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
-                raise ValueError
-        except ValueError:
-            raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.") from None
-        if any(not state.market.has_symbol(s) for s in names):
-            raise BinanceError(-1121, "Invalid symbol.")
-    else:
-        names = state.market.symbols
-    return {
-        "timezone": "UTC",
-        "serverTime": state.clock.now_ms(),
-        "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": state.weights.limit},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
-        ],
-        "exchangeFilters": [],
-        "symbols": [_symbol_info(state, s) for s in names],
-    }
-
-
-def _klines(state: EmulatorState, q: Any) -> Any:
-    symbol_raw = q.get("symbol")
-    if not symbol_raw:
-        raise _mandatory("symbol")
-    interval = q.get("interval")
-    if not interval:
-        raise _mandatory("interval")
-    if interval not in TIMEFRAMES:
-        raise BinanceError(-1120, "Invalid interval.")
-    symbol = _param_symbol(state, q)
-    start, end = _param_long(q, "startTime"), _param_long(q, "endTime")
-    limit = _param_limit(q)
-    tz = q.get("timeZone")
-    if tz not in (None, "0", "+0", "0:00", "00:00", "+00:00"):
-        raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")
-    if start is not None and end is not None and end < start:
-        return []
-    bars = state.market.select_bars(symbol, interval, start_ms=start, end_ms=end, limit=limit,
-                                    now_ms=state.clock.now_ms())
-    return _klines_json(state, symbol, interval, bars)
-
-
-def _agg_trades(state: EmulatorState, q: Any) -> Any:
-    symbol = _param_symbol(state, q)
-    from_id = _param_long(q, "fromId")
-    start, end = _param_long(q, "startTime"), _param_long(q, "endTime")
-    limit = _param_limit(q)
-    if from_id is not None and (start is not None or end is not None):
-        raise BinanceError(-1128, "Combination of optional parameters invalid.")
-    if start is not None and end is not None:
-        if end - start > AGG_TRADES_MAX_WINDOW_MS:
-            raise BinanceError(-1127, "More than 1 hours between startTime and endTime.")
-        if end < start:
-            return []
-    tr = state.market.select_agg_trades(symbol, from_id=from_id, start_ms=start, end_ms=end, limit=limit,
-                                        now_ms=state.clock.now_ms())
-    return _agg_json(state, symbol, tr)
-
-
-_HANDLERS = {
-    "/api/v3/ping": _ping,
-    "/api/v3/time": _time,
-    "/api/v3/exchangeInfo": _exchange_info,
-    "/api/v3/klines": _klines,
-    "/api/v3/aggTrades": _agg_trades,
-}
-
-_HTML = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
-)
-_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out", 404: "Not Found"}
+# ----------------------------------------------------------------------------- API
 
 
 def _json_response(status: int, payload: Any, headers: dict[str, str]) -> web.Response:
@@ -375,25 +125,11 @@ def _json_response(status: int, payload: Any, headers: dict[str, str]) -> web.Re
                         headers=headers)
 
 
-def _error_fault_response(rule: FaultRule, used: int) -> web.Response:
-    headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-    kind = rule.kind
-    if kind in ("429", "418"):
-        headers["Retry-After"] = str(rule.retry_after if rule.retry_after is not None else 1)
-        if kind == "429":
-            msg = ("Too much request weight used; current limit is 6000 request weight per 1 MINUTE. "
-                   "Please use WebSocket Streams for live updates to avoid polling the API.")
-        else:
-            msg = "Way too much request weight used; IP banned until 0. Please use WebSocket Streams for live updates to avoid bans."
-        return _json_response(int(kind), {"code": -1003, "msg": msg}, headers)
-    if kind == "403":
-        return _json_response(403, {"code": -1003, "msg": "Too many requests queued."}, headers)
-    if kind == "500":
-        return _json_response(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."},
-                              headers)
-    code = int(kind)
-    return web.Response(status=code, text=_HTML.format(code=code, reason=_REASONS[code]), content_type="text/html",
-                        headers=headers)
+def _answer(answer: Answer) -> web.Response:
+    if answer.content_type == "application/json":
+        return _json_response(answer.status, answer.body, answer.headers)
+    return web.Response(status=answer.status, text=str(answer.body), content_type=answer.content_type,
+                        headers=answer.headers)
 
 
 def _api_handler(state: EmulatorState):
@@ -403,11 +139,14 @@ def _api_handler(state: EmulatorState):
             return web.json_response({"error": f"unknown control route {request.method} {path}"}, status=404)
         seq = state.next_seq()
         params = dict(request.query)
+        found = route_for(path) if request.method in ("GET", "HEAD") else None
+        dialect: Dialect | None = found[0] if found else None
         entry: dict[str, Any] = {"seq": seq, "time_ms": int(time.time() * 1000), "method": request.method,
-                                 "path": path, "params": params, "status": None, "weight": 0, "fault": None}
+                                 "path": path, "params": params, "status": None, "weight": 0, "fault": None,
+                                 "dialect": dialect.name if dialect else None}
         # logged on arrival and completed in place: a slow request finishing after reset() stays out of the log
         state.record(entry)
-        handler = _HANDLERS.get(path) if request.method in ("GET", "HEAD") else None
+        budget = state.budgets[dialect.name] if dialect else state.weights
         rule = state.faults.take(path)
         if rule is not None:
             entry["fault"] = rule.kind
@@ -416,39 +155,34 @@ def _api_handler(state: EmulatorState):
                 if request.transport is not None:
                     request.transport.abort()
                 raise asyncio.CancelledError
-            resp = _error_fault_response(rule, state.weights.used())
-            entry["status"] = resp.status
-            return resp
+            answer = (dialect or DIALECTS[0]).fault(rule, budget.used())
+            entry["status"] = answer.status
+            return _answer(answer)
         if rule is not None and rule.kind == "delay":
             await asyncio.sleep(rule.delay_s if rule.delay_s is not None else 2.0)
-        if handler is None:
+        if found is None or dialect is None:
             entry["status"] = 404
-            return web.Response(status=404, text=_HTML.format(code=404, reason="Not Found"),
-                                content_type="text/html")
-        weight = WEIGHTS[path]
-        charge = state.weights.charge(weight)
-        entry["weight"] = weight
-        headers = {"X-MBX-USED-WEIGHT-1M": str(charge.used)}
+            return _answer(gateway_page(404))
+        route = found[1]
+        charge = budget.charge(route.weight)
+        entry["weight"] = route.weight
+        headers = dialect.headers(charge.used)
         if not charge.ok:
-            headers["Retry-After"] = str(charge.retry_after_s)
-            entry["status"] = 429
-            msg = (f"Too much request weight used; current limit is {state.weights.limit} request weight "
-                   "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
-            return _json_response(429, {"code": -1003, "msg": msg}, headers)
+            answer = dialect.rate_limited(charge.retry_after_s, charge.used, budget.limit)
+            entry["status"] = answer.status
+            return _answer(answer)
         try:
-            payload = handler(state, request.query)
-        except BinanceError as err:
+            payload = route.handler(state, request.query)
+        except DialectError as err:
             entry["status"] = err.status
-            return _json_response(err.status, {"code": err.code, "msg": err.msg}, headers)
+            return _json_response(err.status, err.body, {**headers, **err.headers})
         except Exception:
             entry["status"] = 500  # an emulator bug: aiohttp answers 500
             raise
         if rule is not None and isinstance(payload, RawJSON):
             payload = json.loads(payload)
-        if rule is not None and isinstance(payload, list):
-            payload = mangle_rows(rule.kind, payload)
-        if rule is not None and rule.kind == "rows":
-            payload = rule.rows
+        if rule is not None:
+            payload = dialect.mangle(rule, payload)
         if rule is not None and rule.kind == "truncated_json":
             body = json.dumps(payload, separators=(",", ":"))
             cut = body[: max(1, len(body) // 2)]
@@ -509,20 +243,38 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
             state.clock.offset_ms = int(body["offset_ms"])
         return web.json_response(state.clock.to_dict())
 
+    def _budget(name: str | None) -> WeightBudget:
+        if name is None:
+            return state.weights
+        if name not in state.budgets:
+            raise ValueError(f"unknown dialect {name!r}; known: {', '.join(state.budgets)}")
+        return state.budgets[name]
+
     async def get_config(request: web.Request) -> web.Response:
-        return web.json_response({"weight_limit": state.weights.limit, "used_weight": state.weights.used(),
-                                  "default_weight_limit": state.default_weight_limit})
+        try:
+            budget = _budget(request.query.get("dialect"))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"weight_limit": budget.limit, "used_weight": budget.used(),
+                                  "default_weight_limit": state.default_weight_limit,
+                                  "limits": {n: b.limit for n, b in state.budgets.items()}})
 
     async def set_config(request: web.Request) -> web.Response:
         body = await request.json()
+        try:
+            budget = _budget(body.get("dialect"))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
         if "weight_limit" in body:
             limit = int(body["weight_limit"])
             if limit < 1:
                 return web.json_response({"error": "weight_limit must be >= 1"}, status=400)
-            state.weights.limit = limit
+            budget.limit = limit
         if body.get("reset_weight"):
-            state.weights.reset()
-        return await get_config(request)
+            budget.reset()
+        return web.json_response({"weight_limit": budget.limit, "used_weight": budget.used(),
+                                  "default_weight_limit": state.default_weight_limit,
+                                  "limits": {n: b.limit for n, b in state.budgets.items()}})
 
     async def reset(request: web.Request) -> web.Response:
         state.reset()

@@ -33,10 +33,11 @@ class WeightCharge:
 
 
 class WeightBudget:
-    """Per-minute request-weight counter; requests over the limit still count (as on Binance)."""
+    """Request-weight counter over a fixed window (a minute by default); requests over the limit still count."""
 
-    def __init__(self, limit: int = DEFAULT_WEIGHT_LIMIT, *, clock=time.time) -> None:
+    def __init__(self, limit: int = DEFAULT_WEIGHT_LIMIT, *, window_s: int = 60, clock=time.time) -> None:
         self.limit = limit
+        self.window_s = window_s
         self._clock = clock
         self._window = -1
         self._used = 0
@@ -44,7 +45,7 @@ class WeightBudget:
 
     def _roll(self) -> float:
         now = self._clock()
-        window = int(now // 60)
+        window = int(now // self.window_s)
         if window != self._window:
             self._window, self._used = window, 0
         return now
@@ -59,7 +60,7 @@ class WeightBudget:
             now = self._roll()
             self._used += weight
             ok = self._used <= self.limit
-            retry = max(1, math.ceil((self._window + 1) * 60 - now))
+            retry = max(1, math.ceil((self._window + 1) * self.window_s - now))
             return WeightCharge(ok, self._used, retry)
 
     def reset(self) -> None:
