@@ -163,7 +163,7 @@ def _api_handler(state: EmulatorState):
         if found is None or dialect is None:
             entry["status"] = 404
             return _answer(gateway_page(404))
-        route = found[1]
+        route, path_values = found[1], found[2]
         charge = budget.charge(route.weight)
         entry["weight"] = route.weight
         headers = dialect.headers(charge.used)
@@ -172,7 +172,7 @@ def _api_handler(state: EmulatorState):
             entry["status"] = answer.status
             return _answer(answer)
         try:
-            payload = route.handler(state, request.query)
+            payload = route.handler(state, {**request.query, **path_values} if path_values else request.query)
         except DialectError as err:
             entry["status"] = err.status
             return _json_response(err.status, err.body, {**headers, **err.headers})
