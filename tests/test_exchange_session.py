@@ -98,3 +98,6 @@ def test_rate_limit_status_prefers_the_answers_status():
     assert rate_limit_status(ccxt.DDoSProtection("x"), 429) == 429
     assert rate_limit_status(ccxt.DDoSProtection("x"), 403) == 403
     assert rate_limit_status(ccxt.ExchangeNotAvailable("x"), 503) is None
+    # a rate-limit error in a 200 body (Bybit retCode 10006, Kraken EGeneral:Too many requests): slow down
+    assert rate_limit_status(ccxt.DDoSProtection("x"), 200) == 429
+    assert rate_limit_status(ccxt.RateLimitExceeded("x"), 200) == 429

@@ -46,3 +46,15 @@ class InvalidFrameError(CcxtQuestDBError, ValueError):
 
     Nothing of it is written.
     """
+
+
+class UnsupportedHistoryError(PermanentExchangeError):
+    """The exchange cannot give the history asked for (no public trade history, candles only recent).
+
+    Raised before any request; nothing is stored or recorded as covered. The message names the
+    exchange, its limit and the alternative.
+    """
+
+
+class UnprovenExchangeError(ConfigError):
+    """The exchange's paging dialect has not been proven exact by this project (see docs/exchanges.md)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
+from ccxt_questdb_assets.exchange.dialects import ExchangeDialect, dialect_for
 from ccxt_questdb_assets.exchange.retry import RetryPolicy
 from ccxt_questdb_assets.ratelimit import RateLimiterConfig
 
@@ -35,6 +36,8 @@ class CcxtBackfillConfig:
     secret_env: str | None = None
     # A bar (or trade second) counts as final this long after it closed: exchanges publish late.
     final_lag_ms: int = 2_000
+    # Page an exchange whose dialect this project has not proven exact (see exchange/dialects.py).
+    allow_unproven_exchange: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.exchange_id, str) or not self.exchange_id.strip():
@@ -50,7 +53,14 @@ class CcxtBackfillConfig:
             not isinstance(self.symbols, list) or not all(isinstance(s, str) and s for s in self.symbols)
         ):
             raise ConfigError(f"symbols {self.symbols!r} must be a list of symbols such as ['BTC/USDT']")
+        if not isinstance(self.allow_unproven_exchange, bool):
+            raise ConfigError(f"allow_unproven_exchange {self.allow_unproven_exchange!r} must be true or false")
         self.retry_policy  # validates
+        self.dialect  # refuses an exchange whose dialect is not proven, unless opted in
+
+    @property
+    def dialect(self) -> ExchangeDialect:
+        return dialect_for(self.exchange_id, allow_unproven=self.allow_unproven_exchange)
 
     @property
     def retry_policy(self) -> RetryPolicy:

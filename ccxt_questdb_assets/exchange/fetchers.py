@@ -5,9 +5,11 @@ the exchange has, and only closed bars (or trade milliseconds) are ever claimed.
 engine writes each page as it arrives and records the claim once the rows are visible.
 
 Pages never rely on ccxt's built-in pagination (it drops windows and retries without
-backoff). Candles page forward with ``since``/``until``; Binance trades page by aggregate
-trade id (``fromId``), so trades sharing a millisecond are never split at a page edge; other
-exchanges page by time, re-asking from the last millisecond, with the trade id as dedup key.
+backoff). How a page is asked and what it proves depends on the exchange's dialect
+(exchange/dialects.py): candles in exchange/candle_pages.py; Binance trades page by aggregate
+trade id (``fromId``) here, so trades sharing a millisecond are never split at a page edge, and
+an unproven exchange's by time, re-asking from the last millisecond, with the trade id as dedup
+key; the other dialects' trades in exchange/trade_pages.py.
 
 Empty answers. ``[]`` for a window is not proof that the exchange has nothing there (proxies,
 overloaded nodes and rate-limit shields answer it too), and a believed ``[]`` becomes an empty
@@ -24,11 +26,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-
 import pandas as pd
 
-from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.errors import (
     CcxtQuestDBError,
     ConfigError,
@@ -40,31 +39,25 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms, to_epoch_ms
-from ccxt_questdb_assets.exchange.client import last_answer_rows
+from ccxt_questdb_assets.exchange.candle_pages import candle_pages
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
+from ccxt_questdb_assets.exchange.dialects import TradePaging
+from ccxt_questdb_assets.exchange.page import Page
 from ccxt_questdb_assets.exchange.session import ExchangeSession
+from ccxt_questdb_assets.exchange.trade_pages import dialect_trade_pages
 
 Clock = Callable[[], int]
 
-# Exchanges whose trades can be walked by a sequential trade id, and the parameter for it.
-_TRADE_ID_PARAM = {"binance": "fromId", "binanceus": "fromId"}
+__all__ = ["CcxtOHLCVFetcher", "CcxtTradesFetcher", "Page", "wall_clock_ms"]
+
+# Binance's parameter walking aggregate trades by id.
+_TRADE_ID_PARAM = "fromId"
 # Binance's aggTrades accepts at most one hour between startTime and endTime.
 _TRADE_TIME_WINDOW_MS = 3_600_000
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass
-class Page:
-    """One answer of the exchange (``requests`` asked it): rows from ``start_ms`` on, and what they prove."""
-
-    rows: pd.DataFrame
-    start_ms: int
-    claim: TimeWindow | None = None
-    empty: list[TimeWindow] = field(default_factory=list)
-    requests: int = 1
 
 
 class _Fetcher:
@@ -119,7 +112,20 @@ class _Fetcher:
     async def close(self) -> None:
         await self.session.close()
 
-    async def _call(self, method: str, *args, **kwargs):
+    def final_until(self) -> int:
+        """Rows before this millisecond are final now (the exchange publishes late)."""
+        return self.clock() - self.config.final_lag_ms
+
+    def closed_until(self, tf: Timeframe) -> int:
+        """Bars opening before ``closed_until - tf`` are closed and final now."""
+        return tf.floor(self.final_until())
+
+    @staticmethod
+    def first_bar_in(start: int, end: int) -> Callable[[list], int | None]:
+        """The first open time in ``[start, end)`` among probe rows (for ``confirmed``)."""
+        return lambda rows: _first_ts_in(rows, start, end, lambda r: r[0])
+
+    async def call(self, method: str, *args, **kwargs):
         """``session.call``; ccxt's parser failing on a malformed answer (a ValueError or TypeError
         from inside ccxt, e.g. a price 'NaN' or a null time) becomes ``ExchangeDataError``."""
         try:
@@ -132,7 +138,7 @@ class _Fetcher:
                 f"{str(exc)[:200]}); nothing of this page was written"
             ) from None
 
-    async def _confirmed(self, node: NodeId, window: TimeWindow, ask: Callable[[], Awaitable[list]],
+    async def confirmed(self, node: NodeId, window: TimeWindow, ask: Callable[[], Awaitable[list]],
                          probe: Callable[[], Awaitable[list]], inside: Callable[[list], int | None], *,
                          held_before: bool) -> tuple[list, int]:
         """``ask()``'s rows, or ``[]`` once a repeat and a probe agree that ``window`` is empty.
@@ -175,49 +181,10 @@ class CcxtOHLCVFetcher(_Fetcher):
         return TimeWindow(tf.floor(window.start_ms), tf.ceil(window.end_ms))
 
     async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
-        tf: Timeframe = node.timeframe  # type: ignore[assignment]
-        await self.session.require_symbol(node.symbol)
-        limit_max = self.session.page_limit("fetchOHLCV")
-        cursor = window.start_ms
-        while cursor < window.end_ms:
-            limit = max(1, min(limit_max, tf.bars_between(cursor, window.end_ms)))
-            raw, requests = await self._request(node, tf, cursor, window.end_ms, limit,
-                                                held_before=cursor > window.start_ms)
-            closed_until = tf.floor(self.clock() - self.config.final_lag_ms)
-            frame = candles_frame(raw, tf, what=f"{node} page from {cursor}")
-            frame = frame[(frame["ts"] >= cursor) & (frame["ts"] < window.end_ms)].reset_index(drop=True)
-            complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
-            if len(raw) >= limit and frame.empty:
-                raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the window asked")
-            frame["closed"] = frame["ts"] + tf.ms <= closed_until
-            claim_end = min(complete_to, closed_until)
-            claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
-            empty = holes(frame["ts"].tolist(), claim, tf.ms) if claim else []
-            yield Page(rows=frame, start_ms=cursor, claim=claim, empty=empty, requests=requests)
-            if complete_to <= cursor:
-                break
-            cursor = complete_to
-
-    async def _request(self, node: NodeId, tf: Timeframe, since: int, end: int, limit: int, *, held_before: bool):
-        async def ask():
-            rows = await self._call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
-                                    params={"until": end - 1})
-            sent = last_answer_rows()
-            if sent is not None and len(rows) < sent <= limit:
-                # ccxt dropped rows it could not read (a null open time): the page would look short
-                # and its last bars be recorded as empty.
-                raise ExchangeDataError(
-                    f"{node}: the exchange answered {sent} candles from {format_ms(since)} but only "
-                    f"{len(rows)} have a valid open time; refusing the page, nothing of this page was written"
-                )
-            return rows
-
-        def probe():  # the last bar at or before the window's end
-            return self._call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1, params={"until": end - 1})
-
-        return await self._confirmed(node, TimeWindow(since, end), ask, probe,
-                                     lambda rows: _first_ts_in(rows, since, end, lambda r: r[0]),
-                                     held_before=held_before)
+        market = await self.session.require_symbol(node.symbol)
+        limit = self.session.page_limit("fetchOHLCV", market)
+        async for page in candle_pages(self, node, window, limit):
+            yield page
 
 
 class CcxtTradesFetcher(_Fetcher):
@@ -227,8 +194,13 @@ class CcxtTradesFetcher(_Fetcher):
 
     async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
         await self.session.require_symbol(node.symbol)
-        limit = self.session.page_limit("fetchTrades")
-        id_param = _TRADE_ID_PARAM.get(self.config.exchange_id)
+        dialect_pages = dialect_trade_pages(self, node, window)
+        if dialect_pages is not None:
+            async for page in dialect_pages:
+                yield page
+            return
+        limit = min(self.session.page_limit("fetchTrades"), self.config.dialect.trade_page)
+        id_param = _TRADE_ID_PARAM if self.config.dialect.trades is TradePaging.ID_FORWARD else None
         cursor, next_id, held = window.start_ms, None, False
         # One live edge per call: re-reading the clock each page would chase "now" forever.
         final_until = self.clock() - self.config.final_lag_ms
@@ -273,13 +245,13 @@ class CcxtTradesFetcher(_Fetcher):
 
     def _probe(self, node: NodeId, end: int):
         """The last trade at or before ``end - 1``."""
-        return self._call("fetch_trades", node.symbol, None, 1, params={"until": end - 1})
+        return self.call("fetch_trades", node.symbol, None, 1, params={"until": end - 1})
 
     async def _by_time(self, node: NodeId, start: int, end: int, limit: int, *, held_before: bool):
         def ask():
-            return self._call("fetch_trades", node.symbol, start, limit, params={"until": end - 1})
+            return self.call("fetch_trades", node.symbol, start, limit, params={"until": end - 1})
 
-        return await self._confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
+        return await self.confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
                                      lambda rows: _first_ts_in(rows, start, end, lambda t: t.get("timestamp")),
                                      held_before=held_before)
 
@@ -297,7 +269,7 @@ class CcxtTradesFetcher(_Fetcher):
             nonlocal extra
             rounds = self.config.retry_policy.max_retries + 1
             for attempt in range(rounds):
-                raw = await self._call("fetch_trades", node.symbol, None, limit, params={id_param: from_id})
+                raw = await self.call("fetch_trades", node.symbol, None, limit, params={id_param: from_id})
                 if len(raw) < limit or len({str(t.get("id")) for t in raw}) == len(raw):
                     return raw
                 extra += attempt < rounds - 1
@@ -318,7 +290,7 @@ class CcxtTradesFetcher(_Fetcher):
         if end <= start:  # nothing final left to confirm: an empty answer means the live edge
             raw, requests = await ask(), 1
         else:
-            raw, requests = await self._confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
+            raw, requests = await self.confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
                                                   newer, held_before=True)
         return raw, requests + extra
 

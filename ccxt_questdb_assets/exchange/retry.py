@@ -36,7 +36,9 @@ def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int
     """The status of a rate-limit answer (429 slow down, 418 banned, a WAF's 403...), else None.
 
     ccxt maps both statuses to ``DDoSProtection`` for some exchanges (Binance), so the answer's
-    own status decides when it is known; the exception class only when it is not.
+    own status decides when it is known; the exception class only when it is not. A rate-limit
+    error in the body of a 2xx answer (Bybit's retCode 10006, Kraken's ``EGeneral:Too many
+    requests``) asks to slow down: 429, never a ban.
     """
     import ccxt
 
@@ -44,6 +46,8 @@ def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int
         return None
     if isinstance(http_status, int) and http_status >= 400:
         return http_status
+    if isinstance(http_status, int) and 200 <= http_status < 300:
+        return 429
     return 429 if isinstance(exc, ccxt.RateLimitExceeded) else 418
 
 

@@ -146,17 +146,18 @@ class ExchangeSession:
         for symbol in symbols:
             await self.require_symbol(symbol)
 
-    def page_limit(self, method: str) -> int:
-        """Rows per request: the config's window size capped by ccxt's metadata for ``method``."""
+    def page_limit(self, method: str, market: dict[str, Any] | None = None) -> int:
+        """Rows per request: the config's window size capped by ccxt's ``features`` limit for ``method``
+        on the market's type (spot, or swap/future by linear/inverse: Binance USD-M candles 500)."""
         features = getattr(self.exchange, "features", None) or {}
-        limit = None
-        for market_type in ("spot", "swap", "future"):
-            section = features.get(market_type) or {}
-            info = section.get(method) if isinstance(section, dict) else None
-            if isinstance(info, dict) and isinstance(info.get("limit"), int):
-                limit = info["limit"]
-                break
-        return min(self.config.window_size, limit) if limit else self.config.window_size
+        market_type = (market or {}).get("type") or "spot"
+        section = features.get(market_type) or features.get("spot") or {}
+        if isinstance(section, dict) and method not in section and market is not None:
+            sub = "linear" if market.get("linear") else "inverse" if market.get("inverse") else None
+            section = section.get(sub) or {} if sub else {}
+        info = section.get(method) if isinstance(section, dict) else None
+        limit = info.get("limit") if isinstance(info, dict) else None
+        return min(self.config.window_size, limit) if isinstance(limit, int) else self.config.window_size
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``exchange.method(*args, **kwargs)`` through limiter and retries."""

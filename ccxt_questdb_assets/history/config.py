@@ -28,6 +28,7 @@ TOP_LEVEL_KEYS = (
     "mode", "exchange", "exchange_id", "symbols", "timeframe", "timeframes", "questdb", "rate_limiter",
     "max_retries", "retry_backoff_s", "window_size", "base_url", "ccxt_options", "timeout_ms",
     "api_key_env", "secret_env", "final_lag_ms", "empty_recheck_after_s", "empty_recent_s", "connectors",
+    "allow_unproven_exchange",
 )
 QUESTDB_TABLE_KEYS = ("table", "table_prefix")
 DEFAULT_DSN = "postgresql://localhost:8812/qdb"
@@ -86,6 +87,7 @@ class ProviderConfig:
             api_key_env=cfg.get("api_key_env"),
             secret_env=cfg.get("secret_env"),
             final_lag_ms=cfg.get("final_lag_ms", 2_000),
+            allow_unproven_exchange=cfg.get("allow_unproven_exchange", False),
         )
         connection, tables = _questdb(cfg.get("questdb") or {}, mode, environ)
         recheck = EmptyRecheckPolicy(

@@ -1,0 +1,163 @@
+"""Candle pages per dialect (see exchange/dialects.py): what to ask, and what each answer proves.
+
+* FORWARD (Binance): ``since`` and ``until`` = the window's end; the exchange answers the first
+  ``limit`` bars from ``since``, oldest first. A full page proves up to its last bar, a short one
+  up to the window's end.
+* NEWEST_FIRST (OKX, Bybit): the exchange answers the *newest* ``limit`` bars of
+  ``[since, until]``. Pages walk back from the window's end: a full page proves from its oldest
+  bar to its end, and the next page ends there; a short one proves down to the window's start.
+* BOUNDED_RANGES (Coinbase; an unproven exchange): each request names a range of at most
+  ``limit`` bars, so no cap can cut it: the answer proves the whole range, whatever its order.
+* LATEST_ONLY (Kraken): only the latest ``history_bars`` bars exist. A window starting before them
+  is refused before any request (:class:`UnsupportedHistoryError`); one inside them is one
+  request.
+
+Rows outside the range asked are dropped, never claimed. The bar still open is never claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ccxt_questdb_assets.core.coverage import holes
+from ccxt_questdb_assets.core.errors import ExchangeDataError, UnsupportedHistoryError
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.timeframes import Timeframe
+from ccxt_questdb_assets.core.validation import candles_frame
+from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
+from ccxt_questdb_assets.exchange.client import last_answer_rows
+from ccxt_questdb_assets.exchange.dialects import CandlePaging
+from ccxt_questdb_assets.exchange.page import Page
+
+if TYPE_CHECKING:
+    from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher
+
+__all__ = ["candle_pages"]
+
+
+def candle_pages(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+    """The pages covering ``window`` (bar-aligned) in the exchange's dialect, ``limit`` bars a request."""
+    paging = fetcher.config.dialect.candles
+    if paging is CandlePaging.FORWARD:
+        return _forward(fetcher, node, window, limit)
+    if paging is CandlePaging.LATEST_ONLY:
+        return _latest_only(fetcher, node, window)
+    return _backward(fetcher, node, window, limit, ranges=paging is CandlePaging.BOUNDED_RANGES)
+
+
+def _frame(fetcher: CcxtOHLCVFetcher, node: NodeId, raw: list, lo: int, hi: int) -> pd.DataFrame:
+    """The rows of ``[lo, hi)`` (oldest first), each marked closed or not by the fetcher's clock."""
+    tf: Timeframe = node.timeframe  # type: ignore[assignment]
+    frame = candles_frame(raw, tf, what=f"{node} page from {lo}")
+    frame = frame[(frame["ts"] >= lo) & (frame["ts"] < hi)].reset_index(drop=True)
+    frame["closed"] = frame["ts"] + tf.ms <= fetcher.closed_until(tf)
+    return frame
+
+
+def _page(fetcher: CcxtOHLCVFetcher, node: NodeId, frame: pd.DataFrame, lo: int, hi: int, requests: int) -> Page:
+    """A page of ``frame`` proving ``[lo, hi)`` up to the last closed bar."""
+    tf: Timeframe = node.timeframe  # type: ignore[assignment]
+    claim_end = min(hi, fetcher.closed_until(tf))
+    claim = TimeWindow(lo, claim_end) if claim_end > lo else None
+    empty = holes(frame["ts"].tolist(), claim, tf.ms) if claim else []
+    return Page(rows=frame, start_ms=lo, claim=claim, empty=empty, requests=requests)
+
+
+def _checked_rows(node: NodeId, since: int, rows: list, limit: int) -> list:
+    """ccxt's rows, unless it dropped some it could not read (a null open time): the page would look
+    short and its last bars be recorded as empty."""
+    sent = last_answer_rows()
+    if sent is not None and len(rows) < sent <= limit:
+        raise ExchangeDataError(
+            f"{node}: the exchange answered {sent} candles from {format_ms(since)} but only "
+            f"{len(rows)} have a valid open time; refusing the page, nothing of this page was written"
+        )
+    return rows
+
+
+async def _forward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit_max: int) -> AsyncIterator[Page]:
+    tf: Timeframe = node.timeframe  # type: ignore[assignment]
+    cursor = window.start_ms
+    while cursor < window.end_ms:
+        limit = max(1, min(limit_max, tf.bars_between(cursor, window.end_ms)))
+        since, end = cursor, window.end_ms
+
+        async def ask(since: int = since, end: int = end, limit: int = limit) -> list:
+            rows = await fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
+                                      params={"until": end - 1})
+            return _checked_rows(node, since, rows, limit)
+
+        def probe(end: int = end):  # the last bar at or before the window's end
+            return fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1, params={"until": end - 1})
+
+        raw, requests = await fetcher.confirmed(node, TimeWindow(since, end), ask, probe,
+                                                fetcher.first_bar_in(since, end), held_before=cursor > window.start_ms)
+        frame = _frame(fetcher, node, raw, cursor, window.end_ms)
+        complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
+        if len(raw) >= limit and frame.empty:
+            raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the window asked")
+        yield _page(fetcher, node, frame, cursor, complete_to, requests)
+        if complete_to <= cursor:
+            break
+        cursor = complete_to
+
+
+async def _backward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit_max: int, *,
+                    ranges: bool) -> AsyncIterator[Page]:
+    """Pages from the window's end back to its start. ``ranges``: each request spans at most
+    ``limit_max`` bars (the exchange refuses more); else it spans the rest of the window."""
+    tf: Timeframe = node.timeframe  # type: ignore[assignment]
+    upper = window.end_ms
+    while upper > window.start_ms:
+        lo = max(window.start_ms, upper - limit_max * tf.ms) if ranges else window.start_ms
+        limit = max(1, min(limit_max, tf.bars_between(lo, upper)))
+
+        async def ask(lo: int = lo, upper: int = upper, limit: int = limit) -> list:
+            rows = await fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=lo, limit=limit,
+                                      params={"until": upper - 1})
+            return _checked_rows(node, lo, rows, limit)
+
+        def probe(upper: int = upper):  # the newest bar of the page before the window's end
+            since = max(0, upper - limit_max * tf.ms)
+            return fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=1,
+                                params={"until": upper - 1})
+
+        raw, requests = await fetcher.confirmed(node, TimeWindow(lo, upper), ask, probe,
+                                                fetcher.first_bar_in(lo, upper), held_before=False)
+        frame = _frame(fetcher, node, raw, lo, upper)
+        proven_from = lo
+        if len(raw) >= limit and tf.bars_between(lo, upper) > limit:
+            if frame.empty:
+                raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the range asked "
+                                        f"[{format_ms(lo)}, {format_ms(upper)})")
+            proven_from = int(frame["ts"].iloc[0])  # the newest `limit` bars: nothing proven before them
+        yield _page(fetcher, node, frame, proven_from, upper, requests)
+        upper = proven_from
+
+
+async def _latest_only(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+    tf: Timeframe = node.timeframe  # type: ignore[assignment]
+    dialect = fetcher.config.dialect
+    served = dialect.history_bars or 1
+    oldest = tf.floor(fetcher.clock()) - (served - 1) * tf.ms
+    if window.start_ms < oldest:
+        raise UnsupportedHistoryError(
+            f"{node}: {dialect.exchange_id} serves only its latest {served} {tf.name} candles (from "
+            f"{format_ms(oldest)} now), and the window {window} starts before them; nothing was asked or "
+            f"recorded. {dialect.limits}"
+        )
+
+    async def ask() -> list:
+        rows = await fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=window.start_ms, limit=served)
+        return _checked_rows(node, window.start_ms, rows, served)
+
+    raw, requests = await fetcher.confirmed(node, window, ask, ask, fetcher.first_bar_in(window.start_ms, window.end_ms),
+                                            held_before=False)
+    frame = _frame(fetcher, node, raw, window.start_ms, window.end_ms)
+    proven_from = window.start_ms
+    if len(raw) >= served and not frame.empty and int(frame["ts"].iloc[0]) > window.start_ms:
+        proven_from = int(frame["ts"].iloc[0])  # the exchange moved on between the check and the answer
+    yield _page(fetcher, node, frame, proven_from, window.end_ms, requests)

@@ -1,0 +1,27 @@
+"""A page: one answer of the exchange, the rows it holds and the window it proves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ccxt_questdb_assets.core.windows import TimeWindow
+
+__all__ = ["Page"]
+
+
+@dataclass
+class Page:
+    """One answer of the exchange (``requests`` asked it): rows from ``start_ms`` on, and what they prove.
+
+    ``claim`` is the window for which the page holds every row the exchange has (closed bars or
+    final trade milliseconds only); ``empty`` the parts of the claim without rows. Pages of a
+    newest-first dialect come newest first: each claim ends where the previous one started.
+    """
+
+    rows: pd.DataFrame
+    start_ms: int
+    claim: TimeWindow | None = None
+    empty: list[TimeWindow] = field(default_factory=list)
+    requests: int = 1

@@ -1,0 +1,167 @@
+"""Trade pages per dialect (see exchange/dialects.py) for the dialects other than Binance's.
+
+Binance's id paging (and the by-time paging of an unproven exchange) lives in the trades fetcher;
+here are the others. A trade millisecond is claimed only once every trade of it is held: a page
+cut by the exchange's cap proves nothing about the millisecond (or second) where it was cut.
+
+* ID_BACKWARD (OKX ``history-trades``): newest first, 100 a page; the first page asks the trades
+  older than the window's end (``type=2``: by time), the next ones the trades older than the
+  oldest trade id held (``type=1``), so trades sharing a millisecond are never split.
+* SECONDS_BACKWARD (Coinbase ``ticker``): the newest ``limit`` trades of ``[start, end]`` in whole
+  seconds; the next page ends with the second of the oldest trade held (its trades come again and
+  are deduplicated).
+* CURSOR_FORWARD (Kraken ``Trades``): oldest first after the exclusive cursor ``last`` the previous
+  answer returned. The rows carry no trade id, so each gets one made of its millisecond and its
+  order within it (``<ms>-<n>``), counted across pages: the same trade gets the same id on every
+  fetch that starts at a claim boundary.
+* NONE (Bybit): refused before any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ccxt_questdb_assets.core.errors import ExchangeDataError, UnsupportedHistoryError
+from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.validation import trades_frame
+from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
+from ccxt_questdb_assets.exchange.dialects import TradePaging
+from ccxt_questdb_assets.exchange.page import Page
+
+if TYPE_CHECKING:
+    from ccxt_questdb_assets.exchange.fetchers import CcxtTradesFetcher
+
+__all__ = ["dialect_trade_pages"]
+
+_OKX_HISTORY = "publicGetMarketHistoryTrades"
+
+
+def dialect_trade_pages(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page] | None:
+    """The pages of ``window`` for dialects paged here; None for Binance's and by-time paging."""
+    dialect = fetcher.config.dialect
+    paging = dialect.trades
+    if paging is TradePaging.NONE:
+        raise UnsupportedHistoryError(
+            f"{node}: trades of {window} cannot be backfilled: {dialect.limits}; nothing was asked or recorded"
+        )
+    if paging is TradePaging.ID_BACKWARD:
+        return _id_backward(fetcher, node, window, dialect.trade_page)
+    if paging is TradePaging.SECONDS_BACKWARD:
+        return _seconds_backward(fetcher, node, window, dialect.trade_page)
+    if paging is TradePaging.CURSOR_FORWARD:
+        return _cursor_forward(fetcher, node, window, dialect.trade_page)
+    return None
+
+
+def _page(frame: pd.DataFrame, lo: int, hi: int, requests: int) -> Page:
+    inside = frame[(frame["ts"] >= lo) & (frame["ts"] < hi)].reset_index(drop=True)
+    claim = TimeWindow(lo, hi) if hi > lo else None
+    return Page(rows=inside, start_ms=lo, claim=claim, empty=[claim] if claim and inside.empty else [],
+                requests=requests)
+
+
+async def _twice_if_empty(fetcher: CcxtTradesFetcher, ask) -> tuple[list, int]:
+    """``ask()``'s rows; an empty answer is believed only when asked again (a page that only pages by
+    cursor has no other shape to probe with)."""
+    raw = await ask()
+    if raw:
+        return raw, 1
+    return await ask(), 2
+
+
+async def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+    upper = min(window.end_ms, fetcher.final_until())
+    params: dict[str, Any] = {"method": _OKX_HISTORY, "type": "2", "after": str(upper)}
+    while upper > window.start_ms:
+        def ask(params: dict[str, Any] = params):
+            return fetcher.call("fetch_trades", node.symbol, None, limit, params=params)
+
+        raw, requests = await _twice_if_empty(fetcher, ask)
+        frame = trades_frame(raw, what=f"{node} page before {params['after']}")
+        full = len(raw) >= limit
+        lo = window.start_ms
+        if full:
+            oldest = int(frame["ts"].iloc[0])
+            lo = max(window.start_ms, oldest + 1)  # the oldest millisecond may go on in the next page
+            ids = [int(i) for i in frame["trade_id"]]
+            params = {"method": _OKX_HISTORY, "type": "1", "after": str(min(ids))}
+        yield _page(frame, lo, upper, requests)
+        if not full or lo <= window.start_ms:
+            break
+        upper = lo
+
+
+async def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow,
+                            limit: int) -> AsyncIterator[Page]:
+    start_s = window.start_ms // 1000
+    upper = min(window.end_ms, fetcher.final_until())
+    while upper > window.start_ms:
+        end_s = -(-upper // 1000)
+
+        def ask(end_s: int = end_s):
+            # `since` stays None: ccxt would drop rows before it and a capped page would look short.
+            return fetcher.call("fetch_trades", node.symbol, None, limit,
+                                params={"start": str(start_s), "until": end_s * 1000})
+
+        raw, requests = await _twice_if_empty(fetcher, ask)
+        frame = trades_frame(raw, what=f"{node} page before {format_ms(upper)}")
+        lo = window.start_ms
+        full = len(raw) >= limit
+        if full:
+            oldest = int(frame["ts"].iloc[0])
+            lo = max(window.start_ms, oldest + 1)
+            if lo > window.start_ms and -(-lo // 1000) >= end_s:  # the next request would be this one again
+                raise ExchangeDataError(
+                    f"{node}: more than {limit} trades in the second before {format_ms(end_s * 1000)}; "
+                    f"{fetcher.config.exchange_id} pages trades by whole seconds and cannot page past it; "
+                    "nothing of this second was recorded as covered"
+                )
+        yield _page(frame, lo, upper, requests)
+        if not full or lo <= window.start_ms:
+            break
+        upper = lo
+
+
+async def _cursor_forward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow,
+                          limit: int) -> AsyncIterator[Page]:
+    stop = min(window.end_ms, fetcher.final_until())
+    cursor = str(window.start_ms * 1_000_000 - 1)  # nanoseconds, exclusive: from the window's first ms
+    lo = window.start_ms
+    numbering = _Numbering()
+    while lo < stop:
+        def ask(cursor: str = cursor):
+            return fetcher.call("fetch_trades", node.symbol, None, limit, params={"since": cursor})
+
+        raw, requests = await _twice_if_empty(fetcher, ask)
+        full = len(raw) >= limit
+        next_cursor = raw[-1].get("id") if raw else None
+        numbering.assign(raw)
+        frame = trades_frame(raw, what=f"{node} page after cursor {cursor}")
+        hi = stop
+        if full:
+            if not next_cursor:
+                raise ExchangeDataError(f"{node}: a full page of trades came without the cursor of its next page")
+            hi = min(stop, int(frame["ts"].iloc[-1]))  # its last millisecond may go on
+        yield _page(frame, lo, hi, requests)
+        if not full or int(frame["ts"].iloc[-1]) >= window.end_ms:
+            break
+        lo, cursor = max(lo, hi), str(next_cursor)
+
+
+class _Numbering:
+    """Ids for trades that have none: ``<ms>-<n>``, ``n`` counting the trades of that ms in order."""
+
+    def __init__(self) -> None:
+        self.ms: int | None = None
+        self.n = 0
+
+    def assign(self, trades: list[dict[str, Any]]) -> None:
+        for trade in trades:
+            ms = trade.get("timestamp")
+            if ms != self.ms:
+                self.ms, self.n = ms, 0
+            trade["id"] = f"{ms}-{self.n}"
+            self.n += 1
