@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,12 +20,20 @@ def parse_mode(value: object) -> Mode:
     return mode  # type: ignore[return-value]
 
 
-def _part(name: str, value: object) -> str:
+_SETTLE = re.compile(r"[A-Z][A-Z0-9]*(-[0-9]{6})?")  # USDT, or BTC-240329 for a dated future
+
+
+def _part(name: str, value: object, *, settle: bool = False) -> str:
+    """An exchange id or (``settle``) a ccxt symbol, where one ':' may name a derivative's settle
+    currency (``BTC/USDT:USDT``)."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name} {value!r} must be a non-empty string")
-    if ":" in value or any(ch.isspace() for ch in value) or any(ord(ch) < 32 for ch in value):
+    head, colon, tail = value.partition(":")
+    bad_colon = bool(colon) and not (settle and "/" in head and _SETTLE.fullmatch(tail))
+    if bad_colon or any(ch.isspace() for ch in value) or any(ord(ch) < 32 for ch in value):
+        allowed = " (one ':' only before a derivative's settle currency, as in 'BTC/USDT:USDT')" if settle else ""
         raise ConfigError(
-            f"{name} {value!r} may not contain ':', spaces or control characters "
+            f"{name} {value!r} may not contain ':'{allowed}, spaces or control characters "
             "(node ids are ':'-separated)"
         )
     return value
@@ -41,7 +50,7 @@ class NodeId:
 
     def __post_init__(self) -> None:
         _part("exchange", self.exchange)
-        _part("symbol", self.symbol)
+        _part("symbol", self.symbol, settle=True)
         if self.mode == "ohlcv" and self.timeframe is None:
             raise ConfigError("an ohlcv node id needs a timeframe, e.g. 'ohlcv:binance:BTC/USDT:1m'")
         if self.mode == "trades" and self.timeframe is not None:
@@ -51,11 +60,11 @@ class NodeId:
     def parse(cls, node_id: str) -> NodeId:
         if not isinstance(node_id, str):
             raise ConfigError(f"node id {node_id!r} must be a string")
-        parts = node_id.split(":")
-        if len(parts) == 4 and parts[0] == "ohlcv":
-            return cls("ohlcv", parts[1], parts[2], Timeframe.parse(parts[3]))
-        if len(parts) == 3 and parts[0] == "trades":
-            return cls("trades", parts[1], parts[2])
+        parts = node_id.split(":")  # a swap's symbol holds one too: BTC/USDT:USDT
+        if len(parts) in (4, 5) and parts[0] == "ohlcv":
+            return cls("ohlcv", parts[1], ":".join(parts[2:-1]), Timeframe.parse(parts[-1]))
+        if len(parts) in (3, 4) and parts[0] == "trades":
+            return cls("trades", parts[1], ":".join(parts[2:]))
         raise ConfigError(
             f"node id {node_id!r} is not valid: use 'ohlcv:{{exchange}}:{{symbol}}:{{timeframe}}' "
             "or 'trades:{exchange}:{symbol}'"
