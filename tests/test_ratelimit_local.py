@@ -183,7 +183,7 @@ def test_process_scope_shares_one_budget_per_key():
     bn, kr = get_rate_limiter(cfg(**t), "binance"), get_rate_limiter(cfg(**t), "kraken")
     assert bn is kr and bn.key == "ip:10.0.0.1"
     assert bn.weights_for("binance").for_call("fetch_ohlcv") == 2
-    assert kr.weights_for("kraken").for_call("fetch_ohlcv") == 1
+    assert kr.weights_for("kraken").for_call("fetch_ohlcv") == 1.2  # ccxt's cost of kraken's OHLC
 
 
 def test_process_scope_conflicting_budget_is_an_error():
@@ -587,7 +587,14 @@ def test_endpoint_weights():
     assert w.weight("exchangeInfo") == 20
     assert w.weight("ticker/24hr") == 2  # from ccxt's metadata: cost 0.4 x 5
     assert w.weight("no/such/endpoint") == 1
-    assert EndpointWeights("kraken").for_call("fetch_ohlcv") == 1
+    assert EndpointWeights("gate").for_call("fetch_ohlcv") == 1  # no method table for the exchange: 1
+    # per-exchange method tables, weighed by ccxt's cost metadata
+    assert EndpointWeights("kraken").for_call("fetch_ohlcv") == 1.2
+    assert EndpointWeights("okx").for_call("fetch_ohlcv") == 1  # market/history-candles
+    assert EndpointWeights("okx").for_call("fetch_trades") == 2  # market/history-trades
+    assert EndpointWeights("bybit").for_call("fetch_ohlcv") == 5
+    assert EndpointWeights("coinbase").for_call("fetch_ohlcv") == 3  # nested section v3 -> public
+    assert EndpointWeights("binanceusdm").for_call("fetch_ohlcv", limit=1000) == 5  # fapiPublic, by limit
 
 
 def test_stats_delta_and_metadata():

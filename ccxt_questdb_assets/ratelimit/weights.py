@@ -47,7 +47,25 @@ _BINANCE_METHODS = {
 }
 
 EXCHANGE_TABLES: dict[str, dict[str, Any]] = {"binance": _BINANCE_SPOT}
-EXCHANGE_METHODS: dict[str, dict[str, str]] = {"binance": _BINANCE_METHODS}
+#: The endpoint each unified method calls per exchange (one call per page), named as in ccxt's ``api``,
+#: so that ccxt's own cost metadata weighs it (the units of the exchange's ``rateLimit``).
+EXCHANGE_METHODS: dict[str, dict[str, str]] = {
+    "binance": _BINANCE_METHODS,
+    "binanceusdm": {"load_markets": "exchangeInfo", "fetch_markets": "exchangeInfo", "fetch_ohlcv": "klines",
+                    "fetch_trades": "aggTrades", "fetch_time": "time"},
+    "okx": {"load_markets": "public/instruments", "fetch_markets": "public/instruments",
+            "fetch_ohlcv": "market/history-candles", "fetch_trades": "market/history-trades",
+            "fetch_time": "public/time"},
+    "bybit": {"load_markets": "v5/market/instruments-info", "fetch_markets": "v5/market/instruments-info",
+              "fetch_ohlcv": "v5/market/kline", "fetch_trades": "v5/market/recent-trade", "fetch_time": "v5/market/time"},
+    "coinbase": {"load_markets": "brokerage/market/products", "fetch_markets": "brokerage/market/products",
+                 "fetch_ohlcv": "brokerage/market/products/{product_id}/candles",
+                 "fetch_trades": "brokerage/market/products/{product_id}/ticker"},
+    "kraken": {"load_markets": "AssetPairs", "fetch_markets": "AssetPairs", "fetch_ohlcv": "OHLC",
+               "fetch_trades": "Trades", "fetch_time": "Time"},
+}
+#: The ccxt ``api`` section to weigh an exchange's endpoints from, where several share a name.
+_CCXT_SECTION = {"binanceusdm": "fapiPublic"}
 # ccxt cost unit -> exchange weight, per (exchange, api section). Other sections: ccxt's cost as is.
 _CCXT_COST_SCALE = {("binance", "public"): 5.0, ("binance", "private"): 5.0}
 
@@ -99,8 +117,11 @@ def ccxt_cost(exchange_id: str, endpoint: str, *, limit: int | None = None, meth
     api = _ccxt_api(exchange_id)
     if not api:
         return None
-    # the main sections first (binance: spot before futures/options, which reuse endpoint names)
-    sections = sorted(api.items(), key=lambda kv: {"public": 0, "private": 1}.get(kv[0], 2))
+    # the exchange's own section first, then the main ones (binance: spot before futures/options,
+    # which reuse endpoint names); nested sections (coinbase: v3 -> public) are walked too
+    preferred = _CCXT_SECTION.get(exchange_id)
+    flat = list(_sections(api))
+    sections = sorted(flat, key=lambda kv: -1 if kv[0] == preferred else {"public": 0, "private": 1}.get(kv[0], 2))
     for section, by_method in sections:
         if not isinstance(by_method, Mapping):
             continue
@@ -124,6 +145,18 @@ def ccxt_cost(exchange_id: str, endpoint: str, *, limit: int | None = None, meth
                 break
         return cost * scale
     return None
+
+
+def _sections(api: Mapping[str, Any]):
+    """(section name, {http method: {endpoint: cost}}) pairs, nested sections flattened."""
+    for name, value in api.items():
+        if not isinstance(value, Mapping):
+            continue
+        if any(m in value for m in ("get", "post", "GET", "POST")):
+            yield name, value
+        else:
+            for sub, inner in _sections(value):
+                yield sub if sub in ("public", "private") and name in ("v3", "v2") else f"{name}.{sub}", inner
 
 
 class EndpointWeights:
