@@ -37,6 +37,7 @@ from dagster._utils.schedules import is_valid_cron_string
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.defs.partitions import check_symbol_key
+from ccxt_questdb_assets.exchange.dialects import TradePaging
 from ccxt_questdb_assets.history.config import TOP_LEVEL_KEYS, ProviderConfig, check_keys
 
 ENV_PROJECT = "CCXT_QUESTDB_PROJECT"
@@ -193,6 +194,9 @@ def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapp
     if trades:
         trade_map = {k: v for k, v in mapping.items() if k not in ("timeframes", "timeframe")}
         trades_cfg = ProviderConfig.from_mapping({**trade_map, "mode": "trades"}, environ=environ)
+        dialect = trades_cfg.backfill.dialect
+        if dialect.trades is TradePaging.NONE:
+            raise ConfigError(f"{where} exchanges.{ex_id}.trades: {dialect.limits}; set trades: false")
     pattern = section.get("listing_pattern")
     if pattern is not None and (not isinstance(pattern, str) or not pattern.strip()):
         raise ConfigError(f"{where} exchanges.{ex_id}.listing_pattern {pattern!r} must be a glob such as '*/USDT'")
