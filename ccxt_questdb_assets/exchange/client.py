@@ -45,6 +45,8 @@ __all__ = [
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
     "binanceus": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
+    # USD-M perpetuals: GET /fapi/v1/exchangeInfo only (no sapi currencies/margin requests even with API keys)
+    "binanceusdm": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False, "fetchMargins": False},
     "okx": {"fetchMarkets": {"types": ["spot"]}},
     "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
