@@ -121,6 +121,7 @@ def test_klines_wire_format_and_weight_by_limit(emulator, emulator_control):
         used += weight
         assert status == 200 and len(rows) == (limit or 500), limit
         assert headers["X-MBX-USED-WEIGHT-1M"] == str(used), limit
+        assert emulator_control.requests(KLINES)[-1]["weight"] == weight  # the request log charges the same
     assert emulator_control.used_weight() == 0  # the spot budget is another one
     assert emulator_control.config()["limits"]["binanceusdm"] == 2400
 

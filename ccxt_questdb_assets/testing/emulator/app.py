@@ -164,15 +164,17 @@ def _api_handler(state: EmulatorState):
             entry["status"] = 404
             return _answer(gateway_page(404))
         route, path_values = found[1], found[2]
-        charge = budget.charge(route.weight)
-        entry["weight"] = route.weight
+        query = {**request.query, **path_values} if path_values else request.query
+        weight = route.cost(query)
+        charge = budget.charge(weight)
+        entry["weight"] = weight
         headers = dialect.headers(charge.used)
         if not charge.ok:
             answer = dialect.rate_limited(charge.retry_after_s, charge.used, budget.limit)
             entry["status"] = answer.status
             return _answer(answer)
         try:
-            payload = route.handler(state, {**request.query, **path_values} if path_values else request.query)
+            payload = route.handler(state, query)
         except DialectError as err:
             entry["status"] = err.status
             return _json_response(err.status, err.body, {**headers, **err.headers})

@@ -41,10 +41,20 @@ Handler = Callable[["EmulatorState", Any], Any]
 
 @dataclass(frozen=True)
 class Route:
-    """One API path: its handler and what a request costs against the dialect's budget."""
+    """One API path: its handler and what a request costs against the dialect's budget (``weight``,
+    or ``weight_of(query)`` where the cost depends on the request, e.g. on ``limit``)."""
 
     handler: Handler
     weight: int = 1
+    weight_of: Callable[[Any], int] | None = None
+
+    def cost(self, query: Any) -> int:
+        if self.weight_of is None:
+            return self.weight
+        try:
+            return self.weight_of(query)
+        except (TypeError, ValueError):  # a malformed parameter: the handler answers the error
+            return self.weight
 
 
 @dataclass(frozen=True)

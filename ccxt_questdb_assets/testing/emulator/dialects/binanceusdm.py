@@ -11,7 +11,6 @@ docs/exchanges/binanceusdm.md for the sources and the emulator's choices).
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +54,13 @@ _PATHS = {
     "klines": "/fapi/v1/klines",
     "aggTrades": "/fapi/v1/aggTrades",
 }
-#: Fixed weights per path; klines are charged 1 here and the rest of ``klines_weight`` in the handler.
+#: Weights per path; klines by ``limit`` (``klines_weight``).
 _WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 1, "klines": 1, "aggTrades": 20}
+
+
+def _klines_cost(q: Any) -> int:
+    """The weight of a klines request: by its ``limit`` (default 500)."""
+    return klines_weight(int(q.get("limit") or 500))
 
 
 def klines_weight(limit: int) -> int:
@@ -68,27 +72,6 @@ def klines_weight(limit: int) -> int:
     if limit <= 1000:
         return 5
     return 10
-
-
-# ----------------------------------------------------------------------------- request weight by limit
-
-# The headers dict the app is about to send with the current request (app.py asks the dialect for its
-# headers, then calls the handler with no await in between): the handler puts the weight it adds in it.
-_pending = threading.local()
-
-
-def _charge_more(state: EmulatorState, extra: int) -> None:
-    """Charge ``extra`` weight on top of the route's; over the budget -> the dialect's 429."""
-    if extra <= 0:
-        return
-    budget = state.budgets[NAME]
-    charge = budget.charge(extra)
-    headers = getattr(_pending, "headers", None)
-    if headers is not None:
-        headers["X-MBX-USED-WEIGHT-1M"] = str(charge.used)
-    if not charge.ok:
-        answer = BINANCEUSDM.rate_limited(charge.retry_after_s, charge.used, budget.limit)
-        raise DialectError(answer.status, answer.body, answer.headers)
 
 
 # ----------------------------------------------------------------------------- exchangeInfo
@@ -194,7 +177,6 @@ def _klines(state: EmulatorState, q: Any) -> Any:
     symbol = param_symbol(state, q)
     start, end = param_long(q, "startTime"), param_long(q, "endTime")
     limit = param_limit(q, KLINES_MAX_LIMIT)
-    _charge_more(state, klines_weight(limit) - _WEIGHTS["klines"])
     if start is not None and end is not None and end < start:
         raise _start_after_end()
     bars = state.market.select_bars(symbol, interval, start_ms=start, end_ms=end, limit=limit,
@@ -243,14 +225,13 @@ class _BinanceUsdm:
     """Binance USD-M futures: weights per path (klines by ``limit``) against 2400 per minute."""
 
     name = NAME
-    routes = {_PATHS[k]: Route(handler, _WEIGHTS[k]) for k, handler in _HANDLERS.items()}
+    routes = {_PATHS[k]: Route(handler, _WEIGHTS[k], _klines_cost if k == "klines" else None)
+              for k, handler in _HANDLERS.items()}
     default_limit = WEIGHT_LIMIT
     budget_window_s = 60
 
     def headers(self, used: int) -> dict[str, str]:
-        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-        _pending.headers = headers
-        return headers
+        return {"X-MBX-USED-WEIGHT-1M": str(used)}
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(429, _too_many(limit), self.headers(used))
