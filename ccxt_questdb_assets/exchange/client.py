@@ -29,6 +29,7 @@ from ccxt_questdb_assets.exchange.retry import MalformedResponse
 __all__ = [
     "DEFAULT_OPTIONS",
     "build_exchange",
+    "market_type_options",
     "clear_markets_cache",
     "load_markets_cached",
     "load_markets_cached_async",
@@ -50,6 +51,20 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "okx": {"fetchMarkets": {"types": ["spot"]}},
     "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
+
+# The market type a derivative symbol (``BTC/USDT:USDT``) needs loaded beside spot, per exchange
+# (one more markets request, made only when a configured symbol is one).
+_DERIVATIVE_TYPES: dict[str, str] = {"binance": "linear", "okx": "swap", "bybit": "linear"}
+
+
+def market_type_options(exchange_id: str, symbols: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """ccxt options loading the market types ``symbols`` need: spot, plus perpetual swaps when one is
+    configured (``{}`` when the defaults do)."""
+    extra = _DERIVATIVE_TYPES.get(exchange_id)
+    if extra and any(":" in s for s in symbols or ()):
+        return {"fetchMarkets": {"types": ["spot", extra]}}
+    return {}
+
 
 # urls sections that hold API endpoints (sandbox/demo modes swap 'test'/'demo' into 'api').
 _URL_SECTIONS = ("api", "test", "demo")

@@ -20,6 +20,7 @@ from ccxt_questdb_assets.exchange.client import (
     forget_last_answer,
     last_answer,
     load_markets_cached_async,
+    market_type_options,
     require_symbol,
     require_timeframe,
     restore_cached_markets,
@@ -95,7 +96,7 @@ class ExchangeSession:
         return build_exchange(
             self.config.exchange_id,
             base_url=self.config.base_url,
-            options=self.config.ccxt_options,
+            options={**market_type_options(self.config.exchange_id, self.config.symbols), **self.config.ccxt_options},
             async_=True,
             timeout_ms=self.config.timeout_ms,
             # ccxt's own throttle paces only when our limiter sets no rate; never both.
