@@ -202,9 +202,21 @@ def forget_last_answer() -> None:
 
 
 def last_answer_rows() -> int | None:
-    """How many items the last 2xx answer's JSON list held (None: not a list), before ccxt's parsers
-    saw it: a parser that silently drops a row (a kline with a null time) shows as fewer rows."""
+    """How many rows the last 2xx answer held (None: no list in it), before ccxt's parsers saw it: a
+    parser that silently drops a row (a kline with a null time) shows as fewer rows."""
     return _last_list_len.get()
+
+
+def _rows_in(parsed: Any) -> int | None:
+    """The rows of an answer: a top-level list, else the longest list one or two levels inside the
+    envelope (OKX ``data``, Bybit ``result.list``, Coinbase ``candles``, Kraken ``result.<pair>``)."""
+    if isinstance(parsed, list):
+        return len(parsed)
+    if not isinstance(parsed, Mapping):
+        return None
+    lists = [len(v) for v in parsed.values() if isinstance(v, list)]
+    lists += [len(w) for v in parsed.values() if isinstance(v, Mapping) for w in v.values() if isinstance(w, list)]
+    return max(lists) if lists else None
 
 
 def _require_json_bodies(exchange: Any) -> None:
@@ -234,7 +246,7 @@ def _require_json_bodies(exchange: Any) -> None:
         try:
             if isinstance(body, str) and body[:1] in ("{", "["):
                 parsed = exchange.on_json_response(body)
-                _last_list_len.set(len(parsed) if isinstance(parsed, list) else None)
+                _last_list_len.set(_rows_in(parsed))
                 return parsed
             json.loads(body)  # a JSON scalar passes; ccxt itself returns no JSON for it
             _last_list_len.set(None)

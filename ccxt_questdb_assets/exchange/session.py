@@ -177,13 +177,14 @@ class ExchangeSession:
                     self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
                     return await make_call()
             except Exception as exc:
-                if not is_transient(exc):
+                answer = last_answer()
+                # a 5xx is the server's trouble whatever class ccxt gives it (Bybit's retCode 10016: ExchangeError)
+                if not is_transient(exc) and not (answer and answer[0] >= 500):
                     if isinstance(exc, _ccxt_base_error()):
                         raise PermanentExchangeError(
                             f"{self.config.exchange_id} refused {method}: {type(exc).__name__}: {_brief(exc)}"
                         ) from None
                     raise
-                answer = last_answer()
                 headers = answer[1] if answer else getattr(self.exchange, "last_response_headers", None)
                 retry_after = retry_after_seconds(headers)
                 status = rate_limit_status(exc, answer[0] if answer else None)
