@@ -136,6 +136,12 @@ def test_markets_listed_at_runtime(emulator, cb):
     assert (new["id"], new["active"], old["id"], old["active"]) == ("NEW-USDT", True, "OLD-USDT", False)
     _, _, body = get(emulator, PRODUCTS + "/OLD-USDT")
     assert (body["status"], body["trading_disabled"]) == ("offline", True)
+    _, _, body = get(emulator, PRODUCTS + "?product_ids=NEW-USDT&product_ids=ETH-USDT")
+    assert [p["product_id"] for p in body["products"]] == ["ETH-USDT", "NEW-USDT"] and body["num_products"] == 2
+    assert get(emulator, PRODUCTS + "?product_type=OPTION")[:3:2] == (400, {
+        "error": "INVALID_ARGUMENT", "error_details": "invalid value for product_type: 'OPTION'",
+        "message": "invalid value for product_type: 'OPTION'"})
+    assert get(emulator, PRODUCTS + "/NOPE-USDT")[0] == 404
     truth = SyntheticMarket([listing_spec("NEW", "USDT", NOW - 3 * HOUR_MS, base_price=5.0)])
     since = NOW - 4 * HOUR_MS
     want = truth.candles("NEWUSDT", "1h", since, NOW + 1, now_ms=NOW)
