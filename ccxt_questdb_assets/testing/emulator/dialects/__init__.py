@@ -10,11 +10,12 @@ from ccxt_questdb_assets.testing.emulator.dialects.base import Dialect, Route
 from ccxt_questdb_assets.testing.emulator.dialects.binance import BINANCE
 from ccxt_questdb_assets.testing.emulator.dialects.binanceusdm import BINANCEUSDM
 from ccxt_questdb_assets.testing.emulator.dialects.bybit import BYBIT
+from ccxt_questdb_assets.testing.emulator.dialects.coinbase import COINBASE
 
 __all__ = ["DIALECTS", "route_for"]
 
 #: Every dialect served; the first answers faults on paths no dialect owns.
-DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT)
+DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT, COINBASE)
 
 _EXACT: dict[str, tuple[Dialect, Route]] = {}
 _TEMPLATES: list[tuple[list[str], Dialect, Route]] = []
