@@ -11,11 +11,12 @@ from ccxt_questdb_assets.testing.emulator.dialects.binance import BINANCE
 from ccxt_questdb_assets.testing.emulator.dialects.binanceusdm import BINANCEUSDM
 from ccxt_questdb_assets.testing.emulator.dialects.bybit import BYBIT
 from ccxt_questdb_assets.testing.emulator.dialects.coinbase import COINBASE
+from ccxt_questdb_assets.testing.emulator.dialects.okx import OKX
 
 __all__ = ["DIALECTS", "route_for"]
 
 #: Every dialect served; the first answers faults on paths no dialect owns.
-DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT, COINBASE)
+DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT, COINBASE, OKX)
 
 _EXACT: dict[str, tuple[Dialect, Route]] = {}
 _TEMPLATES: list[tuple[list[str], Dialect, Route]] = []
