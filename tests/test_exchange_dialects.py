@@ -54,7 +54,7 @@ FULL_HISTORY_CANDLES = ["binance", "okx", "bybit", "coinbase"]
 TRADE_HISTORY = ["binance", "okx", "coinbase", "kraken"]
 
 
-def provider_for(questdb, emulator, exchange: str, *, mode="ohlcv", symbols=("BTC/USDT",), **extra):
+def provider_for(questdb, emulator, exchange: str, *, mode="ohlcv", symbols=("BTC/USDT",), clock=None, **extra):
     conn = questdb.connection
     cfg = {
         "mode": mode,
@@ -69,7 +69,7 @@ def provider_for(questdb, emulator, exchange: str, *, mode="ohlcv", symbols=("BT
     }
     if mode == "ohlcv":
         cfg.setdefault("timeframe", "1m")
-    return CcxtQuestDBProvider.from_config(cfg)
+    return CcxtQuestDBProvider.from_config(cfg, **({"clock": clock} if clock else {}))
 
 
 def truth(emulator, symbol: str, start: int, end: int) -> np.ndarray:
@@ -170,7 +170,9 @@ def test_trades_exact_with_same_millisecond_bursts(questdb, emulator, emulator_c
     dialect = DIALECTS[exchange]
     start = burst_hour(emulator, "BTC/USDT")
     end = start + 2 * HOUR
-    provider = provider_for(questdb, emulator, exchange, mode="trades")
+    now = D0 + 5 * DAY  # the exchange's and the provider's "now": OKX serves the last 90 days of trades
+    emulator_control.freeze_clock(now)
+    provider = provider_for(questdb, emulator, exchange, mode="trades", clock=lambda: now)
     node = f"trades:{exchange}:BTC/USDT"
     frame = provider.fetch_sync(start / 1000, end / 1000, node_id=node)
     want = truth_trades(emulator, "BTC/USDT", start, end)
@@ -196,6 +198,13 @@ def test_trades_exact_with_same_millisecond_bursts(questdb, emulator, emulator_c
     emulator_control.clear_requests()
     provider.fetch_sync(start / 1000, end / 1000, node_id=node)
     assert calls(emulator_control, dialect, dialect.is_trades) == []
+
+
+def test_okx_trades_older_than_90_days_are_refused_before_any_request(questdb, emulator, emulator_control):
+    provider = provider_for(questdb, emulator, "okx", mode="trades")  # the clock is today's: D0 is long gone
+    with pytest.raises(UnsupportedHistoryError, match=r"last 90 days.*candles"):
+        provider.fetch_sync(D0 / 1000, (D0 + HOUR) / 1000, node_id="trades:okx:BTC/USDT")
+    assert [r for r in emulator_control.requests() if "trades" in r["path"]] == []
 
 
 def test_bybit_trades_are_refused_before_any_request(questdb, emulator, emulator_control):

@@ -52,6 +52,10 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
 
+# Constructor settings per exchange, deep-merged under the caller's ``config``. coinbase: markets
+# without its three /v2 currency requests (ccxt's fetchCurrencies, unused here): 2 requests, not 5.
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {"coinbase": {"has": {"fetchCurrencies": False}}}
+
 # The market type a derivative symbol (``BTC/USDT:USDT``) needs loaded beside spot, per exchange
 # (one more markets request, made only when a configured symbol is one).
 _DERIVATIVE_TYPES: dict[str, str] = {"binance": "linear", "okx": "swap", "bybit": "linear"}
@@ -162,8 +166,9 @@ def build_exchange(
         ctor["apiKey"] = api_key
     if secret is not None:
         ctor["secret"] = secret
-    if config:
-        ctor = _deep_merge(ctor, config)
+    defaults = DEFAULT_CONFIG.get(exchange_id)
+    if defaults or config:
+        ctor = _deep_merge(ctor, _deep_merge(defaults or {}, config or {}))
     exchange = cls(ctor)
     _require_json_bodies(exchange)
     if base is not None:

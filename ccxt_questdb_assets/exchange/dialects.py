@@ -56,6 +56,10 @@ class ExchangeDialect:
     history_bars: int | None = None
     #: Trades per page at most (ccxt's ``features`` have no trade limits): the endpoint's own cap.
     trade_page: int = 1000
+    #: How far back the exchange serves trades (OKX ``history-trades``: 90 days); None: all.
+    trade_history_days: int | None = None
+    #: The exchange's trade ``side`` is the maker's (Coinbase): stored flipped, as the taker's.
+    maker_side: bool = False
     #: Why trades (or old candles) cannot be had, and what to use instead: the error's second half.
     limits: str = ""
     proven: bool = True
@@ -67,14 +71,19 @@ _PROVEN: dict[str, ExchangeDialect] = {
         ExchangeDialect("binance", CandlePaging.FORWARD, TradePaging.ID_FORWARD),
         ExchangeDialect("binanceus", CandlePaging.FORWARD, TradePaging.ID_FORWARD),
         ExchangeDialect("binanceusdm", CandlePaging.FORWARD, TradePaging.ID_FORWARD),
-        ExchangeDialect("okx", CandlePaging.NEWEST_FIRST, TradePaging.ID_BACKWARD, trade_page=100),
+        ExchangeDialect(
+            "okx", CandlePaging.NEWEST_FIRST, TradePaging.ID_BACKWARD, trade_page=100, trade_history_days=90,
+            limits="okx's GET /api/v5/market/history-trades serves only the last 90 days of trades; store "
+                   "okx's candles (ohlcv) for older days, or keep the trades asset running so that days "
+                   "are stored before they age out",
+        ),
         ExchangeDialect(
             "bybit", CandlePaging.NEWEST_FIRST, TradePaging.NONE,
             limits="bybit keeps no public trade history (GET /v5/market/recent-trade serves only the latest "
                    "trades); use bybit's candles (ohlcv), or trades from an exchange that keeps them "
                    "(binance, okx, coinbase, kraken)",
         ),
-        ExchangeDialect("coinbase", CandlePaging.BOUNDED_RANGES, TradePaging.SECONDS_BACKWARD),
+        ExchangeDialect("coinbase", CandlePaging.BOUNDED_RANGES, TradePaging.SECONDS_BACKWARD, maker_side=True),
         ExchangeDialect(
             "kraken", CandlePaging.LATEST_ONLY, TradePaging.CURSOR_FORWARD, history_bars=720,
             limits="kraken's OHLC serves only the latest 720 candles whatever 'since' asks; older candles "

@@ -7,9 +7,9 @@ cut by the exchange's cap proves nothing about the millisecond (or second) where
 * ID_BACKWARD (OKX ``history-trades``): newest first, 100 a page; the first page asks the trades
   older than the window's end (``type=2``: by time), the next ones the trades older than the
   oldest trade id held (``type=1``), so trades sharing a millisecond are never split.
-* SECONDS_BACKWARD (Coinbase ``ticker``): the newest ``limit`` trades of ``[start, end]`` in whole
+* SECONDS_BACKWARD (Coinbase ``ticker``): the newest ``limit`` trades of ``[start, end)`` in whole
   seconds; the next page ends with the second of the oldest trade held (its trades come again and
-  are deduplicated).
+  are deduplicated). Coinbase's ``side`` is the maker's: stored flipped, as everywhere the taker's.
 * CURSOR_FORWARD (Kraken ``Trades``): oldest first after the exclusive cursor ``last`` the previous
   answer returned. The rows carry no trade id, so each gets one made of its millisecond and its
   order within it (``<ms>-<n>``), counted across pages: the same trade gets the same id on every
@@ -47,6 +47,14 @@ def dialect_trade_pages(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWi
         raise UnsupportedHistoryError(
             f"{node}: trades of {window} cannot be backfilled: {dialect.limits}; nothing was asked or recorded"
         )
+    if dialect.trade_history_days is not None:
+        oldest = fetcher.clock() - dialect.trade_history_days * 86_400_000
+        if window.start_ms < oldest:
+            raise UnsupportedHistoryError(
+                f"{node}: {dialect.exchange_id} serves trades of the last {dialect.trade_history_days} days only "
+                f"(from {format_ms(oldest)} now), and the window {window} starts before; nothing was asked or "
+                f"recorded. {dialect.limits}"
+            )
     if paging is TradePaging.ID_BACKWARD:
         return _id_backward(fetcher, node, window, dialect.trade_page)
     if paging is TradePaging.SECONDS_BACKWARD:
@@ -56,8 +64,19 @@ def dialect_trade_pages(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWi
     return None
 
 
-def _page(frame: pd.DataFrame, lo: int, hi: int, requests: int) -> Page:
-    inside = frame[(frame["ts"] >= lo) & (frame["ts"] < hi)].reset_index(drop=True)
+def _frame(fetcher: CcxtTradesFetcher, raw: list, what: str) -> pd.DataFrame:
+    """The validated trades, their ``side`` the taker's (flipped where the exchange gives the maker's)."""
+    frame = trades_frame(raw, what=what)
+    if fetcher.config.dialect.maker_side and len(frame):
+        frame["side"] = frame["side"].map({"buy": "sell", "sell": "buy", "": ""})
+    return frame
+
+
+def _page(frame: pd.DataFrame, lo: int, hi: int, requests: int, *, rows: TimeWindow) -> Page:
+    """The page's rows inside ``rows`` (the window asked), claiming ``[lo, hi)``. The rows of the
+    millisecond where a page was cut are kept although not claimed: the next page, paged by id or
+    cursor, holds only the trades beyond them."""
+    inside = frame[(frame["ts"] >= rows.start_ms) & (frame["ts"] < rows.end_ms)].reset_index(drop=True)
     claim = TimeWindow(lo, hi) if hi > lo else None
     return Page(rows=inside, start_ms=lo, claim=claim, empty=[claim] if claim and inside.empty else [],
                 requests=requests)
@@ -80,7 +99,7 @@ async def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWin
             return fetcher.call("fetch_trades", node.symbol, None, limit, params=params)
 
         raw, requests = await _twice_if_empty(fetcher, ask)
-        frame = trades_frame(raw, what=f"{node} page before {params['after']}")
+        frame = _frame(fetcher, raw, f"{node} page before {params['after']}")
         full = len(raw) >= limit
         lo = window.start_ms
         if full:
@@ -88,7 +107,7 @@ async def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWin
             lo = max(window.start_ms, oldest + 1)  # the oldest millisecond may go on in the next page
             ids = [int(i) for i in frame["trade_id"]]
             params = {"method": _OKX_HISTORY, "type": "1", "after": str(min(ids))}
-        yield _page(frame, lo, upper, requests)
+        yield _page(frame, lo, upper, requests, rows=TimeWindow(window.start_ms, upper))
         if not full or lo <= window.start_ms:
             break
         upper = lo
@@ -107,7 +126,7 @@ async def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: Ti
                                 params={"start": str(start_s), "until": end_s * 1000})
 
         raw, requests = await _twice_if_empty(fetcher, ask)
-        frame = trades_frame(raw, what=f"{node} page before {format_ms(upper)}")
+        frame = _frame(fetcher, raw, f"{node} page before {format_ms(upper)}")
         lo = window.start_ms
         full = len(raw) >= limit
         if full:
@@ -119,7 +138,7 @@ async def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: Ti
                     f"{fetcher.config.exchange_id} pages trades by whole seconds and cannot page past it; "
                     "nothing of this second was recorded as covered"
                 )
-        yield _page(frame, lo, upper, requests)
+        yield _page(frame, lo, upper, requests, rows=TimeWindow(window.start_ms, upper))
         if not full or lo <= window.start_ms:
             break
         upper = lo
@@ -139,13 +158,13 @@ async def _cursor_forward(fetcher: CcxtTradesFetcher, node: NodeId, window: Time
         full = len(raw) >= limit
         next_cursor = raw[-1].get("id") if raw else None
         numbering.assign(raw)
-        frame = trades_frame(raw, what=f"{node} page after cursor {cursor}")
+        frame = _frame(fetcher, raw, f"{node} page after cursor {cursor}")
         hi = stop
         if full:
             if not next_cursor:
                 raise ExchangeDataError(f"{node}: a full page of trades came without the cursor of its next page")
             hi = min(stop, int(frame["ts"].iloc[-1]))  # its last millisecond may go on
-        yield _page(frame, lo, hi, requests)
+        yield _page(frame, lo, hi, requests, rows=TimeWindow(lo, stop))
         if not full or int(frame["ts"].iloc[-1]) >= window.end_ms:
             break
         lo, cursor = max(lo, hi), str(next_cursor)
