@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from ccxt_questdb_assets.testing.emulator.dialects.base import Dialect, Route
 from ccxt_questdb_assets.testing.emulator.dialects.binance import BINANCE
+from ccxt_questdb_assets.testing.emulator.dialects.kraken import KRAKEN
 
 __all__ = ["DIALECTS", "route_for"]
 
 #: Every dialect served; the first answers faults on paths no dialect owns.
-DIALECTS: tuple[Dialect, ...] = (BINANCE,)
+DIALECTS: tuple[Dialect, ...] = (BINANCE, KRAKEN)
 
 _EXACT: dict[str, tuple[Dialect, Route]] = {}
 _TEMPLATES: list[tuple[list[str], Dialect, Route]] = []
