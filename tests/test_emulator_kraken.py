@@ -100,6 +100,9 @@ def test_runtime_markets_get_kraken_names(emulator, emulator_control):
     status, body = raw(emulator, f"{PAIRS}?pair=XDGEUR,XBTUSDT&info=leverage")
     assert status == 200 and list(body["result"]) == ["XXDGZEUR", "XBTUSDT"]
     assert body["result"]["XBTUSDT"] == {"leverage_buy": [2, 3, 4, 5], "leverage_sell": [2, 3, 4, 5]}
+    status, body = raw(emulator, f"{ASSETS}?asset=XBT,ZEUR,DOGE,NEW")
+    assert status == 200 and list(body["result"]) == ["XXBT", "ZEUR", "XXDG", "NEW"]
+    assert body["result"]["XXDG"]["altname"] == "XDG" and body["result"]["NEW"]["decimals"] >= 3
     status, body = raw(emulator, f"{OHLC}?pair=XDGEUR&interval=60")  # an altname; the answer keys the pair id
     assert status == 200 and list(body["result"]) == ["XXDGZEUR", "last"] and body["result"]["XXDGZEUR"]
 
@@ -192,16 +195,17 @@ def test_ohlc_and_trades_start_at_listing(emulator, emulator_control):
 
 
 def page_trades(ex, symbol: str, start: int, end: int) -> tuple[list[dict[str, Any]], int]:
-    """[start, end) by Kraken's cursor: since=start (seconds) first, then since=<last> of each page."""
+    """[start, end) by Kraken's cursor alone: since=start_ms*1e6-1 (ns, exclusive), then the ``last`` of each
+    page; ccxt is given no since, so it drops nothing and a page of fewer than 1000 trades is the last."""
     out: list[dict[str, Any]] = []
-    page, requests = ex.fetch_trades(symbol, since=start, limit=1000), 1
-    while page:
+    cursor, requests = str(start * 1_000_000 - 1), 0
+    while True:
+        page = ex.fetch_trades(symbol, None, 1000, {"since": cursor})
+        requests += 1
         out += [t for t in page if t["timestamp"] < end]
         if len(page) < 1000 or page[-1]["timestamp"] >= end:
-            break
-        assert len(page[-1]["info"]) == 8  # ccxt appended result.last to the page's last row
-        page, requests = ex.fetch_trades(symbol, None, 1000, {"since": page[-1]["info"][7]}), requests + 1
-    return out, requests
+            return out, requests
+        cursor = next(t["info"][7] for t in page if len(t["info"]) == 8)  # ccxt appended result.last to it
 
 
 def test_trades_cursor_pages_two_days_into_exact_1m_candles(kraken, emulator, emulator_control):
@@ -220,8 +224,12 @@ def test_trades_cursor_pages_two_days_into_exact_1m_candles(kraken, emulator, em
         b[1], b[2], b[3], b[4] = max(b[1], t["price"]), min(b[2], t["price"]), t["price"], b[4] + lots
     rebuilt = [[ts, o, h, lo, c, v / 1e5] for ts, (o, h, lo, c, v) in sorted(bars.items())]
     assert rebuilt == emulator.market.candles("BTCUSDT", "1m", start, end)
-    first = emulator_control.requests(TRADES)[0]["params"]
-    assert first == {"pair": "XBTUSDT", "since": str(start // 1000), "count": "1000"}
+    assert emulator_control.requests(TRADES)[0]["params"] == {"pair": "XBTUSDT", "count": "1000",
+                                                              "since": str(start * 1_000_000 - 1)}
+    # ccxt's own since is sent in whole seconds (and filtered by ccxt): the same first page here
+    assert tuples(kraken.fetch_trades("BTC/USDT", since=start, limit=1000)) == tuples(got[:1000])
+    assert emulator_control.requests(TRADES)[-1]["params"] == {"pair": "XBTUSDT", "since": str(start // 1000),
+                                                               "count": "1000"}
 
 
 def test_trades_cursor_is_exclusive_inside_one_millisecond(kraken, emulator):
@@ -261,6 +269,15 @@ def test_trades_without_since_are_the_latest_and_share_cursors(kraken, emulator,
     assert len(rows[0][0].split(".")[1]) == 5 and len(rows[0][1].split(".")[1]) == 8
     assert raw(emulator, f"{TRADES}?pair=XBTUSDT&since={NOW // 1000 + 60}")[1] == {
         "error": [], "result": {"XBTUSDT": [], "last": str((NOW // 1000 + 60) * 10**9)}}
+
+
+def test_trades_since_of_eleven_digits_or_more_is_nanoseconds(emulator, emulator_control):
+    emulator_control.freeze_clock(NOW)
+    rows = raw(emulator, f"{TRADES}?pair=SOLUSDT&count=2&since={NOW}")[1]["result"]["SOLUSDT"]  # ms: read as ns
+    assert [r[6] for r in rows] == [0, 1]  # 1970 + 29 minutes: the pair's first trades
+    rows = raw(emulator, f"{TRADES}?pair=SOLUSDT&count=2&since={NOW // 1000 - 60}.5")[1]["result"]["SOLUSDT"]
+    assert [int(float(r[2]) * 1000) for r in rows] == [t.timestamp for t in emulator.market.trades(
+        "SOLUSDT", NOW - NOW % 1000 - 59_500, NOW, now_ms=NOW)[:2]]
 
 
 def test_trades_count_caps_at_1000(kraken, emulator, emulator_control):

@@ -127,21 +127,15 @@ def _time(state: EmulatorState, q: Any) -> Any:
 
 
 def _assets(state: EmulatorState, q: Any) -> Any:
-    entries = asset_entries(state)
-    wanted = q.get("asset")
-    if wanted:
-        by_alt = {e["altname"]: k for k, e in entries.items()}
-        keys = []
-        for name in wanted.split(","):
-            key = name if name in entries else by_alt.get(name) or (asset_id(name) if asset_id(name) in entries
-                                                                    else None)
-            if key is None:
-                raise KrakenError("EQuery:Unknown asset")
-            keys.append(key)
-        entries = {k: entries[k] for k in keys}
-    aclass = q.get("aclass")
-    if aclass not in (None, "currency"):
+    if q.get("aclass") not in (None, "currency"):
         raise _invalid()
+    entries = asset_entries(state)
+    if q.get("asset"):  # asset ids, altnames or codes (BTC for XXBT), comma-separated
+        names = {**{e["altname"]: k for k, e in entries.items()}, **{k: k for k in entries}}
+        keys = [names.get(n) or names.get(asset_id(n)) for n in q["asset"].split(",")]
+        if None in keys:
+            raise KrakenError("EQuery:Unknown asset")
+        entries = {k: entries[k] for k in keys if k is not None}
     return _ok(entries)
 
 
@@ -188,8 +182,7 @@ def _ohlc(state: EmulatorState, q: Any) -> Any:
         bars = state.market.bars(pair.symbol, INTERVALS[minutes], lo, open_now + dur, now)
     spec = state.market.spec(pair.symbol)
     pd_, qd = spec.price_decimals, spec.qty_decimals
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vwap = np.where(bars.v > 0, bars.qv // np.maximum(bars.v, 1), 0)
+    vwap = bars.qv // np.maximum(bars.v, 1)  # synthetic: the quote volume over the volume
     cols = [(bars.t // 1000).tolist(), *(_fmt(a, pd_, pd_) for a in (bars.o, bars.h, bars.l, bars.c, vwap)),
             _fmt(bars.v, qd, max(qd, 8)), bars.n.tolist()]
     rows = [list(r) for r in zip(*cols, strict=True)]
@@ -219,7 +212,9 @@ def _select_trades(state: EmulatorState, symbol: str, since_ns: int | None, coun
             ranks = np.where(first, ranks + (whole - int(first.sum())), ranks)
         return tr, trade_cursor(tr.ts, ranks)
     t0, sub = divmod(since_ns, 1_000_000)
-    skip = 0 if sub < _CURSOR_BASE else (sub - _CURSOR_BASE) // _CURSOR_STEP + 1
+    skip = 0 if sub < _CURSOR_BASE else (sub - _CURSOR_BASE) // _CURSOR_STEP + 1  # trades of ms t0 at or before
+    if skip:
+        skip = min(skip, len(market.trades_array(symbol, t0, t0 + 1, now)))
     tr = market.select_agg_trades(symbol, from_id=None, start_ms=max(t0, 0), end_ms=None, limit=count + skip,
                                   now_ms=now)
     cursors = trade_cursor(tr.ts, _ranks(tr.ts))
