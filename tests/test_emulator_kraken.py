@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -189,6 +190,10 @@ def test_ohlc_and_trades_start_at_listing(emulator, emulator_control):
     trades = ex.fetch_trades("NEW/USDT", since=0, limit=5)
     assert tuples(trades) == list(truth.trades("NEWUSDT", listing, NOW + 1, now_ms=NOW))[:5]
     assert trades[0]["id"] == "0" and trades[0]["timestamp"] >= listing
+    emulator_control.list_market("LATE", "USDT", listing_ms=NOW + 2 * HOUR_MS)  # nothing before listing
+    ex.load_markets(reload=True)
+    assert ex.fetch_ohlcv("LATE/USDT", "1m", since=NOW - HOUR_MS) == [] and ex.fetch_trades("LATE/USDT") == []
+    assert raw(emulator, f"{TRADES}?pair=LATEUSDT&since=0")[1]["result"] == {"LATEUSDT": [], "last": "0"}
 
 
 # ----------------------------------------------------------------------------- trades
