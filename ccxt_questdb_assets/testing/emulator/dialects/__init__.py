@@ -12,11 +12,12 @@ from ccxt_questdb_assets.testing.emulator.dialects.binanceusdm import BINANCEUSD
 from ccxt_questdb_assets.testing.emulator.dialects.bybit import BYBIT
 from ccxt_questdb_assets.testing.emulator.dialects.coinbase import COINBASE
 from ccxt_questdb_assets.testing.emulator.dialects.okx import OKX
+from ccxt_questdb_assets.testing.emulator.dialects.kraken import KRAKEN
 
 __all__ = ["DIALECTS", "route_for"]
 
 #: Every dialect served; the first answers faults on paths no dialect owns.
-DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT, COINBASE, OKX)
+DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT, COINBASE, KRAKEN, OKX)
 
 _EXACT: dict[str, tuple[Dialect, Route]] = {}
 _TEMPLATES: list[tuple[list[str], Dialect, Route]] = []
