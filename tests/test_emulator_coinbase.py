@@ -63,7 +63,9 @@ def cb(emulator, emulator_control):
 
 
 def exchange(emulator, mode: str = "sync", **kw: Any) -> Any:
+    """ccxt's coinbase as ccxt ships it (its currency requests on: the project turns them off)."""
     kw.setdefault("enable_rate_limit", False)
+    kw.setdefault("config", {"has": {"fetchCurrencies": True}})
     return build_exchange("coinbase", base_url=emulator.base_url, async_=(mode == "async"), **kw)
 
 
@@ -123,7 +125,7 @@ def test_load_markets_requests_and_markets(emulator, cb, mode):
 
 
 def test_load_markets_without_currencies_makes_two_requests(emulator, cb):
-    ex = exchange(emulator, config={"has": {"fetchCurrencies": False}})
+    ex = build_exchange("coinbase", base_url=emulator.base_url, async_=False)  # the project's default
     assert sorted(ex.load_markets()) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     assert [(r["path"], r["params"]) for r in cb.requests()] == [(PRODUCTS, {}), (PRODUCTS, {"product_type": "FUTURE"})]
 

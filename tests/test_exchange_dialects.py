@@ -177,14 +177,9 @@ def test_trades_exact_with_same_millisecond_bursts(questdb, emulator, emulator_c
     frame = provider.fetch_sync(start / 1000, end / 1000, node_id=node)
     want = truth_trades(emulator, "BTC/USDT", start, end)
     got = frame.assign(ts=frame["ts"].dt.as_unit("ms").astype("int64")).sort_values(["ts", "trade_id"], kind="stable")
-    if exchange == "kraken":  # no trade ids: identity is time, price, amount, side and order
-        cols = ["ts", "price", "amount", "side"]
-        assert got["trade_id"].is_unique
-    else:
-        cols = ["ts", "trade_id", "price", "amount", "side"]
-    want = want.sort_values(["ts", "trade_id"] if exchange != "kraken" else ["ts"], kind="stable")
-    if exchange == "kraken":
-        got = got.sort_values(["ts", "trade_id"], key=lambda s: s if s.name == "ts" else s.str.split("-").str[1].astype(int))
+    cols = ["ts", "trade_id", "price", "amount", "side"]
+    key = {"key": lambda col: col.astype("int64")}  # ids in numeric order within a millisecond
+    got, want = got.sort_values(["ts", "trade_id"], **key), want.sort_values(["ts", "trade_id"], **key)
     pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols].reset_index(drop=True),
                                   check_dtype=False)
     n = len(want)
@@ -257,3 +252,70 @@ def test_perpetual_swap_candles_exact(questdb, emulator, emulator_control, excha
     emulator_control.clear_requests()
     provider.fetch_sync(D0 / 1000, (D0 + DAY) / 1000, node_id=node)
     assert emulator_control.requests() == []
+
+
+class _ClassicKraken:
+    """A fetcher stand-in answering Kraken's classic 6-field trade rows (no trade id) as ccxt parses
+    them: ``id`` None but on the page's last trade, which gets the appended ``last`` cursor."""
+
+    def __init__(self, trades: list[tuple[int, float]], page: int) -> None:
+        import dataclasses
+        import types
+
+        from ccxt_questdb_assets.exchange.dialects import dialect_for
+
+        self.config = types.SimpleNamespace(exchange_id="kraken",
+                                            dialect=dataclasses.replace(dialect_for("kraken"), trade_page=page))
+        self.trades = trades  # (ts_ms, price) in order; cursor of trade i: ts*1e6 + i
+        self.page = page
+        self.asked: list[str] = []
+
+    def clock(self) -> int:
+        return 10**13
+
+    def final_until(self) -> int:
+        return self.clock()
+
+    async def call(self, method, symbol, since, limit, params):
+        self.asked.append(params["since"])
+        after = int(params["since"])
+        rows = [(i, t) for i, t in enumerate(self.trades) if t[0] * 1_000_000 + i > after][:limit]
+        out = []
+        for n, (i, (ts, price)) in enumerate(rows):
+            info = [str(price), "1.0", ts / 1000, "b", "l", ""]
+            last = n == len(rows) - 1
+            if last:
+                info.append(str(ts * 1_000_000 + i))
+            out.append({"id": info[-1] if last else None, "timestamp": ts, "price": price, "amount": 1.0,
+                        "side": "buy", "info": info})
+        return out
+
+
+def test_classic_kraken_rows_get_ids_by_millisecond_and_order_across_pages():
+    from ccxt_questdb_assets.core.node_ids import NodeId
+    from ccxt_questdb_assets.core.windows import TimeWindow
+    from ccxt_questdb_assets.exchange.trade_pages import dialect_trade_pages
+
+    # a burst of 5 trades in one millisecond, cut by pages of 3
+    trades = [(1000, 1.0), (1001, 2.0), (1001, 3.0), (1001, 4.0), (1001, 5.0), (1001, 6.0), (1005, 7.0)]
+    fake = _ClassicKraken(trades, page=3)
+
+    async def collect():
+        return [p async for p in dialect_trade_pages(fake, NodeId("trades", "kraken", "BTC/USDT"), TimeWindow(1000, 2000))]
+
+    pages = asyncio.run(collect())
+    rows = pd.concat([p.rows for p in pages], ignore_index=True)
+    assert rows["trade_id"].tolist() == ["1000-0", "1001-0", "1001-1", "1001-2", "1001-3", "1001-4", "1005-0"]
+    assert rows["price"].tolist() == [t[1] for t in trades]
+    # claims never cover a millisecond before all its trades are held, and join up to the end
+    claims = [(p.claim.start_ms, p.claim.end_ms) for p in pages if p.claim]
+    assert claims == [(1000, 1001), (1001, 2000)]
+    assert fake.asked[0] == str(1000 * 1_000_000 - 1)  # the window's first millisecond, cursor exclusive
+    # a refetch from the claim boundary numbers the burst the same way
+    again = _ClassicKraken(trades, page=3)
+
+    async def refetch():
+        return [p async for p in dialect_trade_pages(again, NodeId("trades", "kraken", "BTC/USDT"), TimeWindow(1001, 2000))]
+
+    ids = pd.concat([p.rows for p in asyncio.run(refetch())])["trade_id"].tolist()
+    assert ids == ["1001-0", "1001-1", "1001-2", "1001-3", "1001-4", "1005-0"]

@@ -11,9 +11,10 @@ cut by the exchange's cap proves nothing about the millisecond (or second) where
   seconds; the next page ends with the second of the oldest trade held (its trades come again and
   are deduplicated). Coinbase's ``side`` is the maker's: stored flipped, as everywhere the taker's.
 * CURSOR_FORWARD (Kraken ``Trades``): oldest first after the exclusive cursor ``last`` the previous
-  answer returned. The rows carry no trade id, so each gets one made of its millisecond and its
-  order within it (``<ms>-<n>``), counted across pages: the same trade gets the same id on every
-  fetch that starts at a claim boundary.
+  answer returned (ccxt appends it to the last row). Rows of 7 fields carry Kraken's trade id;
+  classic rows of 6 carry none, so each gets one made of its millisecond and its order within it
+  (``<ms>-<n>``), counted across pages: the same trade gets the same id on every fetch that
+  starts at a claim boundary.
 * NONE (Bybit): refused before any request.
 """
 
@@ -156,8 +157,9 @@ async def _cursor_forward(fetcher: CcxtTradesFetcher, node: NodeId, window: Time
 
         raw, requests = await _twice_if_empty(fetcher, ask)
         full = len(raw) >= limit
-        next_cursor = raw[-1].get("id") if raw else None
-        numbering.assign(raw)
+        next_cursor = _appended_cursor(raw[-1]) if raw else None
+        if not _rows_carry_ids(raw):
+            numbering.assign(raw)
         frame = _frame(fetcher, raw, f"{node} page after cursor {cursor}")
         hi = stop
         if full:
@@ -168,6 +170,21 @@ async def _cursor_forward(fetcher: CcxtTradesFetcher, node: NodeId, window: Time
         if not full or int(frame["ts"].iloc[-1]) >= window.end_ms:
             break
         lo, cursor = max(lo, hi), str(next_cursor)
+
+
+def _appended_cursor(trade: dict[str, Any]) -> str | None:
+    """The answer's ``last`` cursor, which ccxt appends to the raw row of the page's last trade."""
+    info = trade.get("info")
+    return str(info[-1]) if isinstance(info, list) and info else None
+
+
+def _rows_carry_ids(trades: list[dict[str, Any]]) -> bool:
+    """Rows of 7 fields carry Kraken's trade id (ccxt's ``id``); classic rows of 6 carry none, and
+    ccxt gives the page's last trade the appended cursor as its ``id``."""
+    if not trades:
+        return True
+    last = trades[-1].get("info")
+    return isinstance(last, list) and len(last) >= 8 and all(t.get("id") for t in trades)
 
 
 class _Numbering:

@@ -11,8 +11,8 @@ from ccxt_questdb_assets.testing.emulator.dialects.binance import BINANCE
 from ccxt_questdb_assets.testing.emulator.dialects.binanceusdm import BINANCEUSDM
 from ccxt_questdb_assets.testing.emulator.dialects.bybit import BYBIT
 from ccxt_questdb_assets.testing.emulator.dialects.coinbase import COINBASE
-from ccxt_questdb_assets.testing.emulator.dialects.okx import OKX
 from ccxt_questdb_assets.testing.emulator.dialects.kraken import KRAKEN
+from ccxt_questdb_assets.testing.emulator.dialects.okx import OKX
 
 __all__ = ["DIALECTS", "route_for"]
 
