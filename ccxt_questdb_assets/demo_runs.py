@@ -52,18 +52,21 @@ class DemoRun:
 
 
 def plan_runs(project: ProjectConfig, days: int, today: date, symbols: Sequence[str] | None = None) -> list[DemoRun]:
-    """The last ``days`` full UTC days before ``today``, per exchange for ``symbols`` (default: its
-    first two); a symbol the project does not list is a ConfigError."""
+    """The last ``days`` full UTC days before ``today``, per exchange for the ``symbols`` it lists
+    (default: its first two); a symbol no exchange of the project lists is a ConfigError."""
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
     first, last = today - timedelta(days=days), today - timedelta(days=1)
+    listed = {s for ex in project.exchanges for s in ex.symbols}
+    unknown = [s for s in symbols or () if s not in listed]
+    if unknown:
+        where = "; ".join(f"exchanges.{ex.exchange_id}.symbols: {', '.join(ex.symbols)}" for ex in project.exchanges)
+        raise ConfigError(f"symbol(s) {', '.join(unknown)} are in no exchange of the project ({where}): add them "
+                          "there, or pick among those")
     runs = []
     for ex in project.exchanges:
-        unknown = [s for s in symbols or () if s not in ex.symbols]
-        if unknown:
-            raise ConfigError(f"symbol(s) {', '.join(unknown)} are not in the project's exchanges.{ex.exchange_id}."
-                              f"symbols ({', '.join(ex.symbols)}): add them there, or pick among those")
-        runs.extend(DemoRun(ex.exchange_id, s, first, last) for s in symbols or ex.symbols[:DEMO_SYMBOLS_PER_EXCHANGE])
+        chosen = [s for s in symbols if s in ex.symbols] if symbols else list(ex.symbols[:DEMO_SYMBOLS_PER_EXCHANGE])
+        runs.extend(DemoRun(ex.exchange_id, s, first, last) for s in chosen)
     return runs
 
 
