@@ -37,11 +37,13 @@ def test_the_catalog_groups_by_exchange_and_data_type_and_names_each_asset():
 
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
     assert set(specs) == {AssetKey(["binance", "ohlcv", "ohlcv_1m"]), AssetKey(["binance", "ohlcv", "ohlcv_1h_resampled"]),
-                          AssetKey(["binance", "ohlcv", "trade_bars_1m"]), AssetKey(["binance", "trades"])}
-    labels = [key.path[-1] for key in specs]  # what the lineage graph shows on a node
-    assert len(set(labels)) == len(labels)
+                          AssetKey(["binance", "ohlcv", "trade_bars_1m"]), AssetKey(["binance", "trades"]),
+                          AssetKey(["okx", "ohlcv", "ohlcv_1m"])}
+    for exchange in ("binance", "okx"):  # a group's lineage graph shows a node by its key's last part
+        labels = [key.path[-1] for key in specs if key.path[0] == exchange]
+        assert len(set(labels)) == len(labels)
     for key, spec in specs.items():
-        assert spec.group_name == "binance" and spec.tags["exchange"] == "binance"
+        assert spec.group_name == key.path[0] and spec.tags["exchange"] == key.path[0]
         assert spec.tags["data_type"] == key.path[1] and "questdb" in spec.kinds
         assert spec.tags["source"] == ("exchange" if key.path[-1] in ("ohlcv_1m", "trades") else "questdb")
         assert spec.metadata["questdb/coverage_table"].endswith("_coverage")

@@ -1,10 +1,11 @@
 """The Dagster project through a real ``dagster dev``: webserver, daemon, code server, real runs.
 
-One ``dagster dev`` (module scope) on the test QuestDB and the exchange emulator serves both tests:
+One ``dagster dev`` (module scope) on the test QuestDB and the exchange emulator serves the tests;
+its project has two exchanges, Binance and OKX, each served by the emulator in its own dialect:
 
 * a headless Chromium (Debian's ``/usr/bin/chromium``) opens the lineage and partitions pages,
-  launches one partition from the Materialize dialog, sees the run succeed, and the partition's
-  1,440 candles are in QuestDB;
+  launches one partition of each exchange from its Materialize dialog, sees the run succeed, and
+  the partition's 1,440 candles are in QuestDB, fetched at the fewest requests of the dialect;
 * a 30-day x 2-symbol backfill of ``binance/ohlcv/ohlcv_1m`` launched through GraphQL finishes in a
   few runs (the asset's multi-run backfill policy) with exact candles and the minimum of requests;
 * after it, the UI (GraphQL and the browser) shows every backfilled partition with its own row
@@ -53,6 +54,9 @@ KLINES = "/api/v3/klines"
 DAY_MS = 86_400_000
 BACKFILL_DAYS = [str(date(2024, 4, 1) + timedelta(days=i)) for i in range(30)]
 UI_DAY, UI_SYMBOL = "2024-03-06", "BTC/USDT"  # outside the backfill window: its own requests
+EXCHANGES = ("binance", "okx")
+#: What one UI-launched day costs per exchange: Binance pages 1,000 bars forward, OKX 300 backward.
+UI_DAY_REQUESTS = {"binance": math.ceil(1440 / 1000), "okx": math.ceil(1440 / 300)}
 BACKFILL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 420
 
@@ -87,16 +91,19 @@ def project_mapping(questdb, emulator, prefix: str) -> dict:
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": {"scope": "process", "max_concurrency": 2},
         "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": SYMBOLS, "timeframes": ["1m"],
-                                  "trades": True, "retry_backoff_s": 0.01}},
+                                  "trades": True, "retry_backoff_s": 0.01},
+                      "okx": {"base_url": emulator.base_url, "symbols": [UI_SYMBOL], "timeframes": ["1m"],
+                              "retry_backoff_s": 0.01}},
     }
 
 
 class Dev:
-    """The module's dagster dev and where its asset writes."""
+    """The module's dagster dev and where each exchange's 1m candles are written."""
 
-    def __init__(self, server: DagsterDev, table: str) -> None:
+    def __init__(self, server: DagsterDev, tables: dict[str, str]) -> None:
         self.server = server
-        self.table = table
+        self.tables = tables
+        self.table = tables["binance"]
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +111,13 @@ def dev(questdb, emulator, tmp_path_factory) -> Dev:
     work = tmp_path_factory.mktemp("dagster_dev")
     path = work / "project.yaml"
     path.write_text(yaml.safe_dump(project_mapping(questdb, emulator, "w_" + uuid.uuid4().hex[:10])))
-    table = ProjectConfig.load(path).exchanges[0].ohlcv.tables.data
+    tables = {ex.exchange_id: ex.ohlcv.tables.data for ex in ProjectConfig.load(path).exchanges}
     try:
         with dagster_dev(work, env={"CCXT_QUESTDB_PROJECT": str(path)}, cwd=ROOT, startup_timeout_s=600) as server:
             print(f"dagster dev ready at {server.url} after {server.startup_s:.1f} s (log {server.log_path})")
             server.add_dynamic_partitions("binance_symbols", SYMBOLS)
-            yield Dev(server, table)
+            server.add_dynamic_partitions("okx_symbols", [UI_SYMBOL])
+            yield Dev(server, tables)
     except DagsterDevError as exc:
         pytest.fail(f"dagster dev: {exc}", pytrace=False)
 
@@ -155,9 +163,19 @@ def _require_chromium() -> None:
                     "Playwright's own browser download is not used", pytrace=False)
 
 
-def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator, tmp_path):
-    """Runs while the backfill (launched by its fixture) is in flight; disjoint days."""
+def okx_candle_requests(emulator, symbol: str, start_ms: int) -> list[dict]:
+    """OKX candle requests for ``symbol`` walking back to ``start_ms`` (``before`` = its start - 1)."""
+    inst = symbol.replace("/", "-")
+    return [r for r in emulator.control.requests() if r.get("dialect") == "okx" and r["path"].endswith("candles")
+            and r["params"].get("instId") == inst and r["params"].get("before") == str(start_ms - 1)]
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator, tmp_path, exchange):
+    """Runs while the backfill (launched by its fixture) is in flight; disjoint days. Each exchange
+    of the project: its own asset, group and partitions, launched from its own page."""
     _require_chromium()
+    asset = f"{exchange}/ohlcv/{NODE_LABEL}"
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
@@ -175,14 +193,15 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(90_000)
             try:
-                step = "lineage page shows the asset node"
-                page.goto(f"{url}/asset-groups")
+                step = f"lineage of the {exchange} group shows the asset node"
+                page.goto(f"{url}/locations/__repository__@ccxt_questdb_assets.defs.definitions/asset-groups/{exchange}")
                 node = page.locator("foreignObject").filter(
                     has=page.get_by_text(NODE_LABEL, exact=True)).filter(has_text="Latest event")
                 expect(node.first).to_be_visible(timeout=120_000)
+                page.screenshot(path=str(tmp_path / f"lineage-{exchange}.png"))
 
                 step = "partitions view"
-                page.goto(f"{url}/assets/{ASSET}?view=partitions")
+                page.goto(f"{url}/assets/{asset}?view=partitions")
                 expect(page.get_by_role("button", name="Materialize…")).to_be_enabled(timeout=120_000)
                 expect(page.get_by_placeholder("Filter by symbol")).to_be_visible()  # the symbol dimension
 
@@ -205,9 +224,11 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
 
                 step = "launch"
                 ui_launched = time.monotonic()
+                before = {r["runId"] for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})}
                 dialog.get_by_role("button", name="Launch 1 run").click()
                 expect(page.get_by_text("Launched run")).to_be_visible(timeout=120_000)  # the toast
-                launched = server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})
+                launched = [r for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})
+                            if r["runId"] not in before]
                 assert len(launched) == 1, f"runs of {UI_DAY}|{UI_SYMBOL} after the launch: {launched}"
                 run_id = launched[0]["runId"]
 
@@ -239,15 +260,16 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
         finally:
             browser.close()
 
-    runs = server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})
-    assert [r["runId"] for r in runs] == [run_id], f"runs of the partition: {runs}"
-    assert runs[0]["status"] == "SUCCESS", runs[0]
+    runs = [r for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"}) if r["runId"] == run_id]
+    assert runs and runs[0]["status"] == "SUCCESS", runs
     start = utc_ms(UI_DAY)
-    got = stored_candles(questdb, dev.table, UI_SYMBOL, start, start + DAY_MS)
+    got = stored_candles(questdb, dev.tables[exchange], UI_SYMBOL, start, start + DAY_MS, exchange=exchange)
     assert len(got) == 1440
-    assert_candles_exact(got, truth_candles(emulator, UI_SYMBOL, start, start + DAY_MS), f"{UI_SYMBOL} {UI_DAY}")
-    assert len(kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS)) == math.ceil(1440 / 1000)
-    print(f"UI run {run_id}: Success on the run page {ui_seconds:.1f} s after the launch")
+    assert_candles_exact(got, truth_candles(emulator, UI_SYMBOL, start, start + DAY_MS), f"{exchange} {UI_SYMBOL} {UI_DAY}")
+    asked = (kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS) if exchange == "binance"
+             else okx_candle_requests(emulator, UI_SYMBOL, start))
+    assert len(asked) == UI_DAY_REQUESTS[exchange]
+    print(f"UI run {run_id} ({exchange}): Success on the run page {ui_seconds:.1f} s after the launch")
 
 
 def test_backfill_30_days_2_symbols_through_graphql(dev, backfill, questdb, emulator):

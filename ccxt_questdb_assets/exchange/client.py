@@ -52,9 +52,13 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
 
-# Constructor settings per exchange, deep-merged under the caller's ``config``. coinbase: markets
-# without its three /v2 currency requests (ccxt's fetchCurrencies, unused here): 2 requests, not 5.
-DEFAULT_CONFIG: dict[str, dict[str, Any]] = {"coinbase": {"has": {"fetchCurrencies": False}}}
+# Constructor settings per exchange, deep-merged under the caller's ``config``: markets without
+# ccxt's fetchCurrencies (unused here; no option turns it off): coinbase 2 requests instead of 5
+# (its three /v2 currency calls), kraken 1 instead of 2 (/0/public/Assets). Same markets.
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "coinbase": {"has": {"fetchCurrencies": False}},
+    "kraken": {"has": {"fetchCurrencies": False}},
+}
 
 # The market type a derivative symbol (``BTC/USDT:USDT``) needs loaded beside spot, per exchange
 # (one more markets request, made only when a configured symbol is one).

@@ -80,14 +80,18 @@ class EmulatorControl:
         self._call("POST", "clock", {"frozen_ms": None, "offset_ms": int(offset_ms)})
 
     # ---- weight budget
-    def config(self) -> dict[str, Any]:
-        return self._call("GET", "config")
+    def config(self, dialect: str | None = None) -> dict[str, Any]:
+        """The budget of ``dialect`` (Binance spot's by default) and every dialect's ``limits``."""
+        return self._call("GET", "config", query={"dialect": dialect})
 
-    def set_weight_limit(self, limit: int, *, reset_used: bool = True) -> None:
-        self._call("POST", "config", {"weight_limit": int(limit), "reset_weight": reset_used})
+    def set_weight_limit(self, limit: int, *, reset_used: bool = True, dialect: str | None = None) -> None:
+        body: dict[str, Any] = {"weight_limit": int(limit), "reset_weight": reset_used}
+        if dialect is not None:
+            body["dialect"] = dialect
+        self._call("POST", "config", body)
 
-    def used_weight(self) -> int:
-        return int(self.config()["used_weight"])
+    def used_weight(self, dialect: str | None = None) -> int:
+        return int(self.config(dialect)["used_weight"])
 
     # ---- misc
     def market(self) -> list[dict[str, Any]]:
