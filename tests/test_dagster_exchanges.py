@@ -2,7 +2,8 @@
 
 Each exchange gets its own assets, group, pool and partitions; a two-day range run of each
 exchange's 1m candles equals the ground truth at the fewest requests its dialect allows, a
-rerun asks nothing; a perpetual swap symbol is a partition key; Kraken, whose candles reach back
+rerun asks nothing, a range run fetches only the days not stored; a day of trades is exact on
+every exchange that keeps them; a perpetual swap symbol is a partition key; Kraken, whose candles reach back
 only 720 bars, gets exact 1m bars from its trades; Bybit's trades are refused in the file.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from ccxt_questdb_assets.defs.derived_assets import trade_bars_table
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.storage.client import QuestDBClient
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
 from ccxt_questdb_assets.testing.candles import assert_bars_equal, assert_candles_exact, stored_candles, truth_candles
 
 DAY = 86_400_000
@@ -51,9 +52,9 @@ def mapping(questdb, emulator, prefix: str) -> dict:
         "rate_limiter": {"scope": "process", "max_concurrency": 2},
         "exchanges": {
             "binance": {**common, "symbols": ["BTC/USDT"]},
-            "okx": {**common, "symbols": ["BTC/USDT", SWAP]},
+            "okx": {**common, "symbols": ["BTC/USDT", SWAP], "trades": True},
             "bybit": {**common, "symbols": ["BTC/USDT"]},
-            "coinbase": {**common, "symbols": ["BTC/USDT"]},
+            "coinbase": {**common, "symbols": ["BTC/USDT"], "trades": True},
             "kraken": {**common, "symbols": ["BTC/USDT"], "trades": True},
         },
     }
@@ -103,6 +104,50 @@ def test_two_days_of_each_exchange_exact_at_the_fewest_requests(project, questdb
     emulator_control.clear_requests()
     assert materialize([asset], instance=instance, tags=tags).success
     assert emulator_control.requests() == []
+
+
+@pytest.mark.parametrize("exchange", sorted(PAGE))
+def test_a_range_run_fetches_only_the_days_not_stored(project, questdb, emulator, emulator_control, exchange):
+    cfg, defs, instance = project
+    asset = defs.resolve_assets_def(ohlcv_key(exchange, "1m"))
+    day2 = keys_for(["2024-04-02"], ["BTC/USDT"])[0]
+    assert materialize([asset], instance=instance, partition_key=day2).success
+    emulator_control.clear_requests()
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2024-04-01|BTC/USDT", ASSET_PARTITION_RANGE_END_TAG: "2024-04-03|BTC/USDT"}
+    result = materialize([asset], instance=instance, tags=tags)
+    assert result.success
+    start, end = utc_ms(2024, 4, 1), utc_ms(2024, 4, 4)
+    table = cfg.exchange(exchange).ohlcv.tables.data
+    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", start, end, exchange=exchange),
+                         truth_candles(emulator, "BTC/USDT", start, end), exchange)
+    asked = [r for r in emulator_control.requests() if r.get("dialect") == exchange and CANDLE_PATH[exchange](r["path"])]
+    assert len(asked) == 2 * math.ceil(1440 / PAGE[exchange])  # days 1 and 3 only
+    events = {e.partition: e.metadata for e in result.asset_materializations_for_node(asset.node_def.name)}
+    assert events["2024-04-02|BTC/USDT"]["exchange_requests"].value == 0
+    assert events["2024-04-02|BTC/USDT"]["rows_already_present"].value == 1440
+
+
+@pytest.mark.parametrize("exchange", ["okx", "coinbase", "kraken"])
+def test_a_day_of_trades_through_dagster_is_exact(project, questdb, emulator, emulator_control, exchange):
+    """By trade id (Kraken's too: its rows carry ids here), same-millisecond bursts included."""
+    cfg, defs, instance = project
+    day = datetime.now(UTC).date() - timedelta(days=2)  # OKX serves the last 90 days of trades
+    asset = defs.resolve_assets_def(trades_key(exchange))
+    result = materialize([asset], instance=instance, partition_key=keys_for([day.isoformat()], ["BTC/USDT"])[0])
+    assert result.success
+    start = utc_ms(day.year, day.month, day.day)
+    want = emulator.market.trades("BTCUSDT", start, start + DAY)
+    client = QuestDBClient(questdb.connection)
+    try:
+        store = SeriesStore(client, cfg.exchange(exchange).trades_config.tables.data, TRADE_KIND)
+        got = store.read(NodeId("trades", exchange, "BTC/USDT"), TimeWindow(start, start + DAY))
+    finally:
+        client.close()
+    stored = sorted(zip(got["ts"].dt.as_unit("ms").astype("int64"), got["trade_id"].astype("int64"), got["price"],
+                        got["amount"], got["side"], strict=True))
+    assert stored == sorted((t.timestamp, t.id, t.price, t.amount, t.side) for t in want)
+    md = result.asset_materializations_for_node(asset.node_def.name)[0].metadata
+    assert md["dagster/row_count"].value == len(want) and md["coverage_after"].value == 1.0
 
 
 def test_a_perpetual_swap_is_a_partition_key(project, questdb, emulator):

@@ -149,6 +149,54 @@ def test_a_rate_limit_answer_mid_run_ends_exact(questdb, emulator, emulator_cont
     assert provider.fetcher.session.stats.rate_limited == 1
 
 
+@pytest.mark.parametrize("exchange", ["okx", "bybit", "coinbase", "kraken"])
+def test_the_open_bar_is_never_covered_and_is_replaced_once_closed(questdb, emulator, emulator_control, exchange):
+    dialect = DIALECTS[exchange]
+    now = {"ms": D0 + 5 * DAY + 12 * HOUR + 30 * MIN + 25_000}
+    emulator_control.freeze_clock(now["ms"])
+    provider = provider_for(questdb, emulator, exchange, clock=lambda: now["ms"], final_lag_ms=0)
+    node = f"ohlcv:{exchange}:BTC/USDT:1m"
+    start = now["ms"] - 25_000 - 30 * MIN
+    frame = provider.fetch_sync(start / 1000, (now["ms"] + MIN) / 1000, node_id=node)
+    assert len(frame) == 31  # 30 closed bars and the open one, provisionally
+    open_volume = frame.iloc[-1]["volume"]
+    assert provider.coverage_sync(node_id=node)[-1][1] * 1000 == start + 29 * MIN  # the last closed bar
+
+    now["ms"] += MIN  # the bar that was open has closed
+    emulator_control.freeze_clock(now["ms"])
+    emulator_control.clear_requests()
+    closed_end = start + 31 * MIN
+    again = provider.fetch_sync(start / 1000, closed_end / 1000, node_id=node)
+    assert_candles_exact(again, truth(emulator, "BTC/USDT", start, closed_end))
+    assert again.iloc[-1]["volume"] >= open_volume
+    assert len(candle_calls(emulator_control, dialect)) == 1
+    assert provider.coverage_sync(node_id=node)[-1][1] * 1000 == start + 30 * MIN
+
+
+@pytest.mark.parametrize("exchange", ["okx", "bybit", "coinbase", "kraken"])
+def test_the_dialects_own_rate_limit_answer_is_waited_out_and_the_data_is_exact(questdb, emulator, emulator_control,
+                                                                                exchange):
+    """The exchange's budget runs out mid-run: its own answer (OKX 50011, Bybit 403 'access too
+    frequent', Coinbase 429, Kraken 'EGeneral:Too many requests' in a 200) starts the cooldown."""
+    mode, node = ("trades", f"trades:{exchange}:BTC/USDT") if exchange == "kraken" else ("ohlcv", f"ohlcv:{exchange}:BTC/USDT:1m")
+    now = D0 + 5 * DAY
+    emulator_control.freeze_clock(now)
+    provider = provider_for(questdb, emulator, exchange, mode=mode, clock=lambda: now, retry_backoff_s=0.2,
+                            max_retries=8)
+    start, end = D0 + DAY, D0 + DAY + (3 * HOUR if exchange == "kraken" else DAY)
+    provider.fetch_sync(start / 1000, (start + MIN) / 1000, node_id=node)  # markets loaded
+    budget = {"okx": 20, "bybit": 1, "coinbase": 1, "kraken": 1}[exchange]  # OKX: history-candles weigh 10
+    emulator_control.set_weight_limit(budget, dialect=exchange)
+    emulator_control.clear_requests()
+    frame = provider.fetch_sync(start / 1000, end / 1000, node_id=node)
+    assert provider.fetcher.session.stats.rate_limited >= 1
+    if mode == "ohlcv":
+        assert_candles_exact(frame, truth(emulator, "BTC/USDT", start, end))
+    else:
+        want = emulator.market.trades("BTCUSDT", start, end)
+        assert sorted(frame["trade_id"].astype("int64")) == sorted(t.id for t in want)
+
+
 def truth_trades(emulator, symbol: str, start: int, end: int) -> pd.DataFrame:
     trades = emulator.market.trades(symbol.replace("/", ""), start, end)
     return pd.DataFrame({"ts": [t.timestamp for t in trades], "trade_id": [str(t.id) for t in trades],
