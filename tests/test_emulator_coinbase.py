@@ -71,7 +71,7 @@ def exchange(emulator, mode: str = "sync", **kw: Any) -> Any:
 
 def run(ex: Any, fn: Callable[[Any], Any], *, load: bool = True) -> Any:
     """``fn(ex)`` on a sync exchange, or awaited on an async one (closed after)."""
-    if not asyncio.iscoroutinefunction(getattr(ex, "fetch_ohlcv")):
+    if not asyncio.iscoroutinefunction(ex.fetch_ohlcv):
         if load:
             ex.load_markets()
         return fn(ex)

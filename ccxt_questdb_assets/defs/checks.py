@@ -36,7 +36,6 @@ from dataclasses import dataclass
 import pandas as pd
 from dagster import (
     AssetCheckEvaluation,
-    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, Route, mangle_rows_at
 from ccxt_questdb_assets.testing.emulator.dialects.binance import (
     AGG_TRADES_MAX_WINDOW_MS,
     BinanceError,

@@ -28,7 +28,7 @@ from ccxt_questdb_assets.testing.emulator.dialects.kraken_assets import (
     pairs,
 )
 from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, MINUTE_MS, Bars, TradesArr
+from ccxt_questdb_assets.testing.emulator.market import MINUTE_MS, Bars, TradesArr
 
 if TYPE_CHECKING:
     from ccxt_questdb_assets.testing.emulator.app import EmulatorState
