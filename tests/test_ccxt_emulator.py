@@ -10,9 +10,9 @@ from typing import Any
 
 import ccxt
 import pytest
+from ccxt_support import run_on
 
 from ccxt_questdb_assets.core.errors import ConfigError
-from ccxt_questdb_assets.exchange.retry import MalformedResponse
 from ccxt_questdb_assets.exchange.client import (
     build_exchange,
     clear_markets_cache,
@@ -21,6 +21,7 @@ from ccxt_questdb_assets.exchange.client import (
     require_symbol,
     require_timeframe,
 )
+from ccxt_questdb_assets.exchange.retry import MalformedResponse
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 
 KLINES = "/api/v3/klines"
@@ -35,20 +36,7 @@ def call(emulator, mode: str, fn: Callable[[Any], Any], *, timeout_ms: int = 10_
     """Run ``fn(exchange)`` on a fresh binance exchange of ``mode``; markets loaded unless ``load``."""
     ex = build_exchange("binance", base_url=emulator.base_url, async_=(mode == "async"), timeout_ms=timeout_ms,
                         enable_rate_limit=False)
-    if mode == "sync":
-        if load:
-            ex.load_markets()
-        return fn(ex)
-
-    async def run() -> Any:
-        try:
-            if load:
-                await ex.load_markets()
-            return await fn(ex)
-        finally:
-            await ex.close()
-
-    return asyncio.run(run())
+    return run_on(ex, fn, load=load)
 
 
 def as_tuples(trades: list[dict[str, Any]]) -> list[tuple]:

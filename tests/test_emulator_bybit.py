@@ -3,7 +3,6 @@ errors, rate limits and data faults."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.request
@@ -13,6 +12,7 @@ from typing import Any
 
 import ccxt
 import pytest
+from ccxt_support import run_on
 
 from ccxt_questdb_assets.exchange.client import build_exchange
 from ccxt_questdb_assets.testing.emulator.dialects.bybit import SPOT_EXEC_ID_BASE, exec_id
@@ -30,20 +30,7 @@ def call(emulator, mode: str, fn: Callable[[Any], Any], *, options: dict | None 
     """Run ``fn(exchange)`` on a fresh bybit exchange of ``mode`` (markets loaded unless ``load``)."""
     ex = build_exchange("bybit", base_url=emulator.base_url, async_=(mode == "async"), enable_rate_limit=False,
                         options=options)
-    if mode == "sync":
-        if load:
-            ex.load_markets()
-        return fn(ex)
-
-    async def run() -> Any:
-        try:
-            if load:
-                await ex.load_markets()
-            return await fn(ex)
-        finally:
-            await ex.close()
-
-    return asyncio.run(run())
+    return run_on(ex, fn, load=load)
 
 
 def sync_ex(emulator, options: dict | None = None):

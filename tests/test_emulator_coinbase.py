@@ -3,7 +3,6 @@ candles, market trades, Coinbase's error bodies, the 10 requests/s budget and fa
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import urllib.error
@@ -14,6 +13,7 @@ from typing import Any
 
 import ccxt
 import pytest
+from ccxt_support import run_on
 
 from ccxt_questdb_assets.exchange.client import build_exchange
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
@@ -71,20 +71,7 @@ def exchange(emulator, mode: str = "sync", **kw: Any) -> Any:
 
 def run(ex: Any, fn: Callable[[Any], Any], *, load: bool = True) -> Any:
     """``fn(ex)`` on a sync exchange, or awaited on an async one (closed after)."""
-    if not asyncio.iscoroutinefunction(ex.fetch_ohlcv):
-        if load:
-            ex.load_markets()
-        return fn(ex)
-
-    async def go() -> Any:
-        try:
-            if load:
-                await ex.load_markets()
-            return await fn(ex)
-        finally:
-            await ex.close()
-
-    return asyncio.run(go())
+    return run_on(ex, fn, load=load)
 
 
 def loaded(emulator, **kw: Any) -> Any:

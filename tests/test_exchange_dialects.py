@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
+from ccxt_support import provider_config
 
 from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.core.errors import UnprovenExchangeError, UnsupportedHistoryError
@@ -55,20 +55,7 @@ TRADE_HISTORY = ["binance", "okx", "coinbase", "kraken"]
 
 
 def provider_for(questdb, emulator, exchange: str, *, mode="ohlcv", symbols=("BTC/USDT",), clock=None, **extra):
-    conn = questdb.connection
-    cfg = {
-        "mode": mode,
-        "exchange": exchange,
-        "symbols": list(symbols),
-        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port,
-                    "table_prefix": "d_" + uuid.uuid4().hex[:10]},
-        "base_url": emulator.base_url,
-        "rate_limiter": {"scope": "local", "max_concurrency": 4},
-        "retry_backoff_s": 0.01,
-        **extra,
-    }
-    if mode == "ohlcv":
-        cfg.setdefault("timeframe", "1m")
+    cfg = provider_config(questdb, emulator, exchange, mode=mode, symbols=symbols, prefix="d_", **extra)
     return CcxtQuestDBProvider.from_config(cfg, **({"clock": clock} if clock else {}))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from ccxt_support import provider_config
 
 from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.core.errors import ConfigError
@@ -26,20 +26,7 @@ def utc_ms(*args) -> int:
 
 
 def make_provider(questdb, emulator, *, mode="ohlcv", symbols=("BTC/USDT",), clock=None, **extra):
-    conn = questdb.connection
-    cfg = {
-        "mode": mode,
-        "exchange": "binance",
-        "symbols": list(symbols),
-        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port,
-                    "table_prefix": "t_" + uuid.uuid4().hex[:10]},
-        "base_url": emulator.base_url,
-        "rate_limiter": {"scope": "local", "max_concurrency": 4},
-        "retry_backoff_s": 0.01,
-        **extra,
-    }
-    if mode == "ohlcv":
-        cfg.setdefault("timeframe", "1m")
+    cfg = provider_config(questdb, emulator, "binance", mode=mode, symbols=symbols, **extra)
     return CcxtQuestDBProvider.from_config(cfg, **({"clock": clock} if clock else {}))
 
 
