@@ -81,6 +81,17 @@ def test_each_exchange_has_its_own_assets_group_pool_and_partitions(project):
     assert not graph.has(trades_key("bybit"))
 
 
+def assert_exact_range_run(result, cfg, exchange: str, questdb, emulator, control, days: list[str]) -> list[dict]:
+    """The run succeeded and stored BTC/USDT's candles of ``days`` equal to the ground truth; its
+    candle requests."""
+    assert result.success
+    start, end = utc_ms(*map(int, days[0].split("-"))), utc_ms(*map(int, days[-1].split("-"))) + DAY
+    table = cfg.exchange(exchange).ohlcv.tables.data
+    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", start, end, exchange=exchange),
+                         truth_candles(emulator, "BTC/USDT", start, end), exchange)
+    return [r for r in control.requests() if r.get("dialect") == exchange and CANDLE_PATH[exchange](r["path"])]
+
+
 @pytest.mark.parametrize("exchange", sorted(PAGE))
 def test_two_days_of_each_exchange_exact_at_the_fewest_requests(project, questdb, emulator, emulator_control, exchange):
     cfg, defs, instance = project
@@ -88,12 +99,7 @@ def test_two_days_of_each_exchange_exact_at_the_fewest_requests(project, questdb
     days = ["2024-03-01", "2024-03-02"]
     tags = {ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|BTC/USDT", ASSET_PARTITION_RANGE_END_TAG: f"{days[1]}|BTC/USDT"}
     result = materialize([asset], instance=instance, tags=tags)
-    assert result.success
-    start, end = utc_ms(2024, 3, 1), utc_ms(2024, 3, 3)
-    table = cfg.exchange(exchange).ohlcv.tables.data
-    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", start, end, exchange=exchange),
-                         truth_candles(emulator, "BTC/USDT", start, end), exchange)
-    asked = [r for r in emulator_control.requests() if r.get("dialect") == exchange and CANDLE_PATH[exchange](r["path"])]
+    asked = assert_exact_range_run(result, cfg, exchange, questdb, emulator, emulator_control, days)
     assert len(asked) == math.ceil(2880 / PAGE[exchange])
     events = {e.partition: e.metadata for e in result.asset_materializations_for_node(asset.node_def.name)}
     assert sorted(events) == [f"{d}|BTC/USDT" for d in days]
@@ -115,12 +121,8 @@ def test_a_range_run_fetches_only_the_days_not_stored(project, questdb, emulator
     emulator_control.clear_requests()
     tags = {ASSET_PARTITION_RANGE_START_TAG: "2024-04-01|BTC/USDT", ASSET_PARTITION_RANGE_END_TAG: "2024-04-03|BTC/USDT"}
     result = materialize([asset], instance=instance, tags=tags)
-    assert result.success
-    start, end = utc_ms(2024, 4, 1), utc_ms(2024, 4, 4)
-    table = cfg.exchange(exchange).ohlcv.tables.data
-    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", start, end, exchange=exchange),
-                         truth_candles(emulator, "BTC/USDT", start, end), exchange)
-    asked = [r for r in emulator_control.requests() if r.get("dialect") == exchange and CANDLE_PATH[exchange](r["path"])]
+    asked = assert_exact_range_run(result, cfg, exchange, questdb, emulator, emulator_control,
+                                   ["2024-04-01", "2024-04-02", "2024-04-03"])
     assert len(asked) == 2 * math.ceil(1440 / PAGE[exchange])  # days 1 and 3 only
     events = {e.partition: e.metadata for e in result.asset_materializations_for_node(asset.node_def.name)}
     assert events["2024-04-02|BTC/USDT"]["exchange_requests"].value == 0

@@ -20,7 +20,7 @@ cut by the exchange's cap proves nothing about the millisecond (or second) where
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["dialect_trade_pages"]
 
 _OKX_HISTORY = "publicGetMarketHistoryTrades"
+Ask = Callable[[], Awaitable[list]]
 
 
 def dialect_trade_pages(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page] | None:
@@ -92,57 +93,55 @@ async def _twice_if_empty(fetcher: CcxtTradesFetcher, ask) -> tuple[list, int]:
     return await ask(), 2
 
 
-async def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+async def _walk_back(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int,
+                     next_ask: Callable[[int, pd.DataFrame | None], tuple[Ask, str]]) -> AsyncIterator[Page]:
+    """Newest-first pages from the window's end back to its start. ``next_ask(upper, previous)`` gives
+    the request of the page ending at ``upper`` (``previous``: the last page's trades, None at
+    first) and how to name it. A full page proves from just after its oldest millisecond (which
+    may go on in the next page) to its end; a short one down to the window's start."""
     upper = min(window.end_ms, fetcher.final_until())
-    params: dict[str, Any] = {"method": _OKX_HISTORY, "type": "2", "after": str(upper)}
+    frame: pd.DataFrame | None = None
     while upper > window.start_ms:
-        def ask(params: dict[str, Any] = params):
-            return fetcher.call("fetch_trades", node.symbol, None, limit, params=params)
-
+        ask, what = next_ask(upper, frame)
         raw, requests = await _twice_if_empty(fetcher, ask)
-        frame = _frame(fetcher, raw, f"{node} page before {params['after']}")
+        frame = _frame(fetcher, raw, f"{node} page {what}")
         full = len(raw) >= limit
-        lo = window.start_ms
-        if full:
-            oldest = int(frame["ts"].iloc[0])
-            lo = max(window.start_ms, oldest + 1)  # the oldest millisecond may go on in the next page
-            ids = [int(i) for i in frame["trade_id"]]
-            params = {"method": _OKX_HISTORY, "type": "1", "after": str(min(ids))}
+        lo = max(window.start_ms, int(frame["ts"].iloc[0]) + 1) if full else window.start_ms
         yield _page(frame, lo, upper, requests, rows=TimeWindow(window.start_ms, upper))
         if not full or lo <= window.start_ms:
             break
         upper = lo
 
 
-async def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow,
-                            limit: int) -> AsyncIterator[Page]:
+def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+    def next_ask(upper: int, previous: pd.DataFrame | None) -> tuple[Ask, str]:
+        if previous is None:  # by time: the trades older than the window's end
+            params: dict[str, Any] = {"method": _OKX_HISTORY, "type": "2", "after": str(upper)}
+        else:  # by id: the trades older than the oldest held
+            params = {"method": _OKX_HISTORY, "type": "1", "after": str(min(int(i) for i in previous["trade_id"]))}
+        return lambda: fetcher.call("fetch_trades", node.symbol, None, limit, params=params), f"before {params['after']}"
+
+    return _walk_back(fetcher, node, window, limit, next_ask)
+
+
+def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
     start_s = window.start_ms // 1000
-    upper = min(window.end_ms, fetcher.final_until())
-    while upper > window.start_ms:
+    asked: list[int] = []
+
+    def next_ask(upper: int, previous: pd.DataFrame | None) -> tuple[Ask, str]:
         end_s = -(-upper // 1000)
+        if asked and asked[-1] == end_s:  # the oldest second of a full page would be asked again
+            raise ExchangeDataError(
+                f"{node}: more than {limit} trades in the second before {format_ms(end_s * 1000)}; "
+                f"{fetcher.config.exchange_id} pages trades by whole seconds and cannot page past it; "
+                "nothing of this second was recorded as covered"
+            )
+        asked.append(end_s)
+        # `since` stays None: ccxt would drop rows before it and a capped page would look short.
+        params = {"start": str(start_s), "until": end_s * 1000}
+        return lambda: fetcher.call("fetch_trades", node.symbol, None, limit, params=params), f"before {format_ms(upper)}"
 
-        def ask(end_s: int = end_s):
-            # `since` stays None: ccxt would drop rows before it and a capped page would look short.
-            return fetcher.call("fetch_trades", node.symbol, None, limit,
-                                params={"start": str(start_s), "until": end_s * 1000})
-
-        raw, requests = await _twice_if_empty(fetcher, ask)
-        frame = _frame(fetcher, raw, f"{node} page before {format_ms(upper)}")
-        lo = window.start_ms
-        full = len(raw) >= limit
-        if full:
-            oldest = int(frame["ts"].iloc[0])
-            lo = max(window.start_ms, oldest + 1)
-            if lo > window.start_ms and -(-lo // 1000) >= end_s:  # the next request would be this one again
-                raise ExchangeDataError(
-                    f"{node}: more than {limit} trades in the second before {format_ms(end_s * 1000)}; "
-                    f"{fetcher.config.exchange_id} pages trades by whole seconds and cannot page past it; "
-                    "nothing of this second was recorded as covered"
-                )
-        yield _page(frame, lo, upper, requests, rows=TimeWindow(window.start_ms, upper))
-        if not full or lo <= window.start_ms:
-            break
-        upper = lo
+    return _walk_back(fetcher, node, window, limit, next_ask)
 
 
 async def _cursor_forward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow,
