@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -45,3 +46,14 @@ def provider_config(questdb: Any, emulator: Any, exchange: str, *, mode: str = "
     if mode == "ohlcv":
         cfg.setdefault("timeframe", "1m")
     return cfg
+
+
+def burst_start(market: Any, symbol: str, around: int) -> int:
+    """A trade id a few trades before a run of >= 3 trades sharing one millisecond, within the hour
+    from ``around``."""
+    trades = market.trades(symbol, around, around + 3_600_000)
+    for _, group in itertools.groupby(trades, key=lambda t: t.timestamp):
+        run = list(group)
+        if len(run) >= 3:
+            return run[0].id - 3
+    raise AssertionError(f"no burst of 3 trades in one millisecond in {symbol}'s hour from {around}")

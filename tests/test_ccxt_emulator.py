@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import ccxt
 import pytest
-from ccxt_support import run_on
+from ccxt_support import burst_start, run_on
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.exchange.client import (
@@ -162,21 +161,11 @@ def test_open_candle_moves_with_the_clock(emulator, emulator_control):
 # ----------------------------------------------------------------------------- trades
 
 
-def _burst_start(market, symbol: str, around: int) -> int:
-    """Id a few trades before a run of >= 3 trades sharing one millisecond."""
-    tr = market.trades(symbol, around, around + HOUR_MS)
-    for _, grp in itertools.groupby(tr, key=lambda t: t.timestamp):
-        run = list(grp)
-        if len(run) >= 3:
-            return run[0].id - 3
-    raise AssertionError("no burst found")
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_fetch_trades_paged_by_from_id_through_bursts(emulator, emulator_control, mode):
     emulator_control.freeze_clock(NOW)
     market = emulator.market
-    start_id = _burst_start(market, "BTCUSDT", NOW - 5 * HOUR_MS)
+    start_id = burst_start(market, "BTCUSDT", NOW - 5 * HOUR_MS)
     want = market.trades_from_id("BTCUSDT", start_id, 60, now_ms=NOW)
 
     def pages(ex):

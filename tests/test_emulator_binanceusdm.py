@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import urllib.error
 import urllib.request
@@ -12,6 +11,7 @@ from typing import Any
 
 import ccxt
 import pytest
+from ccxt_support import burst_start
 
 from ccxt_questdb_assets.exchange.client import build_exchange
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
@@ -177,15 +177,6 @@ def test_klines_cursors_caps_open_bar_and_listing(emulator, emulator_control):
 # ----------------------------------------------------------------------------- trades
 
 
-def _burst_start(market, symbol: str, around: int) -> int:
-    tr = market.trades(symbol, around, around + HOUR_MS)
-    for _, grp in itertools.groupby(tr, key=lambda t: t.timestamp):
-        run = list(grp)
-        if len(run) >= 3:
-            return run[0].id - 3
-    raise AssertionError("no burst found")
-
-
 def test_agg_trades_wire_format(emulator, emulator_control):
     emulator_control.freeze_clock(NOW)
     status, headers, rows = get(emulator, f"{AGG}?symbol=ETHUSDT")
@@ -199,7 +190,7 @@ def test_agg_trades_wire_format(emulator, emulator_control):
 def test_trades_paged_by_from_id_through_bursts(emulator, emulator_control):
     emulator_control.freeze_clock(NOW)
     market = emulator.market
-    start_id = _burst_start(market, "BTCUSDT", NOW - 5 * HOUR_MS)
+    start_id = burst_start(market, "BTCUSDT", NOW - 5 * HOUR_MS)
     want = market.trades_from_id("BTCUSDT", start_id, 60, now_ms=NOW)
     ex = usdm(emulator)
     got, nxt = [], start_id

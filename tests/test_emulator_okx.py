@@ -15,14 +15,16 @@ import ccxt
 import pytest
 
 from ccxt_questdb_assets.exchange.client import build_exchange
+from ccxt_questdb_assets.testing.emulator.dialects.okx import (
+    CANDLES,
+    HISTORY_CANDLES,
+    HISTORY_TRADES,
+    INSTRUMENTS,
+    TIME,
+    TRADES,
+)
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
-TIME = "/api/v5/public/time"
-INSTRUMENTS = "/api/v5/public/instruments"
-CANDLES = "/api/v5/market/candles"
-HISTORY_CANDLES = "/api/v5/market/history-candles"
-TRADES = "/api/v5/market/trades"
-HISTORY_TRADES = "/api/v5/market/history-trades"
 NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
 OPEN_1M = NOW - NOW % MINUTE_MS
 HIST = "publicGetMarketHistoryTrades"
