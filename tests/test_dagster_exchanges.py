@@ -55,7 +55,7 @@ def mapping(questdb, emulator, prefix: str) -> dict:
             "okx": {**common, "symbols": ["BTC/USDT", SWAP], "trades": True},
             "bybit": {**common, "symbols": ["BTC/USDT"]},
             "coinbase": {**common, "symbols": ["BTC/USDT"], "trades": True},
-            "kraken": {**common, "symbols": ["BTC/USDT"], "trades": True},
+            "kraken": {"base_url": url, "retry_backoff_s": 0.01, "symbols": ["BTC/USDT"], "trades": True},
         },
     }
 
@@ -73,11 +73,12 @@ def test_each_exchange_has_its_own_assets_group_pool_and_partitions(project):
     cfg, defs, _ = project
     graph = defs.resolve_asset_graph()
     for ex in ("binance", "okx", "bybit", "coinbase", "kraken"):
-        node = graph.get(ohlcv_key(ex, "1m"))
+        node = graph.get(ohlcv_key(ex, "1m") if ex != "kraken" else trades_key(ex))
         assert node.group_name == ex
         assert node.pools == {f"ccxt_{ex}"}
         assert node.partitions_def.get_partitions_def_for_dimension("symbol").name == f"{ex}_symbols"
     assert graph.has(trades_key("kraken")) and graph.has(trade_bars_key("kraken"))
+    assert not graph.has(ohlcv_key("kraken", "1m"))  # its candles reach back 720 bars: its 1m bars come from trades
     assert not graph.has(trades_key("bybit"))
 
 
@@ -183,6 +184,17 @@ def test_bybit_trades_are_refused_in_the_project_file(questdb, emulator):
     raw = mapping(questdb, emulator, "x_refused")
     raw["exchanges"]["bybit"]["trades"] = True
     with pytest.raises(ConfigError, match=r"exchanges.bybit.trades: bybit keeps no public trade history.*trades: false"):
+        ProjectConfig.from_mapping(raw)
+
+
+def test_kraken_candle_assets_are_refused_in_the_project_file(questdb, emulator):
+    raw = mapping(questdb, emulator, "x_refused")
+    raw["exchanges"]["kraken"]["timeframes"] = ["1m"]
+    with pytest.raises(ConfigError, match=r"exchanges.kraken.timeframes: kraken's OHLC serves only the latest 720.*"
+                                          r"remove timeframes"):
+        ProjectConfig.from_mapping(raw)
+    raw["exchanges"]["kraken"] = {"base_url": emulator.base_url, "symbols": ["BTC/USDT"]}
+    with pytest.raises(ConfigError, match=r"exchanges.kraken: .*Set trades: true"):
         ProjectConfig.from_mapping(raw)
 
 

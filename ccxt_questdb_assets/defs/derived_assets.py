@@ -92,9 +92,9 @@ def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
     out: list[AssetsDefinition] = []
     for ex in project.exchanges:
         options = AssetOptions.of(project, ex)
-        base_tf = ex.timeframes[0]
-        source, upstream = ohlcv_table(ex, base_tf), ohlcv_key(ex.exchange_id, base_tf)
-        for tf in ex.resample_to:
+        for tf in ex.resample_to:  # computed from the first timeframe (the project file ensures there is one)
+            base_tf = ex.timeframes[0]
+            source, upstream = ohlcv_table(ex, base_tf), ohlcv_key(ex.exchange_id, base_tf)
             target, key = resampled_table(ex, tf), resampled_key(ex.exchange_id, tf)
             out.append(_derived_asset(
                 options, key, target=target, source=source, upstream=upstream, policy=ex.ohlcv.recheck,

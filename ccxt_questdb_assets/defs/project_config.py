@@ -37,7 +37,7 @@ from dagster._utils.schedules import is_valid_cron_string
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.defs.partitions import check_symbol_key
-from ccxt_questdb_assets.exchange.dialects import TradePaging
+from ccxt_questdb_assets.exchange.dialects import CandlePaging, TradePaging
 from ccxt_questdb_assets.history.config import TOP_LEVEL_KEYS, ProviderConfig, check_keys
 
 ENV_PROJECT = "CCXT_QUESTDB_PROJECT"
@@ -172,6 +172,23 @@ def _start_date(value: Any) -> str:
         raise ConfigError(f"start_date {value!r} must be a date like '2024-01-01'") from None
 
 
+def _candle_timeframes(ex_id: str, section: Mapping[str, Any], ohlcv: ProviderConfig, trades: bool,
+                       where: str) -> tuple[str, ...]:
+    """The timeframes that become candle assets. An exchange serving only its latest candles (kraken:
+    720 bars) cannot fill daily partitions of any age: it gets none, and its 1m bars come from its
+    trades (``trade_bars_1m``), which it keeps in full."""
+    dialect = ohlcv.backfill.dialect
+    if dialect.candles is not CandlePaging.LATEST_ONLY:
+        return ohlcv.timeframes
+    if "timeframes" in section or "timeframe" in section:
+        raise ConfigError(f"{where} exchanges.{ex_id}.timeframes: {dialect.limits}. Daily partitions reach "
+                          f"further back, so {ex_id} has no candle asset: remove timeframes (and set trades: true)")
+    if not trades:
+        raise ConfigError(f"{where} exchanges.{ex_id}: {dialect.limits}. Set trades: true: {ex_id} then gets "
+                          f"its trades and {ex_id}/ohlcv/trade_bars_1m")
+    return ()
+
+
 def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapping[str, str], where: str) -> ExchangeProject:
     if not isinstance(ex_id, str) or not _EXCHANGE_ID.match(ex_id):
         raise ConfigError(f"{where}: exchange id {ex_id!r} must be a lowercase ccxt id such as 'binance'")
@@ -184,7 +201,11 @@ def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapp
     if "timeframes" not in mapping and "timeframe" not in mapping:
         mapping["timeframes"] = ["1m"]
     ohlcv = ProviderConfig.from_mapping({**mapping, "mode": "ohlcv"}, environ=environ)
+    timeframes = _candle_timeframes(ex_id, section, ohlcv, trades, where)
     resample = tuple(Timeframe.parse(tf).name for tf in section.get("resample_to") or ())
+    if resample and not timeframes:
+        raise ConfigError(f"{where} exchanges.{ex_id}.resample_to needs candles to compute from, and {ex_id} has "
+                          "no candle asset: remove resample_to")
     base = Timeframe.parse(ohlcv.timeframes[0])
     for tf in resample:
         if Timeframe.parse(tf).ms <= base.ms or Timeframe.parse(tf).ms % base.ms:
@@ -206,7 +227,7 @@ def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapp
     return ExchangeProject(
         exchange_id=ex_id,
         symbols=symbols,
-        timeframes=ohlcv.timeframes,
+        timeframes=timeframes,
         trades=trades,
         resample_to=resample,
         listing_pattern=pattern,
