@@ -130,6 +130,21 @@ def test_a_range_run_fetches_only_the_days_not_stored(project, questdb, emulator
     assert events["2024-04-02|BTC/USDT"]["rows_already_present"].value == 1440
 
 
+@pytest.mark.parametrize("exchange", sorted(PAGE))
+def test_a_rate_limit_answer_mid_run_ends_exact(project, questdb, emulator, emulator_control, exchange):
+    cfg, defs, instance = project
+    asset = defs.resolve_assets_def(ohlcv_key(exchange, "1m"))
+    assert materialize([asset], instance=instance, partition_key=keys_for(["2024-05-01"], ["BTC/USDT"])[0]).success
+    path = [r for r in emulator_control.requests() if r.get("dialect") == exchange
+            and CANDLE_PATH[exchange](r["path"])][-1]["path"]
+    emulator_control.clear_requests()
+    emulator_control.inject("429", count=1, path=path, after=1, retry_after=1)
+    result = materialize([asset], instance=instance, partition_key=keys_for(["2024-05-02"], ["BTC/USDT"])[0])
+    asked = assert_exact_range_run(result, cfg, exchange, questdb, emulator, emulator_control, ["2024-05-02"])
+    assert [r["status"] for r in asked].count(429) == 1
+    assert len(asked) == math.ceil(1440 / PAGE[exchange]) + 1
+
+
 @pytest.mark.parametrize("exchange", ["okx", "coinbase", "kraken"])
 def test_a_day_of_trades_through_dagster_is_exact(project, questdb, emulator, emulator_control, exchange):
     """By trade id (Kraken's too: its rows carry ids here), same-millisecond bursts included."""
