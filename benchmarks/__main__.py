@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
     names = _select(args.targets)
-    bench = Bench(quick=args.quick, runs=args.runs, questdb_dsn=args.questdb_dsn, questdb_http=args.questdb_http,
-                  keep_tables=args.keep_tables)
+    bench = Bench(
+        quick=args.quick,
+        runs=args.runs,
+        questdb_dsn=args.questdb_dsn,
+        questdb_http=args.questdb_http,
+        keep_tables=args.keep_tables,
+    )
     started = time.monotonic()
     failed: list[str] = []
     try:
@@ -89,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(bench.results))
     print()
     if machine:
-        print(f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Python {machine['python']}, "
-              f"QuestDB {machine['questdb']}; {'quick' if args.quick else 'full'} pass in "
-              f"{time.monotonic() - started:.0f} s; 1-min load average {machine['load_average_1m'][0]} at the start, "
-              f"{machine['load_average_1m'][1]} at the end (other work on the machine skews absolute times)")
+        print(
+            f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB, Python {machine['python']}, "
+            f"QuestDB {machine['questdb']}; {'quick' if args.quick else 'full'} pass in "
+            f"{time.monotonic() - started:.0f} s; 1-min load average {machine['load_average_1m'][0]} at the start, "
+            f"{machine['load_average_1m'][1]} at the end (other work on the machine skews absolute times)"
+        )
     for line in failed:
         print(f"ERROR {line}")
     if args.json:

@@ -24,13 +24,17 @@ NODE = "ohlcv:binance:BTC/USDT:1m"
 def backfill(args: argparse.Namespace) -> None:
     from ccxt_questdb_assets import CcxtQuestDBProvider
 
-    provider = CcxtQuestDBProvider.from_config({
-        "exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "1m",
-        "questdb": {"host": args.host, "port": args.port, "http_port": args.http_port, "table_prefix": args.prefix},
-        "base_url": args.base_url,
-        # A fast limiter rate keeps ccxt's own throttle off; the emulator is not the bottleneck.
-        "rate_limiter": {"scope": "local", "max_concurrency": 1, "min_interval_s": 0.001},
-    })
+    provider = CcxtQuestDBProvider.from_config(
+        {
+            "exchange": "binance",
+            "symbols": ["BTC/USDT"],
+            "timeframe": "1m",
+            "questdb": {"host": args.host, "port": args.port, "http_port": args.http_port, "table_prefix": args.prefix},
+            "base_url": args.base_url,
+            # A fast limiter rate keeps ccxt's own throttle off; the emulator is not the bottleneck.
+            "rate_limiter": {"scope": "local", "max_concurrency": 1, "min_interval_s": 0.001},
+        }
+    )
     start = START.timestamp()
     t0 = time.perf_counter()
     report = provider.ensure_range_sync(start, start + args.days * 86_400, node_id=NODE)
@@ -38,13 +42,25 @@ def backfill(args: argparse.Namespace) -> None:
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     with open("/proc/self/status") as status:
         hwm_kib = next((int(line.split()[1]) for line in status if line.startswith("VmHWM")), 0)
-    print(json.dumps({"days": args.days, "max_rss_mib": rss_kib / 1024, "vm_hwm_mib": hwm_kib / 1024,
-                      "rows": report.rows_written, "pages": report.pages, "seconds": took}))
+    print(
+        json.dumps(
+            {
+                "days": args.days,
+                "max_rss_mib": rss_kib / 1024,
+                "vm_hwm_mib": hwm_kib / 1024,
+                "rows": report.rows_written,
+                "pages": report.pages,
+                "seconds": took,
+            }
+        )
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill_child",
-                                     description="one backfill in this process; prints its peak RSS as JSON")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.backfill_child",
+        description="one backfill in this process; prints its peak RSS as JSON",
+    )
     parser.add_argument("--days", type=int, required=True)
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--host", required=True)

@@ -48,9 +48,12 @@ class IOManagerBench:
         from ccxt_questdb_assets.defs.io_manager import SeriesTable
 
         return build_output_context(
-            asset_key="bench_ohlcv", definition_metadata=SeriesTable(table, "ohlcv", EXCHANGE, TIMEFRAME)
-            .definition_metadata(), asset_partitions_def=self.partitions,
-            asset_partition_key_range=self._range(start_ms, end_ms, symbol), instance=self.instance)
+            asset_key="bench_ohlcv",
+            definition_metadata=SeriesTable(table, "ohlcv", EXCHANGE, TIMEFRAME).definition_metadata(),
+            asset_partitions_def=self.partitions,
+            asset_partition_key_range=self._range(start_ms, end_ms, symbol),
+            instance=self.instance,
+        )
 
     def output_context(self, table: str, frame: pd.DataFrame, symbol: str = "BTC/USDT") -> Any:
         """The context a run hands the IO manager for the days ``frame`` (``ts`` in epoch ms) spans.
@@ -69,9 +72,13 @@ class IOManagerBench:
         from dagster import build_input_context
 
         upstream = self._output_context(table, start_ms, end_ms, symbol)
-        context = build_input_context(upstream_output=upstream, asset_key="bench_downstream",
-                                      asset_partitions_def=self.partitions, instance=self.instance,
-                                      asset_partition_key_range=self._range(start_ms, end_ms, symbol))
+        context = build_input_context(
+            upstream_output=upstream,
+            asset_key="bench_downstream",
+            asset_partitions_def=self.partitions,
+            instance=self.instance,
+            asset_partition_key_range=self._range(start_ms, end_ms, symbol),
+        )
         return self.manager.load_input(context)
 
     def close(self) -> None:

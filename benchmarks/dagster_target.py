@@ -74,20 +74,24 @@ class DagsterSide:
         self.instance.add_dynamic_partitions("binance_symbols", [SYMBOL])
 
     def _asset_and_resources(self, prefix: str) -> tuple[Any, dict[str, Any]]:
-        from ccxt_questdb_assets.defs.definitions import build_resources
         from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
+        from ccxt_questdb_assets.defs.definitions import build_resources
         from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
         from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
         conn = self.bench.connection
-        project = ProjectConfig.from_mapping({
-            "start_date": "2021-01-01",
-            "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
-            # Unthrottled: a limiter rate far above what the loop reaches keeps ccxt's own throttle off.
-            "rate_limiter": {"scope": "local", "max_concurrency": 1, "min_interval_s": 0.001},
-            "exchanges": {"binance": {"base_url": self.bench.emulator.base_url, "symbols": [SYMBOL],
-                                      "timeframes": ["1m"]}},
-        }, source="benchmark")
+        project = ProjectConfig.from_mapping(
+            {
+                "start_date": "2021-01-01",
+                "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
+                # Unthrottled: a limiter rate far above what the loop reaches keeps ccxt's own throttle off.
+                "rate_limiter": {"scope": "local", "max_concurrency": 1, "min_interval_s": 0.001},
+                "exchanges": {
+                    "binance": {"base_url": self.bench.emulator.base_url, "symbols": [SYMBOL], "timeframes": ["1m"]}
+                },
+            },
+            source="benchmark",
+        )
         asset = next(a for a in build_ingest_assets(project) if a.key == ohlcv_key("binance", "1m"))
         return asset, build_resources(project)
 
@@ -101,8 +105,10 @@ class DagsterSide:
         prefix = self.bench.table_prefix("dg")
         asset, resources = self._asset_and_resources(prefix)
         last_day = FIRST_DAY + timedelta(days=DAYS - 1)
-        tags = {ASSET_PARTITION_RANGE_START_TAG: f"{FIRST_DAY}|{SYMBOL}",
-                ASSET_PARTITION_RANGE_END_TAG: f"{last_day}|{SYMBOL}"}
+        tags = {
+            ASSET_PARTITION_RANGE_START_TAG: f"{FIRST_DAY}|{SYMBOL}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{last_day}|{SYMBOL}",
+        }
         clear_markets_cache()  # each run loads the markets once, as a fresh run process would
         self.bench.emulator.control.clear_requests()
         t0 = time.perf_counter()
@@ -171,8 +177,12 @@ def floor_run(bench: Bench) -> tuple[float, Counter]:
     return took, counts
 
 
-@target("dagster", number=4, title="90 days of 1m candles through a Dagster run vs a ccxt + Sender floor script",
-        needs=("questdb", "emulator"))
+@target(
+    "dagster",
+    number=4,
+    title="90 days of 1m candles through a Dagster run vs a ccxt + Sender floor script",
+    needs=("questdb", "emulator"),
+)
 def dagster_target(bench: Bench) -> None:
     runs = bench.runs(3, 5)
     side = DagsterSide(bench)
@@ -201,8 +211,17 @@ def dagster_target(bench: Bench) -> None:
         side.close()
     counts = requests["dagster"][-1]
     markets = ", ".join(f"{p} x{n}" for p, n in sorted(counts.items()) if p != KLINES)
-    bench.record("4 dagster", f"{DAYS}-day backfill ({ROWS:,} 1m candles) through Dagster vs floor script",
-                 value=median(t["dagster"]), baseline=median(t["floor"]), unit="s", op="<=", limit=1.5, runs=runs,
-                 samples=t, note=f"every run of both: {counts[KLINES]} kline requests (= ceil({ROWS:,} / {PAGE})) + "
-                                 f"{markets}; Dagster run metadata: exchange_requests "
-                                 f"{metadata[-1]['exchange_requests']}, rows_written {metadata[-1]['rows_written']:,}")
+    bench.record(
+        "4 dagster",
+        f"{DAYS}-day backfill ({ROWS:,} 1m candles) through Dagster vs floor script",
+        value=median(t["dagster"]),
+        baseline=median(t["floor"]),
+        unit="s",
+        op="<=",
+        limit=1.5,
+        runs=runs,
+        samples=t,
+        note=f"every run of both: {counts[KLINES]} kline requests (= ceil({ROWS:,} / {PAGE})) + "
+        f"{markets}; Dagster run metadata: exchange_requests "
+        f"{metadata[-1]['exchange_requests']}, rows_written {metadata[-1]['rows_written']:,}",
+    )

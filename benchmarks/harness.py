@@ -102,8 +102,18 @@ def render_table(results: Sequence[Result]) -> str:
     for r in results:
         required = f"{r.op} {r.limit:g}" if r.limit is not None else "(info)"
         verdict = {True: "PASS", False: "MISS", None: "-"}[r.ok]
-        rows.append((r.target, r.figure, _fmt(r.value, r.unit), _fmt(r.baseline, r.unit), f"{r.ratio:.3f}",
-                     required, verdict, str(r.runs)))
+        rows.append(
+            (
+                r.target,
+                r.figure,
+                _fmt(r.value, r.unit),
+                _fmt(r.baseline, r.unit),
+                f"{r.ratio:.3f}",
+                required,
+                verdict,
+                str(r.runs),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
@@ -150,8 +160,15 @@ def log(msg: str) -> None:
 class Bench:
     """One invocation: settings, the services (started on first use), the recorded results."""
 
-    def __init__(self, *, quick: bool, runs: int | None, questdb_dsn: str | None = None,
-                 questdb_http: str | None = None, keep_tables: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        quick: bool,
+        runs: int | None,
+        questdb_dsn: str | None = None,
+        questdb_http: str | None = None,
+        keep_tables: bool = False,
+    ) -> None:
         self.quick = quick
         self._runs = runs
         self._questdb_dsn = questdb_dsn
@@ -197,8 +214,10 @@ class Bench:
         self._server = QuestDBServer(self._server_dir, env=env)
         log(f"starting a private QuestDB in {self._server_dir}")
         self._server.start()
-        log(f"QuestDB {self._server.version} up in {self._server.startup_seconds:.1f} s "
-            f"(http {self._server.http_port}, pg {self._server.pg_port})")
+        log(
+            f"QuestDB {self._server.version} up in {self._server.startup_seconds:.1f} s "
+            f"(http {self._server.http_port}, pg {self._server.pg_port})"
+        )
         return self._server.connection
 
     @property
@@ -241,9 +260,21 @@ class Bench:
         return self._loop.run_until_complete(coro)
 
     # -- results
-    def record(self, target: str, figure: str, *, value: float, baseline: float, unit: str, op: str,
-               limit: float | None, runs: int, higher_is_better: bool = False, note: str = "",
-               samples: dict[str, list[float]] | None = None) -> Result:
+    def record(
+        self,
+        target: str,
+        figure: str,
+        *,
+        value: float,
+        baseline: float,
+        unit: str,
+        op: str,
+        limit: float | None,
+        runs: int,
+        higher_is_better: bool = False,
+        note: str = "",
+        samples: dict[str, list[float]] | None = None,
+    ) -> Result:
         ratio = (baseline / value if higher_is_better else value / baseline) if baseline and value else float("nan")
         result = Result(target, figure, value, baseline, unit, ratio, op, limit, runs, note, samples or {})
         self.results.append(result)
@@ -277,11 +308,19 @@ class Bench:
                 mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
         except (OSError, StopIteration, ValueError):
             pass
-        return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version(),
-                "platform": platform.platform(), "questdb": getattr(self._server, "version", "external"),
-                "load_average_1m": [round(self.load_before, 1), round(os.getloadavg()[0], 1)]}
+        return {
+            "cores": os.cpu_count(),
+            "memory_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "questdb": getattr(self._server, "version", "external"),
+            "load_average_1m": [round(self.load_before, 1), round(os.getloadavg()[0], 1)],
+        }
 
     def to_json(self, path: str, argv: Sequence[str]) -> None:
-        data = {"command": "python -m benchmarks " + " ".join(argv), "machine": self.machine(),
-                "results": [asdict(r) | {"ok": r.ok} for r in self.results]}
+        data = {
+            "command": "python -m benchmarks " + " ".join(argv),
+            "machine": self.machine(),
+            "results": [asdict(r) | {"ok": r.ok} for r in self.results],
+        }
         Path(path).write_text(json.dumps(data, indent=2))

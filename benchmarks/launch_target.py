@@ -204,27 +204,40 @@ def find_candle_asset(nodes: Sequence[Mapping[str, Any]], exchange: str) -> Cand
     """The exchange's 1m candle ingest asset; a clear error when it is not exactly one."""
     found = [n for n in nodes if _is_candle_ingest(n) and n.get("isMaterializable", True)]
     if len(found) > 1:
-        found = [n for n in found if _metadata(n).get("ccxt/exchange") == exchange
-                 or exchange in "/".join(n["assetKey"]["path"])]
+        found = [
+            n
+            for n in found
+            if _metadata(n).get("ccxt/exchange") == exchange or exchange in "/".join(n["assetKey"]["path"])
+        ]
     if len(found) != 1:
         names = sorted("/".join(n["assetKey"]["path"]) for n in nodes)
-        raise AssertionError(f"expected one 1m candle ingest asset of {exchange}, found "
-                             f"{['/'.join(n['assetKey']['path']) for n in found]} among {names}")
+        raise AssertionError(
+            f"expected one 1m candle ingest asset of {exchange}, found "
+            f"{['/'.join(n['assetKey']['path']) for n in found]} among {names}"
+        )
     node = found[0]
     jobs = node.get("jobNames") or []
     if not jobs:
         raise AssertionError(f"asset {node['assetKey']['path']} is in no job: the UI could not launch it")
     job = jobs[0]  # the UI's getCommonJob(assets) with no preferred job: the first job of the asset
     checks_or_error = node.get("assetChecksOrError") or {}
-    checks = [c for c in checks_or_error.get("checks") or []
-              if not c.get("jobNames") or job in c["jobNames"]]  # getAssetCheckHandleInputs
+    checks = [
+        c for c in checks_or_error.get("checks") or [] if not c.get("jobNames") or job in c["jobNames"]
+    ]  # getAssetCheckHandleInputs
     md = _metadata(node)
     table = md.get("questdb/table") or (md.get("dagster/table_name") or "").split(".", 1)[-1] or None
     dims = (node.get("partitionDefinition") or {}).get("dimensionTypes") or []
     repo = node["repository"]
-    return CandleAsset(path=list(node["assetKey"]["path"]), op=(node.get("opNames") or [""])[0], job=job,
-                       checks=checks, dimensions=sorted(dims, key=lambda d: d["name"]), table=table,
-                       location=repo["location"]["name"], repository=repo["name"])
+    return CandleAsset(
+        path=list(node["assetKey"]["path"]),
+        op=(node.get("opNames") or [""])[0],
+        job=job,
+        checks=checks,
+        dimensions=sorted(dims, key=lambda d: d["name"]),
+        table=table,
+        location=repo["location"]["name"],
+        repository=repo["name"],
+    )
 
 
 def partition_key(asset: CandleAsset, day: date, symbol: str) -> str:
@@ -304,8 +317,11 @@ def _events(dev: Any, run_id: str) -> list[dict[str, Any]]:
 
 
 def _run_errors(events: Sequence[Mapping[str, Any]]) -> str:
-    lines = [f"{e['__typename']} {e.get('stepKey') or ''}: {e.get('message', '')}: {e['error']['message']}"
-             for e in events if e.get("error")]
+    lines = [
+        f"{e['__typename']} {e.get('stepKey') or ''}: {e.get('message', '')}: {e['error']['message']}"
+        for e in events
+        if e.get("error")
+    ]
     return "\n".join(lines[-6:]) or "(no error events)"
 
 
@@ -313,9 +329,16 @@ def launch_one(bench: Bench, dev: Any, asset: CandleAsset, day: date, symbol: st
     run = LaunchedRun(day=day, load_before=os.getloadavg()[0])
     key = partition_key(asset, day, symbol)
     clicked = time.time()
-    config = dev.graphql(CONFIG_PARTITION_FOR_ASSET_JOB, {
-        "repositoryName": asset.repository, "repositoryLocationName": asset.location, "jobName": asset.job,
-        "partitionName": key, "assetKeys": [{"path": asset.path}]})["pipelineOrError"]
+    config = dev.graphql(
+        CONFIG_PARTITION_FOR_ASSET_JOB,
+        {
+            "repositoryName": asset.repository,
+            "repositoryLocationName": asset.location,
+            "jobName": asset.job,
+            "partitionName": key,
+            "assetKeys": [{"path": asset.path}],
+        },
+    )["pipelineOrError"]
     partition = config.get("partition") if config["__typename"] == "Pipeline" else None
     if not partition or partition["tagsOrError"]["__typename"] != "PartitionTags":
         raise AssertionError(f"partition {key} of job {asset.job}: {config}")
@@ -373,8 +396,11 @@ def launch_one(bench: Bench, dev: Any, asset: CandleAsset, day: date, symbol: st
             run.check_steps_s += took
     if asset.op not in run.steps:
         raise AssertionError(f"run {run.run_id}: no step {asset.op!r} among {sorted(run.steps)}")
-    fetched = [FETCH_LINE.search(e.get("message") or "") for e in events
-               if e.get("stepKey") == asset.op and e["__typename"] == "LogMessageEvent"]
+    fetched = [
+        FETCH_LINE.search(e.get("message") or "")
+        for e in events
+        if e.get("stepKey") == asset.op and e["__typename"] == "LogMessageEvent"
+    ]
     fetched = [m for m in fetched if m]
     if fetched:
         run.requests = sum(int(m.group(1)) for m in fetched)
@@ -392,7 +418,8 @@ def _stored_rows(bench: Bench, asset: CandleAsset, symbol: str, day: date) -> in
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     rows = bench.client.query(
         f'SELECT count() FROM "{asset.table}" WHERE symbol = %s AND ts >= %s AND ts < %s',
-        (symbol, start, start + timedelta(days=1)))
+        (symbol, start, start + timedelta(days=1)),
+    )
     return int(rows[0][0])
 
 
@@ -406,8 +433,15 @@ def project_mapping(bench: Bench, prefix: str) -> dict[str, Any]:
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": {"scope": "process", "max_concurrency": 2},
-        "exchanges": {"binance": {"base_url": bench.emulator.base_url, "symbols": [SYMBOL], "timeframes": ["1m"],
-                                  "trades": True, "resample_to": ["1h"]}},
+        "exchanges": {
+            "binance": {
+                "base_url": bench.emulator.base_url,
+                "symbols": [SYMBOL],
+                "timeframes": ["1m"],
+                "trades": True,
+                "resample_to": ["1h"],
+            }
+        },
     }
 
 
@@ -416,26 +450,34 @@ def _fmt(value: float | None) -> str:
 
 
 def report(runs: Sequence[LaunchedRun], asset: CandleAsset, startup_s: float) -> list[str]:
-    lines = [f"launch: asset {asset.name} (job {asset.job}, step {asset.op}), checks selected as the UI does: "
-             f"{', '.join(c['name'] for c in asset.checks) or 'none'}; dagster dev ready in {startup_s:.1f} s",
-             "run  day         launch->success  submit  queued (dequeue+start)  running  asset step  check steps  "
-             "engine fetch  work share  load"]
+    lines = [
+        f"launch: asset {asset.name} (job {asset.job}, step {asset.op}), checks selected as the UI does: "
+        f"{', '.join(c['name'] for c in asset.checks) or 'none'}; dagster dev ready in {startup_s:.1f} s",
+        "run  day         launch->success  submit  queued (dequeue+start)  running  asset step  check steps  "
+        "engine fetch  work share  load",
+    ]
     for i, r in enumerate(runs, 1):
         split = f"({_fmt(r.dequeue_s)}+{_fmt(r.starting_s)})" if r.dequeue_s is not None else ""
-        lines.append(f"{i:<4} {r.day}  {r.launch_to_success_s:>14.2f}s  {r.launch_to_created_s:>5.2f}s  "
-                     f"{r.queued_s:>6.2f}s {split:<15} "
-                     f"{r.running_s:>7.2f}s  {r.asset_step_s:>9.2f}s  {r.check_steps_s:>10.2f}s  "
-                     f"{_fmt(r.fetch_s):>11}s  {r.work_share:>9.1%}  {r.load_before:.1f}->{r.load_after:.1f}")
+        lines.append(
+            f"{i:<4} {r.day}  {r.launch_to_success_s:>14.2f}s  {r.launch_to_created_s:>5.2f}s  "
+            f"{r.queued_s:>6.2f}s {split:<15} "
+            f"{r.running_s:>7.2f}s  {r.asset_step_s:>9.2f}s  {r.check_steps_s:>10.2f}s  "
+            f"{_fmt(r.fetch_s):>11}s  {r.work_share:>9.1%}  {r.load_before:.1f}->{r.load_after:.1f}"
+        )
 
     def stat(name: str, values: Sequence[float]) -> str:
         return f"{name} median {median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
-    lines.append(stat("launch->success", [r.launch_to_success_s for r in runs]) + "; "
-                 + stat("the UI's partition config query before it", [r.prepare_s for r in runs]))
+    lines.append(
+        stat("launch->success", [r.launch_to_success_s for r in runs])
+        + "; "
+        + stat("the UI's partition config query before it", [r.prepare_s for r in runs])
+    )
     lines.append(stat("submit (mutation sent -> run enqueued)", [r.launch_to_created_s for r in runs]))
     lines.append(stat("queued", [r.queued_s for r in runs]) + "; " + stat("running", [r.running_s for r in runs]))
-    lines.append(stat("asset step", [r.asset_step_s for r in runs]) + "; "
-                 + stat("check steps", [r.check_steps_s for r in runs]))
+    lines.append(
+        stat("asset step", [r.asset_step_s for r in runs]) + "; " + stat("check steps", [r.check_steps_s for r in runs])
+    )
     fetch = [r.fetch_s for r in runs if r.fetch_s is not None]
     if fetch:
         lines.append(stat("engine fetch+write", fetch))
@@ -444,13 +486,19 @@ def report(runs: Sequence[LaunchedRun], asset: CandleAsset, startup_s: float) ->
     fetch_share = f", engine fetch+write {median(fetch) / launch:.1%}" if fetch else ""
     lines.append(f"work / launch->success: asset step {share:.1%}{fetch_share} (of the medians)")
     verdict = "PASS" if launch <= BUDGET_S else "FAIL"
-    lines.append(f"{verdict}: median launch->success {launch:.2f} s vs the {BUDGET_S:.0f} s budget "
-                 f"({len(runs)} runs, every run SUCCESS with {CANDLES_PER_DAY:,} candles stored)")
+    lines.append(
+        f"{verdict}: median launch->success {launch:.2f} s vs the {BUDGET_S:.0f} s budget "
+        f"({len(runs)} runs, every run SUCCESS with {CANDLES_PER_DAY:,} candles stored)"
+    )
     return lines
 
 
-@target("launch", number=7, title="one-day, one-partition runs launched as the UI launches them: launch to success",
-        needs=("questdb", "emulator"))
+@target(
+    "launch",
+    number=7,
+    title="one-day, one-partition runs launched as the UI launches them: launch to success",
+    needs=("questdb", "emulator"),
+)
 def launch_target(bench: Bench) -> None:
     from ccxt_questdb_assets.testing.dagster_dev import dagster_dev
 
@@ -466,8 +514,10 @@ def launch_target(bench: Bench) -> None:
         with dagster_dev(work, env={"CCXT_QUESTDB_PROJECT": str(project)}) as dev:
             startup_s = time.monotonic() - t0
             asset = find_candle_asset(dev.graphql(ASSET_NODES)["assetNodes"], "binance")
-            log(f"launch: dagster dev ready in {startup_s:.1f} s; asset {asset.name}, job {asset.job}, "
-                f"checks {[c['name'] for c in asset.checks]}")
+            log(
+                f"launch: dagster dev ready in {startup_s:.1f} s; asset {asset.name}, job {asset.job}, "
+                f"checks {[c['name'] for c in asset.checks]}"
+            )
             for dim in asset.dimensions:
                 if dim.get("dynamicPartitionsDefinitionName"):
                     dev.add_dynamic_partitions(dim["dynamicPartitionsDefinitionName"], [SYMBOL])
@@ -475,26 +525,48 @@ def launch_target(bench: Bench) -> None:
                 day = FIRST_DAY + timedelta(days=i)
                 run = launch_one(bench, dev, asset, day, SYMBOL)
                 runs.append(run)
-                log(f"launch: run {i + 1}/{n} {day} {run.run_id[:8]}: launch->success {run.launch_to_success_s:.2f} s "
+                log(
+                    f"launch: run {i + 1}/{n} {day} {run.run_id[:8]}: launch->success {run.launch_to_success_s:.2f} s "
                     f"(queued {run.queued_s:.2f}, running {run.running_s:.2f}, asset step {run.asset_step_s:.2f}, "
                     f"fetch {_fmt(run.fetch_s)}), load {run.load_before:.1f}->{run.load_after:.1f}; steps (start "
                     f"after run start, duration): "
-                    + ", ".join(f"{k} +{a:.2f} s {d:.2f} s" for k, (a, d) in run.steps.items()))
+                    + ", ".join(f"{k} +{a:.2f} s {d:.2f} s" for k, (a, d) in run.steps.items())
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(report(runs, asset, startup_s)), flush=True)
     launch = [r.launch_to_success_s for r in runs]
     step = [r.asset_step_s for r in runs]
-    samples = {"launch_to_success": launch, "queued": [r.queued_s for r in runs],
-               "running": [r.running_s for r in runs], "asset_step": step,
-               "check_steps": [r.check_steps_s for r in runs],
-               "engine_fetch": [r.fetch_s for r in runs if r.fetch_s is not None],
-               "load_1m": [r.load_before for r in runs]}
-    bench.record("7 launch", f"one-day run of {asset.name} launched as the UI does, launch to success, vs the "
-                 f"{BUDGET_S:.0f} s budget", value=median(launch), baseline=BUDGET_S, unit="s", op="<=", limit=1.0,
-                 runs=n, samples=samples,
-                 note=f"median queued {median(samples['queued']):.2f} s, running {median(samples['running']):.2f} s, "
-                      f"asset step {median(step):.2f} s, check steps {median(samples['check_steps']):.2f} s; "
-                      f"dagster dev ready in {startup_s:.1f} s")
-    bench.record("7 launch", "the run's own work (asset step) vs launch to success", value=median(step),
-                 baseline=median(launch), unit="s", op="<=", limit=None, runs=n)
+    samples = {
+        "launch_to_success": launch,
+        "queued": [r.queued_s for r in runs],
+        "running": [r.running_s for r in runs],
+        "asset_step": step,
+        "check_steps": [r.check_steps_s for r in runs],
+        "engine_fetch": [r.fetch_s for r in runs if r.fetch_s is not None],
+        "load_1m": [r.load_before for r in runs],
+    }
+    bench.record(
+        "7 launch",
+        f"one-day run of {asset.name} launched as the UI does, launch to success, vs the {BUDGET_S:.0f} s budget",
+        value=median(launch),
+        baseline=BUDGET_S,
+        unit="s",
+        op="<=",
+        limit=1.0,
+        runs=n,
+        samples=samples,
+        note=f"median queued {median(samples['queued']):.2f} s, running {median(samples['running']):.2f} s, "
+        f"asset step {median(step):.2f} s, check steps {median(samples['check_steps']):.2f} s; "
+        f"dagster dev ready in {startup_s:.1f} s",
+    )
+    bench.record(
+        "7 launch",
+        "the run's own work (asset step) vs launch to success",
+        value=median(step),
+        baseline=median(launch),
+        unit="s",
+        op="<=",
+        limit=None,
+        runs=n,
+    )

@@ -26,21 +26,33 @@ NODE = "ohlcv:binance:BTC/USDT:1m"
 # name -> (limiter options, tokens per klines request, rate in tokens/s, bucket capacity)
 CONFIGS: dict[str, tuple[dict[str, Any], float, float, float]] = {
     "min_interval_s=0.1": ({"min_interval_s": 0.1, "burst": 1}, 1, 10.0, 1),
-    "tokens_per_interval=20/1000ms": ({"tokens_per_interval": 20, "interval_ms": 1000, "burst": 2},
-                                      KLINES_WEIGHT, 20.0, 2),
+    "tokens_per_interval=20/1000ms": (
+        {"tokens_per_interval": 20, "interval_ms": 1000, "burst": 2},
+        KLINES_WEIGHT,
+        20.0,
+        2,
+    ),
 }
 
 
 def _one_run(bench: Bench, limiter: dict[str, Any], pages: int) -> list[int]:
     emulator = bench.emulator
     conn = bench.connection
-    provider = CcxtQuestDBProvider.from_config({
-        "exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "1m",
-        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port,
-                    "table_prefix": bench.table_prefix("rl")},
-        "base_url": emulator.base_url,
-        "rate_limiter": {"scope": "local", "max_concurrency": 1, **limiter},
-    })
+    provider = CcxtQuestDBProvider.from_config(
+        {
+            "exchange": "binance",
+            "symbols": ["BTC/USDT"],
+            "timeframe": "1m",
+            "questdb": {
+                "host": conn.host,
+                "port": conn.port,
+                "http_port": conn.http_port,
+                "table_prefix": bench.table_prefix("rl"),
+            },
+            "base_url": emulator.base_url,
+            "rate_limiter": {"scope": "local", "max_concurrency": 1, **limiter},
+        }
+    )
     emulator.control.clear_requests()
     start_s = START.timestamp()
     report = provider.ensure_range_sync(start_s, start_s + pages * 1000 * 60, node_id=NODE)
@@ -58,8 +70,9 @@ def _peak_per_second(times_ms: list[int], tokens: float) -> float:
     return best * tokens
 
 
-@target("ratelimit", number=5, title="limiter utilisation against the emulator's request log",
-        needs=("questdb", "emulator"))
+@target(
+    "ratelimit", number=5, title="limiter utilisation against the emulator's request log", needs=("questdb", "emulator")
+)
 def ratelimit_target(bench: Bench) -> None:
     runs = bench.runs(3, 3)
     pages = bench.size(40, 150)
@@ -73,9 +86,27 @@ def ratelimit_target(bench: Bench) -> None:
             achieved.append((len(times) - 1) * tokens / span_s)
             peaks.append(_peak_per_second(times, tokens))
         allowed_1s = capacity + rate
-        bench.record("5 rate limit", f"{name}: achieved vs configured rate", value=median(achieved), baseline=rate,
-                     unit="tokens/s", op=">=", limit=0.95, runs=runs, samples={"achieved": achieved},
-                     note=f"{pages} klines pages a run, each fetched, written, made visible and covered")
-        bench.record("5 rate limit", f"{name}: worst 1 s window vs bucket bound", value=max(peaks),
-                     baseline=allowed_1s, unit="tokens", op="<=", limit=1.0, runs=runs, samples={"peak": peaks},
-                     note=f"bound = capacity {capacity:g} + rate {rate:g}/s x 1 s; value is the max over runs")
+        bench.record(
+            "5 rate limit",
+            f"{name}: achieved vs configured rate",
+            value=median(achieved),
+            baseline=rate,
+            unit="tokens/s",
+            op=">=",
+            limit=0.95,
+            runs=runs,
+            samples={"achieved": achieved},
+            note=f"{pages} klines pages a run, each fetched, written, made visible and covered",
+        )
+        bench.record(
+            "5 rate limit",
+            f"{name}: worst 1 s window vs bucket bound",
+            value=max(peaks),
+            baseline=allowed_1s,
+            unit="tokens",
+            op="<=",
+            limit=1.0,
+            runs=runs,
+            samples={"peak": peaks},
+            note=f"bound = capacity {capacity:g} + rate {rate:g}/s x 1 s; value is the max over runs",
+        )

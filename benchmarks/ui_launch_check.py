@@ -89,12 +89,20 @@ def main() -> int:
             log(f"ui check: {asset.name}, partition {lt.partition_key(asset, DAY, lt.SYMBOL)}, through the UI")
             ui = capture_ui_launch(dev, asset, DAY, lt.SYMBOL)
             key = lt.partition_key(asset, DAY, lt.SYMBOL)
-            config = dev.graphql(lt.CONFIG_PARTITION_FOR_ASSET_JOB, {
-                "repositoryName": asset.repository, "repositoryLocationName": asset.location,
-                "jobName": asset.job, "partitionName": key, "assetKeys": [{"path": asset.path}]})
+            config = dev.graphql(
+                lt.CONFIG_PARTITION_FOR_ASSET_JOB,
+                {
+                    "repositoryName": asset.repository,
+                    "repositoryLocationName": asset.location,
+                    "jobName": asset.job,
+                    "partitionName": key,
+                    "assetKeys": [{"path": asset.path}],
+                },
+            )
             partition = config["pipelineOrError"]["partition"]
-            ours = lt.ui_execution_params(asset, partition["tagsOrError"]["results"],
-                                          partition["runConfigOrError"].get("yaml") or "")
+            ours = lt.ui_execution_params(
+                asset, partition["tagsOrError"]["results"], partition["runConfigOrError"].get("yaml") or ""
+            )
     finally:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)

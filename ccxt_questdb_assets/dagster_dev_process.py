@@ -78,8 +78,9 @@ class DagsterDev:
         except OSError as exc:
             return f"<no log at {self.log_path}: {exc}>"
 
-    def graphql(self, query: str, variables: Mapping[str, Any] | None = None, *,
-                timeout: float = 60.0) -> dict[str, Any]:
+    def graphql(
+        self, query: str, variables: Mapping[str, Any] | None = None, *, timeout: float = 60.0
+    ) -> dict[str, Any]:
         """POST a GraphQL document; returns ``data`` and raises on transport or GraphQL errors."""
         body = json.dumps({"query": query, "variables": dict(variables or {})}).encode()
         req = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
@@ -100,7 +101,9 @@ class DagsterDev:
     def add_dynamic_partitions(self, name: str, keys: Sequence[str]) -> None:
         """Add ``keys`` to the dynamic partitions definition ``name`` (existing keys are fine)."""
         for key in keys:
-            out = self.graphql(ADD_DYNAMIC_PARTITION, {"selector": self.repository_selector(), "name": name, "key": key})
+            out = self.graphql(
+                ADD_DYNAMIC_PARTITION, {"selector": self.repository_selector(), "name": name, "key": key}
+            )
             result = out["addDynamicPartition"]
             if result["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
                 raise DagsterDevError(f"addDynamicPartition {name} {key!r}: {result}")
@@ -115,12 +118,15 @@ class DagsterDev:
         result = self.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             errors = "; ".join(e["message"] for e in result.get("errors") or [])
-            raise DagsterDevError(f"launching {job} with tags {dict(tags)} failed: {result['__typename']}: "
-                                  f"{result.get('message') or errors}{''.join(result.get('stack') or [])}")
+            raise DagsterDevError(
+                f"launching {job} with tags {dict(tags)} failed: {result['__typename']}: "
+                f"{result.get('message') or errors}{''.join(result.get('stack') or [])}"
+            )
         return result["run"]["runId"]
 
-    def runs(self, tags: Mapping[str, str] | None = None, *,
-             run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def runs(
+        self, tags: Mapping[str, str] | None = None, *, run_ids: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Runs (newest first) with their status, timestamps and tags, optionally filtered by tags or ids."""
         filt: dict[str, Any] = {}
         if tags:
@@ -140,8 +146,10 @@ class DagsterDev:
             if len(statuses) == len(run_ids) and set(statuses.values()) <= FINISHED_STATUSES:
                 return statuses
             if not self.alive():
-                raise DagsterDevError(f"dagster dev exited with code {self.proc.returncode} while runs were "
-                                      f"going (log {self.log_path}):\n{self.log_tail()}")
+                raise DagsterDevError(
+                    f"dagster dev exited with code {self.proc.returncode} while runs were "
+                    f"going (log {self.log_path}):\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 raise DagsterDevError(f"runs not finished within {timeout_s:.0f} s: {statuses} (log {self.log_path})")
             time.sleep(poll_s)
@@ -153,8 +161,10 @@ class DagsterDev:
         for e in events:
             err = e.get("error")
             if err:
-                lines.append(f"{e['__typename']}: {e.get('message', '')}: {err['message']}"
-                             + "".join(err.get("stack") or [])[-1500:])
+                lines.append(
+                    f"{e['__typename']}: {e.get('message', '')}: {err['message']}"
+                    + "".join(err.get("stack") or [])[-1500:]
+                )
         return "\n".join(lines) or "(no error events)"
 
     def alive(self) -> bool:
@@ -203,8 +213,10 @@ def _wait_ready(dev: DagsterDev, timeout_s: float) -> None:
     last = "no answer from /server_info yet"
     while time.monotonic() < deadline:
         if not dev.alive():
-            raise DagsterDevError(f"dagster dev exited with code {dev.proc.returncode} during startup "
-                                  f"(log {dev.log_path}):\n{dev.log_tail()}")
+            raise DagsterDevError(
+                f"dagster dev exited with code {dev.proc.returncode} during startup "
+                f"(log {dev.log_path}):\n{dev.log_tail()}"
+            )
         if _get(f"{dev.url}/server_info") is None:
             time.sleep(0.5)
             continue
@@ -216,8 +228,9 @@ def _wait_ready(dev: DagsterDev, timeout_s: float) -> None:
             continue
         ws = data["workspaceOrError"]
         if ws["__typename"] != "Workspace":
-            raise DagsterDevError(f"workspace error: {ws.get('message')}\n{''.join(ws.get('stack') or [])}\n"
-                                  f"log tail:\n{dev.log_tail()}")
+            raise DagsterDevError(
+                f"workspace error: {ws.get('message')}\n{''.join(ws.get('stack') or [])}\nlog tail:\n{dev.log_tail()}"
+            )
         entries = ws["locationEntries"]
         if entries and all(e["loadStatus"] == "LOADED" for e in entries):
             for e in entries:
@@ -253,8 +266,15 @@ def start_dagster_dev(
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", module, "-h", host, "-p", str(port)]
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=str(cwd) if cwd else None)
+        proc = subprocess.Popen(
+            cmd,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(cwd) if cwd else None,
+        )
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     dev = DagsterDev(url=f"http://{client_host}:{port}", home=home, log_path=log_path, proc=proc, env=full_env)
     try:

@@ -14,6 +14,7 @@ canceled.
 from __future__ import annotations
 
 import argparse
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--days", type=int, default=7, help="last full UTC days to materialize (default 7)")
     p.add_argument("--symbols", nargs="*", help="symbols of the project (default: each exchange's first two)")
     p.add_argument("--emulator-port", type=int, default=None, help="default 8765, as ccxt-questdb dev's")
-    p.add_argument("--timeout", type=float, default=DEFAULT_RUNS_TIMEOUT_S,
-                   help=f"seconds to wait for the runs (default {DEFAULT_RUNS_TIMEOUT_S:.0f})")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_RUNS_TIMEOUT_S,
+        help=f"seconds to wait for the runs (default {DEFAULT_RUNS_TIMEOUT_S:.0f})",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,8 +53,12 @@ def run(args: argparse.Namespace) -> int:
     home = prepare_dagster_home()
     launched: dict[str, DemoRun] = {}
     try:
-        with sigterm_as_interrupt(), dev_stack(home, host="127.0.0.1", port=free_port(),
-                                               emulator_port=args.emulator_port, stop_started_questdb=False) as stack:
+        with (
+            sigterm_as_interrupt(),
+            dev_stack(
+                home, host="127.0.0.1", port=free_port(), emulator_port=args.emulator_port, stop_started_questdb=False
+            ) as stack,
+        ):
             results = _run_and_read(args, stack, launched)
             print("", *("\n".join(format_run(r)) for r in results), "", sep="\n", flush=True)
     except BaseException:  # interrupted, or dagster dev failed: the stack and the runs' processes are gone
@@ -68,17 +77,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_and_read(args: argparse.Namespace, stack: DevStack, launched: dict[str, DemoRun]) -> list[RunResult]:
     """Add the symbols' partitions, launch the runs (recorded in ``launched``), wait, read them back."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dagster import DagsterInstance
 
-    from ccxt_questdb_assets.demo_runs import launch, plan_runs
-    from ccxt_questdb_assets.demo_summary import read_run
     from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
+    from ccxt_questdb_assets.demo_runs import launch, plan_runs
+    from ccxt_questdb_assets.demo_summary import read_run
 
     project = ProjectConfig.load()  # after the stack exported where QuestDB and the emulator are
-    plan = plan_runs(project, args.days, datetime.now(timezone.utc).date(), args.symbols)
+    plan = plan_runs(project, args.days, datetime.now(UTC).date(), args.symbols)
     home: Path = stack.home
     with DagsterInstance.from_config(str(home)) as instance:
         sync_symbol_partitions(instance, project)

@@ -61,8 +61,10 @@ def plan_runs(project: ProjectConfig, days: int, today: date, symbols: Sequence[
     unknown = [s for s in symbols or () if s not in listed]
     if unknown:
         where = "; ".join(f"exchanges.{ex.exchange_id}.symbols: {', '.join(ex.symbols)}" for ex in project.exchanges)
-        raise ConfigError(f"symbol(s) {', '.join(unknown)} are in no exchange of the project ({where}): add them "
-                          "there, or pick among those")
+        raise ConfigError(
+            f"symbol(s) {', '.join(unknown)} are in no exchange of the project ({where}): add them "
+            "there, or pick among those"
+        )
     runs = []
     for ex in project.exchanges:
         chosen = [s for s in symbols if s in ex.symbols] if symbols else list(ex.symbols[:DEMO_SYMBOLS_PER_EXCHANGE])

@@ -21,8 +21,12 @@ __all__ = ["ROW_COUNT_KEY", "AssetResult", "CheckResult", "RunResult", "format_r
 
 ROW_COUNT_KEY = "dagster/row_count"
 _SHOWN = 5  # failed checks and errors printed per run
-_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
-           DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}
+_EVENTS = {
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.RUN_FAILURE,
+}
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,19 @@ def read_run(instance: DagsterInstance, run_id: str, label: str) -> RunResult:
         materialization = entry.asset_materialization
         if materialization is not None:
             metadata[materialization.asset_key.to_user_string()][materialization.partition] = {
-                k: _plain(v) for k, v in materialization.metadata.items()}
+                k: _plain(v) for k, v in materialization.metadata.items()
+            }
         evaluation = entry.asset_check_evaluation
         if evaluation is not None:
-            checks.append(CheckResult(evaluation.asset_key.to_user_string(), evaluation.check_name,
-                                      evaluation.partition, evaluation.passed, evaluation.description))
+            checks.append(
+                CheckResult(
+                    evaluation.asset_key.to_user_string(),
+                    evaluation.check_name,
+                    evaluation.partition,
+                    evaluation.passed,
+                    evaluation.description,
+                )
+            )
     assets = tuple(AssetResult(asset, by_partition) for asset, by_partition in sorted(metadata.items()))
     return RunResult(run_id, label, record.dagster_run.status.value, wall, assets, tuple(checks), tuple(errors))
 
@@ -108,8 +120,9 @@ def _rows_text(asset: AssetResult) -> str:
         return f"{values[0]} rows over the range (one figure for all its partitions)"
     if len(set(values)) == 1:
         return f"{values[0]} rows in each"
-    return "rows " + ", ".join(f"{(p or '').split('|')[0] or '-'} {c if c is not None else '-'}"
-                               for p, c in counts.items())
+    return "rows " + ", ".join(
+        f"{(p or '').split('|')[0] or '-'} {c if c is not None else '-'}" for p, c in counts.items()
+    )
 
 
 def format_run(result: RunResult) -> list[str]:
@@ -127,7 +140,9 @@ def format_run(result: RunResult) -> list[str]:
     failed = [c for c in result.checks if not c.passed]
     lines.append(f"  asset checks: {len(result.checks) - len(failed)} passed, {len(failed)} failed")
     for check in failed[:_SHOWN]:
-        lines.append(f"    FAILED {check.asset} {check.check} {check.partition or ''}: {check.description or ''}".rstrip())
+        lines.append(
+            f"    FAILED {check.asset} {check.check} {check.partition or ''}: {check.description or ''}".rstrip()
+        )
     lines.extend(f"  error in {error}" for error in result.errors[:_SHOWN])
     if len(failed) > _SHOWN or len(result.errors) > _SHOWN:
         lines.append("    ... more in the run's page in the UI")

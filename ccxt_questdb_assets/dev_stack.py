@@ -56,21 +56,31 @@ def _dagster_env() -> dict[str, str]:
 
 
 @contextmanager
-def dev_stack(home: Path, *, host: str, port: int, emulator_port: int | None,
-              stop_started_questdb: bool) -> Iterator[DevStack]:
+def dev_stack(
+    home: Path, *, host: str, port: int, emulator_port: int | None, stop_started_questdb: bool
+) -> Iterator[DevStack]:
     """Start the local services (the emulator on ``emulator_port``, None: :data:`DEFAULT_EMULATOR_PORT`)
     and ``dagster dev`` on ``host:port`` with the instance ``home`` (``instance_home.prepare_dagster_home``);
     yield once its code location has loaded."""
     stack = ExitStack()
     try:
         emulator_port = DEFAULT_EMULATOR_PORT if emulator_port is None else emulator_port
-        services = stack.enter_context(local_stack(emulator_port=emulator_port,
-                                                   stop_started_questdb=stop_started_questdb))
+        services = stack.enter_context(
+            local_stack(emulator_port=emulator_port, stop_started_questdb=stop_started_questdb)
+        )
         log_path = home / LOG_NAME
-        print(f"starting dagster dev (webserver, daemon, code server) on instance {home}; its log: {log_path}",
-              flush=True)
-        dev = start_dagster_dev(home, port=port, host=host, log_path=log_path, env=_dagster_env(), cwd=home,
-                                stop_grace_s=DAGSTER_STOP_GRACE_S)
+        print(
+            f"starting dagster dev (webserver, daemon, code server) on instance {home}; its log: {log_path}", flush=True
+        )
+        dev = start_dagster_dev(
+            home,
+            port=port,
+            host=host,
+            log_path=log_path,
+            env=_dagster_env(),
+            cwd=home,
+            stop_grace_s=DAGSTER_STOP_GRACE_S,
+        )
         stack.callback(dev.stop, DAGSTER_STOP_GRACE_S)
         print(f"dagster dev ready in {dev.startup_s:.0f} s", flush=True)
         yield DevStack(dev, services)
@@ -86,8 +96,13 @@ def unfinished_runs(instance: DagsterInstance, created_after: datetime) -> list[
     """Ids of the runs created since ``created_after`` still queued or in progress."""
     from dagster import DagsterRunStatus, RunsFilter
 
-    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    active = [
+        DagsterRunStatus.QUEUED,
+        DagsterRunStatus.NOT_STARTED,
+        DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED,
+        DagsterRunStatus.CANCELING,
+    ]
     return list(instance.get_run_ids(RunsFilter(statuses=active, created_after=created_after)))
 
 

@@ -12,7 +12,7 @@ SQLite instance: a shared instance's runs may belong to other hosts.)
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("dev", help="open the Dagster UI (starts QuestDB and the emulator unless a project is set)")
+    p = subparsers.add_parser(
+        "dev", help="open the Dagster UI (starts QuestDB and the emulator unless a project is set)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--emulator-port", type=int, default=None, help="default 8765, as the demo's")
@@ -35,17 +37,21 @@ def run(args: argparse.Namespace) -> int:
     from ccxt_questdb_assets.stop_signals import sigterm_as_interrupt
 
     home = prepare_dagster_home()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     # Opened now, not at Ctrl-C: the runs left are marked within the stop budget.
     with DagsterInstance.from_config(str(home)) as instance, sigterm_as_interrupt():
         try:
-            with dev_stack(home, host=args.host, port=args.port,
-                           emulator_port=args.emulator_port, stop_started_questdb=True) as stack:
-                print(f"Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it and the services it started)",
-                      flush=True)
+            with dev_stack(
+                home, host=args.host, port=args.port, emulator_port=args.emulator_port, stop_started_questdb=True
+            ) as stack:
+                print(
+                    f"Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it and the services it started)",
+                    flush=True,
+                )
                 code = stack.dagster.proc.wait()
-                print(f"dagster dev exited by itself with code {code}; see its log {stack.dagster.log_path}",
-                      flush=True)
+                print(
+                    f"dagster dev exited by itself with code {code}; see its log {stack.dagster.log_path}", flush=True
+                )
                 return code or 1
         except KeyboardInterrupt:
             return 0
@@ -62,8 +68,9 @@ def cancel_left_runs(instance: DagsterInstance, started: datetime) -> list[str]:
 
     if not isinstance(instance.run_storage, SqliteRunStorage):
         return []
-    canceled = cancel_unfinished(instance, unfinished_runs(instance, started),
-                                 "ccxt-questdb dev stopped before the run ended")
+    canceled = cancel_unfinished(
+        instance, unfinished_runs(instance, started), "ccxt-questdb dev stopped before the run ended"
+    )
     if canceled:
         print(f"marked {len(canceled)} run(s) it had started canceled", flush=True)
     return canceled

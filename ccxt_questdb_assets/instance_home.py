@@ -15,8 +15,13 @@ from pathlib import Path
 
 from ccxt_questdb_assets.core.errors import ConfigError
 
-__all__ = ["DEFAULT_HOME_NAME", "ENV_DAGSTER_HOME", "PROJECT_DAGSTER_YAML", "prepare_dagster_home",
-           "project_dagster_yaml"]
+__all__ = [
+    "DEFAULT_HOME_NAME",
+    "ENV_DAGSTER_HOME",
+    "PROJECT_DAGSTER_YAML",
+    "prepare_dagster_home",
+    "project_dagster_yaml",
+]
 
 ENV_DAGSTER_HOME = "DAGSTER_HOME"
 DEFAULT_HOME_NAME = "dagster_home"

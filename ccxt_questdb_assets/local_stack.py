@@ -36,8 +36,11 @@ def _questdb(stop_if_started: bool) -> Iterator[dict[str, str]]:
         print(f"starting QuestDB in {settings.data_dir} ...", flush=True)
     status = start_detached(settings)  # refuses a server of this data dir running on other ports
     started = not status.already_running
-    print(f"QuestDB {status.version or ''} {'started' if started else 'already running'} (pid {status.pid}); "
-          f"web console http://{settings.client_host}:{settings.ports.http}", flush=True)
+    print(
+        f"QuestDB {status.version or ''} {'started' if started else 'already running'} (pid {status.pid}); "
+        f"web console http://{settings.client_host}:{settings.ports.http}",
+        flush=True,
+    )
     try:
         yield {
             "CCXT_QUESTDB_HOST": settings.client_host,
@@ -54,8 +57,10 @@ def _emulator(port: int) -> Iterator[dict[str, str]]:
     from ccxt_questdb_assets.testing.emulator.server import EmulatorServer
 
     if port and not port_is_free(port):
-        raise ConfigError(f"port {port} for the exchange emulator is in use (another ccxt-questdb demo or dev?): "
-                          "stop that, or pass --emulator-port with a free port")
+        raise ConfigError(
+            f"port {port} for the exchange emulator is in use (another ccxt-questdb demo or dev?): "
+            "stop that, or pass --emulator-port with a free port"
+        )
     emulator = EmulatorServer(port=port)
     try:  # stop() also covers a start() interrupted after the process was spawned
         emulator.start()

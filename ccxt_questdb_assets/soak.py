@@ -31,7 +31,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ccxt_questdb_assets.core.errors import ConfigError, ServiceError
@@ -98,7 +98,7 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
     from dagster import DagsterInstance, build_schedule_context
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from ccxt_questdb_assets.defs.automation import refresh_schedule_name, ingest_job_name
+    from ccxt_questdb_assets.defs.automation import ingest_job_name, refresh_schedule_name
     from ccxt_questdb_assets.defs.definitions import build_definitions
     from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
@@ -115,42 +115,61 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
     try:
         control.health()
     except (OSError, RuntimeError) as exc:
-        raise ServiceError(f"no exchange emulator answers at {settings.emulator_url} ({exc}): start one with "
-                           "`ccxt-questdb emulator serve`, or leave --emulator-url and --questdb out") from None
+        raise ServiceError(
+            f"no exchange emulator answers at {settings.emulator_url} ({exc}): start one with "
+            "`ccxt-questdb emulator serve`, or leave --emulator-url and --questdb out"
+        ) from None
     rng = random.Random(settings.seed)
     first_seq = _last_seq(control)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    say(f"soak: {settings.minutes:g} min, symbols {', '.join(settings.symbols)}, fault rate {settings.fault_rate:g}, "
+    say(
+        f"soak: {settings.minutes:g} min, symbols {', '.join(settings.symbols)}, fault rate {settings.fault_rate:g}, "
         f"seed {settings.seed}, tables {settings.table_prefix}_*, QuestDB {settings.questdb}, "
-        f"emulator {settings.emulator_url}")
-    with tempfile.TemporaryDirectory(prefix="ccxt-soak-dagster-") as home, \
-            DagsterInstance.local_temp(tempdir=home, overrides=NO_TELEMETRY) as instance, \
-            ResourceSampler(settings.sample_s) as sampler:
+        f"emulator {settings.emulator_url}"
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="ccxt-soak-dagster-") as home,
+        DagsterInstance.local_temp(tempdir=home, overrides=NO_TELEMETRY) as instance,
+        ResourceSampler(settings.sample_s) as sampler,
+    ):
         sync_symbol_partitions(instance, project)
         warmup_s: float | None = None  # until the first tick is done (it fetches the whole day so far)
         repo = defs.get_repository_def()
         deadline = time.monotonic() + settings.minutes * 60
         while time.monotonic() < deadline:
             started = time.monotonic()
-            tick = datetime.now(timezone.utc)
-            data = schedule.evaluate_tick(build_schedule_context(
-                instance=instance, scheduled_execution_time=tick, repository_def=repo))
+            tick = datetime.now(UTC)
+            data = schedule.evaluate_tick(
+                build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=repo)
+            )
             result.ticks += 1
             for request in data.run_requests or []:
                 _arm_faults(control, rng, settings.fault_rate, result.faults_armed)
-                run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                             tags=dict(request.tags), run_config=quiet, raise_on_error=False)
-                where = request.partition_key or request.tags[ASSET_PARTITION_RANGE_START_TAG] + ".." + \
-                    request.tags[ASSET_PARTITION_RANGE_END_TAG]
+                run = job.execute_in_process(
+                    instance=instance,
+                    partition_key=request.partition_key,
+                    tags=dict(request.tags),
+                    run_config=quiet,
+                    raise_on_error=False,
+                )
+                where = (
+                    request.partition_key
+                    or request.tags[ASSET_PARTITION_RANGE_START_TAG]
+                    + ".."
+                    + request.tags[ASSET_PARTITION_RANGE_END_TAG]
+                )
                 result.runs += 1
                 if not run.success:
                     result.failed_runs.append(f"{where} (run {run.run_id})")
-                result.failed_checks += [f"{c.check_name} on {c.partition}"
-                                         for c in run.get_asset_check_evaluations() if not c.passed]
+                result.failed_checks += [
+                    f"{c.check_name} on {c.partition}" for c in run.get_asset_check_evaluations() if not c.passed
+                ]
             warmup_s = sampler.elapsed_s() if warmup_s is None else warmup_s
-            say(f"tick {result.ticks} at {tick:%H:%M:%S}: {len(data.run_requests or [])} runs in "
+            say(
+                f"tick {result.ticks} at {tick:%H:%M:%S}: {len(data.run_requests or [])} runs in "
                 f"{time.monotonic() - started:.1f} s; {result.runs} runs, {len(result.failed_runs)} failed; "
-                f"RSS {sampler.samples[-1].rss_kb / 1024:.0f} MiB, {sampler.samples[-1].fds} fds")
+                f"RSS {sampler.samples[-1].rss_kb / 1024:.0f} MiB, {sampler.samples[-1].fds} fds"
+            )
             time.sleep(max(0.0, min(settings.interval_s - (time.monotonic() - started), deadline - time.monotonic())))
     control.clear_faults()
     result.samples = [(s.t_s, s.rss_kb, s.fds) for s in sampler.samples]
@@ -165,16 +184,29 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
 
 def _project_mapping(settings: SoakSettings) -> dict[str, Any]:
     conn = settings.questdb
-    questdb = {"host": conn.host, "port": conn.port, "database": conn.database, "user": conn.user,
-               "http": f"{'https' if conn.http_tls else 'http'}://{conn.http_addr}",
-               "table_prefix": settings.table_prefix}
+    questdb = {
+        "host": conn.host,
+        "port": conn.port,
+        "database": conn.database,
+        "user": conn.user,
+        "http": f"{'https' if conn.http_tls else 'http'}://{conn.http_addr}",
+        "table_prefix": settings.table_prefix,
+    }
     return {
         "start_date": "2024-01-01",
         "questdb": questdb,
         "rate_limiter": {"scope": "process", "max_concurrency": 2},
-        "exchanges": {"binance": {"base_url": settings.emulator_url, "symbols": list(settings.symbols),
-                                  "timeframes": ["1m"], "trades": True, "resample_to": ["1h"],
-                                  "max_retries": 4, "retry_backoff_s": 0.05}},
+        "exchanges": {
+            "binance": {
+                "base_url": settings.emulator_url,
+                "symbols": list(settings.symbols),
+                "timeframes": ["1m"],
+                "trades": True,
+                "resample_to": ["1h"],
+                "max_retries": 4,
+                "retry_backoff_s": 0.05,
+            }
+        },
     }
 
 
@@ -201,9 +233,16 @@ def _check_data(settings: SoakSettings, project: Any, result: SoakResult) -> Non
     ex = project.exchanges[0]
     market = SyntheticMarket()
     with QuestDBClient(settings.questdb) as client:
-        checks = [check_series(client, market, symbol=s, candle_table=ex.ohlcv.tables.data,
-                               trade_table=ex.trades_config.tables.data if ex.trades_config else None)
-                  for s in settings.symbols]
+        checks = [
+            check_series(
+                client,
+                market,
+                symbol=s,
+                candle_table=ex.ohlcv.tables.data,
+                trade_table=ex.trades_config.tables.data if ex.trades_config else None,
+            )
+            for s in settings.symbols
+        ]
     result.series = [asdict(c) for c in checks]
     result.exact = all(c.exact for c in checks) and all(c.candles_compared and c.trades_compared for c in checks)
 
@@ -218,9 +257,11 @@ def summary(result: SoakResult) -> str:
         f"  resources: {result.flatness.get('describe', 'no samples')}",
     ]
     for s in result.series:
-        lines.append(f"  {s['symbol']}: {s['candles_compared']} candles over {s['covered_candle_ms'] / 60000:.0f} "
-                     f"covered min, {s['trades_compared']} trades over {s['covered_trade_ms'] / 60000:.0f} min: "
-                     f"{'exact' if not s['problems'] else '; '.join(s['problems'])}")
+        lines.append(
+            f"  {s['symbol']}: {s['candles_compared']} candles over {s['covered_candle_ms'] / 60000:.0f} "
+            f"covered min, {s['trades_compared']} trades over {s['covered_trade_ms'] / 60000:.0f} min: "
+            f"{'exact' if not s['problems'] else '; '.join(s['problems'])}"
+        )
     lines += [f"  failed run {r}" for r in result.failed_runs[:10]]
     lines += [f"  failed check {c}" for c in result.failed_checks[:10]]
     return "\n".join(lines)
@@ -230,13 +271,17 @@ def summary(result: SoakResult) -> str:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("soak", help="tick the refresh schedule for N minutes with exchange faults on; "
-                                           "check data exactness and flat memory/fds")
+    p = subparsers.add_parser(
+        "soak",
+        help="tick the refresh schedule for N minutes with exchange faults on; "
+        "check data exactness and flat memory/fds",
+    )
     p.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
     p.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="default: BTC/USDT ETH/USDT")
     p.add_argument("--seed", type=int, default=1, help="seed of the fault draws (default 1)")
-    p.add_argument("--fault-rate", type=float, default=0.1,
-                   help="chance per fault kind and run of arming it (default 0.1)")
+    p.add_argument(
+        "--fault-rate", type=float, default=0.1, help="chance per fault kind and run of arming it (default 0.1)"
+    )
     p.add_argument("--interval-s", type=float, default=10.0, help="seconds between schedule ticks (default 10)")
     p.add_argument("--emulator-url", help="a running emulator (default: start one)")
     p.add_argument("--questdb", metavar="DSN", help="a running QuestDB's PG-wire DSN (default: the local QuestDB)")
@@ -250,8 +295,9 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.emulator_url) != bool(args.questdb):
         raise ConfigError("give both --emulator-url and --questdb (running services), or neither (local stack)")
     if args.emulator_url:
-        conn = QuestDBConnection.from_env({"CCXT_QUESTDB_DSN": args.questdb,
-                                           "CCXT_QUESTDB_HTTP": args.questdb_http or "", **_password_env()})
+        conn = QuestDBConnection.from_env(
+            {"CCXT_QUESTDB_DSN": args.questdb, "CCXT_QUESTDB_HTTP": args.questdb_http or "", **_password_env()}
+        )
         # the runs read the password where every run does, from the environment
         os.environ.setdefault(ENV_PASSWORD, conn.password)
         return _run(args, args.emulator_url, conn)
@@ -259,8 +305,9 @@ def run(args: argparse.Namespace) -> int:
 
     with local_stack() as exported:
         if not exported:
-            raise ConfigError("CCXT_QUESTDB_PROJECT is set, so no local stack is started: give --emulator-url "
-                              "and --questdb")
+            raise ConfigError(
+                "CCXT_QUESTDB_PROJECT is set, so no local stack is started: give --emulator-url and --questdb"
+            )
         return _run(args, exported["CCXT_QUESTDB_EXCHANGE_URL"], QuestDBConnection.from_env())
 
 
@@ -270,13 +317,19 @@ def _password_env() -> dict[str, str]:
 
 def _run(args: argparse.Namespace, emulator_url: str, conn: QuestDBConnection) -> int:
     extra = {"table_prefix": args.table_prefix} if args.table_prefix else {}
-    settings = SoakSettings(minutes=args.minutes, emulator_url=emulator_url, questdb=conn,
-                            symbols=tuple(args.symbols), seed=args.seed, fault_rate=args.fault_rate,
-                            interval_s=args.interval_s, **extra)
+    settings = SoakSettings(
+        minutes=args.minutes,
+        emulator_url=emulator_url,
+        questdb=conn,
+        symbols=tuple(args.symbols),
+        seed=args.seed,
+        fault_rate=args.fault_rate,
+        interval_s=args.interval_s,
+        **extra,
+    )
     result = run_soak(settings, say=lambda line: print(line, flush=True))
     print(summary(result), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result.to_dict(), f, indent=1, default=str)
     return 0 if result.ok else 1
-

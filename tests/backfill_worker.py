@@ -22,8 +22,18 @@ def main(argv: list[str]) -> int:
     if args.get("wait_go"):
         sys.stdin.readline()
     report = provider.ensure_range_sync(args["start_s"], args["end_s"], node_id=args["node_id"])
-    print(json.dumps({"pages": report.pages, "requests": report.requests, "rows_written": report.rows_written,
-                      "gaps": len(report.gaps), "seconds": report.seconds}), flush=True)
+    print(
+        json.dumps(
+            {
+                "pages": report.pages,
+                "requests": report.requests,
+                "rows_written": report.rows_written,
+                "gaps": len(report.gaps),
+                "seconds": report.seconds,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -28,16 +28,28 @@ def run_on(ex: Any, fn: Callable[[Any], Any], *, load: bool = True) -> Any:
     return asyncio.run(go())
 
 
-def provider_config(questdb: Any, emulator: Any, exchange: str, *, mode: str = "ohlcv", symbols=("BTC/USDT",),
-                    prefix: str = "t_", **extra: Any) -> dict[str, Any]:
+def provider_config(
+    questdb: Any,
+    emulator: Any,
+    exchange: str,
+    *,
+    mode: str = "ohlcv",
+    symbols=("BTC/USDT",),
+    prefix: str = "t_",
+    **extra: Any,
+) -> dict[str, Any]:
     """A ``from_config`` mapping on the test QuestDB (a fresh table prefix) and the emulator."""
     conn = questdb.connection
     cfg = {
         "mode": mode,
         "exchange": exchange,
         "symbols": list(symbols),
-        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port,
-                    "table_prefix": prefix + uuid.uuid4().hex[:10]},
+        "questdb": {
+            "host": conn.host,
+            "port": conn.port,
+            "http_port": conn.http_port,
+            "table_prefix": prefix + uuid.uuid4().hex[:10],
+        },
         "base_url": emulator.base_url,
         "rate_limiter": {"scope": "local", "max_concurrency": 4},
         "retry_backoff_s": 0.01,

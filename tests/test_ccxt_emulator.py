@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -26,15 +26,16 @@ from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"
 INFO = "/api/v3/exchangeInfo"
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 
 MODES = ["sync", "async"]
 
 
 def call(emulator, mode: str, fn: Callable[[Any], Any], *, timeout_ms: int = 10_000, load: bool = True) -> Any:
     """Run ``fn(exchange)`` on a fresh binance exchange of ``mode``; markets loaded unless ``load``."""
-    ex = build_exchange("binance", base_url=emulator.base_url, async_=(mode == "async"), timeout_ms=timeout_ms,
-                        enable_rate_limit=False)
+    ex = build_exchange(
+        "binance", base_url=emulator.base_url, async_=(mode == "async"), timeout_ms=timeout_ms, enable_rate_limit=False
+    )
     return run_on(ex, fn, load=load)
 
 
@@ -100,8 +101,8 @@ def test_require_symbol_and_timeframe(emulator, emulator_control):
 
 def _ohlcv_cases(market) -> list[tuple[str, str, str, int, int]]:
     btc_listing = market.listing_ms("BTCUSDT")
-    (btc_out, btc_back), = market.outages("BTCUSDT")
-    (eth_out, _), = market.outages("ETHUSDT")
+    ((btc_out, btc_back),) = market.outages("BTCUSDT")
+    ((eth_out, _),) = market.outages("ETHUSDT")
     sol_listing = market.listing_ms("SOLUSDT")
     return [
         ("listing-1m", "BTC/USDT", "1m", btc_listing - 30 * MINUTE_MS, 100),
@@ -131,11 +132,14 @@ def test_fetch_ohlcv_recent_and_until(emulator, emulator_control, mode):
     def fn(ex):
         if mode == "sync":
             return ex.fetch_ohlcv("ETH/USDT", "1m", limit=5), ex.fetch_ohlcv(
-                "ETH/USDT", "15m", since=NOW - DAY_MS, params={"until": NOW - DAY_MS + HOUR_MS})
+                "ETH/USDT", "15m", since=NOW - DAY_MS, params={"until": NOW - DAY_MS + HOUR_MS}
+            )
 
         async def both():
-            return (await ex.fetch_ohlcv("ETH/USDT", "1m", limit=5), await ex.fetch_ohlcv(
-                "ETH/USDT", "15m", since=NOW - DAY_MS, params={"until": NOW - DAY_MS + HOUR_MS}))
+            return (
+                await ex.fetch_ohlcv("ETH/USDT", "1m", limit=5),
+                await ex.fetch_ohlcv("ETH/USDT", "15m", since=NOW - DAY_MS, params={"until": NOW - DAY_MS + HOUR_MS}),
+            )
 
         return both()
 
@@ -199,7 +203,7 @@ def test_fetch_trades_paged_by_from_id_through_bursts(emulator, emulator_control
 @pytest.mark.parametrize("mode", MODES)
 def test_fetch_trades_since_uses_a_one_hour_window(emulator, emulator_control, mode):
     emulator_control.freeze_clock(NOW)
-    (out_start, _), = emulator.market.outages("SOLUSDT")
+    ((out_start, _),) = emulator.market.outages("SOLUSDT")
     since = out_start - 30 * MINUTE_MS
     got = call(emulator, mode, lambda ex: ex.fetch_trades("SOL/USDT", since=since, limit=1000))
     want = emulator.market.trades("SOLUSDT", since, since + HOUR_MS + 1)
@@ -353,8 +357,11 @@ BINANCE_PARAM_ERRORS: list[tuple[str, Callable[[Any], Any], type[Exception]]] = 
     ("limit>1000", lambda ex: ex.fetch_trades("BTC/USDT", limit=1001), ccxt.BadRequest),
     ("bad symbol", lambda ex: ex.publicGetKlines({"symbol": "NOPEUSDT", "interval": "1m"}), ccxt.BadSymbol),
     ("bad interval", lambda ex: ex.fetch_ohlcv("BTC/USDT", "2m"), ccxt.BadRequest),
-    ("aggTrades > 1h", lambda ex: ex.fetch_trades("BTC/USDT", since=NOW - 3 * HOUR_MS,
-                                                  params={"until": NOW - HOUR_MS}), ccxt.BadRequest),
+    (
+        "aggTrades > 1h",
+        lambda ex: ex.fetch_trades("BTC/USDT", since=NOW - 3 * HOUR_MS, params={"until": NOW - HOUR_MS}),
+        ccxt.BadRequest,
+    ),
 ]
 
 
@@ -395,8 +402,15 @@ def test_base_url_rewrite_leaves_nothing_pointing_elsewhere(exchange_id):
         assert ex.hostname == "127.0.0.1:9"
 
 
-@pytest.mark.parametrize(("exchange_id", "path"), [("okx", "/api/v5/public/time"), ("bybit", "/v5/market/time"),
-                                                    ("kraken", "/0/public/Time"), ("gate", "/api/v4/spot/time")])
+@pytest.mark.parametrize(
+    ("exchange_id", "path"),
+    [
+        ("okx", "/api/v5/public/time"),
+        ("bybit", "/v5/market/time"),
+        ("kraken", "/0/public/Time"),
+        ("gate", "/api/v4/spot/time"),
+    ],
+)
 def test_other_exchanges_reach_only_the_base_url(emulator, emulator_control, exchange_id, path):
     ex = build_exchange(exchange_id, base_url=emulator.base_url, async_=False, timeout_ms=3000)
     try:
@@ -406,8 +420,19 @@ def test_other_exchanges_reach_only_the_base_url(emulator, emulator_control, exc
     assert [r["path"] for r in emulator_control.requests()] == [path]
 
 
-@pytest.mark.parametrize("bad", ["ftp://host", "127.0.0.1:8080", "http://h/?q=1", "http://h/#f", " http://h",
-                                 "http://h:99999", "http://user:pw@h", "http://"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ftp://host",
+        "127.0.0.1:8080",
+        "http://h/?q=1",
+        "http://h/#f",
+        " http://h",
+        "http://h:99999",
+        "http://user:pw@h",
+        "http://",
+    ],
+)
 def test_bad_base_urls_are_config_errors(bad):
     with pytest.raises(ConfigError, match="base_url"):
         build_exchange("binance", base_url=bad, async_=False)
@@ -419,8 +444,13 @@ def test_unknown_exchange_id_names_close_matches():
 
 
 def test_user_options_override_defaults_and_credentials_stay_out_of_messages():
-    ex = build_exchange("binance", async_=False, options={"fetchMarkets": {"types": ["spot", "linear"]}},
-                        api_key="KEY-123", secret="SECRET-456")
+    ex = build_exchange(
+        "binance",
+        async_=False,
+        options={"fetchMarkets": {"types": ["spot", "linear"]}},
+        api_key="KEY-123",
+        secret="SECRET-456",
+    )
     assert ex.options["fetchMarkets"]["types"] == ["spot", "linear"]
     assert ex.options["fetchCurrencies"] is False
     assert ex.apiKey == "KEY-123"

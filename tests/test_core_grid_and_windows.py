@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -25,9 +25,9 @@ def test_timeframe_rejects_with_hint(bad):
 
 def test_week_grid_opens_on_monday():
     tf = Timeframe.parse("1w")
-    ts = to_epoch_ms(datetime(2024, 5, 16, 13, 0, tzinfo=timezone.utc))  # a Thursday
-    monday = datetime.fromtimestamp(tf.floor(ts) / 1000, tz=timezone.utc)
-    assert monday == datetime(2024, 5, 13, tzinfo=timezone.utc)
+    ts = to_epoch_ms(datetime(2024, 5, 16, 13, 0, tzinfo=UTC))  # a Thursday
+    monday = datetime.fromtimestamp(tf.floor(ts) / 1000, tz=UTC)
+    assert monday == datetime(2024, 5, 13, tzinfo=UTC)
     assert monday.weekday() == 0
 
 
@@ -52,7 +52,7 @@ def test_duration_rejects(bad):
 
 def test_times_accept_seconds_and_aware_datetimes_only():
     aware = datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=9)))
-    assert to_epoch_ms(aware) == to_epoch_ms(datetime(2023, 12, 31, 15, tzinfo=timezone.utc))
+    assert to_epoch_ms(aware) == to_epoch_ms(datetime(2023, 12, 31, 15, tzinfo=UTC))
     assert to_epoch_ms(1_700_000_000) == 1_700_000_000_000
     with pytest.raises(ConfigError, match="naive"):
         to_epoch_ms(datetime(2024, 1, 1))

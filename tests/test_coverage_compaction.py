@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
+from test_history_backfill import DAY, MIN, assert_candles_equal, klines_requests, make_provider, truth_candles, utc_ms
 
 from ccxt_questdb_assets.core.coverage import CoverageSpan, merge
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import COMPACT_AFTER_ROWS, CoverageStore
 from ccxt_questdb_assets.testing.fixtures_services import wait_for_wal
-
-from test_history_backfill import DAY, MIN, assert_candles_equal, klines_requests, make_provider, truth_candles, utc_ms
 
 W = TimeWindow
 NODE = "ohlcv:binance:BTC/USDT:1m"
@@ -35,7 +35,7 @@ def test_merge_keeps_the_union_and_leaves_disjoint_sorted_runs(raw):
     assert {p for w in merged for p in range(w.start_ms, w.end_ms)} == points
     assert all(not w.empty for w in merged)
     # Sorted, and neither overlapping nor touching: one window per contiguous run.
-    assert all(a.end_ms < b.start_ms for a, b in zip(merged, merged[1:]))
+    assert all(a.end_ms < b.start_ms for a, b in pairwise(merged))
     assert merge(merged) == merged
 
 
@@ -72,8 +72,11 @@ def test_compact_merges_each_run_into_one_row_and_keeps_empty_spans(questdb, que
     # Run C after a real gap, with a span inside another, and a known-empty window that starts
     # exactly where an absorbed data span starts (its own row, same start, other key).
     c0 = b_end + 5 * hour
-    spans += [CoverageSpan(c0, c0 + 3 * hour, False, checked), CoverageSpan(c0 + hour, c0 + 2 * hour, False, checked),
-              CoverageSpan(c0 + 2 * hour, c0 + 4 * hour, False, checked)]
+    spans += [
+        CoverageSpan(c0, c0 + 3 * hour, False, checked),
+        CoverageSpan(c0 + hour, c0 + 2 * hour, False, checked),
+        CoverageSpan(c0 + 2 * hour, c0 + 4 * hour, False, checked),
+    ]
     c_end = c0 + 4 * hour
     pre_listing = CoverageSpan(c0 + hour, c0 + hour + 10 * MIN, True, checked)
     spans += [outage, pre_listing]
@@ -95,7 +98,8 @@ def test_compact_merges_each_run_into_one_row_and_keeps_empty_spans(questdb, que
     after = live_rows(questdb_conn, table, NODE)
     assert [(s, e) for s, e, empty in after if not empty] == [(w.start_ms, w.end_ms) for w in runs]
     assert sorted((s, e) for s, e, empty in after if empty) == sorted(
-        (s.start_ms, s.end_ms) for s in (outage, pre_listing))
+        (s.start_ms, s.end_ms) for s in (outage, pre_listing)
+    )
     cov_after = store.load(NODE)
     now = checked + DAY
     assert cov_after.covered(now) == cov_before.covered(now) == [W(t0, b_end), W(c0, c_end)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -37,34 +37,49 @@ from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cac
 from ccxt_questdb_assets.testing.webhook import WebhookReceiver
 
 INFO = "/api/v3/exchangeInfo"
-UTC = timezone.utc
+UTC = UTC
 API_KEY_ENV, SECRET_ENV = "TEST_AUTOMATION_BINANCE_KEY", "TEST_AUTOMATION_BINANCE_SECRET"
 
 
 def project_mapping(questdb, emulator, prefix: str, refresh: dict | None = None, **exchange) -> dict:
     conn = questdb.connection
-    return {**({"refresh": refresh} if refresh else {}),
+    return {
+        **({"refresh": refresh} if refresh else {}),
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": {"scope": "local", "max_concurrency": 2},
         "alerts": {"webhook_url_env": "TEST_AUTOMATION_WEBHOOK"},
-        "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": ["BTC/USDT", "ETH/USDT"],
-                                  "timeframes": ["1m"], "trades": True, "retry_backoff_s": 0.01, **exchange}},
+        "exchanges": {
+            "binance": {
+                "base_url": emulator.base_url,
+                "symbols": ["BTC/USDT", "ETH/USDT"],
+                "timeframes": ["1m"],
+                "trades": True,
+                "retry_backoff_s": 0.01,
+                **exchange,
+            }
+        },
     }
 
 
 def load_project(questdb, emulator, tmp_path, refresh: dict | None = None, **exchange) -> ProjectConfig:
     path = tmp_path / f"project-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(project_mapping(questdb, emulator, "a_" + uuid.uuid4().hex[:10], refresh,
-                                                   **exchange)))
+    path.write_text(
+        yaml.safe_dump(project_mapping(questdb, emulator, "a_" + uuid.uuid4().hex[:10], refresh, **exchange))
+    )
     return ProjectConfig.load(path)
 
 
 def build_defs(project: ProjectConfig, *, jobs=()) -> Definitions:
     assets = build_ingest_assets(project)
     auto = build_automation(project, assets)
-    return Definitions(assets=assets, resources=build_resources(project), jobs=[*auto["jobs"], *jobs],
-                       schedules=auto["schedules"], sensors=auto["sensors"])
+    return Definitions(
+        assets=assets,
+        resources=build_resources(project),
+        jobs=[*auto["jobs"], *jobs],
+        schedules=auto["schedules"],
+        sensors=auto["sensors"],
+    )
 
 
 @pytest.fixture
@@ -90,7 +105,8 @@ CANDLES = AssetKey(["binance", "ohlcv", "ohlcv_1m"])
 
 
 def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_hour(
-        questdb, emulator, emulator_control, instance, tmp_path):
+    questdb, emulator, emulator_control, instance, tmp_path
+):
     project = load_project(questdb, emulator, tmp_path)
     defs = build_defs(project)
     sched = defs.resolve_schedule_def("binance_refresh")
@@ -101,8 +117,11 @@ def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_h
     assert on.resolve_schedule_def("binance_refresh").default_status == DefaultScheduleStatus.RUNNING
 
     def tick(*when):
-        ctx = build_schedule_context(instance=instance, scheduled_execution_time=datetime(*when, tzinfo=UTC),
-                                     repository_def=defs.get_repository_def())
+        ctx = build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(*when, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
         return sched.evaluate_tick(ctx)
 
     empty = tick(2024, 3, 1, 0, 5)
@@ -115,8 +134,10 @@ def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_h
 
     instance.add_dynamic_partitions("binance_symbols", ["ETH/USDT", "BTC/USDT"])
     first_hour = tick(2024, 3, 1, 0, 5)  # one run per symbol over yesterday (just closed) and today
-    assert [days(r) for r in first_hour.run_requests] == [("2024-02-29|BTC/USDT", "2024-03-01|BTC/USDT"),
-                                                          ("2024-02-29|ETH/USDT", "2024-03-01|ETH/USDT")]
+    assert [days(r) for r in first_hour.run_requests] == [
+        ("2024-02-29|BTC/USDT", "2024-03-01|BTC/USDT"),
+        ("2024-02-29|ETH/USDT", "2024-03-01|ETH/USDT"),
+    ]
     assert all(r.tags["ccxt_questdb/trigger"] == "refresh" for r in first_hour.run_requests)
     run_keys = [r.run_key for r in first_hour.run_requests]
     assert len(set(run_keys)) == 2
@@ -129,8 +150,10 @@ def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_h
         assert r.tags["dagster/partition"] == r.partition_key
     assert not set(r.run_key for r in later.run_requests) & set(run_keys)  # the next tick runs again
     # the first day of the partitions has no yesterday
-    assert [r.partition_key for r in tick(2024, 1, 1, 0, 5).run_requests] == ["2024-01-01|BTC/USDT",
-                                                                               "2024-01-01|ETH/USDT"]
+    assert [r.partition_key for r in tick(2024, 1, 1, 0, 5).run_requests] == [
+        "2024-01-01|BTC/USDT",
+        "2024-01-01|ETH/USDT",
+    ]
 
     # a requested run is runnable as is: yesterday's (closed) day and today's of BTC/USDT in one run of
     # the job (candles only, to keep the test short; the trades asset takes the same partitions)
@@ -143,7 +166,9 @@ def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_h
     assert result.success
     events = result.asset_materializations_for_node(CANDLES.to_python_identifier())
     assert sorted((e.partition, e.metadata["dagster/row_count"].value) for e in events) == [
-        ("2024-03-01|BTC/USDT", 1440), ("2024-03-02|BTC/USDT", 1440)]
+        ("2024-03-01|BTC/USDT", 1440),
+        ("2024-03-02|BTC/USDT", 1440),
+    ]
     assert len(emulator_control.requests("/api/v3/klines")) == 3  # ceil(2880 / 1000)
     assert request.run_key.startswith("BTC/USDT@")
 
@@ -152,7 +177,8 @@ def test_refresh_schedule_runs_today_per_symbol_and_yesterday_too_in_the_first_h
 
 
 def test_symbols_sensor_adds_config_symbols_then_only_new_matching_active_listings(
-        questdb, emulator, emulator_control, instance, tmp_path):
+    questdb, emulator, emulator_control, instance, tmp_path
+):
     project = load_project(questdb, emulator, tmp_path, listing_pattern="*/USDT")
     defs = build_defs(project)
     sensor = defs.resolve_sensor_def("binance_symbols")
@@ -167,7 +193,8 @@ def test_symbols_sensor_adds_config_symbols_then_only_new_matching_active_listin
     emulator_control.inject("500", count=100, path=INFO)
     first = tick(None)
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in first.dynamic_partitions_requests] == [
-        ("binance_symbols", ["BTC/USDT", "ETH/USDT"])]
+        ("binance_symbols", ["BTC/USDT", "ETH/USDT"])
+    ]
     assert first.cursor is None and partitions(instance) == ["BTC/USDT", "ETH/USDT"]
     with pytest.raises(Exception, match="load_markets"):  # nothing else to add: the tick fails visibly
         tick(first.cursor)
@@ -194,13 +221,15 @@ def test_symbols_sensor_adds_config_symbols_then_only_new_matching_active_listin
     # the new symbol's open day materializes in this process (the sensor refreshed the markets cache)
     today = datetime.now(UTC).date().isoformat()
     result = defs.resolve_job_def("binance_ingest").execute_in_process(
-        instance=instance, partition_key=f"{today}|NEW/USDT", asset_selection=[CANDLES])
+        instance=instance, partition_key=f"{today}|NEW/USDT", asset_selection=[CANDLES]
+    )
     assert result.success
     assert emulator_control.requests("/api/v3/klines")[-1]["params"]["symbol"] == "NEWUSDT"
 
 
 def test_symbols_sensor_without_pattern_asks_the_exchange_nothing_and_sync_adds_at_once(
-        questdb, emulator, emulator_control, instance, tmp_path):
+    questdb, emulator, emulator_control, instance, tmp_path
+):
     project = load_project(questdb, emulator, tmp_path, symbols=["BTC/USDT", "SOL/USDT"])
     sensor = build_defs(project).resolve_sensor_def("binance_symbols")
     instance.add_dynamic_partitions("binance_symbols", ["BTC/USDT"])
@@ -214,12 +243,15 @@ def test_symbols_sensor_without_pattern_asks_the_exchange_nothing_and_sync_adds_
     assert sensor.evaluate_tick(build_sensor_context(instance=instance)).dynamic_partitions_requests == []
 
 
-@pytest.mark.parametrize(("pattern", "message"), [
-    ("BTCUSDT*", "has no '/'"),
-    ("[z-a]/USDT", "empty character range"),
-    ("[BE*/USDT", "unclosed"),
-    ("*/USDT,*/BTC", "'|' or ','"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("BTCUSDT*", "has no '/'"),
+        ("[z-a]/USDT", "empty character range"),
+        ("[BE*/USDT", "unclosed"),
+        ("*/USDT,*/BTC", "'|' or ','"),
+    ],
+)
 def test_bad_listing_pattern_fails_at_load_with_a_clear_error(questdb, emulator, tmp_path, pattern, message):
     project = load_project(questdb, emulator, tmp_path, listing_pattern=pattern)
     with pytest.raises(ConfigError, match=rf"exchanges\.binance\.listing_pattern .*{message}"):
@@ -237,7 +269,8 @@ def receiver():
 
 
 def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
-        questdb, emulator, emulator_control, instance, tmp_path, receiver, monkeypatch):
+    questdb, emulator, emulator_control, instance, tmp_path, receiver, monkeypatch
+):
     secrets = {
         API_KEY_ENV: "ak-" + uuid.uuid4().hex,
         SECRET_ENV: "sk-" + uuid.uuid4().hex,
@@ -250,7 +283,8 @@ def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
     def open_database():
         raise RuntimeError(
             f"cannot open postgresql://admin:{secrets['CCXT_QUESTDB_PASSWORD']}@db.internal:8812/qdb with key "
-            f"{secrets[API_KEY_ENV]} (password={secrets['CCXT_QUESTDB_PASSWORD']})\nsecond line: never sent")
+            f"{secrets[API_KEY_ENV]} (password={secrets['CCXT_QUESTDB_PASSWORD']})\nsecond line: never sent"
+        )
 
     @job
     def leaky():
@@ -272,12 +306,13 @@ def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
     # a real run failing permanently: the exchange does not list the partition's symbol
     instance.add_dynamic_partitions("binance_symbols", ["NOPE/USDT"])
     failed = defs.resolve_job_def("binance_ingest").execute_in_process(
-        instance=instance, partition_key="2024-03-01|NOPE/USDT", raise_on_error=False)
+        instance=instance, partition_key="2024-03-01|NOPE/USDT", raise_on_error=False
+    )
     assert not failed.success
     cursor = tick(cursor).cursor
     assert len(receiver.posts) == 1
     post = receiver.posts[0]
-    assert post["path"] == webhook[len(receiver.url):] and post["content_type"] == "application/json"
+    assert post["path"] == webhook[len(receiver.url) :] and post["content_type"] == "application/json"
     payload = json.loads(post["body"])
     assert isinstance(payload["text"], str) and isinstance(payload["blocks"], list)
     assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section", "context"]
@@ -319,11 +354,19 @@ def test_failure_sensor_posts_one_redacted_slack_message_per_failed_run(
 
 
 def test_redaction_of_free_text():
-    env = {"CCXT_QUESTDB_PASSWORD": "hunter22", "MY_SERVICE_TOKEN": "tok-1234567890", "PLAIN": "visible-value",
-           "SOME_SECRET_FLAG": "true"}
+    env = {
+        "CCXT_QUESTDB_PASSWORD": "hunter22",
+        "MY_SERVICE_TOKEN": "tok-1234567890",
+        "PLAIN": "visible-value",
+        "SOME_SECRET_FLAG": "true",
+    }
     values = secret_values(None, env)
     assert values == ["tok-1234567890", "hunter22"]
-    text = redact_text("redis://:hunter22@r:6379/0 and postgresql://u:p%40ss@h/qdb; apiKey: abc123 "
-                       "token=tok-1234567890 secret='s3' visible-value true", values)
-    assert text == ("redis://:***@r:6379/0 and postgresql://u:***@h/qdb; apiKey: *** "
-                    "token=*** secret='***' visible-value true")
+    text = redact_text(
+        "redis://:hunter22@r:6379/0 and postgresql://u:p%40ss@h/qdb; apiKey: abc123 "
+        "token=tok-1234567890 secret='s3' visible-value true",
+        values,
+    )
+    assert text == (
+        "redis://:***@r:6379/0 and postgresql://u:***@h/qdb; apiKey: *** token=*** secret='***' visible-value true"
+    )

@@ -47,13 +47,23 @@ def utc_ms(*args) -> int:
 def make_project(questdb, emulator) -> ProjectConfig:
     conn = questdb.connection
     prefix = "k_" + uuid.uuid4().hex[:10]
-    return ProjectConfig.from_mapping({
-        "start_date": "2024-01-01",
-        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
-        "rate_limiter": {"scope": "process", "max_concurrency": 2},
-        "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": [SYMBOL], "timeframes": ["1m"],
-                                  "trades": True, "resample_to": ["1h"], "retry_backoff_s": 0.01}},
-    })
+    return ProjectConfig.from_mapping(
+        {
+            "start_date": "2024-01-01",
+            "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
+            "rate_limiter": {"scope": "process", "max_concurrency": 2},
+            "exchanges": {
+                "binance": {
+                    "base_url": emulator.base_url,
+                    "symbols": [SYMBOL],
+                    "timeframes": ["1m"],
+                    "trades": True,
+                    "resample_to": ["1h"],
+                    "retry_backoff_s": 0.01,
+                }
+            },
+        }
+    )
 
 
 class Project:
@@ -71,9 +81,14 @@ class Project:
         """The named assets with their checks (each asset's checks run in its own step)."""
         wanted = set(names)
         assets = [a for a in self.assets if a.key.to_user_string() in wanted]
-        return materialize(assets, instance=self.instance, resources=self.resources,
-                           partition_key=keys_for([day], [SYMBOL])[0] if day else None,
-                           tags=tags, raise_on_error=False)
+        return materialize(
+            assets,
+            instance=self.instance,
+            resources=self.resources,
+            partition_key=keys_for([day], [SYMBOL])[0] if day else None,
+            tags=tags,
+            raise_on_error=False,
+        )
 
     def store(self, table: str) -> SeriesStore:
         return SeriesStore(self.client, table, CANDLE_KIND)
@@ -188,15 +203,18 @@ def resampled_not_run(project: Project, result, day_start: int, failed_check: st
     """The blocking check's step failed, and the resampled asset's step never started (Dagster
     abandons the steps downstream of a failed step): nothing materialized, no row written."""
     table = resampled_table(project.ex, "1h").table
-    return (result.get_failed_step_keys() == {step(ONE_M)}
-            and not checks_of(result)[(ONE_M, failed_check)].passed
-            and result.filter_events(lambda e: e.step_key == step(ONE_H)) == []
-            and result.asset_materializations_for_node(step(ONE_H)) == []
-            and project.store(table).count(node("1h"), TimeWindow(day_start, day_start + DAY)) == 0)
+    return (
+        result.get_failed_step_keys() == {step(ONE_M)}
+        and not checks_of(result)[(ONE_M, failed_check)].passed
+        and result.filter_events(lambda e: e.step_key == step(ONE_H)) == []
+        and result.asset_materializations_for_node(step(ONE_H)) == []
+        and project.store(table).count(node("1h"), TimeWindow(day_start, day_start + DAY)) == 0
+    )
 
 
 def test_each_check_fails_on_its_seeded_case_and_a_blocking_failure_stops_the_resampled_asset(
-        project, emulator, emulator_control):
+    project, emulator, emulator_control
+):
     ex, now = project.ex, wall_clock_ms()
     one_m = ohlcv_table(ex, "1m").table
     # Without DEDUP a repeated row stays a second row: the only way to store a duplicate bar.
@@ -245,7 +263,11 @@ def test_each_check_fails_on_its_seeded_case_and_a_blocking_failure_stops_the_re
     r3 = project.run([ONE_M, ONE_H], "2024-03-03")
     assert not r3.success and failed(r3) == {(ONE_M, "unique_increasing_timestamps")}
     unique = checks_of(r3)[(ONE_M, "unique_increasing_timestamps")].metadata
-    assert (unique["rows"].value, unique["distinct_timestamps"].value, unique["duplicate_rows"].value) == (1441, 1440, 1)
+    assert (unique["rows"].value, unique["distinct_timestamps"].value, unique["duplicate_rows"].value) == (
+        1441,
+        1440,
+        1,
+    )
     assert unique["first_duplicates"].value == [f"{SYMBOL} 2024-03-03T09:00:00+00:00 x2"]
     assert resampled_not_run(project, r3, d3, "unique_increasing_timestamps")
 
@@ -260,12 +282,20 @@ def test_each_check_fails_on_its_seeded_case_and_a_blocking_failure_stops_the_re
     # One range run over the three days evaluates every day on its own and reports each seeded
     # case on its own day: one evaluation per check and partition, no run-wide verdict.
     emulator_control.clear_requests()
-    rng = project.run([ONE_M], tags={ASSET_PARTITION_RANGE_START_TAG: f"2024-03-02|{SYMBOL}",
-                                     ASSET_PARTITION_RANGE_END_TAG: f"2024-03-04|{SYMBOL}"})
+    rng = project.run(
+        [ONE_M],
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"2024-03-02|{SYMBOL}",
+            ASSET_PARTITION_RANGE_END_TAG: f"2024-03-04|{SYMBOL}",
+        },
+    )
     days = {d: f"2024-03-0{d}|{SYMBOL}" for d in (2, 3, 4)}
     assert len(rng.get_asset_check_evaluations()) == 3 * len(CANDLE_CHECKS)
     assert {d: failed_on(rng, key) for d, key in days.items()} == {
-        2: {(ONE_M, "ohlc_sanity")}, 3: {(ONE_M, "unique_increasing_timestamps")}, 4: {(ONE_M, "no_gaps")}}
+        2: {(ONE_M, "ohlc_sanity")},
+        3: {(ONE_M, "unique_increasing_timestamps")},
+        4: {(ONE_M, "no_gaps")},
+    }
     md = {d: {c: checks_of(rng, key)[(ONE_M, c)].metadata for c in CANDLE_CHECKS} for d, key in days.items()}
     assert [md[d]["ohlc_sanity"]["rows_checked"].value for d in (2, 3, 4)] == [1440, 1441, 1350]
     assert [md[d]["unique_increasing_timestamps"]["duplicate_rows"].value for d in (2, 3, 4)] == [0, 1, 0]
@@ -276,7 +306,8 @@ def test_each_check_fails_on_its_seeded_case_and_a_blocking_failure_stops_the_re
 
 
 def test_derived_assets_compute_only_covered_bars_and_trade_bars_disagreement_is_reported(
-        project, emulator, emulator_control):
+    project, emulator, emulator_control
+):
     ex, now = project.ex, wall_clock_ms()
     one_m, bars = ohlcv_table(ex, "1m").table, trade_bars_table(ex).table
 

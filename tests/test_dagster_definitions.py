@@ -10,13 +10,14 @@ from pathlib import Path
 from dagster import AssetKey, DefaultSensorStatus, FreshnessPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOT = ("from ccxt_questdb_assets.defs.definitions import defs; "
-            "print(defs.resolve_job_def('binance_ingest').get_job_snapshot_id())")
+SNAPSHOT = (
+    "from ccxt_questdb_assets.defs.definitions import defs; "
+    "print(defs.resolve_job_def('binance_ingest').get_job_snapshot_id())"
+)
 
 
 def python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
+    return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 def test_definitions_load_without_a_warning():
@@ -36,9 +37,13 @@ def test_the_catalog_groups_by_exchange_and_data_type_and_names_each_asset():
     from ccxt_questdb_assets.defs.definitions import defs
 
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
-    assert set(specs) == {AssetKey(["binance", "ohlcv", "ohlcv_1m"]), AssetKey(["binance", "ohlcv", "ohlcv_1h_resampled"]),
-                          AssetKey(["binance", "ohlcv", "trade_bars_1m"]), AssetKey(["binance", "trades"]),
-                          AssetKey(["okx", "ohlcv", "ohlcv_1m"])}
+    assert set(specs) == {
+        AssetKey(["binance", "ohlcv", "ohlcv_1m"]),
+        AssetKey(["binance", "ohlcv", "ohlcv_1h_resampled"]),
+        AssetKey(["binance", "ohlcv", "trade_bars_1m"]),
+        AssetKey(["binance", "trades"]),
+        AssetKey(["okx", "ohlcv", "ohlcv_1m"]),
+    }
     for exchange in ("binance", "okx"):  # a group's lineage graph shows a node by its key's last part
         labels = [key.path[-1] for key in specs if key.path[0] == exchange]
         assert len(set(labels)) == len(labels)
@@ -53,7 +58,9 @@ def test_the_catalog_groups_by_exchange_and_data_type_and_names_each_asset():
         follows = spec.automation_condition is not None
         assert follows == (spec.tags["source"] == "questdb"), key
     checks = {(k.asset_key.path[-1], k.name) for k in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {(a, c) for a in ("ohlcv_1m", "ohlcv_1h_resampled", "trade_bars_1m")
-                      for c in ("no_gaps", "unique_increasing_timestamps", "ohlc_sanity")} | {
-        ("trade_bars_1m", "agrees_with_exchange_candles")}
+    assert checks == {
+        (a, c)
+        for a in ("ohlcv_1m", "ohlcv_1h_resampled", "trade_bars_1m")
+        for c in ("no_gaps", "unique_increasing_timestamps", "ohlc_sanity")
+    } | {("trade_bars_1m", "agrees_with_exchange_candles")}
     assert defs.resolve_sensor_def("follow_upstream").default_status == DefaultSensorStatus.RUNNING

@@ -33,8 +33,12 @@ from ccxt_questdb_assets.testing.candles import assert_bars_equal, assert_candle
 
 DAY = 86_400_000
 PAGE = {"binance": 1000, "okx": 300, "bybit": 1000, "coinbase": 300}
-CANDLE_PATH = {"binance": lambda p: p == "/api/v3/klines", "okx": lambda p: p.endswith("candles"),
-               "bybit": lambda p: p == "/v5/market/kline", "coinbase": lambda p: p.endswith("/candles")}
+CANDLE_PATH = {
+    "binance": lambda p: p == "/api/v3/klines",
+    "okx": lambda p: p.endswith("candles"),
+    "bybit": lambda p: p == "/v5/market/kline",
+    "coinbase": lambda p: p.endswith("/candles"),
+}
 SWAP = "BTC/USDT:USDT"
 
 
@@ -88,8 +92,11 @@ def assert_exact_range_run(result, cfg, exchange: str, questdb, emulator, contro
     assert result.success
     start, end = utc_ms(*map(int, days[0].split("-"))), utc_ms(*map(int, days[-1].split("-"))) + DAY
     table = cfg.exchange(exchange).ohlcv.tables.data
-    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", start, end, exchange=exchange),
-                         truth_candles(emulator, "BTC/USDT", start, end), exchange)
+    assert_candles_exact(
+        stored_candles(questdb, table, "BTC/USDT", start, end, exchange=exchange),
+        truth_candles(emulator, "BTC/USDT", start, end),
+        exchange,
+    )
     return [r for r in control.requests() if r.get("dialect") == exchange and CANDLE_PATH[exchange](r["path"])]
 
 
@@ -98,7 +105,10 @@ def test_two_days_of_each_exchange_exact_at_the_fewest_requests(project, questdb
     cfg, defs, instance = project
     asset = defs.resolve_assets_def(ohlcv_key(exchange, "1m"))
     days = ["2024-03-01", "2024-03-02"]
-    tags = {ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|BTC/USDT", ASSET_PARTITION_RANGE_END_TAG: f"{days[1]}|BTC/USDT"}
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|BTC/USDT",
+        ASSET_PARTITION_RANGE_END_TAG: f"{days[1]}|BTC/USDT",
+    }
     result = materialize([asset], instance=instance, tags=tags)
     asked = assert_exact_range_run(result, cfg, exchange, questdb, emulator, emulator_control, days)
     assert len(asked) == math.ceil(2880 / PAGE[exchange])
@@ -120,10 +130,14 @@ def test_a_range_run_fetches_only_the_days_not_stored(project, questdb, emulator
     day2 = keys_for(["2024-04-02"], ["BTC/USDT"])[0]
     assert materialize([asset], instance=instance, partition_key=day2).success
     emulator_control.clear_requests()
-    tags = {ASSET_PARTITION_RANGE_START_TAG: "2024-04-01|BTC/USDT", ASSET_PARTITION_RANGE_END_TAG: "2024-04-03|BTC/USDT"}
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: "2024-04-01|BTC/USDT",
+        ASSET_PARTITION_RANGE_END_TAG: "2024-04-03|BTC/USDT",
+    }
     result = materialize([asset], instance=instance, tags=tags)
-    asked = assert_exact_range_run(result, cfg, exchange, questdb, emulator, emulator_control,
-                                   ["2024-04-01", "2024-04-02", "2024-04-03"])
+    asked = assert_exact_range_run(
+        result, cfg, exchange, questdb, emulator, emulator_control, ["2024-04-01", "2024-04-02", "2024-04-03"]
+    )
     assert len(asked) == 2 * math.ceil(1440 / PAGE[exchange])  # days 1 and 3 only
     events = {e.partition: e.metadata for e in result.asset_materializations_for_node(asset.node_def.name)}
     assert events["2024-04-02|BTC/USDT"]["exchange_requests"].value == 0
@@ -135,8 +149,9 @@ def test_a_rate_limit_answer_mid_run_ends_exact(project, questdb, emulator, emul
     cfg, defs, instance = project
     asset = defs.resolve_assets_def(ohlcv_key(exchange, "1m"))
     assert materialize([asset], instance=instance, partition_key=keys_for(["2024-05-01"], ["BTC/USDT"])[0]).success
-    path = [r for r in emulator_control.requests() if r.get("dialect") == exchange
-            and CANDLE_PATH[exchange](r["path"])][-1]["path"]
+    path = [
+        r for r in emulator_control.requests() if r.get("dialect") == exchange and CANDLE_PATH[exchange](r["path"])
+    ][-1]["path"]
     emulator_control.clear_requests()
     emulator_control.inject("429", count=1, path=path, after=1, retry_after=1)
     result = materialize([asset], instance=instance, partition_key=keys_for(["2024-05-02"], ["BTC/USDT"])[0])
@@ -161,8 +176,16 @@ def test_a_day_of_trades_through_dagster_is_exact(project, questdb, emulator, em
         got = store.read(NodeId("trades", exchange, "BTC/USDT"), TimeWindow(start, start + DAY))
     finally:
         client.close()
-    stored = sorted(zip(got["ts"].dt.as_unit("ms").astype("int64"), got["trade_id"].astype("int64"), got["price"],
-                        got["amount"], got["side"], strict=True))
+    stored = sorted(
+        zip(
+            got["ts"].dt.as_unit("ms").astype("int64"),
+            got["trade_id"].astype("int64"),
+            got["price"],
+            got["amount"],
+            got["side"],
+            strict=True,
+        )
+    )
     assert stored == sorted((t.timestamp, t.id, t.price, t.amount, t.side) for t in want)
     md = result.asset_materializations_for_node(asset.node_def.name)[0].metadata
     assert md["dagster/row_count"].value == len(want) and md["coverage_after"].value == 1.0
@@ -175,8 +198,11 @@ def test_a_perpetual_swap_is_a_partition_key(project, questdb, emulator):
     assert result.success
     start = utc_ms(2024, 3, 5)
     table = cfg.exchange("okx").ohlcv.tables.data
-    assert_candles_exact(stored_candles(questdb, table, SWAP, start, start + DAY, exchange="okx"),
-                         truth_candles(emulator, "BTC/USDT", start, start + DAY), SWAP)
+    assert_candles_exact(
+        stored_candles(questdb, table, SWAP, start, start + DAY, exchange="okx"),
+        truth_candles(emulator, "BTC/USDT", start, start + DAY),
+        SWAP,
+    )
     assert stored_candles(questdb, table, "BTC/USDT", start, start + DAY, exchange="okx").empty  # its own series
 
 
@@ -198,15 +224,20 @@ def test_kraken_one_minute_bars_from_its_trades_equal_the_ground_truth(project, 
 def test_bybit_trades_are_refused_in_the_project_file(questdb, emulator):
     raw = mapping(questdb, emulator, "x_refused")
     raw["exchanges"]["bybit"]["trades"] = True
-    with pytest.raises(ConfigError, match=r"exchanges.bybit.trades: bybit keeps no public trade history.*trades: false"):
+    with pytest.raises(
+        ConfigError, match=r"exchanges.bybit.trades: bybit keeps no public trade history.*trades: false"
+    ):
         ProjectConfig.from_mapping(raw)
 
 
 def test_kraken_candle_assets_are_refused_in_the_project_file(questdb, emulator):
     raw = mapping(questdb, emulator, "x_refused")
     raw["exchanges"]["kraken"]["timeframes"] = ["1m"]
-    with pytest.raises(ConfigError, match=r"exchanges.kraken.timeframes: kraken's OHLC serves only the latest 720.*"
-                                          r"remove timeframes"):
+    with pytest.raises(
+        ConfigError,
+        match=r"exchanges.kraken.timeframes: kraken's OHLC serves only the latest 720.*"
+        r"remove timeframes",
+    ):
         ProjectConfig.from_mapping(raw)
     raw["exchanges"]["kraken"] = {"base_url": emulator.base_url, "symbols": ["BTC/USDT"]}
     with pytest.raises(ConfigError, match=r"exchanges.kraken: .*Set trades: true"):

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ CANDLE_CHECKS = {"no_gaps", "unique_increasing_timestamps", "ohlc_sanity"}
 
 
 def utc_ms(*args) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def project_mapping(questdb, emulator, prefix: str) -> dict:
@@ -42,8 +42,15 @@ def project_mapping(questdb, emulator, prefix: str) -> dict:
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": {"scope": "local", "max_concurrency": 2},
-        "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": ["BTC/USDT", "ETH/USDT"],
-                                  "timeframes": ["1m"], "trades": True, "retry_backoff_s": 0.01}},
+        "exchanges": {
+            "binance": {
+                "base_url": emulator.base_url,
+                "symbols": ["BTC/USDT", "ETH/USDT"],
+                "timeframes": ["1m"],
+                "trades": True,
+                "retry_backoff_s": 0.01,
+            }
+        },
     }
 
 
@@ -71,8 +78,10 @@ def test_one_partition_in_process_then_repeat_costs_nothing(project, instance, q
     result = materialize([asset], partition_key=key, instance=instance)
     assert result.success
     table = cfg.exchanges[0].ohlcv.tables.data
-    assert_candles_exact(stored_candles(questdb, table, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)),
-                 truth_candles(emulator, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)))
+    assert_candles_exact(
+        stored_candles(questdb, table, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)),
+        truth_candles(emulator, "BTC/USDT", utc_ms(2024, 3, 1), utc_ms(2024, 3, 2)),
+    )
     assert len(emulator_control.requests(KLINES)) == math.ceil(1440 / 1000)
     md = result.asset_materializations_for_node(NODE)[0].metadata
     assert md["rows_written"].value == 1440 and md["exchange_requests"].value == 2
@@ -88,16 +97,23 @@ def test_one_partition_in_process_then_repeat_costs_nothing(project, instance, q
     assert md["coverage_before"].value == 1.0 and md["rows_written"].value == 0
 
 
-def test_a_range_run_gives_each_partition_its_own_figures_and_checks(project, instance, questdb, emulator,
-                                                                   emulator_control):
+def test_a_range_run_gives_each_partition_its_own_figures_and_checks(
+    project, instance, questdb, emulator, emulator_control
+):
     """Three days of one symbol in one run (a backfill's run): three materializations, each with
     its own day's rows, span, requests and coverage, and its own passed check evaluations."""
     cfg, _ = project
     asset = build_definitions(cfg).resolve_assets_def(CANDLES)
     days = ["2024-03-10", "2024-03-11", "2024-03-12"]
     emulator_control.clear_requests()
-    result = materialize([asset], instance=instance, tags={ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|ETH/USDT",
-                                                          ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|ETH/USDT"})
+    result = materialize(
+        [asset],
+        instance=instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|ETH/USDT",
+            ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|ETH/USDT",
+        },
+    )
     assert result.success
     events = {e.partition: e.metadata for e in result.asset_materializations_for_node(NODE)}
     assert sorted(events) == [f"{d}|ETH/USDT" for d in days]
@@ -123,17 +139,24 @@ def test_a_range_run_gives_each_partition_its_own_figures_and_checks(project, in
 
     # the checks alone (the UI's "Execute checks"): no materialization, no request, same verdicts
     emulator_control.clear_requests()
-    alone = materialize([asset], selection=AssetSelection.checks_for_assets(CANDLES), instance=instance,
-                        tags={ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|ETH/USDT",
-                              ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|ETH/USDT"})
+    alone = materialize(
+        [asset],
+        selection=AssetSelection.checks_for_assets(CANDLES),
+        instance=instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|ETH/USDT",
+            ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|ETH/USDT",
+        },
+    )
     assert alone.success and alone.asset_materializations_for_node(NODE) == []
     assert len(alone.get_asset_check_evaluations()) == 9 and all(c.passed for c in alone.get_asset_check_evaluations())
     assert {c.target_materialization_data.run_id for c in alone.get_asset_check_evaluations()} == {result.run_id}
     assert emulator_control.requests() == []
 
 
-def test_cli_materialize_one_partition_is_exact_and_repeat_makes_no_request(project, questdb, emulator,
-                                                                           emulator_control, tmp_path):
+def test_cli_materialize_one_partition_is_exact_and_repeat_makes_no_request(
+    project, questdb, emulator, emulator_control, tmp_path
+):
     cfg, path = project
     home = tmp_path / "home"
     home.mkdir()
@@ -141,16 +164,31 @@ def test_cli_materialize_one_partition_is_exact_and_repeat_makes_no_request(proj
     env = {**os.environ, "DAGSTER_HOME": str(home), "CCXT_QUESTDB_PROJECT": str(path)}
     with DagsterInstance.from_config(str(home)) as inst:
         inst.add_dynamic_partitions("binance_symbols", ["ETH/USDT"])
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ccxt_questdb_assets.defs.definitions",
-           "--select", CANDLES.to_user_string(), "--partition", "2024-02-10|ETH/USDT"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "ccxt_questdb_assets.defs.definitions",
+        "--select",
+        CANDLES.to_user_string(),
+        "--partition",
+        "2024-02-10|ETH/USDT",
+    ]
     for attempt in range(2):
         emulator_control.clear_requests()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parent.parent)
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parent.parent
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         requests = emulator_control.requests(KLINES)
         assert len(requests) == (2 if attempt == 0 else 0)
         if attempt:  # a covered partition: no request of any kind (not even the markets) in a fresh process
             assert emulator_control.requests() == []
     table = cfg.exchanges[0].ohlcv.tables.data
-    assert_candles_exact(stored_candles(questdb, table, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)),
-                 truth_candles(emulator, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)))
+    assert_candles_exact(
+        stored_candles(questdb, table, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)),
+        truth_candles(emulator, "ETH/USDT", utc_ms(2024, 2, 10), utc_ms(2024, 2, 11)),
+    )

@@ -22,7 +22,9 @@ T0 = pd.Timestamp("2024-01-02", tz="UTC")
 def candles(day: pd.Timestamp, n: int = 1440) -> pd.DataFrame:
     ts = pd.date_range(day, periods=n, freq="1min", tz="UTC")
     base = np.arange(n, dtype=float) + 100
-    return pd.DataFrame({"ts": ts, "open": base, "high": base + 2, "low": base - 1, "close": base + 1, "volume": base / 10})
+    return pd.DataFrame(
+        {"ts": ts, "open": base, "high": base + 2, "low": base - 1, "close": base + 1, "volume": base / 10}
+    )
 
 
 @pytest.fixture
@@ -70,9 +72,15 @@ def test_dataframe_outputs_round_trip_and_load_input_spans_days_and_symbols(setu
 
     io = QuestDBIOManager(questdb=resource)
     for symbol in ("AAA/USDT", "BBB/USDT"):
-        result = materialize([frames, consumer], instance=instance, resources={"io": io, "mem": mem_io_manager},
-                             tags={ASSET_PARTITION_RANGE_START_TAG: f"2024-01-02|{symbol}",
-                                   ASSET_PARTITION_RANGE_END_TAG: f"2024-01-04|{symbol}"})
+        result = materialize(
+            [frames, consumer],
+            instance=instance,
+            resources={"io": io, "mem": mem_io_manager},
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"2024-01-02|{symbol}",
+                ASSET_PARTITION_RANGE_END_TAG: f"2024-01-04|{symbol}",
+            },
+        )
         assert result.success
         events = {e.partition: e.metadata for e in result.asset_materializations_for_node("frames")}
         assert sorted(events) == [f"2024-01-0{d}|{symbol}" for d in (2, 3, 4)]
@@ -104,13 +112,18 @@ def test_dataframe_outputs_round_trip_and_load_input_spans_days_and_symbols(setu
 def test_bad_frames_are_refused_whole(setup, questdb, mutate, match):
     resource, table, parts, instance = setup
     frames = build(table, parts, lambda context: mutate(candles(T0)))
-    result = materialize([frames], instance=instance, resources={"io": QuestDBIOManager(questdb=resource)},
-                         partition_key="2024-01-02|AAA/USDT", raise_on_error=False)
+    result = materialize(
+        [frames],
+        instance=instance,
+        resources={"io": QuestDBIOManager(questdb=resource)},
+        partition_key="2024-01-02|AAA/USDT",
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     text = str(failure.event_specific_data.error)
     assert InvalidFrameError.__name__ in text and match in text
-    count = resource.client().query(f"SELECT count() FROM tables() WHERE table_name = %s", (table.table,))
+    count = resource.client().query("SELECT count() FROM tables() WHERE table_name = %s", (table.table,))
     if count[0][0]:
         assert resource.client().query(f'SELECT count() FROM "{table.table}"')[0][0] == 0
 
@@ -137,14 +150,21 @@ def test_project_config_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         ProjectConfig.load(path)
     expanded = ProjectConfig.from_mapping(
-        {"exchanges": {"binance": {"symbols": ["BTC/USDT"], "base_url": "${EX_URL:-http://127.0.0.1:1}"}}}, environ={})
+        {"exchanges": {"binance": {"symbols": ["BTC/USDT"], "base_url": "${EX_URL:-http://127.0.0.1:1}"}}}, environ={}
+    )
     assert expanded.exchanges[0].ohlcv.backfill.base_url.startswith("http://127.0.0.1:1")
 
 
-@pytest.mark.parametrize("section", [
-    {"rate_limiter": {"scope": "cluster", "redis_dsn": "redis://user:s3cr3t-pw@127.0.0.1:6379/0"}},
-    {"rate_limiter": {"scope": "cluster"}, "connectors": {"ccxt_rate_limiter_redis": "redis://:s3cr3t-pw@127.0.0.1:6379/0"}},
-])
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"rate_limiter": {"scope": "cluster", "redis_dsn": "redis://user:s3cr3t-pw@127.0.0.1:6379/0"}},
+        {
+            "rate_limiter": {"scope": "cluster"},
+            "connectors": {"ccxt_rate_limiter_redis": "redis://:s3cr3t-pw@127.0.0.1:6379/0"},
+        },
+    ],
+)
 def test_a_redis_password_in_the_project_file_is_refused_for_the_environment(section):
     """Resource config is shown in the UI and stored with runs: the password must come from the
     environment (an EnvVar); the error names the variable and never the password."""
@@ -152,6 +172,11 @@ def test_a_redis_password_in_the_project_file_is_refused_for_the_environment(sec
     with pytest.raises(ConfigError, match="CCXT_QUESTDB_RATE_LIMITER_REDIS") as err:
         build_resources(project)
     assert "s3cr3t-pw" not in str(err.value) and "***" in str(err.value)
-    safe = ProjectConfig.from_mapping({"rate_limiter": {"scope": "cluster", "redis_dsn": "redis://127.0.0.1:6379/0"},
-                                       "exchanges": {"binance": {"symbols": ["BTC/USDT"]}}}, environ={})
+    safe = ProjectConfig.from_mapping(
+        {
+            "rate_limiter": {"scope": "cluster", "redis_dsn": "redis://127.0.0.1:6379/0"},
+            "exchanges": {"binance": {"symbols": ["BTC/USDT"]}},
+        },
+        environ={},
+    )
     assert build_resources(safe)["rate_limiter"].redis_dsn == "redis://127.0.0.1:6379/0"

@@ -23,7 +23,7 @@ import math
 import re
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -81,7 +81,7 @@ query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }
 
 def utc_ms(day: str) -> int:
     d = date.fromisoformat(day)
-    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def project_mapping(questdb, emulator, prefix: str) -> dict:
@@ -90,10 +90,21 @@ def project_mapping(questdb, emulator, prefix: str) -> dict:
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": {"scope": "process", "max_concurrency": 2},
-        "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": SYMBOLS, "timeframes": ["1m"],
-                                  "trades": True, "retry_backoff_s": 0.01},
-                      "okx": {"base_url": emulator.base_url, "symbols": [UI_SYMBOL], "timeframes": ["1m"],
-                              "retry_backoff_s": 0.01}},
+        "exchanges": {
+            "binance": {
+                "base_url": emulator.base_url,
+                "symbols": SYMBOLS,
+                "timeframes": ["1m"],
+                "trades": True,
+                "retry_backoff_s": 0.01,
+            },
+            "okx": {
+                "base_url": emulator.base_url,
+                "symbols": [UI_SYMBOL],
+                "timeframes": ["1m"],
+                "retry_backoff_s": 0.01,
+            },
+        },
     }
 
 
@@ -138,10 +149,16 @@ def backfill(dev, emulator) -> Backfill:
     keys = keys_for(BACKFILL_DAYS, SYMBOLS)
     assert len(keys) == 60
     launched_at, launched_epoch = time.monotonic(), time.time()
-    out = dev.server.graphql(LAUNCH_BACKFILL, {"params": {
-        "partitionNames": keys, "assetSelection": [{"path": ASSET_PATH}],
-        "title": "webserver test backfill",
-    }})["launchPartitionBackfill"]
+    out = dev.server.graphql(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "partitionNames": keys,
+                "assetSelection": [{"path": ASSET_PATH}],
+                "title": "webserver test backfill",
+            }
+        },
+    )["launchPartitionBackfill"]
     assert out["__typename"] == "LaunchBackfillSuccess", out
     return Backfill(out["backfillId"], launched_at, launched_epoch)
 
@@ -159,15 +176,24 @@ def kline_requests(emulator, symbol: str, start_ms: int, end_ms: int) -> list[di
 
 def _require_chromium() -> None:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"the browser test needs Debian's chromium at {CHROMIUM} (apt-get install chromium); "
-                    "Playwright's own browser download is not used", pytrace=False)
+        pytest.fail(
+            f"the browser test needs Debian's chromium at {CHROMIUM} (apt-get install chromium); "
+            "Playwright's own browser download is not used",
+            pytrace=False,
+        )
 
 
 def okx_candle_requests(emulator, symbol: str, start_ms: int) -> list[dict]:
     """OKX candle requests for ``symbol`` walking back to ``start_ms`` (``before`` = its start - 1)."""
     inst = symbol.replace("/", "-")
-    return [r for r in emulator.control.requests() if r.get("dialect") == "okx" and r["path"].endswith("candles")
-            and r["params"].get("instId") == inst and r["params"].get("before") == str(start_ms - 1)]
+    return [
+        r
+        for r in emulator.control.requests()
+        if r.get("dialect") == "okx"
+        and r["path"].endswith("candles")
+        and r["params"].get("instId") == inst
+        and r["params"].get("before") == str(start_ms - 1)
+    ]
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
@@ -194,9 +220,14 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
             page.set_default_timeout(90_000)
             try:
                 step = f"lineage of the {exchange} group shows the asset node"
-                page.goto(f"{url}/locations/__repository__@ccxt_questdb_assets.defs.definitions/asset-groups/{exchange}")
-                node = page.locator("foreignObject").filter(
-                    has=page.get_by_text(NODE_LABEL, exact=True)).filter(has_text="Latest event")
+                page.goto(
+                    f"{url}/locations/__repository__@ccxt_questdb_assets.defs.definitions/asset-groups/{exchange}"
+                )
+                node = (
+                    page.locator("foreignObject")
+                    .filter(has=page.get_by_text(NODE_LABEL, exact=True))
+                    .filter(has_text="Latest event")
+                )
                 expect(node.first).to_be_visible(timeout=120_000)
                 page.screenshot(path=str(tmp_path / f"lineage-{exchange}.png"))
 
@@ -227,8 +258,9 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
                 before = {r["runId"] for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})}
                 dialog.get_by_role("button", name="Launch 1 run").click()
                 expect(page.get_by_text("Launched run")).to_be_visible(timeout=120_000)  # the toast
-                launched = [r for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})
-                            if r["runId"] not in before]
+                launched = [
+                    r for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"}) if r["runId"] not in before
+                ]
                 assert len(launched) == 1, f"runs of {UI_DAY}|{UI_SYMBOL} after the launch: {launched}"
                 run_id = launched[0]["runId"]
 
@@ -265,9 +297,14 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
     start = utc_ms(UI_DAY)
     got = stored_candles(questdb, dev.tables[exchange], UI_SYMBOL, start, start + DAY_MS, exchange=exchange)
     assert len(got) == 1440
-    assert_candles_exact(got, truth_candles(emulator, UI_SYMBOL, start, start + DAY_MS), f"{exchange} {UI_SYMBOL} {UI_DAY}")
-    asked = (kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS) if exchange == "binance"
-             else okx_candle_requests(emulator, UI_SYMBOL, start))
+    assert_candles_exact(
+        got, truth_candles(emulator, UI_SYMBOL, start, start + DAY_MS), f"{exchange} {UI_SYMBOL} {UI_DAY}"
+    )
+    asked = (
+        kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS)
+        if exchange == "binance"
+        else okx_candle_requests(emulator, UI_SYMBOL, start)
+    )
     assert len(asked) == UI_DAY_REQUESTS[exchange]
     print(f"UI run {run_id} ({exchange}): Success on the run page {ui_seconds:.1f} s after the launch")
 
@@ -289,21 +326,30 @@ def test_backfill_30_days_2_symbols_through_graphql(dev, backfill, questdb, emul
     detail = "; ".join(f"{r['runId'][:8]} {r['status']}" for r in runs)
     failed = [r for r in runs if r["status"] != "SUCCESS"]
     errors = "\n".join(server.run_errors(r["runId"]) for r in failed[:2])
-    assert status == "COMPLETED_SUCCESS", (f"backfill {backfill_id} is {status} after {elapsed:.0f} s; runs: {detail}\n"
-                                           f"{errors}\nlog tail:\n{server.log_tail(3000)}")
+    assert status == "COMPLETED_SUCCESS", (
+        f"backfill {backfill_id} is {status} after {elapsed:.0f} s; runs: {detail}\n"
+        f"{errors}\nlog tail:\n{server.log_tail(3000)}"
+    )
     assert 1 <= len(runs) <= 4, f"{len(runs)} runs for 60 partitions (multi_run(92) policy): {detail}"
     assert not failed, f"runs not successful: {detail}\n{errors}"
-    timeline = "; ".join(f"run created +{r['creationTime'] - backfill.launched_epoch:.0f} s, started after "
-                         f"{r['startTime'] - r['creationTime']:.0f} s, ran {r['endTime'] - r['startTime']:.0f} s"
-                         for r in runs)
+    timeline = "; ".join(
+        f"run created +{r['creationTime'] - backfill.launched_epoch:.0f} s, started after "
+        f"{r['startTime'] - r['creationTime']:.0f} s, ran {r['endTime'] - r['startTime']:.0f} s"
+        for r in runs
+    )
     done_after = backfill.launched_epoch + elapsed - max(r["endTime"] for r in runs)
-    print(f"backfill {backfill_id}: {len(runs)} runs, {elapsed:.1f} s from launch to {status} (seen "
-          f"{done_after:.0f} s after the last run ended); {timeline}")
+    print(
+        f"backfill {backfill_id}: {len(runs)} runs, {elapsed:.1f} s from launch to {status} (seen "
+        f"{done_after:.0f} s after the last run ended); {timeline}"
+    )
 
     start, end = utc_ms(BACKFILL_DAYS[0]), utc_ms(BACKFILL_DAYS[-1]) + DAY_MS
     for symbol in SYMBOLS:
-        assert_candles_exact(stored_candles(questdb, dev.table, symbol, start, end), truth_candles(emulator, symbol, start, end),
-                     f"{symbol} {BACKFILL_DAYS[0]}..{BACKFILL_DAYS[-1]}")
+        assert_candles_exact(
+            stored_candles(questdb, dev.table, symbol, start, end),
+            truth_candles(emulator, symbol, start, end),
+            f"{symbol} {BACKFILL_DAYS[0]}..{BACKFILL_DAYS[-1]}",
+        )
     requests = [r for symbol in SYMBOLS for r in kline_requests(emulator, symbol, start, end)]
     assert len(requests) == 2 * math.ceil(43200 / 1000), f"{len(requests)} kline requests for the backfill window"
 
@@ -382,8 +428,10 @@ def test_the_ui_shows_each_backfilled_partition_with_its_own_rows_and_checks_pas
     events = server.graphql(MATERIALIZATIONS, {"key": {"path": ASSET_PATH}, "partitions": sorted(wanted)})
     events = events["assetOrError"]["assetMaterializations"]
     assert {e["partition"] for e in events} == wanted
-    rows = {e["partition"]: {m["label"]: m.get("intValue", m.get("floatValue")) for m in e["metadataEntries"]}
-            for e in events}
+    rows = {
+        e["partition"]: {m["label"]: m.get("intValue", m.get("floatValue")) for m in e["metadataEntries"]}
+        for e in events
+    }
     assert {md["dagster/row_count"] for md in rows.values()} == {1440}
     assert {md["coverage_after"] for md in rows.values()} == {1.0}
     assert sum(md["exchange_requests"] for md in rows.values()) == 2 * math.ceil(43200 / 1000)

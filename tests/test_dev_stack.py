@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -41,15 +42,17 @@ class Case:
 
     def env(self, jar_cache: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "CCXT_QUESTDB_PROJECT"}  # the embedded default
-        env.update({
-            "DAGSTER_HOME": str(self.home),
-            "CCXT_QUESTDB_DATA_DIR": str(self.data_dir),
-            ENV_HOME: jar_cache,
-            "CCXT_QUESTDB_HTTP_PORT": str(self.ports["questdb http"]),
-            "CCXT_QUESTDB_PG_PORT": str(self.ports["questdb pg"]),
-            "CCXT_QUESTDB_ILP_PORT": str(self.ports["questdb ilp"]),
-            "CCXT_QUESTDB_MIN_HTTP_PORT": str(self.ports["questdb min"]),
-        })
+        env.update(
+            {
+                "DAGSTER_HOME": str(self.home),
+                "CCXT_QUESTDB_DATA_DIR": str(self.data_dir),
+                ENV_HOME: jar_cache,
+                "CCXT_QUESTDB_HTTP_PORT": str(self.ports["questdb http"]),
+                "CCXT_QUESTDB_PG_PORT": str(self.ports["questdb pg"]),
+                "CCXT_QUESTDB_ILP_PORT": str(self.ports["questdb ilp"]),
+                "CCXT_QUESTDB_MIN_HTTP_PORT": str(self.ports["questdb min"]),
+            }
+        )
         return env
 
     def is_ours(self, cmdline: list[str], environ: list[str]) -> bool:
@@ -58,8 +61,11 @@ class Case:
         paths = (str(self.home), str(self.data_dir))
         ports = {str(p) for p in self.ports.values()}
         env = {f"DAGSTER_HOME={self.home}", f"CCXT_QUESTDB_DATA_DIR={self.data_dir}"}
-        return (any(path in arg for arg in cmdline for path in paths) or bool(ports & set(cmdline))
-                or bool(env & set(environ)))
+        return (
+            any(path in arg for arg in cmdline for path in paths)
+            or bool(ports & set(cmdline))
+            or bool(env & set(environ))
+        )
 
 
 def _read(path: str) -> list[str]:
@@ -93,8 +99,9 @@ def _ui_answers(url: str) -> bool:
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("ccxt-questdb")
     if not script.is_file():
-        pytest.fail(f"the ccxt-questdb command is not installed beside {sys.executable} (uv sync installs it)",
-                    pytrace=False)
+        pytest.fail(
+            f"the ccxt-questdb command is not installed beside {sys.executable} (uv sync installs it)", pytrace=False
+        )
     return [str(script), "dev"]
 
 
@@ -108,16 +115,21 @@ def _ignore_sigint() -> None:
 @pytest.mark.parametrize("stop", ["ctrl-c to the process group", "sigterm to the process", BACKGROUND])
 def test_dev_stops_everything_it_started(stop, tmp_path, request):
     names = ["ui", "emulator", "questdb http", "questdb pg", "questdb ilp", "questdb min"]
-    case = Case(tmp_path / "dagster_home", tmp_path / "questdb", dict(zip(names, free_ports(len(names)))))
+    case = Case(tmp_path / "dagster_home", tmp_path / "questdb", dict(zip(names, free_ports(len(names)), strict=True)))
     jar_cache = os.environ.get(ENV_HOME, "").strip() or str(Path(request.config.rootpath) / ".ccxt-questdb")
     url = f"http://127.0.0.1:{case.ports['ui']}"
     log_path = tmp_path / "ccxt-questdb-dev.out"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*_command(), "--port", str(case.ports["ui"]),
-                                 "--emulator-port", str(case.ports["emulator"])],
-                                env=case.env(jar_cache), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_ignore_sigint if stop == BACKGROUND else None)
+        proc = subprocess.Popen(
+            [*_command(), "--port", str(case.ports["ui"]), "--emulator-port", str(case.ports["emulator"])],
+            env=case.env(jar_cache),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_ignore_sigint if stop == BACKGROUND else None,
+        )
 
     def output() -> str:
         return log_path.read_text(errors="replace")[-6000:]
@@ -126,17 +138,23 @@ def test_dev_stops_everything_it_started(stop, tmp_path, request):
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _ui_answers(url):
             if proc.poll() is not None:
-                pytest.fail(f"ccxt-questdb dev exited with code {proc.returncode} before its UI answered "
-                            f"(a service it needs could not start):\n{output()}", pytrace=False)
+                pytest.fail(
+                    f"ccxt-questdb dev exited with code {proc.returncode} before its UI answered "
+                    f"(a service it needs could not start):\n{output()}",
+                    pytrace=False,
+                )
             if time.monotonic() > deadline:
-                pytest.fail(f"the UI did not answer {url}/server_info within {STARTUP_TIMEOUT_S:.0f} s:\n{output()}",
-                            pytrace=False)
+                pytest.fail(
+                    f"the UI did not answer {url}/server_info within {STARTUP_TIMEOUT_S:.0f} s:\n{output()}",
+                    pytrace=False,
+                )
             time.sleep(0.5)
         started = processes_of(case)
         for what in ("emulator", "questdb pg"):
             assert port_accepts(case.ports[what]), f"the {what} port {case.ports[what]} is not open:\n{output()}"
-        assert len(started) >= 6, f"expected dagster dev, its webserver, daemon and code server, the emulator " \
-                                  f"and QuestDB; found {started}"
+        assert len(started) >= 6, (
+            f"expected dagster dev, its webserver, daemon and code server, the emulator and QuestDB; found {started}"
+        )
 
         t0 = time.monotonic()
         if stop == "ctrl-c to the process group":
@@ -171,7 +189,7 @@ def test_dev_stops_everything_it_started(stop, tmp_path, request):
 def test_runs_a_stopped_dev_had_started_are_marked_canceled_and_no_other(tmp_path):
     """Runs whose processes went down with ``ccxt-questdb dev`` would show in progress forever."""
     import shutil
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dagster import DagsterInstance, DagsterRunStatus
     from dagster._core.storage.dagster_run import DagsterRun
@@ -184,12 +202,16 @@ def test_runs_a_stopped_dev_had_started_are_marked_canceled_and_no_other(tmp_pat
     with DagsterInstance.from_config(str(home)) as instance:
         older = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.STARTED))
         time.sleep(0.05)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         time.sleep(0.05)
         left = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.STARTED))
         starting = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.STARTING))
         done = instance.add_run(DagsterRun(job_name="binance_ingest", status=DagsterRunStatus.SUCCESS))
         assert sorted(cancel_left_runs(instance, started)) == sorted([left.run_id, starting.run_id])
         status = {r.run_id: instance.get_run_by_id(r.run_id).status for r in (older, left, starting, done)}
-    assert status == {older.run_id: DagsterRunStatus.STARTED, left.run_id: DagsterRunStatus.CANCELED,
-                      starting.run_id: DagsterRunStatus.CANCELED, done.run_id: DagsterRunStatus.SUCCESS}
+    assert status == {
+        older.run_id: DagsterRunStatus.STARTED,
+        left.run_id: DagsterRunStatus.CANCELED,
+        starting.run_id: DagsterRunStatus.CANCELED,
+        done.run_id: DagsterRunStatus.SUCCESS,
+    }

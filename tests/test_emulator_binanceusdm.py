@@ -6,7 +6,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -19,13 +19,19 @@ from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_
 INFO = "/fapi/v1/exchangeInfo"
 KLINES = "/fapi/v1/klines"
 AGG = "/fapi/v1/aggTrades"
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 BTC, ETH, SOL = "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"
 
 
 def usdm(emulator, *, load: bool = True, **kwargs: Any) -> Any:
-    ex = build_exchange("binanceusdm", base_url=emulator.base_url, async_=False, enable_rate_limit=False,
-                        timeout_ms=kwargs.pop("timeout_ms", 10_000), **kwargs)
+    ex = build_exchange(
+        "binanceusdm",
+        base_url=emulator.base_url,
+        async_=False,
+        enable_rate_limit=False,
+        timeout_ms=kwargs.pop("timeout_ms", 10_000),
+        **kwargs,
+    )
     if load:
         ex.load_markets()
     return ex
@@ -61,7 +67,13 @@ def test_load_markets_makes_one_request_even_with_api_keys(emulator, emulator_co
     assert sorted(markets) == [BTC, ETH, SOL]
     btc = markets[BTC]
     assert (btc["id"], btc["type"], btc["swap"], btc["linear"], btc["settle"], btc["contractSize"]) == (
-        "BTCUSDT", "swap", True, True, "USDT", 1.0)
+        "BTCUSDT",
+        "swap",
+        True,
+        True,
+        "USDT",
+        1.0,
+    )
     assert btc["active"] and btc["expiry"] is None
     assert btc["created"] == emulator.market.listing_ms("BTCUSDT")
     assert btc["precision"] == {"amount": 1e-05, "price": 0.01, "base": 1e-08, "quote": 1e-08}
@@ -70,8 +82,9 @@ def test_load_markets_makes_one_request_even_with_api_keys(emulator, emulator_co
 
 
 def test_binance_linear_markets_and_async_load(emulator, emulator_control):
-    ex = build_exchange("binance", base_url=emulator.base_url, async_=False,
-                        options={"fetchMarkets": {"types": ["linear"]}})
+    ex = build_exchange(
+        "binance", base_url=emulator.base_url, async_=False, options={"fetchMarkets": {"types": ["linear"]}}
+    )
     assert sorted(ex.load_markets()) == [BTC, ETH, SOL]
 
     async def run() -> list[str]:
@@ -93,8 +106,12 @@ def test_runtime_markets_and_statuses(emulator, emulator_control):
     _, _, info = get(emulator, INFO)
     status = {s["symbol"]: s["status"] for s in info["symbols"]}
     assert (status["NEWUSDT"], status["HLTUSDT"], status["SOONUSDT"]) == ("TRADING", "SETTLING", "PENDING_TRADING")
-    assert info["rateLimits"][0] == {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                                     "limit": 2400}
+    assert info["rateLimits"][0] == {
+        "rateLimitType": "REQUEST_WEIGHT",
+        "interval": "MINUTE",
+        "intervalNum": 1,
+        "limit": 2400,
+    }
     markets = usdm(emulator).markets
     assert markets["NEW/USDT:USDT"]["active"] and not markets["HLT/USDT:USDT"]["active"]
     assert markets["SOON/USDT:USDT"]["created"] == NOW + 5 * HOUR_MS - (NOW + 5 * HOUR_MS) % HOUR_MS
@@ -141,8 +158,13 @@ def test_two_days_of_1m_paged_with_ccxt_equal_ground_truth(emulator, emulator_co
     assert got == emulator.market.candles("BTCUSDT", "1m", start, end, now_ms=NOW)
     reqs = emulator_control.requests(KLINES)
     assert [len(got)] == [2880] and len(reqs) == 3
-    assert reqs[1]["params"] == {"interval": "1m", "limit": "1000", "symbol": "BTCUSDT",
-                                 "startTime": str(start + 1000 * MINUTE_MS), "endTime": str(end - 1)}
+    assert reqs[1]["params"] == {
+        "interval": "1m",
+        "limit": "1000",
+        "symbol": "BTCUSDT",
+        "startTime": str(start + 1000 * MINUTE_MS),
+        "endTime": str(end - 1),
+    }
     assert usdm_used(emulator_control) == 1 + 3 * 5  # exchangeInfo + three klines of limit 1000
 
 
@@ -156,8 +178,14 @@ def test_klines_cursors_caps_open_bar_and_listing(emulator, emulator_control):
     assert emulator_control.requests(KLINES)[-1]["params"]["limit"] == "1000"  # since+until: ccxt asks 1000
     # ccxt caps fetch_ohlcv at 1000 rows; the exchange serves up to 1500 (raw call) and refuses more
     assert len(ex.fetch_ohlcv(BTC, "1m", since=NOW - 2 * DAY_MS, limit=1500)) == 1000
-    assert len(ex.fapiPublicGetKlines({"symbol": "BTCUSDT", "interval": "1m", "limit": 1500,
-                                       "startTime": NOW - 2 * DAY_MS})) == 1500
+    assert (
+        len(
+            ex.fapiPublicGetKlines(
+                {"symbol": "BTCUSDT", "interval": "1m", "limit": 1500, "startTime": NOW - 2 * DAY_MS}
+            )
+        )
+        == 1500
+    )
     with pytest.raises(ccxt.BadRequest):
         ex.fapiPublicGetKlines({"symbol": "BTCUSDT", "interval": "1m", "limit": 1501})
     # the open bar holds the trades up to now and grows with the clock
@@ -208,7 +236,7 @@ def test_trades_paged_by_from_id_through_bursts(emulator, emulator_control):
 
 def test_trades_since_uses_an_inclusive_one_hour_window(emulator, emulator_control):
     emulator_control.freeze_clock(NOW)
-    (out_start, _), = emulator.market.outages("SOLUSDT")
+    ((out_start, _),) = emulator.market.outages("SOLUSDT")
     since = out_start - 30 * MINUTE_MS
     ex = usdm(emulator)
     got = ex.fetch_trades(SOL, since=since, limit=1000)
@@ -232,15 +260,17 @@ def test_trades_since_uses_an_inclusive_one_hour_window(emulator, emulator_contr
 
 
 PARAM_ERRORS: list[tuple[str, Any, int, type[Exception]]] = [
-    ("bad symbol", lambda ex: ex.fapiPublicGetKlines({"symbol": "NOPEUSDT", "interval": "1m"}), -1121,
-     ccxt.BadSymbol),
+    ("bad symbol", lambda ex: ex.fapiPublicGetKlines({"symbol": "NOPEUSDT", "interval": "1m"}), -1121, ccxt.BadSymbol),
     ("no symbol", lambda ex: ex.fapiPublicGetAggTrades({}), -1102, ccxt.BadRequest),
     ("1s interval", lambda ex: ex.fetch_ohlcv(BTC, "1s"), -1120, ccxt.BadRequest),
     ("illegal long", lambda ex: ex.fetch_trades(BTC, params={"fromId": "x1"}), -1100, ccxt.BadRequest),
-    ("agg limit", lambda ex: ex.fapiPublicGetAggTrades({"symbol": "BTCUSDT", "limit": 1001}), -1130,
-     ccxt.BadRequest),
-    ("agg > 1h", lambda ex: ex.fetch_trades(BTC, since=NOW - 3 * HOUR_MS, params={"until": NOW - HOUR_MS}), -1127,
-     ccxt.BadRequest),
+    ("agg limit", lambda ex: ex.fapiPublicGetAggTrades({"symbol": "BTCUSDT", "limit": 1001}), -1130, ccxt.BadRequest),
+    (
+        "agg > 1h",
+        lambda ex: ex.fetch_trades(BTC, since=NOW - 3 * HOUR_MS, params={"until": NOW - HOUR_MS}),
+        -1127,
+        ccxt.BadRequest,
+    ),
 ]
 
 
@@ -259,16 +289,19 @@ def test_start_after_end_is_minus_1023(emulator, emulator_control):
     host it is a plain ExchangeError; the same body from the real host is BadRequest."""
     emulator_control.freeze_clock(NOW)
     ex = usdm(emulator)
-    for call in (lambda: ex.fetch_ohlcv(BTC, "1m", since=NOW - HOUR_MS, params={"until": NOW - 2 * HOUR_MS}),
-                 lambda: ex.fetch_trades(BTC, since=NOW - HOUR_MS, params={"until": NOW - 2 * HOUR_MS})):
+    for call in (
+        lambda: ex.fetch_ohlcv(BTC, "1m", since=NOW - HOUR_MS, params={"until": NOW - 2 * HOUR_MS}),
+        lambda: ex.fetch_trades(BTC, since=NOW - HOUR_MS, params={"until": NOW - 2 * HOUR_MS}),
+    ):
         with pytest.raises(ccxt.ExchangeError) as info:
             call()
         assert type(info.value) is ccxt.ExchangeError
     status, _, body = get(emulator, f"{KLINES}?symbol=BTCUSDT&interval=1m&startTime=5&endTime=4")
     assert status == 400 and body == {"code": -1023, "msg": "Start time is greater than end time."}
     with pytest.raises(ccxt.BadRequest):
-        ex.handle_errors(400, "Bad Request", "https://fapi.binance.com/fapi/v1/klines", "GET", {}, json.dumps(body),
-                         body, None, None)
+        ex.handle_errors(
+            400, "Bad Request", "https://fapi.binance.com/fapi/v1/klines", "GET", {}, json.dumps(body), body, None, None
+        )
 
 
 def test_weight_budget_answers_futures_429(emulator, emulator_control):

@@ -7,7 +7,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -21,15 +21,16 @@ from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_
 KLINE = "/v5/market/kline"
 TRADES = "/v5/market/recent-trade"
 INFO = "/v5/market/instruments-info"
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 MODES = ["sync", "async"]
 BOTH = {"fetchMarkets": {"types": ["spot", "linear"]}}
 
 
 def call(emulator, mode: str, fn: Callable[[Any], Any], *, options: dict | None = None, load: bool = True) -> Any:
     """Run ``fn(exchange)`` on a fresh bybit exchange of ``mode`` (markets loaded unless ``load``)."""
-    ex = build_exchange("bybit", base_url=emulator.base_url, async_=(mode == "async"), enable_rate_limit=False,
-                        options=options)
+    ex = build_exchange(
+        "bybit", base_url=emulator.base_url, async_=(mode == "async"), enable_rate_limit=False, options=options
+    )
     return run_on(ex, fn, load=load)
 
 
@@ -45,8 +46,9 @@ def set_budget(emulator, limit: int) -> None:
     while time.time() % 5 > 3.0:
         time.sleep(0.05)
     body = json.dumps({"dialect": "bybit", "weight_limit": limit, "reset_weight": True}).encode()
-    req = urllib.request.Request(f"{emulator.base_url}/_emulator/config", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{emulator.base_url}/_emulator/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["limits"]["bybit"] == limit
 
@@ -57,8 +59,9 @@ def forward_windows(ex, symbol: str, tf_ms: int, start: int, end: int, limit: in
     since = start
     while since < end:
         until = min(since + limit * tf_ms, end) - 1
-        out += ex.fetch_ohlcv(symbol, "1m" if tf_ms == MINUTE_MS else "1h", since=since, limit=limit,
-                              params={"until": until})
+        out += ex.fetch_ohlcv(
+            symbol, "1m" if tf_ms == MINUTE_MS else "1h", since=since, limit=limit, params={"until": until}
+        )
         since += limit * tf_ms
     return out
 
@@ -98,8 +101,17 @@ def test_load_markets_with_linear_lists_perpetuals(emulator, emulator_control):
         (INFO, {"category": "linear", "limit": "1000"}),
         (INFO, {"category": "linear", "limit": "1000", "status": "PreLaunch"}),
     ]
-    assert sorted(markets) == ["BTC/USDT", "BTC/USDT:USDT", "ETH/USDT", "ETH/USDT:USDT", "NEW/USDT", "NEW/USDT:USDT",
-                               "PRE/USDT:USDT", "SOL/USDT", "SOL/USDT:USDT"]
+    assert sorted(markets) == [
+        "BTC/USDT",
+        "BTC/USDT:USDT",
+        "ETH/USDT",
+        "ETH/USDT:USDT",
+        "NEW/USDT",
+        "NEW/USDT:USDT",
+        "PRE/USDT:USDT",
+        "SOL/USDT",
+        "SOL/USDT:USDT",
+    ]
     perp = markets["BTC/USDT:USDT"]
     assert perp["id"] == "BTCUSDT" and perp["swap"] and perp["linear"] and perp["settle"] == "USDT"
     assert perp["created"] == emulator.market.listing_ms("BTCUSDT") and perp["active"]
@@ -113,8 +125,9 @@ def test_linear_instruments_page_with_next_page_cursor(emulator, emulator_contro
     first = ex.publicGetV5MarketInstrumentsInfo({"category": "linear", "limit": 2})["result"]
     assert [m["symbol"] for m in first["list"]] == ["BTCUSDT", "ETHUSDT"]
     assert first["nextPageCursor"] == "first%3DBTCUSDT%26last%3DETHUSDT"
-    second = ex.publicGetV5MarketInstrumentsInfo({"category": "linear", "limit": 2,
-                                                   "cursor": first["nextPageCursor"]})["result"]
+    second = ex.publicGetV5MarketInstrumentsInfo({"category": "linear", "limit": 2, "cursor": first["nextPageCursor"]})[
+        "result"
+    ]
     assert [m["symbol"] for m in second["list"]] == ["SOLUSDT"] and second["nextPageCursor"] == ""
     spot = ex.publicGetV5MarketInstrumentsInfo({"category": "spot", "limit": 1})["result"]
     assert len(spot["list"]) == 3 and "nextPageCursor" not in spot  # spot ignores limit/cursor
@@ -145,8 +158,9 @@ def test_two_days_of_1m_in_three_windows_equal_ground_truth(emulator, emulator_c
     async def pages_async(ex):
         out, since = [], start
         while since < end:
-            out += await ex.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=1000,
-                                        params={"until": min(since + 1000 * MINUTE_MS, end) - 1})
+            out += await ex.fetch_ohlcv(
+                "BTC/USDT", "1m", since=since, limit=1000, params={"until": min(since + 1000 * MINUTE_MS, end) - 1}
+            )
             since += 1000 * MINUTE_MS
         return out
 
@@ -156,9 +170,14 @@ def test_two_days_of_1m_in_three_windows_equal_ground_truth(emulator, emulator_c
     assert got == emulator.market.candles("BTCUSDT", "1m", start, end, now_ms=NOW)
     assert len(got) == 2880
     klines = emulator_control.requests(KLINE)
-    assert [r["params"] for r in klines][0] == {"category": "spot", "symbol": "BTCUSDT", "interval": "1",
-                                               "start": str(start), "end": str(start + 1000 * MINUTE_MS - 1),
-                                               "limit": "1000"}
+    assert [r["params"] for r in klines][0] == {
+        "category": "spot",
+        "symbol": "BTCUSDT",
+        "interval": "1",
+        "start": str(start),
+        "end": str(start + 1000 * MINUTE_MS - 1),
+        "limit": "1000",
+    }
     assert len(klines) == 3
 
 
@@ -214,7 +233,12 @@ def test_start_without_end_answers_the_newest_bars(emulator, emulator_control):
     long_ago = NOW - NOW % MINUTE_MS - 300 * DAY_MS
     got = ex.fetch_ohlcv("BTC/USDT", "1m", since=long_ago, limit=5)
     assert emulator_control.requests(KLINE)[-1]["params"] == {
-        "category": "spot", "symbol": "BTCUSDT", "interval": "1", "start": str(long_ago), "limit": "5"}
+        "category": "spot",
+        "symbol": "BTCUSDT",
+        "interval": "1",
+        "start": str(long_ago),
+        "limit": "5",
+    }
     assert got == emulator.market.candles("BTCUSDT", "1m", NOW - 10 * MINUTE_MS, NOW + 1, now_ms=NOW)[-5:]
     assert got[-1][0] == NOW - NOW % MINUTE_MS  # the open bar, not the bars after since
 
@@ -235,8 +259,9 @@ def test_page_cap_default_and_limits(emulator, emulator_control):
     q = {"category": "spot", "symbol": "BTCUSDT", "interval": "1"}
     assert len(ex.publicGetV5MarketKline(q)["result"]["list"]) == 200
     assert len(ex.publicGetV5MarketKline({**q, "limit": 5000})["result"]["list"]) == 1000
-    got = ex.fetch_ohlcv("BTC/USDT", "1m", since=NOW - 3 * DAY_MS, limit=1500,
-                         params={"until": NOW - 3 * DAY_MS + 1500 * MINUTE_MS})
+    got = ex.fetch_ohlcv(
+        "BTC/USDT", "1m", since=NOW - 3 * DAY_MS, limit=1500, params={"until": NOW - 3 * DAY_MS + 1500 * MINUTE_MS}
+    )
     assert emulator_control.requests(KLINE)[-1]["params"]["limit"] == "1500" and len(got) == 1000
     assert got[-1][0] == NOW - NOW % MINUTE_MS - 3 * DAY_MS + 1500 * MINUTE_MS  # the newest 1000 of the window
     for bad in ("0", "-1", "x"):
@@ -249,8 +274,9 @@ def test_open_bar_is_partial_and_moves_with_the_clock(emulator, emulator_control
     minute = NOW - NOW % MINUTE_MS
     emulator_control.freeze_clock(minute + 20_000)
     first = ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)
-    assert first == emulator.market.candles("BTCUSDT", "1m", minute - MINUTE_MS, minute + MINUTE_MS,
-                                            now_ms=minute + 20_000)
+    assert first == emulator.market.candles(
+        "BTCUSDT", "1m", minute - MINUTE_MS, minute + MINUTE_MS, now_ms=minute + 20_000
+    )
     emulator_control.freeze_clock(minute + 59_999)
     later = ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)
     assert later[0] == first[0] and later[1][0] == minute and later[1][5] > first[1][5]
@@ -273,8 +299,9 @@ def test_before_listing_is_empty_and_listing_is_the_first_bar(emulator, emulator
     ex = sync_ex(emulator)
     listing = emulator.market.listing_ms("SOLUSDT")
     assert ex.fetch_ohlcv("SOL/USDT", "1m", since=listing - DAY_MS, limit=1000, params={"until": listing - 1}) == []
-    got = ex.fetch_ohlcv("SOL/USDT", "1m", since=listing - 30 * MINUTE_MS, limit=60,
-                         params={"until": listing + 30 * MINUTE_MS - 1})
+    got = ex.fetch_ohlcv(
+        "SOL/USDT", "1m", since=listing - 30 * MINUTE_MS, limit=60, params={"until": listing + 30 * MINUTE_MS - 1}
+    )
     assert got[0][0] == listing and len(got) == 30
     emulator_control.freeze_clock(listing - HOUR_MS)  # nothing exists yet, not even with no start
     assert ex.fetch_ohlcv("SOL/USDT", "1m", limit=10) == []
@@ -283,7 +310,7 @@ def test_before_listing_is_empty_and_listing_is_the_first_bar(emulator, emulator
 def test_outage_minutes_are_absent(emulator, emulator_control):
     emulator_control.freeze_clock(NOW)
     ex = sync_ex(emulator)
-    (out_start, out_end), = emulator.market.outages("BTCUSDT")
+    ((out_start, out_end),) = emulator.market.outages("BTCUSDT")
     since = out_start - 10 * MINUTE_MS
     got = ex.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=1000, params={"until": since + 1000 * MINUTE_MS - 1})
     assert got == emulator.market.candles("BTCUSDT", "1m", since, since + 1000 * MINUTE_MS, now_ms=NOW)
@@ -319,11 +346,14 @@ def test_recent_trade_rows_newest_first_and_limits(emulator, emulator_control):
     emulator_control.freeze_clock(NOW)
     ex = sync_ex(emulator, BOTH)
     rows = ex.publicGetV5MarketRecentTrade({"category": "spot", "symbol": "ETHUSDT", "limit": 5})["result"]["list"]
-    assert [sorted(r) for r in rows] == [sorted(["execId", "symbol", "price", "size", "side", "time",
-                                                 "isBlockTrade", "isRPITrade", "seq"])] * 5
+    assert [sorted(r) for r in rows] == [
+        sorted(["execId", "symbol", "price", "size", "side", "time", "isBlockTrade", "isRPITrade", "seq"])
+    ] * 5
     truth = emulator.market.trades("ETHUSDT", NOW - HOUR_MS, NOW + 1, now_ms=NOW)[-5:][::-1]
-    assert [(int(r["execId"]) - SPOT_EXEC_ID_BASE, int(r["time"]), float(r["price"]), float(r["size"]), r["side"])
-            for r in rows] == [(t.id, t.timestamp, t.price, t.amount, t.side.capitalize()) for t in truth]
+    assert [
+        (int(r["execId"]) - SPOT_EXEC_ID_BASE, int(r["time"]), float(r["price"]), float(r["size"]), r["side"])
+        for r in rows
+    ] == [(t.id, t.timestamp, t.price, t.amount, t.side.capitalize()) for t in truth]
     assert len(ex.fetch_trades("ETH/USDT", limit=100)) == 60  # spot cap
     assert emulator_control.requests(TRADES)[-1]["params"]["limit"] == "100"
     assert len(ex.fetch_trades("ETH/USDT:USDT")) == 500  # linear default
@@ -339,8 +369,11 @@ def test_linear_recent_trades_have_uuid_ids_and_ccxt_sorts_them_within_a_millise
     emulator_control.freeze_clock(now)
     ex = sync_ex(emulator, BOTH)
     got = ex.fetch_trades("BTC/USDT:USDT", limit=200)
-    assert emulator_control.requests(TRADES)[-1]["params"] == {"category": "linear", "symbol": "BTCUSDT",
-                                                               "limit": "200"}
+    assert emulator_control.requests(TRADES)[-1]["params"] == {
+        "category": "linear",
+        "symbol": "BTCUSDT",
+        "limit": "200",
+    }
     truth = truth_trades(emulator.market, "linear", "BTC/USDT", 200, now)
     # ccxt sorts by (timestamp, id): the UUIDs reorder trades sharing a millisecond
     assert trade_tuples(got) == sorted(truth, key=lambda t: (t[1], t[0]))
@@ -357,23 +390,46 @@ def test_recent_trades_before_listing_are_empty(emulator, emulator_control):
 # ----------------------------------------------------------------------------- errors and rate limits
 
 
-@pytest.mark.parametrize(("name", "fn", "exc"), [
-    ("unknown symbol kline", lambda ex: ex.publicGetV5MarketKline(
-        {"category": "spot", "symbol": "NOPEUSDT", "interval": "1"}), ccxt.BadSymbol),
-    ("inverse category kline", lambda ex: ex.publicGetV5MarketKline(
-        {"category": "inverse", "symbol": "BTCUSDT", "interval": "1"}), ccxt.BadSymbol),
-    ("interval ccxt does not map", lambda ex: ex.fetch_ohlcv("BTC/USDT", "3d", limit=2), ccxt.BadRequest),
-    ("missing interval", lambda ex: ex.publicGetV5MarketKline({"category": "spot", "symbol": "BTCUSDT"}),
-     ccxt.BadRequest),
-    ("bad start", lambda ex: ex.publicGetV5MarketKline(
-        {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "start": "x"}), ccxt.BadRequest),
-    ("bad category", lambda ex: ex.publicGetV5MarketKline(
-        {"category": "option", "symbol": "BTCUSDT", "interval": "1"}), ccxt.BadRequest),
-    ("unknown symbol trades", lambda ex: ex.publicGetV5MarketRecentTrade(
-        {"category": "spot", "symbol": "NOPEUSDT"}), ccxt.BadRequest),
-    ("missing category trades", lambda ex: ex.publicGetV5MarketRecentTrade({"symbol": "BTCUSDT"}), ccxt.BadRequest),
-    ("missing category instruments", lambda ex: ex.publicGetV5MarketInstrumentsInfo(), ccxt.BadRequest),
-])
+@pytest.mark.parametrize(
+    ("name", "fn", "exc"),
+    [
+        (
+            "unknown symbol kline",
+            lambda ex: ex.publicGetV5MarketKline({"category": "spot", "symbol": "NOPEUSDT", "interval": "1"}),
+            ccxt.BadSymbol,
+        ),
+        (
+            "inverse category kline",
+            lambda ex: ex.publicGetV5MarketKline({"category": "inverse", "symbol": "BTCUSDT", "interval": "1"}),
+            ccxt.BadSymbol,
+        ),
+        ("interval ccxt does not map", lambda ex: ex.fetch_ohlcv("BTC/USDT", "3d", limit=2), ccxt.BadRequest),
+        (
+            "missing interval",
+            lambda ex: ex.publicGetV5MarketKline({"category": "spot", "symbol": "BTCUSDT"}),
+            ccxt.BadRequest,
+        ),
+        (
+            "bad start",
+            lambda ex: ex.publicGetV5MarketKline(
+                {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "start": "x"}
+            ),
+            ccxt.BadRequest,
+        ),
+        (
+            "bad category",
+            lambda ex: ex.publicGetV5MarketKline({"category": "option", "symbol": "BTCUSDT", "interval": "1"}),
+            ccxt.BadRequest,
+        ),
+        (
+            "unknown symbol trades",
+            lambda ex: ex.publicGetV5MarketRecentTrade({"category": "spot", "symbol": "NOPEUSDT"}),
+            ccxt.BadRequest,
+        ),
+        ("missing category trades", lambda ex: ex.publicGetV5MarketRecentTrade({"symbol": "BTCUSDT"}), ccxt.BadRequest),
+        ("missing category instruments", lambda ex: ex.publicGetV5MarketInstrumentsInfo(), ccxt.BadRequest),
+    ],
+)
 def test_parameter_errors_map_to_ccxt(emulator, emulator_control, name, fn, exc):
     ex = sync_ex(emulator)
     with pytest.raises(exc) as info:
@@ -384,15 +440,18 @@ def test_parameter_errors_map_to_ccxt(emulator, emulator_control, name, fn, exc)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(("kind", "status", "exc"), [
-    ("429", 429, ccxt.RateLimitExceeded),
-    ("418", 200, ccxt.RateLimitExceeded),  # Bybit's API rate-limit answer: retCode 10006 in a 200
-    ("403", 403, ccxt.RateLimitExceeded),
-    ("500", 500, ccxt.ExchangeError),  # retCode 10016: ccxt raises the plain ExchangeError
-    ("502", 502, ccxt.ExchangeNotAvailable),
-    ("503", 503, ccxt.ExchangeNotAvailable),
-    ("504", 504, ccxt.RequestTimeout),
-])
+@pytest.mark.parametrize(
+    ("kind", "status", "exc"),
+    [
+        ("429", 429, ccxt.RateLimitExceeded),
+        ("418", 200, ccxt.RateLimitExceeded),  # Bybit's API rate-limit answer: retCode 10006 in a 200
+        ("403", 403, ccxt.RateLimitExceeded),
+        ("500", 500, ccxt.ExchangeError),  # retCode 10016: ccxt raises the plain ExchangeError
+        ("502", 502, ccxt.ExchangeNotAvailable),
+        ("503", 503, ccxt.ExchangeNotAvailable),
+        ("504", 504, ccxt.RequestTimeout),
+    ],
+)
 def test_error_faults_raise_the_expected_ccxt_exception(emulator, emulator_control, mode, kind, status, exc):
     emulator_control.inject(kind, path=KLINE, retry_after=3)
 
@@ -452,8 +511,17 @@ def test_data_faults_apply_to_kline_rows(emulator, emulator_control):
     assert set(map(tuple, got)) <= set(map(tuple, truth))
     emulator_control.inject("out_of_order_rows", path=KLINE)
     assert ex.fetch_ohlcv(*args) == truth  # ccxt sorts klines
-    emulator_control.inject("rows", path=KLINE, rows={"retCode": 0, "retMsg": "OK", "result": {
-        "list": [[str(since), "1", "2", "0.5", "1.5", "3", "4"]]}, "retExtInfo": {}, "time": NOW})
+    emulator_control.inject(
+        "rows",
+        path=KLINE,
+        rows={
+            "retCode": 0,
+            "retMsg": "OK",
+            "result": {"list": [[str(since), "1", "2", "0.5", "1.5", "3", "4"]]},
+            "retExtInfo": {},
+            "time": NOW,
+        },
+    )
     assert ex.fetch_ohlcv(*args) == [[since, 1.0, 2.0, 0.5, 1.5, 3.0]]
     assert ex.fetch_ohlcv(*args) == truth
 

@@ -8,7 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -18,7 +18,7 @@ from ccxt_support import run_on
 from ccxt_questdb_assets.exchange.client import build_exchange
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 PRODUCTS = "/api/v3/brokerage/market/products"
 CANDLES = PRODUCTS + "/BTC-USDT/candles"
 TICKER = PRODUCTS + "/BTC-USDT/ticker"
@@ -31,8 +31,9 @@ MODES = ["sync", "async"]
 
 def _http(base_url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict[str, str], Any]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    req = urllib.request.Request(
+        base_url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             status, headers, raw = resp.status, dict(resp.headers), resp.read()
@@ -49,8 +50,12 @@ def get(emulator, path: str) -> tuple[int, dict[str, str], Any]:
 
 
 def set_budget(emulator, limit: int) -> None:
-    status, _, body = _http(emulator.base_url, "POST", "/_emulator/config",
-                            {"dialect": "coinbase", "weight_limit": limit, "reset_weight": True})
+    status, _, body = _http(
+        emulator.base_url,
+        "POST",
+        "/_emulator/config",
+        {"dialect": "coinbase", "weight_limit": limit, "reset_weight": True},
+    )
     assert status == 200 and body["limits"]["coinbase"] == limit
 
 
@@ -98,13 +103,21 @@ def test_load_markets_requests_and_markets(emulator, cb, mode):
     ex = exchange(emulator, mode)
     markets = run(ex, lambda e: e.load_markets(), load=False)
     log = [(r["method"], r["path"], r["params"], r["status"]) for r in cb.requests()]
-    want = [("GET", p, {}, 200) for p in V2] + [("GET", PRODUCTS, {}, 200),
-                                                ("GET", PRODUCTS, {"product_type": "FUTURE"}, 200)]
+    want = [("GET", p, {}, 200) for p in V2] + [
+        ("GET", PRODUCTS, {}, 200),
+        ("GET", PRODUCTS, {"product_type": "FUTURE"}, 200),
+    ]
     assert (log if mode == "sync" else sorted(log[:3]) + log[3:]) == want  # async gathers the three v2 calls
     assert sorted(markets) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     btc = markets["BTC/USDT"]
     assert (btc["id"], btc["baseId"], btc["quoteId"], btc["type"], btc["spot"], btc["active"]) == (
-        "BTC-USDT", "BTC", "USDT", "spot", True, True)
+        "BTC-USDT",
+        "BTC",
+        "USDT",
+        "spot",
+        True,
+        True,
+    )
     assert btc["precision"] == {"amount": 1e-05, "price": 0.01}
     assert btc["limits"]["amount"] == {"min": 1e-05, "max": 9000.0} and btc["limits"]["cost"]["min"] == 1.0
     assert markets["ETH/USDT"]["precision"]["amount"] == 1e-04 and markets["SOL/USDT"]["id"] == "SOL-USDT"
@@ -127,9 +140,14 @@ def test_markets_listed_at_runtime(emulator, cb):
     assert (body["status"], body["trading_disabled"]) == ("offline", True)
     _, _, body = get(emulator, PRODUCTS + "?product_ids=NEW-USDT&product_ids=ETH-USDT")
     assert [p["product_id"] for p in body["products"]] == ["ETH-USDT", "NEW-USDT"] and body["num_products"] == 2
-    assert get(emulator, PRODUCTS + "?product_type=OPTION")[:3:2] == (400, {
-        "error": "INVALID_ARGUMENT", "error_details": "invalid value for product_type: 'OPTION'",
-        "message": "invalid value for product_type: 'OPTION'"})
+    assert get(emulator, PRODUCTS + "?product_type=OPTION")[:3:2] == (
+        400,
+        {
+            "error": "INVALID_ARGUMENT",
+            "error_details": "invalid value for product_type: 'OPTION'",
+            "message": "invalid value for product_type: 'OPTION'",
+        },
+    )
     assert get(emulator, PRODUCTS + "/NOPE-USDT")[0] == 404
     truth = SyntheticMarket([listing_spec("NEW", "USDT", NOW - 3 * HOUR_MS, base_price=5.0)])
     since = NOW - 4 * HOUR_MS
@@ -186,11 +204,14 @@ def test_candles_wire_format_inclusive_bounds_and_cap(emulator, cb):
     assert status == 200 and len(rows) == 301  # start and end both inclusive
     assert [int(r["start"]) for r in rows] == [s + 60 * i for i in range(300, -1, -1)]  # newest first
     assert all(isinstance(v, str) for r in rows for v in r.values()) and sorted(rows[0]) == sorted(
-        ["start", "low", "high", "open", "close", "volume"])
+        ["start", "low", "high", "open", "close", "volume"]
+    )
     assert not any(h.lower().startswith(("x-ratelimit", "retry-after")) for h in headers)
     truth = emulator.market.candles("BTCUSDT", "1m", s * 1000, (s + 18001) * 1000)
-    assert [[int(r["start"]) * 1000, *(float(r[k]) for k in ("open", "high", "low", "close", "volume"))]
-            for r in reversed(rows)] == truth
+    assert [
+        [int(r["start"]) * 1000, *(float(r[k]) for k in ("open", "high", "low", "close", "volume"))]
+        for r in reversed(rows)
+    ] == truth
     # a start inside a bucket: buckets starting at or after it
     _, _, body = get(emulator, f"{CANDLES}?start={s + 30}&end={s + 150}&granularity=ONE_MINUTE")
     assert [int(r["start"]) for r in body["candles"]] == [s + 120, s + 60]
@@ -209,8 +230,14 @@ def test_ccxt_candle_pages_cap_and_errors(emulator, cb):
     since = (NOW - DAY_MS) // MINUTE_MS * MINUTE_MS
     rows = ex.fetch_ohlcv("BTC/USDT", "1m", since=since, params={"until": since + 350 * MINUTE_MS})
     assert len(rows) == 300 and rows[-1][0] == since + 299 * MINUTE_MS  # 351 served, ccxt keeps 300
-    assert len(get(emulator, f"{CANDLES}?start={since // 1000}&end={since // 1000 + 21000}"
-                             "&granularity=ONE_MINUTE")[2]["candles"]) == 351
+    assert (
+        len(
+            get(emulator, f"{CANDLES}?start={since // 1000}&end={since // 1000 + 21000}&granularity=ONE_MINUTE")[2][
+                "candles"
+            ]
+        )
+        == 351
+    )
     with pytest.raises(ccxt.BadRequest, match="less than 350"):
         ex.fetch_ohlcv("BTC/USDT", "1m", since=since, params={"until": since + 351 * MINUTE_MS})
     with pytest.raises(ccxt.BadRequest, match="start must be before end"):
@@ -223,11 +250,13 @@ def test_ccxt_candle_pages_cap_and_errors(emulator, cb):
     assert len(cb.requests()) == n
     with pytest.raises(ccxt.ExchangeError, match="NOT_FOUND") as info:
         ex.v3PublicGetBrokerageMarketProductsProductIdCandles(
-            {"product_id": "NOPE-USDT", "start": "0", "end": "60", "granularity": "ONE_MINUTE"})
+            {"product_id": "NOPE-USDT", "start": "0", "end": "60", "granularity": "ONE_MINUTE"}
+        )
     assert type(info.value) is ccxt.ExchangeError and cb.requests()[-1]["status"] == 404
     with pytest.raises(ccxt.BadRequest):
         ex.v3PublicGetBrokerageMarketProductsProductIdCandles(
-            {"product_id": "BTC-USDT", "start": "yesterday", "end": "60", "granularity": "ONE_MINUTE"})
+            {"product_id": "BTC-USDT", "start": "yesterday", "end": "60", "granularity": "ONE_MINUTE"}
+        )
 
 
 @pytest.mark.parametrize("tf", ["1m", "1h", "1d"])
@@ -272,12 +301,17 @@ def _burst_hour(market: SyntheticMarket, around: int) -> int:
 def test_trades_of_a_window_equal_ground_truth_through_bursts(emulator, cb, mode):
     start = _burst_hour(emulator.market, (NOW - DAY_MS) // HOUR_MS * HOUR_MS)
     truth = emulator.market.trades("BTCUSDT", start, start + HOUR_MS)
-    got = run(exchange(emulator, mode),
-              lambda e: e.fetch_trades("BTC/USDT", since=start, limit=1000, params={"until": start + HOUR_MS}))
+    got = run(
+        exchange(emulator, mode),
+        lambda e: e.fetch_trades("BTC/USDT", since=start, limit=1000, params={"until": start + HOUR_MS}),
+    )
     assert as_tuples(got) == maker_side(truth) and len(truth) == 360
     assert [t["id"] for t in got] == [str(t.id) for t in truth]  # ids are strings
-    assert cb.requests(TICKER)[-1]["params"] == {"start": str(start // 1000), "end": str((start + HOUR_MS) // 1000),
-                                                 "limit": "1000"}
+    assert cb.requests(TICKER)[-1]["params"] == {
+        "start": str(start // 1000),
+        "end": str((start + HOUR_MS) // 1000),
+        "limit": "1000",
+    }
     _, _, body = get(emulator, f"{TICKER}?limit=1000&start={start // 1000}&end={(start + HOUR_MS) // 1000}")
     ids = [int(t["trade_id"]) for t in body["trades"]]
     assert ids == sorted(ids, reverse=True) == [t.id for t in reversed(truth)]  # newest first
@@ -302,12 +336,14 @@ def test_trades_bounds_limit_and_page_cap(emulator, cb):
     assert trade.id not in ids(f"limit=1000&start={sec + 1}&end={sec + 60}")
     six_hours = market.trades("BTCUSDT", start, start + 6 * HOUR_MS)
     assert ids(f"limit=1000&start={start // 1000}&end={(start + 6 * HOUR_MS) // 1000}") == [
-        t.id for t in reversed(six_hours[-1000:])]  # a full page: the newest 1000 of the window
+        t.id for t in reversed(six_hours[-1000:])
+    ]  # a full page: the newest 1000 of the window
     recent = market.trades("BTCUSDT", NOW - 3 * HOUR_MS, NOW + 1, now_ms=NOW)
     assert ids("limit=5") == [t.id for t in reversed(recent[-5:])]  # no bounds: the newest before now
     assert len(ids("")) == 100  # no limit: 100
     assert ids(f"limit=1000&start={(NOW - HOUR_MS) // 1000}") == [  # start without end: up to now
-        t.id for t in reversed(market.trades("BTCUSDT", NOW - HOUR_MS - NOW % 1000, NOW + 1, now_ms=NOW))]
+        t.id for t in reversed(market.trades("BTCUSDT", NOW - HOUR_MS - NOW % 1000, NOW + 1, now_ms=NOW))
+    ]
     assert ids(f"limit=1000&end={sec}")[0] == market.trades("BTCUSDT", start - HOUR_MS, sec * 1000)[-1].id
     status, _, body = get(emulator, f"{TICKER}?limit=1001")
     assert (status, body["error"]) == (500, "INTERNAL")
@@ -372,9 +408,15 @@ def test_ccxt_throttling_stays_within_the_default_budget(emulator, emulator_cont
 
 @pytest.mark.parametrize(
     ("kind", "exc"),
-    [("429", ccxt.RateLimitExceeded), ("418", ccxt.RateLimitExceeded), ("403", ccxt.ExchangeNotAvailable),
-     ("500", ccxt.ExchangeError), ("502", ccxt.ExchangeNotAvailable), ("503", ccxt.ExchangeNotAvailable),
-     ("504", ccxt.RequestTimeout)],
+    [
+        ("429", ccxt.RateLimitExceeded),
+        ("418", ccxt.RateLimitExceeded),
+        ("403", ccxt.ExchangeNotAvailable),
+        ("500", ccxt.ExchangeError),
+        ("502", ccxt.ExchangeNotAvailable),
+        ("503", ccxt.ExchangeNotAvailable),
+        ("504", ccxt.RequestTimeout),
+    ],
 )
 def test_error_faults_raise_the_expected_ccxt_exception(emulator, cb, kind, exc):
     ex = loaded(emulator)
@@ -404,8 +446,15 @@ def test_data_faults_apply_to_candles_and_trades(emulator, cb):
     cb.inject("duplicate_rows", path=CANDLES)
     rows = ex.fetch_ohlcv("BTC/USDT", "1m", since=since, params={"until": until})
     assert len(rows) == len(want) + 2 and sorted(set(map(tuple, rows))) == sorted(map(tuple, want))
-    cb.inject("rows", path=CANDLES, rows={"candles": [
-        {"start": str(since // 1000), "low": "1", "high": "3", "open": "2", "close": "2.5", "volume": "0.1"}]})
+    cb.inject(
+        "rows",
+        path=CANDLES,
+        rows={
+            "candles": [
+                {"start": str(since // 1000), "low": "1", "high": "3", "open": "2", "close": "2.5", "volume": "0.1"}
+            ]
+        },
+    )
     assert ex.fetch_ohlcv("BTC/USDT", "1m", since=since, params={"until": until}) == [[since, 2.0, 3.0, 1.0, 2.5, 0.1]]
     trades = emulator.market.trades("BTCUSDT", since, until)
     cb.inject("duplicate_rows", path=TICKER)

@@ -8,7 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -18,7 +18,7 @@ from ccxt_questdb_assets.exchange.client import build_exchange
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
 ASSETS, PAIRS, OHLC, TRADES, TIME = (f"/0/public/{p}" for p in ("Assets", "AssetPairs", "OHLC", "Trades", "Time"))
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 OPEN_1M = NOW - NOW % MINUTE_MS
 
 
@@ -32,8 +32,9 @@ def raw(emulator, path: str, **loads: Any) -> tuple[int, Any]:
 
 def kraken_budget(emulator, limit: int) -> None:
     body = json.dumps({"dialect": "kraken", "weight_limit": limit, "reset_weight": True}).encode()
-    req = urllib.request.Request(emulator.base_url + "/_emulator/config", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        emulator.base_url + "/_emulator/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["weight_limit"] == limit
 
@@ -58,27 +59,38 @@ def tuples(trades: list[dict[str, Any]]) -> list[tuple]:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_load_markets_asks_assets_then_pairs(emulator, emulator_control, mode):
-    ex = build_exchange("kraken", base_url=emulator.base_url, async_=(mode == "async"), enable_rate_limit=False,
-                        config={"has": {"fetchCurrencies": True}})  # ccxt's own default (the project's is off)
+    ex = build_exchange(
+        "kraken",
+        base_url=emulator.base_url,
+        async_=(mode == "async"),
+        enable_rate_limit=False,
+        config={"has": {"fetchCurrencies": True}},
+    )  # ccxt's own default (the project's is off)
     if mode == "sync":
         markets = ex.load_markets()
     else:
+
         async def run() -> Any:
             try:
                 return await ex.load_markets()
             finally:
                 await ex.close()
+
         markets = asyncio.run(run())
     assert [(r["path"], r["params"]) for r in emulator_control.requests()] == [(ASSETS, {}), (PAIRS, {})]
     assert sorted(markets) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     assert [markets[s]["id"] for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")] == ["XBTUSDT", "ETHUSDT", "SOLUSDT"]
     btc = markets["BTC/USDT"]
-    assert (btc["altname"], btc["wsId"], btc["info"]["base"], btc["info"]["quote"]) == ("XBTUSDT", "XBT/USDT",
-                                                                                       "XXBT", "USDT")
+    assert (btc["altname"], btc["wsId"], btc["info"]["base"], btc["info"]["quote"]) == (
+        "XBTUSDT",
+        "XBT/USDT",
+        "XXBT",
+        "USDT",
+    )
     assert btc["active"] and btc["spot"] and btc["margin"] and btc["taker"] == 0.004 and btc["maker"] == 0.0025
     for symbol, market in markets.items():
         spec = emulator.market.spec(symbol)
-        assert market["precision"] == {"amount": 10.0 ** -spec.qty_decimals, "price": 10.0 ** -spec.price_decimals}
+        assert market["precision"] == {"amount": 10.0**-spec.qty_decimals, "price": 10.0**-spec.price_decimals}
     assert ex.currencies["BTC"]["id"] == "XXBT" and ex.options["marketsByAltname"]["XBTUSDT"]["symbol"] == "BTC/USDT"
 
 
@@ -95,7 +107,10 @@ def test_runtime_markets_get_kraken_names(emulator, emulator_control):
     ex = build_exchange("kraken", base_url=emulator.base_url, async_=False, enable_rate_limit=False)
     markets = ex.load_markets()
     assert (markets["NEW/USDT"]["id"], markets["NEW/USDT"]["wsId"], markets["NEW/USDT"]["active"]) == (
-        "NEWUSDT", "NEW/USDT", True)
+        "NEWUSDT",
+        "NEW/USDT",
+        True,
+    )
     doge = markets["DOGE/EUR"]
     assert (doge["id"], doge["altname"], doge["wsId"], doge["active"]) == ("XXDGZEUR", "XDGEUR", "XDG/EUR", False)
     assert doge["info"]["status"] == "cancel_only"
@@ -125,17 +140,20 @@ def test_ohlc_serves_the_latest_720_bars_with_the_open_bar(kraken, emulator, emu
     assert page[-1][0] == OPEN_1M  # the open bar, cut at now
     first_trade = emulator.market.trades("BTCUSDT", OPEN_1M, OPEN_1M + MINUTE_MS)[0]
     emulator_control.freeze_clock(first_trade.timestamp)  # the open bar holds the trades up to now only
-    assert kraken.fetch_ohlcv("BTC/USDT", "1m", since=OPEN_1M) == [[OPEN_1M, *[first_trade.price] * 4,
-                                                                    first_trade.amount]]
+    assert kraken.fetch_ohlcv("BTC/USDT", "1m", since=OPEN_1M) == [
+        [OPEN_1M, *[first_trade.price] * 4, first_trade.amount]
+    ]
     emulator_control.freeze_clock(NOW)
     # two days back: still the same 720 bars, older ones cannot be had
     assert kraken.fetch_ohlcv("BTC/USDT", "1m", since=NOW - 2 * DAY_MS) == truth
     assert kraken.fetch_ohlcv("BTC/USDT", "1m") == truth
     params = [r["params"] for r in emulator_control.requests(OHLC)]
-    assert params == [{"pair": "XBTUSDT", "interval": "1", "since": str(first // 1000 - 60)},
-                      {"pair": "XBTUSDT", "interval": "1", "since": str(OPEN_1M // 1000 - 60)},
-                      {"pair": "XBTUSDT", "interval": "1", "since": str((NOW - 2 * DAY_MS) // 1000 - 60)},
-                      {"pair": "XBTUSDT", "interval": "1"}]
+    assert params == [
+        {"pair": "XBTUSDT", "interval": "1", "since": str(first // 1000 - 60)},
+        {"pair": "XBTUSDT", "interval": "1", "since": str(OPEN_1M // 1000 - 60)},
+        {"pair": "XBTUSDT", "interval": "1", "since": str((NOW - 2 * DAY_MS) // 1000 - 60)},
+        {"pair": "XBTUSDT", "interval": "1"},
+    ]
 
 
 @pytest.mark.parametrize(("timeframe", "minutes"), [("5m", 5), ("15m", 15), ("1h", 60), ("4h", 240)])
@@ -175,8 +193,12 @@ def test_ohlc_weeks_are_epoch_aligned_aggregates_of_days(emulator, emulator_cont
     days = emulator.market.candles("SOLUSDT", "1d", rows[-3][0] * 1000, rows[-2][0] * 1000 + week, now_ms=NOW)
     assert len(days) == 14
     for row, chunk in ((rows[-3], days[:7]), (rows[-2], days[7:])):
-        assert [float(v) for v in row[1:5]] == [chunk[0][1], max(d[2] for d in chunk), min(d[3] for d in chunk),
-                                                chunk[-1][4]]
+        assert [float(v) for v in row[1:5]] == [
+            chunk[0][1],
+            max(d[2] for d in chunk),
+            min(d[3] for d in chunk),
+            chunk[-1][4],
+        ]
     assert rows[-1][0] * 1000 == NOW - NOW % week
 
 
@@ -230,12 +252,18 @@ def test_trades_cursor_pages_two_days_into_exact_1m_candles(kraken, emulator, em
         b[1], b[2], b[3], b[4] = max(b[1], t["price"]), min(b[2], t["price"]), t["price"], b[4] + lots
     rebuilt = [[ts, o, h, lo, c, v / 1e5] for ts, (o, h, lo, c, v) in sorted(bars.items())]
     assert rebuilt == emulator.market.candles("BTCUSDT", "1m", start, end)
-    assert emulator_control.requests(TRADES)[0]["params"] == {"pair": "XBTUSDT", "count": "1000",
-                                                              "since": str(start * 1_000_000 - 1)}
+    assert emulator_control.requests(TRADES)[0]["params"] == {
+        "pair": "XBTUSDT",
+        "count": "1000",
+        "since": str(start * 1_000_000 - 1),
+    }
     # ccxt's own since is sent in whole seconds (and filtered by ccxt): the same first page here
     assert tuples(kraken.fetch_trades("BTC/USDT", since=start, limit=1000)) == tuples(got[:1000])
-    assert emulator_control.requests(TRADES)[-1]["params"] == {"pair": "XBTUSDT", "since": str(start // 1000),
-                                                               "count": "1000"}
+    assert emulator_control.requests(TRADES)[-1]["params"] == {
+        "pair": "XBTUSDT",
+        "since": str(start // 1000),
+        "count": "1000",
+    }
 
 
 def test_trades_cursor_is_exclusive_inside_one_millisecond(kraken, emulator):
@@ -249,7 +277,7 @@ def test_trades_cursor_is_exclusive_inside_one_millisecond(kraken, emulator):
     seen = list(first)
     for _ in range(5):  # one trade a page, by cursor, through the burst
         seen += kraken.fetch_trades("BTC/USDT", None, 1, {"since": seen[-1]["info"][7]})
-    assert tuples(seen) == list(truth[burst:burst + 6])
+    assert tuples(seen) == list(truth[burst : burst + 6])
     cursors = [int(t["info"][7]) for t in seen]
     assert cursors == sorted(set(cursors)) and cursors[0] == ms * 1_000_000 + 500_000
     assert [c - ms * 1_000_000 for c in cursors[:4]] == [500_000, 500_100, 500_200, 500_300]
@@ -274,7 +302,9 @@ def test_trades_without_since_are_the_latest_and_share_cursors(kraken, emulator,
     assert [type(v) for v in rows[0]] == [str, str, str, str, str, str, int] and rows[0][3] in "bs"
     assert len(rows[0][0].split(".")[1]) == 5 and len(rows[0][1].split(".")[1]) == 8
     assert raw(emulator, f"{TRADES}?pair=XBTUSDT&since={NOW // 1000 + 60}")[1] == {
-        "error": [], "result": {"XBTUSDT": [], "last": str((NOW // 1000 + 60) * 10**9)}}
+        "error": [],
+        "result": {"XBTUSDT": [], "last": str((NOW // 1000 + 60) * 10**9)},
+    }
 
 
 def test_trades_since_of_eleven_digits_or_more_is_nanoseconds(emulator, emulator_control):
@@ -282,8 +312,9 @@ def test_trades_since_of_eleven_digits_or_more_is_nanoseconds(emulator, emulator
     rows = raw(emulator, f"{TRADES}?pair=SOLUSDT&count=2&since={NOW}")[1]["result"]["SOLUSDT"]  # ms: read as ns
     assert [r[6] for r in rows] == [0, 1]  # 1970 + 29 minutes: the pair's first trades
     rows = raw(emulator, f"{TRADES}?pair=SOLUSDT&count=2&since={NOW // 1000 - 60}.5")[1]["result"]["SOLUSDT"]
-    assert [int(float(r[2]) * 1000) for r in rows] == [t.timestamp for t in emulator.market.trades(
-        "SOLUSDT", NOW - NOW % 1000 - 59_500, NOW, now_ms=NOW)[:2]]
+    assert [int(float(r[2]) * 1000) for r in rows] == [
+        t.timestamp for t in emulator.market.trades("SOLUSDT", NOW - NOW % 1000 - 59_500, NOW, now_ms=NOW)[:2]
+    ]
 
 
 def test_trades_count_caps_at_1000(kraken, emulator, emulator_control):
@@ -296,16 +327,19 @@ def test_trades_count_caps_at_1000(kraken, emulator, emulator_control):
 # ----------------------------------------------------------------------------- errors, limits, faults
 
 
-@pytest.mark.parametrize(("call", "exc"), [
-    (lambda ex: ex.publicGetOHLC({"pair": "NOPE"}), ccxt.ExchangeError),
-    (lambda ex: ex.publicGetTrades({"pair": "NOPE"}), ccxt.ExchangeError),
-    (lambda ex: ex.publicGetOHLC({}), ccxt.BadRequest),
-    (lambda ex: ex.publicGetOHLC({"pair": "XBTUSDT", "interval": 2}), ccxt.BadRequest),
-    (lambda ex: ex.publicGetTrades({"pair": "XBTUSDT", "since": "abc"}), ccxt.BadRequest),
-    (lambda ex: ex.publicGetTrades({"pair": "XBTUSDT", "count": 0}), ccxt.BadRequest),
-    (lambda ex: ex.publicGetAssets({"asset": "NOPE"}), ccxt.BadSymbol),
-    (lambda ex: ex.publicGetAssetPairs({"pair": "NOPE"}), ccxt.ExchangeError),
-])
+@pytest.mark.parametrize(
+    ("call", "exc"),
+    [
+        (lambda ex: ex.publicGetOHLC({"pair": "NOPE"}), ccxt.ExchangeError),
+        (lambda ex: ex.publicGetTrades({"pair": "NOPE"}), ccxt.ExchangeError),
+        (lambda ex: ex.publicGetOHLC({}), ccxt.BadRequest),
+        (lambda ex: ex.publicGetOHLC({"pair": "XBTUSDT", "interval": 2}), ccxt.BadRequest),
+        (lambda ex: ex.publicGetTrades({"pair": "XBTUSDT", "since": "abc"}), ccxt.BadRequest),
+        (lambda ex: ex.publicGetTrades({"pair": "XBTUSDT", "count": 0}), ccxt.BadRequest),
+        (lambda ex: ex.publicGetAssets({"asset": "NOPE"}), ccxt.BadSymbol),
+        (lambda ex: ex.publicGetAssetPairs({"pair": "NOPE"}), ccxt.ExchangeError),
+    ],
+)
 def test_errors_map_to_ccxt_classes(kraken, emulator_control, call, exc):
     with pytest.raises(exc) as info:
         call(kraken)
@@ -326,11 +360,18 @@ def test_budget_answers_too_many_requests(kraken, emulator, emulator_control):
     assert (status, body) == (200, {"error": ["EGeneral:Too many requests"], "result": {}})
 
 
-@pytest.mark.parametrize(("kind", "exc"), [
-    ("429", ccxt.DDoSProtection), ("418", ccxt.DDoSProtection), ("403", ccxt.ExchangeNotAvailable),
-    ("500", ccxt.ExchangeNotAvailable), ("502", ccxt.ExchangeNotAvailable), ("503", ccxt.ExchangeNotAvailable),
-    ("504", ccxt.RequestTimeout),
-])
+@pytest.mark.parametrize(
+    ("kind", "exc"),
+    [
+        ("429", ccxt.DDoSProtection),
+        ("418", ccxt.DDoSProtection),
+        ("403", ccxt.ExchangeNotAvailable),
+        ("500", ccxt.ExchangeNotAvailable),
+        ("502", ccxt.ExchangeNotAvailable),
+        ("503", ccxt.ExchangeNotAvailable),
+        ("504", ccxt.RequestTimeout),
+    ],
+)
 def test_error_faults(kraken, emulator_control, kind, exc):
     emulator_control.inject(kind, path=TRADES)
     with pytest.raises(exc):

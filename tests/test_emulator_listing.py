@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from ccxt_questdb_assets.exchange.client import build_exchange
 from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 30_123
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 30_123
 
 
 def get_json(url: str):
@@ -45,7 +45,8 @@ def test_listed_market_appears_in_exchange_info_and_ccxt_then_reset_delists_it(e
     start = NOW - NOW % HOUR_MS
     rows = get_json(f"{emulator.base_url}/api/v3/klines?symbol=NEWUSDT&interval=1m&startTime={start - HOUR_MS}")
     truth = SyntheticMarket([listing_spec("NEW", "USDT", NOW, base_price=3.5)]).candles(
-        "NEW/USDT", "1m", start - HOUR_MS, NOW + 1, now_ms=NOW)
+        "NEW/USDT", "1m", start - HOUR_MS, NOW + 1, now_ms=NOW
+    )
     assert len(rows) == len(truth) == (NOW - start) // MINUTE_MS + 1
     assert rows[0][0] == start and [[r[0], *map(float, r[1:6])] for r in rows] == truth
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ MARKET = SyntheticMarket()
 
 
 def utc_ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def aggregate_trades(tr, key_fn):
@@ -47,7 +47,7 @@ def test_listing_and_outage_windows_hold_no_data(symbol):
     assert len(tr) and tr.ts.min() >= listing
     assert MARKET.bars(symbol, "1m", listing - DAY_MS, listing).t.size == 0
     assert MARKET.bars(symbol, "1d", listing - 5 * DAY_MS, listing + DAY_MS).t[0] == listing - listing % DAY_MS
-    (start, end), = MARKET.outages(symbol)
+    ((start, end),) = MARKET.outages(symbol)
     tr = MARKET.trades_array(symbol, start - HOUR_MS, end + HOUR_MS)
     assert not np.any((tr.ts >= start) & (tr.ts < end))
     for tf in ("1m", "5m", "1h"):
@@ -68,7 +68,7 @@ def test_trade_ids_increase_and_are_contiguous_except_across_outages(symbol):
     assert np.all(np.diff(tr.id) == 1)
     assert np.all(np.diff(tr.ts) >= 0)
     assert len(tr) == 3 * spec.trades_per_hour  # fixed per-hour total
-    (start, end), = MARKET.outages(symbol)
+    ((start, end),) = MARKET.outages(symbol)
     tr = MARKET.trades_array(symbol, start - HOUR_MS, end + HOUR_MS)
     gaps = np.flatnonzero(np.diff(tr.id) != 1)
     assert len(gaps) == 1 and tr.ts[gaps[0]] < start <= end <= tr.ts[gaps[0] + 1]
@@ -85,7 +85,7 @@ def test_some_minutes_have_same_millisecond_bursts():
 
 @pytest.mark.parametrize("symbol", MARKET.symbols)
 def test_one_minute_candles_are_exactly_the_trades_aggregated(symbol):
-    (start, end), = MARKET.outages(symbol)
+    ((start, end),) = MARKET.outages(symbol)
     lo, hi = start - 3 * HOUR_MS, end + 3 * HOUR_MS
     tr = MARKET.trades_array(symbol, lo, hi)
     assert bars_dict(MARKET.bars(symbol, "1m", lo, hi)) == aggregate_trades(tr, lambda t: t - t % MINUTE_MS)
@@ -94,7 +94,7 @@ def test_one_minute_candles_are_exactly_the_trades_aggregated(symbol):
 @pytest.mark.parametrize("tf", ["1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"])
 def test_every_timeframe_aggregates_the_same_trades(tf):
     symbol = "ETHUSDT"
-    (start, end), = MARKET.outages(symbol)
+    ((start, end),) = MARKET.outages(symbol)
     lo = start - start % DAY_MS - DAY_MS
     hi = lo + (3 * DAY_MS if tf != "1s" else HOUR_MS)
     tr = MARKET.trades_array(symbol, lo, hi)
@@ -108,20 +108,21 @@ def test_long_timeframes_aggregate_daily_bars(tf):
     lo, hi = utc_ms(2023, 1, 1), utc_ms(2023, 7, 1)
     days = MARKET.bars(symbol, "1d", lo - 40 * DAY_MS, hi + 40 * DAY_MS)
     want: dict[int, tuple] = {}
-    for t, o, h, l, c, v, n in zip(*(a.tolist() for a in (days.t, days.o, days.h, days.l, days.c, days.v, days.n)),
-                                   strict=True):
+    for t, o, h, lo_, c, v, n in zip(
+        *(a.tolist() for a in (days.t, days.o, days.h, days.lo_, days.c, days.v, days.n)), strict=True
+    ):
         k = int(bar_open(t, tf))
         if k in want:
             o0, h0, l0, _, v0, n0 = want[k]
-            want[k] = (o0, max(h0, h), min(l0, l), c, v0 + v, n0 + n)
+            want[k] = (o0, max(h0, h), min(l0, lo_), c, v0 + v, n0 + n)
         else:
-            want[k] = (o, h, l, c, v, n)
+            want[k] = (o, h, lo_, c, v, n)
     got = bars_dict(MARKET.bars(symbol, tf, lo, hi))
     assert got and got == {k: v for k, v in want.items() if lo <= k < hi}
     if tf == "1w":
-        assert all(datetime.fromtimestamp(k / 1000, timezone.utc).weekday() == 0 for k in got)
+        assert all(datetime.fromtimestamp(k / 1000, UTC).weekday() == 0 for k in got)
     if tf == "1M":
-        assert all(datetime.fromtimestamp(k / 1000, timezone.utc).day == 1 for k in got)
+        assert all(datetime.fromtimestamp(k / 1000, UTC).day == 1 for k in got)
 
 
 def test_nothing_exists_after_now_and_the_open_bar_grows():
@@ -164,7 +165,7 @@ def test_select_bars_follows_binance_semantics():
     start = utc_ms(2024, 6, 1) + 1  # mid-bar start: first bar opens at or after it
     sel = MARKET.select_bars("BTCUSDT", "1m", start_ms=start, end_ms=start + 9 * MINUTE_MS - 1, limit=1000, now_ms=now)
     assert sel.t[0] == utc_ms(2024, 6, 1, 0, 1) and sel.t[-1] == utc_ms(2024, 6, 1, 0, 9)  # endTime inclusive
-    (o_start, o_end), = MARKET.outages("BTCUSDT")
+    ((o_start, o_end),) = MARKET.outages("BTCUSDT")
     sel = MARKET.select_bars("BTCUSDT", "1m", start_ms=o_start - 10 * MINUTE_MS, end_ms=None, limit=20, now_ms=now)
     assert len(sel) == 20 and sel.t[10] == o_end
     sel = MARKET.select_bars("BTCUSDT", "1h", start_ms=None, end_ms=o_end + HOUR_MS, limit=10, now_ms=now)
@@ -180,8 +181,9 @@ def test_select_agg_trades_follows_binance_semantics():
     assert len(recent) == 1000 and recent.ts[-1] <= now
     after = MARKET.trades_array("BTCUSDT", int(recent.ts[-1]) + 1, now + HOUR_MS, now_ms=now)
     assert len(after) == 0
-    page = MARKET.select_agg_trades("BTCUSDT", from_id=int(recent.id[10]), start_ms=None, end_ms=None, limit=50,
-                                    now_ms=now)
+    page = MARKET.select_agg_trades(
+        "BTCUSDT", from_id=int(recent.id[10]), start_ms=None, end_ms=None, limit=50, now_ms=now
+    )
     assert page.id.tolist() == recent.id[10:60].tolist()
     t0 = int(recent.ts[100])
     window = MARKET.select_agg_trades("BTCUSDT", from_id=None, start_ms=t0, end_ms=t0 + 5000, limit=1000, now_ms=now)

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from ccxt_questdb_assets.testing.emulator.dialects.okx import (
 )
 from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 42_424
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 OPEN_1M = NOW - NOW % MINUTE_MS
 HIST = "publicGetMarketHistoryTrades"
 
@@ -40,8 +40,9 @@ def okx(emulator, *, types: list[str] | None = None, load: bool = True) -> Any:
 
 def set_budget(emulator, limit: int) -> None:
     body = json.dumps({"dialect": "okx", "weight_limit": limit, "reset_weight": True}).encode()
-    req = urllib.request.Request(f"{emulator.base_url}/_emulator/config", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{emulator.base_url}/_emulator/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["limits"]["okx"] == limit
 
@@ -63,6 +64,7 @@ def test_load_markets_makes_one_request(emulator, emulator_control, mode):
     if mode == "sync":
         markets = okx(emulator, load=False).load_markets()
     else:
+
         async def run():
             ex = build_exchange("okx", base_url=emulator.base_url)
             try:
@@ -94,10 +96,14 @@ def test_spot_and_swap_markets_take_two_requests(emulator, emulator_control):
 def test_ccxt_default_market_types_are_all_answered(emulator, emulator_control):
     ex = okx(emulator, types=["spot", "future", "swap", "option"])  # ccxt's own default without our options
     reqs = emulator_control.requests(INSTRUMENTS)
-    assert [(r["params"]["instType"], r["status"]) for r in reqs] == \
-        [("SPOT", 200), ("FUTURES", 200), ("SWAP", 200), ("OPTION", 200), ("OPTION", 200)]
-    assert sorted(ex.markets) == ["BTC/USDT", "BTC/USDT:USDT", "ETH/USDT", "ETH/USDT:USDT", "SOL/USDT",
-                                  "SOL/USDT:USDT"]
+    assert [(r["params"]["instType"], r["status"]) for r in reqs] == [
+        ("SPOT", 200),
+        ("FUTURES", 200),
+        ("SWAP", 200),
+        ("OPTION", 200),
+        ("OPTION", 200),
+    ]
+    assert sorted(ex.markets) == ["BTC/USDT", "BTC/USDT:USDT", "ETH/USDT", "ETH/USDT:USDT", "SOL/USDT", "SOL/USDT:USDT"]
 
 
 def test_fetch_time_is_the_emulated_clock(emulator, emulator_control):
@@ -142,8 +148,13 @@ def test_two_days_of_1m_paged_with_ccxt_params(emulator, emulator_control):
     assert len(reqs) == 10 and not emulator_control.requests(CANDLES)
     for i, req in enumerate(reqs):  # ccxt's window: (since - 1, since + limit * tf), both exclusive
         since = start + i * 300 * MINUTE_MS
-        assert req["params"] == {"instId": "BTC-USDT", "bar": "1m", "limit": "300", "before": str(since - 1),
-                                 "after": str(since + 300 * MINUTE_MS)}
+        assert req["params"] == {
+            "instId": "BTC-USDT",
+            "bar": "1m",
+            "limit": "300",
+            "before": str(since - 1),
+            "after": str(since + 300 * MINUTE_MS),
+        }
         assert req["weight"] == 10
 
 
@@ -182,8 +193,9 @@ def test_cursors_are_exclusive_newest_first_and_pages_capped(emulator, emulator_
     assert ts({"after": t, "before": t - 400 * MINUTE_MS, "limit": 300})[-1] == t - 300 * MINUTE_MS  # newest 300
     # /market/candles holds only the latest 1,440 bars
     oldest = OPEN_1M - 1439 * MINUTE_MS
-    assert ts({"after": OPEN_1M - 1400 * MINUTE_MS, "limit": 300}, CANDLES) == \
-        [OPEN_1M - k * MINUTE_MS for k in range(1401, 1440)]
+    assert ts({"after": OPEN_1M - 1400 * MINUTE_MS, "limit": 300}, CANDLES) == [
+        OPEN_1M - k * MINUTE_MS for k in range(1401, 1440)
+    ]
     assert ts({"after": oldest}, CANDLES) == []
     assert ts({"after": oldest}) == [oldest - k * MINUTE_MS for k in range(1, 101)]
     assert [r["weight"] for r in emulator_control.requests(CANDLES)] == [5, 5]
@@ -217,7 +229,7 @@ def test_before_listing_and_outages_are_empty(emulator, emulator_control):
     got = ex.fetch_ohlcv("SOL/USDT", "1m", since=listing - 100 * MINUTE_MS, limit=300)
     assert got[0][0] == listing and len(got) == 200
     assert got == market.candles("SOLUSDT", "1m", listing - 100 * MINUTE_MS, listing + 200 * MINUTE_MS)
-    (out_start, out_end), = market.outages("BTCUSDT")
+    ((out_start, out_end),) = market.outages("BTCUSDT")
     got = ex.fetch_ohlcv("BTC/USDT", "1m", since=out_start - 50 * MINUTE_MS, limit=300)
     assert len(got) == 50 + 300 - 50 - (out_end - out_start) // MINUTE_MS
     assert got == market.candles("BTCUSDT", "1m", out_start - 50 * MINUTE_MS, out_start + 250 * MINUTE_MS)
@@ -278,8 +290,9 @@ def test_history_trades_cursors_and_caps(emulator, emulator_control):
     assert [int(r["ts"]) for r in by_ts] == [t.timestamp for t in tr if t.timestamp < burst_ts][::-1][:5]
     assert [int(r["tradeId"]) for r in rows({"after": x, "before": x - 4})] == [x - 1, x - 2, x - 3]
     latest = rows({"before": x, "limit": 3})  # `before` alone: the newest trades
-    assert [int(r["tradeId"]) for r in latest] == [t.id for t in market.trades("ETHUSDT", NOW - HOUR_MS, NOW + 1,
-                                                                                 now_ms=NOW)][::-1][:3]
+    assert [int(r["tradeId"]) for r in latest] == [
+        t.id for t in market.trades("ETHUSDT", NOW - HOUR_MS, NOW + 1, now_ms=NOW)
+    ][::-1][:3]
     assert len(rows({"after": x, "limit": 1000})) == 100 and len(rows({"after": x})) == 100
     old = market.trades("ETHUSDT", NOW - 100 * DAY_MS, NOW - 100 * DAY_MS + HOUR_MS)[0].id
     assert rows({"after": old}) == []  # history-trades holds the last 3 months
@@ -308,10 +321,15 @@ ERRORS: list[tuple[str, str, dict[str, Any], type[Exception], int, str]] = [
     ("unknown instId", "publicGetMarketHistoryCandles", {"instId": "NOPE-USDT"}, ccxt.BadSymbol, 200, "51001"),
     ("missing instId", "publicGetMarketCandles", {}, ccxt.BadRequest, 400, "50014"),
     ("bad bar", "publicGetMarketHistoryCandles", {"instId": "BTC-USDT", "bar": "7m"}, ccxt.BadRequest, 400, "51000"),
-    ("UTC+8 bar", "publicGetMarketHistoryCandles", {"instId": "BTC-USDT", "bar": "1D"}, ccxt.BadRequest, 400,
-     "51000"),
-    ("bad after", "publicGetMarketHistoryCandles", {"instId": "BTC-USDT", "after": "abc"}, ccxt.BadRequest, 400,
-     "51000"),
+    ("UTC+8 bar", "publicGetMarketHistoryCandles", {"instId": "BTC-USDT", "bar": "1D"}, ccxt.BadRequest, 400, "51000"),
+    (
+        "bad after",
+        "publicGetMarketHistoryCandles",
+        {"instId": "BTC-USDT", "after": "abc"},
+        ccxt.BadRequest,
+        400,
+        "51000",
+    ),
     ("limit 0", "publicGetMarketHistoryTrades", {"instId": "BTC-USDT", "limit": 0}, ccxt.BadRequest, 400, "51000"),
     ("bad type", "publicGetMarketHistoryTrades", {"instId": "BTC-USDT", "type": "3"}, ccxt.BadRequest, 400, "51000"),
     ("unknown swap", "publicGetMarketTrades", {"instId": "BTC-USDC-SWAP"}, ccxt.BadSymbol, 200, "51001"),
@@ -383,9 +401,12 @@ def test_data_faults_apply_to_the_rows(emulator, emulator_control):
     emulator_control.inject("duplicate_rows", path=HISTORY_CANDLES)
     dup = candles()  # newest first: the 6th newest and the oldest row doubled; ccxt sorts, keeps the first 10
     assert dup == [clean[0], *clean[:5], clean[4], *clean[5:8]]
+
     def trade_ids():
-        return [int(t["id"]) for t in ex.fetch_trades("BTC/USDT", limit=10,
-                                                       params={"method": HIST, "type": "2", "after": since})]
+        return [
+            int(t["id"])
+            for t in ex.fetch_trades("BTC/USDT", limit=10, params={"method": HIST, "type": "2", "after": since})
+        ]
 
     a = trade_ids()
     emulator_control.inject("duplicate_rows", path=HISTORY_TRADES)

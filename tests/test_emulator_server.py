@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +17,7 @@ from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, MINUTE_MS
 
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"
-NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000) + 30_123
+NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 30_123
 
 
 def get(base_url: str, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -127,7 +127,11 @@ def test_faults_are_served_once_then_normal(emulator, emulator_control):
     assert emulator_control.faults() == []
     log = emulator_control.requests()
     assert [(r["path"], r["status"], r["fault"], r["weight"]) for r in log] == [
-        (ping, 503, "503", 0), ("/api/v3/time", 418, "418", 0), (ping, 503, "503", 0), (ping, 200, None, 1)]
+        (ping, 503, "503", 0),
+        ("/api/v3/time", 418, "418", 0),
+        (ping, 503, "503", 0),
+        (ping, 200, None, 1),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["empty_page", "duplicate_rows", "out_of_order_rows", "truncated_json"])
@@ -194,8 +198,12 @@ def test_threaded_emulator_serves_the_same_data(emulator):
 
 
 def test_cli_serve_prints_base_url_and_stops_on_sigterm():
-    proc = subprocess.Popen([sys.executable, "-m", "ccxt_questdb_assets.cli", "emulator", "serve", "--port", "0",
-                             "--weight-limit", "77"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccxt_questdb_assets.cli", "emulator", "serve", "--port", "0", "--weight-limit", "77"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")

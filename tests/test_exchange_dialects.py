@@ -43,11 +43,18 @@ class Dialect:
 
 DIALECTS = {
     "binance": Dialect("binance", 1000, lambda p: p == "/api/v3/klines", 1000, lambda p: p == "/api/v3/aggTrades"),
-    "okx": Dialect("okx", 300, lambda p: p.startswith("/api/v5/market/") and p.endswith("candles"), 100,
-                   lambda p: p == "/api/v5/market/history-trades", backward_trades=True),
+    "okx": Dialect(
+        "okx",
+        300,
+        lambda p: p.startswith("/api/v5/market/") and p.endswith("candles"),
+        100,
+        lambda p: p == "/api/v5/market/history-trades",
+        backward_trades=True,
+    ),
     "bybit": Dialect("bybit", 1000, lambda p: p == "/v5/market/kline"),
-    "coinbase": Dialect("coinbase", 300, lambda p: p.endswith("/candles"), 1000, lambda p: p.endswith("/ticker"),
-                        backward_trades=True),
+    "coinbase": Dialect(
+        "coinbase", 300, lambda p: p.endswith("/candles"), 1000, lambda p: p.endswith("/ticker"), backward_trades=True
+    ),
     "kraken": Dialect("kraken", 720, lambda p: p == "/0/public/OHLC", 1000, lambda p: p == "/0/public/Trades"),
 }
 FULL_HISTORY_CANDLES = ["binance", "okx", "bybit", "coinbase"]
@@ -161,15 +168,21 @@ def test_the_open_bar_is_never_covered_and_is_replaced_once_closed(questdb, emul
 
 
 @pytest.mark.parametrize("exchange", ["okx", "bybit", "coinbase", "kraken"])
-def test_the_dialects_own_rate_limit_answer_is_waited_out_and_the_data_is_exact(questdb, emulator, emulator_control,
-                                                                                exchange):
+def test_the_dialects_own_rate_limit_answer_is_waited_out_and_the_data_is_exact(
+    questdb, emulator, emulator_control, exchange
+):
     """The exchange's budget runs out mid-run: its own answer (OKX 50011, Bybit 403 'access too
     frequent', Coinbase 429, Kraken 'EGeneral:Too many requests' in a 200) starts the cooldown."""
-    mode, node = ("trades", f"trades:{exchange}:BTC/USDT") if exchange == "kraken" else ("ohlcv", f"ohlcv:{exchange}:BTC/USDT:1m")
+    mode, node = (
+        ("trades", f"trades:{exchange}:BTC/USDT")
+        if exchange == "kraken"
+        else ("ohlcv", f"ohlcv:{exchange}:BTC/USDT:1m")
+    )
     now = D0 + 5 * DAY
     emulator_control.freeze_clock(now)
-    provider = provider_for(questdb, emulator, exchange, mode=mode, clock=lambda: now, retry_backoff_s=0.2,
-                            max_retries=8)
+    provider = provider_for(
+        questdb, emulator, exchange, mode=mode, clock=lambda: now, retry_backoff_s=0.2, max_retries=8
+    )
     start, end = D0 + DAY, D0 + DAY + (3 * HOUR if exchange == "kraken" else DAY)
     provider.fetch_sync(start / 1000, (start + MIN) / 1000, node_id=node)  # markets loaded
     budget = {"okx": 20, "bybit": 1, "coinbase": 1, "kraken": 1}[exchange]  # OKX: history-candles weigh 10
@@ -186,9 +199,15 @@ def test_the_dialects_own_rate_limit_answer_is_waited_out_and_the_data_is_exact(
 
 def truth_trades(emulator, symbol: str, start: int, end: int) -> pd.DataFrame:
     trades = emulator.market.trades(symbol.replace("/", ""), start, end)
-    return pd.DataFrame({"ts": [t.timestamp for t in trades], "trade_id": [str(t.id) for t in trades],
-                         "price": [t.price for t in trades], "amount": [t.amount for t in trades],
-                         "side": [t.side for t in trades]})
+    return pd.DataFrame(
+        {
+            "ts": [t.timestamp for t in trades],
+            "trade_id": [str(t.id) for t in trades],
+            "price": [t.price for t in trades],
+            "amount": [t.amount for t in trades],
+            "side": [t.side for t in trades],
+        }
+    )
 
 
 def burst_hour(emulator, symbol: str) -> int:
@@ -215,8 +234,9 @@ def test_trades_exact_with_same_millisecond_bursts(questdb, emulator, emulator_c
     cols = ["ts", "trade_id", "price", "amount", "side"]
     key = {"key": lambda col: col.astype("int64")}  # ids in numeric order within a millisecond
     got, want = got.sort_values(["ts", "trade_id"], **key), want.sort_values(["ts", "trade_id"], **key)
-    pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols].reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[cols].reset_index(drop=True), want[cols].reset_index(drop=True), check_dtype=False
+    )
     n = len(want)
     asked = calls(emulator_control, dialect, dialect.is_trades)
     if exchange == "coinbase":  # the oldest second of a full page is asked again
@@ -243,8 +263,12 @@ def test_bybit_trades_are_refused_before_any_request(questdb, emulator, emulator
         provider.fetch_sync(D0 / 1000, (D0 + HOUR) / 1000, node_id="trades:bybit:BTC/USDT")
     assert [r for r in emulator_control.requests() if "recent-trade" in r["path"]] == []
     coverage = asyncio.run(provider.backend.load_coverage(provider.fetcher.node("trades:bybit:BTC/USDT")))
-    assert coverage.covered_ms(provider.fetcher.align(provider.fetcher.node("trades:bybit:BTC/USDT"),
-                                                      _window(D0, D0 + HOUR)), D0 + 2 * DAY) == 0
+    assert (
+        coverage.covered_ms(
+            provider.fetcher.align(provider.fetcher.node("trades:bybit:BTC/USDT"), _window(D0, D0 + HOUR)), D0 + 2 * DAY
+        )
+        == 0
+    )
 
 
 def _window(start: int, end: int):
@@ -299,8 +323,9 @@ class _ClassicKraken:
 
         from ccxt_questdb_assets.exchange.dialects import dialect_for
 
-        self.config = types.SimpleNamespace(exchange_id="kraken",
-                                            dialect=dataclasses.replace(dialect_for("kraken"), trade_page=page))
+        self.config = types.SimpleNamespace(
+            exchange_id="kraken", dialect=dataclasses.replace(dialect_for("kraken"), trade_page=page)
+        )
         self.trades = trades  # (ts_ms, price) in order; cursor of trade i: ts*1e6 + i
         self.page = page
         self.asked: list[str] = []
@@ -321,8 +346,16 @@ class _ClassicKraken:
             last = n == len(rows) - 1
             if last:
                 info.append(str(ts * 1_000_000 + i))
-            out.append({"id": info[-1] if last else None, "timestamp": ts, "price": price, "amount": 1.0,
-                        "side": "buy", "info": info})
+            out.append(
+                {
+                    "id": info[-1] if last else None,
+                    "timestamp": ts,
+                    "price": price,
+                    "amount": 1.0,
+                    "side": "buy",
+                    "info": info,
+                }
+            )
         return out
 
 
@@ -336,7 +369,9 @@ def test_classic_kraken_rows_get_ids_by_millisecond_and_order_across_pages():
     fake = _ClassicKraken(trades, page=3)
 
     async def collect():
-        return [p async for p in dialect_trade_pages(fake, NodeId("trades", "kraken", "BTC/USDT"), TimeWindow(1000, 2000))]
+        return [
+            p async for p in dialect_trade_pages(fake, NodeId("trades", "kraken", "BTC/USDT"), TimeWindow(1000, 2000))
+        ]
 
     pages = asyncio.run(collect())
     rows = pd.concat([p.rows for p in pages], ignore_index=True)
@@ -350,7 +385,9 @@ def test_classic_kraken_rows_get_ids_by_millisecond_and_order_across_pages():
     again = _ClassicKraken(trades, page=3)
 
     async def refetch():
-        return [p async for p in dialect_trade_pages(again, NodeId("trades", "kraken", "BTC/USDT"), TimeWindow(1001, 2000))]
+        return [
+            p async for p in dialect_trade_pages(again, NodeId("trades", "kraken", "BTC/USDT"), TimeWindow(1001, 2000))
+        ]
 
     ids = pd.concat([p.rows for p in asyncio.run(refetch())])["trade_id"].tolist()
     assert ids == ["1001-0", "1001-1", "1001-2", "1001-3", "1001-4", "1005-0"]

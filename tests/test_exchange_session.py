@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import ccxt
 import pytest
@@ -23,7 +23,7 @@ T0 = 1_717_200_000_000  # 2024-06-01 00:00 UTC
 def test_retry_after_reads_seconds_and_http_dates_and_ignores_junk():
     assert retry_after_seconds({"Retry-After": "2"}) == 2.0
     assert retry_after_seconds({"retry-after": "0"}) == 0.0
-    in_30_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    in_30_s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 27 <= retry_after_seconds({"Retry-After": in_30_s}) <= 30
     assert retry_after_seconds({"Retry-After": "soon"}) is None
     assert retry_after_seconds({"Retry-After": "-5"}) == 0.0
@@ -43,7 +43,8 @@ def test_markets_from_the_process_cache_take_no_limiter_admission(emulator, emul
     admission of ``exchangeInfo``: only the first load is paid for."""
     clear_markets_cache()
     config = CcxtBackfillConfig(
-        "binance", base_url=emulator.base_url,
+        "binance",
+        base_url=emulator.base_url,
         rate_limiter=RateLimiterConfig.from_mapping({"scope": "process", "key_suffix": "session-cache"}),
     )
 
@@ -71,7 +72,10 @@ def test_a_rate_limit_answer_penalizes_the_key_with_its_own_status_and_retry_aft
     """ccxt raises DDoSProtection for both of Binance's statuses: the penalty names the status the
     emulator really answered, and lasts its Retry-After."""
     config = CcxtBackfillConfig(
-        "binance", base_url=emulator.base_url, max_retries=1, retry_backoff_s=0,
+        "binance",
+        base_url=emulator.base_url,
+        max_retries=1,
+        retry_backoff_s=0,
         rate_limiter=RateLimiterConfig.from_mapping({"scope": "local", "penalty_backoff_ms": 50}),
     )
     events: list = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ INFO = "/api/v3/exchangeInfo"
 
 
 def utc_ms(*args) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def make_provider(questdb, emulator, *, mode="ohlcv", symbols=("BTC/USDT",), clock=None, **extra):
@@ -50,7 +50,7 @@ def klines_requests(control):
 
 def test_cold_fetch_then_warm_fetch_costs_nothing(questdb, emulator, emulator_control):
     provider = make_provider(questdb, emulator)
-    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 1, tzinfo=UTC)
     end = start + timedelta(days=3)
     node = "ohlcv:binance:BTC/USDT:1m"
     frame = provider.fetch_sync(start, end, node_id=node, interval=60)
@@ -129,7 +129,16 @@ def test_trades_hour_with_bursts_is_exact(questdb, emulator, emulator_control):
     assert len(truth) > 5 * 50  # needs several pages
     ts = pd.Series([t.timestamp for t in truth])
     assert ts.duplicated().any(), "the hour must contain same-millisecond bursts"
-    got = sorted(zip(frame["trade_id"].astype(int), frame["ts"].astype("int64") // 1000, frame["price"], frame["amount"], frame["side"]))
+    got = sorted(
+        zip(
+            frame["trade_id"].astype(int),
+            frame["ts"].astype("int64") // 1000,
+            frame["price"],
+            frame["amount"],
+            frame["side"],
+            strict=True,
+        )
+    )
     want = sorted((t.id, t.timestamp * 1000 // 1000, t.price, t.amount, t.side) for t in truth)
     assert got == want
     assert len(frame) == len(set(frame["trade_id"]))
@@ -152,9 +161,10 @@ def test_force_refetches_a_covered_window_without_duplicates(questdb, emulator, 
 def test_trades_up_to_now_stop_at_the_live_edge(questdb, emulator, emulator_control):
     """A window reaching past now ends at now - lag with a bounded number of requests."""
     provider = make_provider(questdb, emulator, mode="trades")
-    now = datetime.now(timezone.utc)
-    report = provider.ensure_range_sync(now - timedelta(minutes=10), now + timedelta(hours=1),
-                                        node_id="trades:binance:BTC/USDT")
+    now = datetime.now(UTC)
+    report = provider.ensure_range_sync(
+        now - timedelta(minutes=10), now + timedelta(hours=1), node_id="trades:binance:BTC/USDT"
+    )
     assert report.requests <= 4, report
     assert len([r for r in emulator_control.requests() if r["path"] == AGG]) == report.requests
 
@@ -182,8 +192,9 @@ def test_from_config_loads_markets_through_the_limiter_inside_an_event_loop(ques
     async def main():
         with track() as scope:
             provider = make_provider(questdb, emulator)
-        frame = await provider.fetch(utc_ms(2024, 6, 1) / 1000, utc_ms(2024, 6, 1, 1) / 1000,
-                                     node_id="ohlcv:binance:BTC/USDT:1m")
+        frame = await provider.fetch(
+            utc_ms(2024, 6, 1) / 1000, utc_ms(2024, 6, 1, 1) / 1000, node_id="ohlcv:binance:BTC/USDT:1m"
+        )
         await provider.close()
         return scope.stats, frame
 

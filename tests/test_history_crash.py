@@ -19,13 +19,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from test_history_backfill import KLINES, MIN, klines_requests, utc_ms
 
 from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.history.backfill import MAX_PAGES_IN_FLIGHT
 from ccxt_questdb_assets.testing.fixtures_services import wait_for_wal
-
-from test_history_backfill import KLINES, MIN, klines_requests, utc_ms
 
 WORKER = str(Path(__file__).with_name("backfill_worker.py"))
 SYMBOL = "BTC/USDT"
@@ -49,8 +48,13 @@ def provider_config(questdb, emulator, prefix: str) -> dict:
 
 def spawn(cfg: dict, start_ms: int, end_ms: int, *, wait_go: bool = False) -> subprocess.Popen:
     args = {"config": cfg, "node_id": NODE, "start_s": start_ms // 1000, "end_s": end_ms // 1000, "wait_go": wait_go}
-    return subprocess.Popen([sys.executable, WORKER, json.dumps(args)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, WORKER, json.dumps(args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_ready(proc: subprocess.Popen) -> None:
@@ -167,8 +171,10 @@ def test_killed_backfill_resumes_from_coverage_and_refetches_only_the_rest(
 
     assert_exact(emulator, questdb_conn, table, start, end)
     assert coverage_of(provider).gaps(window, provider.fetcher.clock()) == []
-    print(f"\nkill after {len(before_kill)}/{pages} kline requests ({run_s:.1f} s); covered {covered_bars} bars, "
-          f"{rows_at_kill} rows stored; rerun {len(rerun)} requests (expected {expected}) in {rerun_s:.1f} s")
+    print(
+        f"\nkill after {len(before_kill)}/{pages} kline requests ({run_s:.1f} s); covered {covered_bars} bars, "
+        f"{rows_at_kill} rows stored; rerun {len(rerun)} requests (expected {expected}) in {rerun_s:.1f} s"
+    )
 
 
 def test_two_processes_filling_the_same_range_store_each_row_once(questdb, questdb_conn, emulator, emulator_control):

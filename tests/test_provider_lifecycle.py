@@ -160,7 +160,9 @@ def test_a_loop_left_open_is_named_and_closing_on_it_frees_the_provider(questdb,
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(fetch(provider, DAY1))
-        with pytest.raises(EventLoopError, match=r"another event loop that is still open; await close\(\) on that loop"):
+        with pytest.raises(
+            EventLoopError, match=r"another event loop that is still open; await close\(\) on that loop"
+        ):
             asyncio.run(fetch(provider, DAY2))
         loop.run_until_complete(provider.close())
     finally:
@@ -187,7 +189,9 @@ def test_a_loop_closed_without_shutdown_is_left_behind_with_a_warning(questdb, e
     assert_candles_equal(frame, truth_candles(emulator, "BTC/USDT", *DAY2))
     assert "closed without loop.shutdown_asyncgens()" in caplog.text
     assert [s for s in open_sessions() if id(s) not in before] == []
-    assert {str(w.message).split(" <")[0] for w in caught if issubclass(w.category, ResourceWarning)} <= {"unclosed transport"}
+    assert {str(w.message).split(" <")[0] for w in caught if issubclass(w.category, ResourceWarning)} <= {
+        "unclosed transport"
+    }
 
 
 def test_a_provider_in_use_on_a_loop_of_another_thread_is_refused(questdb, emulator, emulator_control):

@@ -313,9 +313,9 @@ def arrivals(log: list[dict], since: float = float("-inf"), until: float = float
 
 def max_in_window(times_s: list[float], window: float = 1.0, weights: list[float] | None = None) -> float:
     """The most events (or weight) any half-open window ``[t, t + window)`` holds."""
-    pairs = sorted(zip(times_s, weights or [1.0] * len(times_s)))
+    pairs = sorted(zip(times_s, weights or [1.0] * len(times_s), strict=True))
     best, j, acc = 0.0, 0, 0.0
-    for i, (t, w) in enumerate(pairs):
+    for t, w in pairs:
         acc += w
         while t - pairs[j][0] >= window - 1e-9:
             acc -= pairs[j][1]
@@ -556,7 +556,7 @@ def test_request_weights_per_endpoint_against_the_emulators_accounting(pool, emu
     times = [r["time_ms"] / 1000.0 for r in log]
     weights = [float(r["weight"]) for r in log]
     worst = max_in_window(times, weights=weights)
-    in_run = sum(w for t, w in zip(times, weights) if start_at <= t < start_at + duration)
+    in_run = sum(w for t, w in zip(times, weights, strict=True) if start_at <= t < start_at + duration)
     print(f"weights: {in_run:g} weight in {duration:g} s, worst window {worst:g}, requests {len(log)}")
     assert worst <= rate + burst
     assert in_run >= 0.9 * rate * duration

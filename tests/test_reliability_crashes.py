@@ -69,16 +69,24 @@ def fork_server() -> Iterator[None]:
     shut_down()
 
 
-def reliability_project(questdb, emulator, prefix: str, *, rate_limiter: dict | None = None,
-                        window_size: int = PAGE) -> dict:
+def reliability_project(
+    questdb, emulator, prefix: str, *, rate_limiter: dict | None = None, window_size: int = PAGE
+) -> dict:
     """One exchange, one symbol, 1m candles, on a fresh table prefix."""
     conn = questdb.connection
     return {
         "start_date": "2024-01-01",
         "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
         "rate_limiter": rate_limiter or {"scope": "local", "max_concurrency": 2},
-        "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": [SYMBOL], "timeframes": ["1m"],
-                                  "retry_backoff_s": 0.01, "window_size": window_size}},
+        "exchanges": {
+            "binance": {
+                "base_url": emulator.base_url,
+                "symbols": [SYMBOL],
+                "timeframes": ["1m"],
+                "retry_backoff_s": 0.01,
+                "window_size": window_size,
+            }
+        },
     }
 
 
@@ -115,7 +123,7 @@ def snapshot(server, project: dict, emulator, window: TimeWindow) -> Snapshot:
         client.wait_visible(tables.data)
         client.wait_visible(tables.coverage)
         coverage = CoverageStore(client, tables.coverage).load(NODE)
-        (count, distinct), = client.query(f"SELECT count(), count_distinct(ts) FROM {tables.data}")
+        ((count, distinct),) = client.query(f"SELECT count(), count_distinct(ts) FROM {tables.data}")
         open_rows = client.query(f"SELECT count() FROM {tables.data} WHERE NOT closed")[0][0]
     finally:
         client.close()
@@ -125,26 +133,34 @@ def snapshot(server, project: dict, emulator, window: TimeWindow) -> Snapshot:
     truth = truth_candles(emulator, SYMBOL, window.start_ms, window.end_ms)
     ts = got["ts"].dt.as_unit("ms").astype("int64").to_numpy()
     index = np.searchsorted(truth[:, 0], ts)
-    assert np.all(index < len(truth)) and np.array_equal(truth[np.minimum(index, len(truth) - 1), 0], ts), \
+    assert np.all(index < len(truth)) and np.array_equal(truth[np.minimum(index, len(truth) - 1), 0], ts), (
         "a stored timestamp is not a bar of the exchange"
-    np.testing.assert_array_equal(got[["open", "high", "low", "close", "volume"]].to_numpy(), truth[index, 1:6],
-                                  err_msg="a stored bar differs from the exchange's")
+    )
+    np.testing.assert_array_equal(
+        got[["open", "high", "low", "close", "volume"]].to_numpy(),
+        truth[index, 1:6],
+        err_msg="a stored bar differs from the exchange's",
+    )
     now = wall_clock_ms()
     covered = [w for c in coverage.covered(now) if (w := c.clip(window)).duration_ms > 0]
     for w in covered:
         want = truth[(truth[:, 0] >= w.start_ms) & (truth[:, 0] < w.end_ms), 0]
         have = ts[(ts >= w.start_ms) & (ts < w.end_ms)]
         missing = np.setdiff1d(want, have)
-        assert missing.size == 0, (f"coverage claims {w} but {missing.size} of its bars are not stored "
-                                   f"(first {int(missing[0])})")
+        assert missing.size == 0, (
+            f"coverage claims {w} but {missing.size} of its bars are not stored (first {int(missing[0])})"
+        )
     return Snapshot(len(got), int(count), covered, sum(w.duration_ms for w in covered) // MIN)
 
 
 def assert_exact_and_covered(server, project: dict, emulator, window: TimeWindow) -> Snapshot:
     snap = snapshot(server, project, emulator, window)
     table = ProjectConfig.from_mapping(project).exchanges[0].ohlcv.tables.data
-    assert_candles_exact(stored_candles(server, table, SYMBOL, window.start_ms, window.end_ms),
-                         truth_candles(emulator, SYMBOL, window.start_ms, window.end_ms), what=table)
+    assert_candles_exact(
+        stored_candles(server, table, SYMBOL, window.start_ms, window.end_ms),
+        truth_candles(emulator, SYMBOL, window.start_ms, window.end_ms),
+        what=table,
+    )
     assert snap.covered == [window], f"coverage after the rerun: {[str(w) for w in snap.covered]}"
     assert snap.table_rows == snap.rows == window.duration_ms // MIN
     return snap
@@ -155,8 +171,10 @@ def wait_for_requests(control, n: int, run: RunProcess, timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while (seen := control.count(KLINES)) < n:
         if not run.alive():
-            raise AssertionError(f"run {run.spec.tag} ended ({run.exitcode()}) after {seen} kline requests, "
-                                 f"before {n}. Log:\n{run.log_tail()}")
+            raise AssertionError(
+                f"run {run.spec.tag} ended ({run.exitcode()}) after {seen} kline requests, "
+                f"before {n}. Log:\n{run.log_tail()}"
+            )
         assert time.monotonic() < deadline, f"run {run.spec.tag}: {seen} kline requests in {timeout:.0f} s, not {n}"
         time.sleep(0.01)
     return seen
@@ -234,8 +252,10 @@ class TrialOutcome:
     rerun_requests: int
 
     def row(self) -> str:
-        return (f"{self.plan.seed} | {self.plan} | {self.seconds_to_kill:.1f} | {self.requests_before_kill} | "
-                f"{self.rows_at_kill} | {self.covered_bars_at_kill} | {self.rerun_requests} | exact")
+        return (
+            f"{self.plan.seed} | {self.plan} | {self.seconds_to_kill:.1f} | {self.requests_before_kill} | "
+            f"{self.rows_at_kill} | {self.covered_bars_at_kill} | {self.rerun_requests} | exact"
+        )
 
 
 def kill_run(plan: KillPlan, spec: RunSpec, control) -> RunProcess:
@@ -257,16 +277,18 @@ def kill_run(plan: KillPlan, spec: RunSpec, control) -> RunProcess:
 
 
 @pytest.mark.slow
-def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(fork_server, questdb, emulator,
-                                                                        emulator_control, tmp_path):
+def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(
+    fork_server, questdb, emulator, emulator_control, tmp_path
+):
     home = dagster_home(tmp_path / "home")  # one instance for all trials, as a deployment has
     outcomes: list[TrialOutcome] = []
     t_all = time.monotonic()
     for seed in range(TRIALS):
         plan = kill_plan(seed)
         project = reliability_project(questdb, emulator, f"rk{seed}_" + uuid.uuid4().hex[:8])
-        spec = RunSpec(project, home, SYMBOL, *plan.days, trip=plan.trip(), out_dir=str(tmp_path / "runs"),
-                       tag=f"trial{seed}")
+        spec = RunSpec(
+            project, home, SYMBOL, *plan.days, trip=plan.trip(), out_dir=str(tmp_path / "runs"), tag=f"trial{seed}"
+        )
         window = days_window(*plan.days)
         emulator_control.clear_requests()
         t0 = time.monotonic()
@@ -278,8 +300,9 @@ def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(fork_ser
         at_kill = snapshot(questdb, project, emulator, window)
         out, again = rerun(spec, emulator_control)
         starts = [int(r["params"]["startTime"]) for r in again]
-        assert [s for s in starts if any(w.start_ms <= s < w.end_ms for w in at_kill.covered)] == [], \
+        assert [s for s in starts if any(w.start_ms <= s < w.end_ms for w in at_kill.covered)] == [], (
             f"trial {seed} ({plan}): the rerun asked again for time coverage held"
+        )
         md = out["metadata"]
         assert out["partitions"] == TRIAL_DAYS and md["coverage_after"] == 1.0
         assert md["exchange_requests"] == len(again)
@@ -290,9 +313,11 @@ def test_sigkilled_runs_rerun_exact_with_coverage_only_over_stored_rows(fork_ser
         assert run_statuses(home, out["tag"]) == [DagsterRunStatus.SUCCESS.value]
         outcomes.append(TrialOutcome(plan, killed_s, requests_before, at_kill.rows, at_kill.covered_bars, len(again)))
 
-    print(f"\n{TRIALS} SIGKILL trials of {TRIAL_DAYS} days ({PAGES} pages) in {time.monotonic() - t_all:.1f} s\n"
-          "seed | kill point | s to kill | kline requests before | rows at kill | covered bars at kill | "
-          "rerun requests | after rerun")
+    print(
+        f"\n{TRIALS} SIGKILL trials of {TRIAL_DAYS} days ({PAGES} pages) in {time.monotonic() - t_all:.1f} s\n"
+        "seed | kill point | s to kill | kline requests before | rows at kill | covered bars at kill | "
+        "rerun requests | after rerun"
+    )
     print("\n".join(o.row() for o in outcomes))
     # The kill points were spread: nothing covered yet, part covered, and reruns that refetched.
     assert any(o.covered_bars_at_kill == 0 for o in outcomes)
@@ -321,15 +346,17 @@ def stop_questdb(server: QuestDBServer, how: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(fork_server, private_questdb, emulator,
-                                                                              emulator_control, tmp_path, how):
+def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(
+    fork_server, private_questdb, emulator, emulator_control, tmp_path, how
+):
     private_questdb.start()  # no-op unless an earlier case left it down
     days = ("2024-02-05", "2024-02-08") if how == "sigterm" else ("2024-02-12", "2024-02-15")
     window = days_window(*days)
     pages = math.ceil(window.duration_ms // MIN / PAGE)
     project = reliability_project(private_questdb, emulator, "rq_" + uuid.uuid4().hex[:8])
-    spec = RunSpec(project, dagster_home(tmp_path / "home"), SYMBOL, *days, out_dir=str(tmp_path / "runs"),
-                   tag=f"questdb-{how}")
+    spec = RunSpec(
+        project, dagster_home(tmp_path / "home"), SYMBOL, *days, out_dir=str(tmp_path / "runs"), tag=f"questdb-{how}"
+    )
     emulator_control.inject("delay", count=pages, path=KLINES, delay_s=0.3)
     with start_run(spec) as run:
         wait_for_requests(emulator_control, 3, run)  # two pages stored or being stored, more to come
@@ -350,27 +377,45 @@ def test_questdb_restarted_mid_run_fails_typed_or_retries_and_rerun_is_exact(for
     again, requests = rerun(spec, emulator_control)
     assert again["metadata"]["rows_already_present"] == at_end.rows
     assert_exact_and_covered(private_questdb, project, emulator, window)
-    print(f"\nQuestDB {how} after 3 of {pages} requests ({down_s:.1f} s to stop, up again after {up_s:.1f} s); "
-          f"run {'succeeded' if out['success'] else 'failed: ' + out['errors'][0][:160]} after {run_s:.1f} s; "
-          f"{at_end.rows} rows stored, {at_end.covered_bars} bars covered; rerun {len(requests)} requests")
+    print(
+        f"\nQuestDB {how} after 3 of {pages} requests ({down_s:.1f} s to stop, up again after {up_s:.1f} s); "
+        f"run {'succeeded' if out['success'] else 'failed: ' + out['errors'][0][:160]} after {run_s:.1f} s; "
+        f"{at_end.rows} rows stored, {at_end.covered_bars} bars covered; rerun {len(requests)} requests"
+    )
 
 
 # ------------------------------------------------------------ 3. Redis stopped mid-run
-def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_exact(fork_server, questdb, emulator,
-                                                                                    emulator_control, tmp_path):
+def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_exact(
+    fork_server, questdb, emulator, emulator_control, tmp_path
+):
     days = ("2024-03-11", "2024-03-15")
     window = days_window(*days)
     page = 500
     pages = math.ceil(window.duration_ms // MIN / page)
     redis = RedisServer(workdir=tmp_path / "redis").start()  # this test's own: stopping it harms no other
     try:
-        limiter = {"scope": "cluster", "redis_dsn": redis.url, "key_suffix": uuid.uuid4().hex[:8],
-                   "max_concurrency": 2, "min_interval_s": 0.02, "burst": 2,
-                   "redis_retry_s": 0.2, "redis_timeout_s": 0.5}
-        project = reliability_project(questdb, emulator, "rr_" + uuid.uuid4().hex[:8], rate_limiter=limiter,
-                                      window_size=page)
-        spec = RunSpec(project, dagster_home(tmp_path / "home"), SYMBOL, *days, probe_limiter=True,
-                       out_dir=str(tmp_path / "runs"), tag="redis-outage")
+        limiter = {
+            "scope": "cluster",
+            "redis_dsn": redis.url,
+            "key_suffix": uuid.uuid4().hex[:8],
+            "max_concurrency": 2,
+            "min_interval_s": 0.02,
+            "burst": 2,
+            "redis_retry_s": 0.2,
+            "redis_timeout_s": 0.5,
+        }
+        project = reliability_project(
+            questdb, emulator, "rr_" + uuid.uuid4().hex[:8], rate_limiter=limiter, window_size=page
+        )
+        spec = RunSpec(
+            project,
+            dagster_home(tmp_path / "home"),
+            SYMBOL,
+            *days,
+            probe_limiter=True,
+            out_dir=str(tmp_path / "runs"),
+            tag="redis-outage",
+        )
         emulator_control.inject("delay", count=pages, path=KLINES, delay_s=0.15)
         with start_run(spec) as run:
             wait_for_requests(emulator_control, 3, run)
@@ -394,18 +439,23 @@ def test_redis_stopped_mid_run_with_cluster_limiter_loses_no_permit_and_run_is_e
     assert lim["admitted_by_source"].get("fallback", 0) >= 1 and lim["admitted_by_source"].get("redis", 0) >= 3, lim
     assert out["metadata"]["exchange_requests"] == pages
     assert_exact_and_covered(questdb, project, emulator, window)
-    print(f"\nRedis down after 3 of {pages} requests, {during} requests during the outage; run {run_s:.1f} s; "
-          f"admitted {lim['admitted_by_source']}; events {[e[0] for e in lim['events']]}")
+    print(
+        f"\nRedis down after 3 of {pages} requests, {during} requests during the outage; run {run_s:.1f} s; "
+        f"admitted {lim['admitted_by_source']}; events {[e[0] for e in lim['events']]}"
+    )
 
 
 # ------------------------------------------------ 4. concurrent runs, same and overlapping days
-def test_concurrent_runs_of_same_and_overlapping_days_store_each_bar_once(fork_server, questdb, emulator,
-                                                                         emulator_control, tmp_path):
+def test_concurrent_runs_of_same_and_overlapping_days_store_each_bar_once(
+    fork_server, questdb, emulator, emulator_control, tmp_path
+):
     project = reliability_project(questdb, emulator, "rc_" + uuid.uuid4().hex[:8])
     home = dagster_home(tmp_path / "home")
     ranges = {"a": ("2024-04-01", "2024-04-04"), "b": ("2024-04-03", "2024-04-06"), "c": ("2024-04-01", "2024-04-04")}
-    specs = [RunSpec(project, home, SYMBOL, *days, checks=True, out_dir=str(tmp_path / "runs"), tag=tag)
-             for tag, days in ranges.items()]
+    specs = [
+        RunSpec(project, home, SYMBOL, *days, checks=True, out_dir=str(tmp_path / "runs"), tag=tag)
+        for tag, days in ranges.items()
+    ]
     window = days_window("2024-04-01", "2024-04-06")
     emulator_control.inject("delay", count=40, path=KLINES, delay_s=0.1)
     go = make_event()
@@ -435,5 +485,7 @@ def test_concurrent_runs_of_same_and_overlapping_days_store_each_bar_once(fork_s
     assert whole["success"] and whole["metadata"]["exchange_requests"] == 0
     assert whole["metadata"]["rows_already_present"] == snap.rows == 6 * 1440
     assert emulator_control.requests(KLINES) == []
-    print(f"\nthree runs at once: {len(requests)} kline requests for {math.ceil(6 * 1440 / PAGE)} pages of the "
-          f"union; run seconds {[o['seconds'] for o in results]}")
+    print(
+        f"\nthree runs at once: {len(requests)} kline requests for {math.ceil(6 * 1440 / PAGE)} pages of the "
+        f"union; run seconds {[o['seconds'] for o in results]}"
+    )

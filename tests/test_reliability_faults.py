@@ -21,13 +21,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import pytest
+from test_history_backfill import AGG, KLINES, make_provider, utc_ms
 
 from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError, TransientExchangeError
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.testing.fixtures_services import wait_for_wal
-
-from test_history_backfill import AGG, KLINES, make_provider, utc_ms
 
 SYMBOL = "BTC/USDT"
 MAX_RETRIES = 3
@@ -51,14 +50,23 @@ OHLCV = Series("ohlcv", f"ohlcv:binance:{SYMBOL}:1m", utc_ms(2024, 3, 5), utc_ms
 TRADES = Series("trades", f"trades:binance:{SYMBOL}", utc_ms(2024, 3, 5, 10), utc_ms(2024, 3, 5, 12), 100, AGG)
 SERIES = {"ohlcv": OHLCV, "trades": TRADES}
 # Longer runs for the mix: 2880 candles (15 pages), 1440 trades (about 15 pages).
-MIX_SERIES = {"ohlcv": replace(OHLCV, end_ms=utc_ms(2024, 3, 7)),
-              "trades": replace(TRADES, end_ms=utc_ms(2024, 3, 5, 14))}
+MIX_SERIES = {
+    "ohlcv": replace(OHLCV, end_ms=utc_ms(2024, 3, 7)),
+    "trades": replace(TRADES, end_ms=utc_ms(2024, 3, 5, 14)),
+}
 
 
 def series_provider(questdb, emulator, series: Series) -> CcxtQuestDBProvider:
     """A provider on a fresh table with short timeouts and fast retries."""
-    return make_provider(questdb, emulator, mode=series.mode, symbols=(SYMBOL,), window_size=series.window_size,
-                         timeout_ms=TIMEOUT_MS, max_retries=MAX_RETRIES)
+    return make_provider(
+        questdb,
+        emulator,
+        mode=series.mode,
+        symbols=(SYMBOL,),
+        window_size=series.window_size,
+        timeout_ms=TIMEOUT_MS,
+        max_retries=MAX_RETRIES,
+    )
 
 
 def truth_frame(emulator, series: Series, start_ms: int, end_ms: int) -> pd.DataFrame:
@@ -67,10 +75,13 @@ def truth_frame(emulator, series: Series, start_ms: int, end_ms: int) -> pd.Data
     if series.mode == "ohlcv":
         rows = emulator.market.candles(sym, "1m", start_ms, end_ms)
         return pd.DataFrame([r[:6] for r in rows], columns=["ts", "open", "high", "low", "close", "volume"]).astype(
-            {"ts": "int64"})
+            {"ts": "int64"}
+        )
     trades = emulator.market.trades(sym, start_ms, end_ms)
-    frame = pd.DataFrame([(t.timestamp, str(t.id), t.price, t.amount, t.side) for t in trades],
-                         columns=["ts", "trade_id", "price", "amount", "side"])
+    frame = pd.DataFrame(
+        [(t.timestamp, str(t.id), t.price, t.amount, t.side) for t in trades],
+        columns=["ts", "trade_id", "price", "amount", "side"],
+    )
     return frame.astype({"ts": "int64"}).sort_values(["ts", "trade_id"], kind="stable").reset_index(drop=True)
 
 
@@ -108,8 +119,9 @@ def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame, what: str) -> None:
         if not pd.api.types.is_numeric_dtype(want[col]):
             assert got[col].astype(str).tolist() == want[col].astype(str).tolist(), f"{what}: column {col}"
         else:
-            np.testing.assert_array_equal(got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float),
-                                          err_msg=f"{what}: column {col}")
+            np.testing.assert_array_equal(
+                got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float), err_msg=f"{what}: column {col}"
+            )
 
 
 def audit(conn, emulator, provider: CcxtQuestDBProvider, series: Series) -> tuple[pd.DataFrame, list[TimeWindow]]:
@@ -122,7 +134,9 @@ def audit(conn, emulator, provider: CcxtQuestDBProvider, series: Series) -> tupl
     if len(stored):
         truth_all = truth_frame(emulator, series, int(stored["ts"].min()), int(stored["ts"].max()) + 60_000)
         merged = stored.merge(truth_all, on=key, how="left", suffixes=("", "_truth"), indicator=True)
-        assert (merged["_merge"] == "both").all(), f"stored rows the exchange does not have: {merged[merged['_merge'] != 'both'].head()}"
+        assert (merged["_merge"] == "both").all(), (
+            f"stored rows the exchange does not have: {merged[merged['_merge'] != 'both'].head()}"
+        )
         if series.mode == "ohlcv":
             assert stored["closed"].all(), "a bar of a past day is stored as not closed"
     covered, empties = covered_windows(conn, provider, series.node_id)
@@ -132,7 +146,8 @@ def audit(conn, emulator, provider: CcxtQuestDBProvider, series: Series) -> tupl
         assert_same_rows(got[want.columns], want, f"covered span {window}")
     for window in empties:
         assert truth_frame(emulator, series, window.start_ms, window.end_ms).empty, (
-            f"span {window} is recorded empty but the exchange has data there")
+            f"span {window} is recorded empty but the exchange has data there"
+        )
     return stored, covered
 
 
@@ -141,7 +156,8 @@ def assert_exact(conn, emulator, provider: CcxtQuestDBProvider, series: Series) 
     stored, covered = audit(conn, emulator, provider, series)
     window = TimeWindow(series.start_ms, series.end_ms)
     assert any(w.start_ms <= window.start_ms and window.end_ms <= w.end_ms for w in covered), (
-        f"window {window} not covered: {[str(w) for w in covered]}")
+        f"window {window} not covered: {[str(w) for w in covered]}"
+    )
     want = truth_frame(emulator, series, series.start_ms, series.end_ms)
     assert_same_rows(stored[want.columns], want, "whole window")
     return len(stored)
@@ -224,9 +240,18 @@ def test_a_fault_outlasting_the_retries_fails_typed_and_keeps_coverage_true(
 
 # Fault kinds the mix draws from, with their inject arguments and count range.
 MIX = [
-    ("429", {"retry_after": 1}, 1), ("418", {"retry_after": 1}, 1), ("500", {}, 2), ("502", {}, 2),
-    ("503", {}, 2), ("504", {}, 2), ("delay", {"delay_s": 1.5}, 1), ("truncated_json", {}, 2),
-    ("drop_connection", {}, 3), ("empty_page", {}, 4), ("duplicate_rows", {}, 2), ("out_of_order_rows", {}, 2),
+    ("429", {"retry_after": 1}, 1),
+    ("418", {"retry_after": 1}, 1),
+    ("500", {}, 2),
+    ("502", {}, 2),
+    ("503", {}, 2),
+    ("504", {}, 2),
+    ("delay", {"delay_s": 1.5}, 1),
+    ("truncated_json", {}, 2),
+    ("drop_connection", {}, 3),
+    ("empty_page", {}, 4),
+    ("duplicate_rows", {}, 2),
+    ("out_of_order_rows", {}, 2),
 ]
 MIX_OUTCOMES: dict[str, int] = {}
 

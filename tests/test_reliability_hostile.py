@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import pairwise
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_history_backfill import AGG, KLINES, utc_ms
+from test_reliability_faults import SYMBOL, Series, audit, series_provider, truth_frame
 
 from ccxt_questdb_assets import CcxtQuestDBProvider
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError, ConfigError, ExchangeDataError
@@ -26,19 +29,45 @@ from ccxt_questdb_assets.defs.partitions import slices_of, split_key
 from ccxt_questdb_assets.storage.identifiers import validate_table_name
 from ccxt_questdb_assets.storage.schema import TableNames
 
-from test_history_backfill import AGG, KLINES, utc_ms
-from test_reliability_faults import SYMBOL, Series, audit, series_provider, truth_frame
-
 SECRET = "hunter2-s3cret"
-HOSTILE = settings(max_examples=60, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+HOSTILE = settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-INJECTIONS = ["x; DROP TABLE y", "t'--", 'a"b', "crypto; --", "ümlaut", "日本", "a b", "", " ", "1abc",
-              "x" * 101, "_" * 100, "t\x00", "t\n", "DROP", "select", "a-b", "a.b", "ohlcv`"]
+INJECTIONS = [
+    "x; DROP TABLE y",
+    "t'--",
+    'a"b',
+    "crypto; --",
+    "ümlaut",
+    "日本",
+    "a b",
+    "",
+    " ",
+    "1abc",
+    "x" * 101,
+    "_" * 100,
+    "t\x00",
+    "t\n",
+    "DROP",
+    "select",
+    "a-b",
+    "a.b",
+    "ohlcv`",
+]
 
 text_values = st.one_of(st.sampled_from(INJECTIONS), st.text(max_size=40))
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
-                    st.floats(allow_nan=True, allow_infinity=True), text_values)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    text_values,
+)
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(text_values, scalars, max_size=2))
 
 
@@ -54,19 +83,47 @@ def raises_typed_or(fn, *args, **kwargs):
 
 # ---------------------------------------------------------------------------- configs
 
-CONFIG_KEYS = ["mode", "exchange", "exchange_id", "symbols", "timeframe", "timeframes", "questdb", "rate_limiter",
-               "connectors", "max_retries", "retry_backoff_s", "window_size", "base_url", "ccxt_options",
-               "timeout_ms", "api_key_env", "secret_env", "final_lag_ms", "empty_recent_s",
-               "empty_recheck_after_s", "password", "tabel", "__class__"]
+CONFIG_KEYS = [
+    "mode",
+    "exchange",
+    "exchange_id",
+    "symbols",
+    "timeframe",
+    "timeframes",
+    "questdb",
+    "rate_limiter",
+    "connectors",
+    "max_retries",
+    "retry_backoff_s",
+    "window_size",
+    "base_url",
+    "ccxt_options",
+    "timeout_ms",
+    "api_key_env",
+    "secret_env",
+    "final_lag_ms",
+    "empty_recent_s",
+    "empty_recheck_after_s",
+    "password",
+    "tabel",
+    "__class__",
+]
 QUESTDB_KEYS = ["dsn", "host", "port", "http_port", "table", "table_prefix", "database", "user", "password"]
 
 
 @HOSTILE
-@given(top=st.dictionaries(st.sampled_from(CONFIG_KEYS), values, max_size=3),
-       qdb=st.dictionaries(st.sampled_from(QUESTDB_KEYS), values, max_size=2))
+@given(
+    top=st.dictionaries(st.sampled_from(CONFIG_KEYS), values, max_size=3),
+    qdb=st.dictionaries(st.sampled_from(QUESTDB_KEYS), values, max_size=2),
+)
 def test_hostile_configs_give_config_errors_or_a_provider(top, qdb):
-    cfg = {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "1m",
-           "questdb": {"dsn": f"postgresql://admin:{SECRET}@127.0.0.1:1/qdb", **qdb}, **top}
+    cfg = {
+        "exchange": "binance",
+        "symbols": ["BTC/USDT"],
+        "timeframe": "1m",
+        "questdb": {"dsn": f"postgresql://admin:{SECRET}@127.0.0.1:1/qdb", **qdb},
+        **top,
+    }
     provider = raises_typed_or(CcxtQuestDBProvider.from_config, cfg, validate_markets=False)
     if provider is not None:
         for name in (provider.config.tables.data, provider.config.tables.coverage):
@@ -77,20 +134,35 @@ def test_hostile_configs_give_config_errors_or_a_provider(top, qdb):
 
 def test_hostile_symbols_and_timeframes_are_refused_against_the_markets(emulator):
     """The markets check (real ccxt, the emulator's exchangeInfo) names the bad value."""
-    for patch, bad in [({"symbols": ["BTC/USDT; DROP TABLE x"]}, "DROP TABLE"), ({"symbols": ["ÄÖÜ/USDT"]}, "ÄÖÜ"),
-                       ({"timeframe": "1m; --"}, "1m; --"), ({"timeframe": "7m"}, "7m"),
-                       ({"symbols": ["x" * 500]}, "xxxx")]:
-        cfg = {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "1m", "base_url": emulator.base_url,
-               "rate_limiter": {"scope": "local"}, **patch}
+    for patch, bad in [
+        ({"symbols": ["BTC/USDT; DROP TABLE x"]}, "DROP TABLE"),
+        ({"symbols": ["ÄÖÜ/USDT"]}, "ÄÖÜ"),
+        ({"timeframe": "1m; --"}, "1m; --"),
+        ({"timeframe": "7m"}, "7m"),
+        ({"symbols": ["x" * 500]}, "xxxx"),
+    ]:
+        cfg = {
+            "exchange": "binance",
+            "symbols": ["BTC/USDT"],
+            "timeframe": "1m",
+            "base_url": emulator.base_url,
+            "rate_limiter": {"scope": "local"},
+            **patch,
+        }
         with pytest.raises(ConfigError, match=re.escape(bad)):
             CcxtQuestDBProvider.from_config(cfg)
 
 
 # ---------------------------------------------------------------------------- ids, timeframes, keys
 
+
 @HOSTILE
-@given(exchange=text_values, symbol=text_values, timeframe=st.one_of(st.none(), text_values, scalars),
-       mode=st.one_of(st.sampled_from(["ohlcv", "trades", "OHLCV", " trades "]), scalars))
+@given(
+    exchange=text_values,
+    symbol=text_values,
+    timeframe=st.one_of(st.none(), text_values, scalars),
+    mode=st.one_of(st.sampled_from(["ohlcv", "trades", "OHLCV", " trades "]), scalars),
+)
 def test_node_ids_round_trip_or_are_refused(exchange, symbol, timeframe, mode):
     node_id = raises_typed_or(make_node_id, exchange_id=exchange, symbol=symbol, timeframe=timeframe, mode=mode)
     if node_id is not None:
@@ -100,8 +172,11 @@ def test_node_ids_round_trip_or_are_refused(exchange, symbol, timeframe, mode):
 
 
 @HOSTILE
-@given(text=st.one_of(text_values, st.from_regex(r"(ohlcv|trades):[^:]{0,12}:[^:]{0,12}(:[0-9a-zA-Z]{0,4})?",
-                                                  fullmatch=True)))
+@given(
+    text=st.one_of(
+        text_values, st.from_regex(r"(ohlcv|trades):[^:]{0,12}:[^:]{0,12}(:[0-9a-zA-Z]{0,4})?", fullmatch=True)
+    )
+)
 def test_node_id_parsing_is_total(text):
     node = raises_typed_or(NodeId.parse, text)
     if node is not None:
@@ -120,8 +195,11 @@ def test_timeframes_and_durations_are_positive_or_refused(value):
 
 
 day = st.dates().map(str)
-keys = st.one_of(st.tuples(day, text_values).map(lambda t: f"{t[0]}|{t[1]}"), text_values,
-                 st.tuples(text_values, text_values).map("|".join))
+keys = st.one_of(
+    st.tuples(day, text_values).map(lambda t: f"{t[0]}|{t[1]}"),
+    text_values,
+    st.tuples(text_values, text_values).map("|".join),
+)
 
 
 @HOSTILE
@@ -138,7 +216,7 @@ def test_partition_keys_split_or_are_refused(keys):
             assert starts == sorted(starts)
             for w in sl.windows:
                 assert w.start_ms % 86_400_000 == 0 and w.duration_ms % 86_400_000 == 0 and w.duration_ms > 0
-            for a, b in zip(sl.windows, sl.windows[1:]):
+            for a, b in pairwise(sl.windows):
                 assert a.end_ms < b.start_ms, "adjacent days were not merged"
 
 
@@ -157,8 +235,11 @@ def test_hostile_prefixes_create_no_table(questdb, questdb_conn):
     conn = questdb.connection
     before = {r[0] for r in questdb_conn.execute("SELECT table_name FROM tables()").fetchall()}
     for prefix in INJECTIONS + ["p" * 95]:
-        cfg = {"exchange": "binance", "symbols": ["BTC/USDT"],
-               "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix}}
+        cfg = {
+            "exchange": "binance",
+            "symbols": ["BTC/USDT"],
+            "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
+        }
         provider = raises_typed_or(CcxtQuestDBProvider.from_config, cfg, validate_markets=False)
         assert provider is None or TABLE_RE.match(provider.config.tables.coverage), prefix
     after = {r[0] for r in questdb_conn.execute("SELECT table_name FROM tables()").fetchall()}
@@ -167,11 +248,18 @@ def test_hostile_prefixes_create_no_table(questdb, questdb_conn):
 
 # ---------------------------------------------------------------------------- exchange answers
 
-numberish = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**20, 10**20), st.none(),
-                      st.booleans(), st.sampled_from(["1.5", "NaN", "inf", "-1", "abc", "", "1e400", "0x10"]))
-base_candle = st.tuples(st.integers(0, 10**6).map(lambda k: 1_700_000_000_000 // 60_000 * 60_000 + k * 60_000),
-                        st.floats(1, 1e6), st.floats(0, 1e3)).map(
-    lambda t: [t[0], t[1], t[1] * 1.01, t[1] * 0.99, t[1], t[2]])
+numberish = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["1.5", "NaN", "inf", "-1", "abc", "", "1e400", "0x10"]),
+)
+base_candle = st.tuples(
+    st.integers(0, 10**6).map(lambda k: 1_700_000_000_000 // 60_000 * 60_000 + k * 60_000),
+    st.floats(1, 1e6),
+    st.floats(0, 1e3),
+).map(lambda t: [t[0], t[1], t[1] * 1.01, t[1] * 0.99, t[1], t[2]])
 
 
 @st.composite
@@ -206,11 +294,13 @@ def test_candle_pages_are_clean_or_refused(rows):
     assert (low > 0).all() and (v >= 0).all() and (h >= np.maximum(o, c)).all() and (low <= np.minimum(o, c)).all()
 
 
-trade_fields = {"timestamp": st.one_of(st.integers(1_600_000_000_000, 1_800_000_000_000), numberish),
-                "id": st.one_of(st.integers(0, 10**9).map(str), numberish, st.sampled_from([[], [1], {"a": 1}])),
-                "price": st.one_of(st.floats(0.01, 1e6), numberish),
-                "amount": st.one_of(st.floats(0, 1e3), numberish),
-                "side": st.one_of(st.sampled_from(["buy", "sell", None, "BUY", "", [], ["buy"], {"x": 1}]), numberish)}
+trade_fields = {
+    "timestamp": st.one_of(st.integers(1_600_000_000_000, 1_800_000_000_000), numberish),
+    "id": st.one_of(st.integers(0, 10**9).map(str), numberish, st.sampled_from([[], [1], {"a": 1}])),
+    "price": st.one_of(st.floats(0.01, 1e6), numberish),
+    "amount": st.one_of(st.floats(0, 1e3), numberish),
+    "side": st.one_of(st.sampled_from(["buy", "sell", None, "BUY", "", [], ["buy"], {"x": 1}]), numberish),
+}
 trade = st.fixed_dictionaries({}, optional=trade_fields)
 
 
@@ -241,17 +331,34 @@ def binance_klines(emulator, start_ms: int, n: int) -> list[list]:
 
 def binance_agg_trades(emulator, start_ms: int, n: int) -> list[dict]:
     trades = emulator.market.trades(SYMBOL.replace("/", ""), start_ms, start_ms + 3_600_000)[:n]
-    return [{"a": t.id, "p": f"{t.price:.8f}", "q": f"{t.amount:.8f}", "f": t.id, "l": t.id, "T": t.timestamp,
-             "m": t.side == "sell", "M": True} for t in trades]
+    return [
+        {
+            "a": t.id,
+            "p": f"{t.price:.8f}",
+            "q": f"{t.amount:.8f}",
+            "f": t.id,
+            "l": t.id,
+            "T": t.timestamp,
+            "m": t.side == "sell",
+            "M": True,
+        }
+        for t in trades
+    ]
 
 
 def spoil(rows: list, index: int, how: str) -> list:
     rows = [list(r) if isinstance(r, list) else dict(r) for r in rows]
     row = rows[index]
     if isinstance(row, dict):
-        field, value = {"nan_price": ("p", "NaN"), "inf_price": ("p", "inf"), "negative_qty": ("q", "-1.0"),
-                        "junk_price": ("p", "abc"), "none_time": ("T", None), "no_id": ("a", None),
-                        "zero_price": ("p", "0")}[how]
+        field, value = {
+            "nan_price": ("p", "NaN"),
+            "inf_price": ("p", "inf"),
+            "negative_qty": ("q", "-1.0"),
+            "junk_price": ("p", "abc"),
+            "none_time": ("T", None),
+            "no_id": ("a", None),
+            "zero_price": ("p", "0"),
+        }[how]
         row[field] = value
         return rows
     if how == "short":
@@ -259,19 +366,38 @@ def spoil(rows: list, index: int, how: str) -> list:
     elif how == "off_grid":
         row[0] += 1234
     else:
-        col, value = {"nan_price": (4, "NaN"), "inf_price": (2, "inf"), "negative_qty": (5, "-3.0"),
-                      "junk_price": (1, "abc"), "none_time": (0, None), "high_below_low": (2, "0.01")}[how]
+        col, value = {
+            "nan_price": (4, "NaN"),
+            "inf_price": (2, "inf"),
+            "negative_qty": (5, "-3.0"),
+            "junk_price": (1, "abc"),
+            "none_time": (0, None),
+            "high_below_low": (2, "0.01"),
+        }[how]
         row[col] = value
     return rows
 
 
-@pytest.mark.parametrize("series,how", [
-    (CANDLES, "nan_price"), (CANDLES, "inf_price"), (CANDLES, "negative_qty"), (CANDLES, "junk_price"),
-    (CANDLES, "none_time"),  # ccxt drops the row: told by the answer's own row count
-    (CANDLES, "short"), (CANDLES, "off_grid"), (CANDLES, "high_below_low"),
-    (TRADES, "nan_price"), (TRADES, "negative_qty"), (TRADES, "junk_price"), (TRADES, "none_time"),
-    (TRADES, "no_id"), (TRADES, "zero_price"),
-], ids=lambda v: v.mode if isinstance(v, Series) else v)
+@pytest.mark.parametrize(
+    "series,how",
+    [
+        (CANDLES, "nan_price"),
+        (CANDLES, "inf_price"),
+        (CANDLES, "negative_qty"),
+        (CANDLES, "junk_price"),
+        (CANDLES, "none_time"),  # ccxt drops the row: told by the answer's own row count
+        (CANDLES, "short"),
+        (CANDLES, "off_grid"),
+        (CANDLES, "high_below_low"),
+        (TRADES, "nan_price"),
+        (TRADES, "negative_qty"),
+        (TRADES, "junk_price"),
+        (TRADES, "none_time"),
+        (TRADES, "no_id"),
+        (TRADES, "zero_price"),
+    ],
+    ids=lambda v: v.mode if isinstance(v, Series) else v,
+)
 def test_a_malformed_page_is_refused_whole(questdb, questdb_conn, emulator, emulator_control, series, how):
     """Page 2 of a real backfill is malformed: ExchangeDataError; whatever is stored or covered is
     true (page 1 at most: a page in flight may be stored without its coverage), nothing of page 2
@@ -290,7 +416,9 @@ def test_a_malformed_page_is_refused_whole(questdb, questdb_conn, emulator, emul
     assert "nothing of this page was written" in str(err.value) or "refusing" in str(err.value), err.value
     stored, covered = audit(questdb_conn, emulator, provider, series)
     assert (stored["ts"] <= page2_start).all(), "a row of the refused page was stored"
-    assert all(w.end_ms <= page2_start + (0 if series.mode == "ohlcv" else 1) for w in covered), [str(w) for w in covered]
+    assert all(w.end_ms <= page2_start + (0 if series.mode == "ohlcv" else 1) for w in covered), [
+        str(w) for w in covered
+    ]
     [hit] = [r for r in emulator_control.requests(path=series.path) if r["fault"]]
     assert hit["status"] == 200
 

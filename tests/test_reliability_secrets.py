@@ -33,9 +33,9 @@ from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 from ccxt_questdb_assets.defs.automation import DEFAULT_WEBHOOK_ENV
 from ccxt_questdb_assets.defs.definitions import build_definitions, build_resources
 from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
-from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.exchange.client import clear_markets_cache
 from ccxt_questdb_assets.history.ccxt_provider import CcxtQuestDBProvider
 from ccxt_questdb_assets.history.config import ProviderConfig
@@ -47,8 +47,7 @@ from ccxt_questdb_assets.testing.webhook import WebhookReceiver
 
 KEY_ENV, SECRET_ENV, REDIS_ENV = "TEST_SECRETS_API_KEY", "TEST_SECRETS_API_SECRET", "CCXT_QUESTDB_RATE_LIMITER_REDIS"
 DAY = ("2024-03-01", 1709251200, 1709337600)  # partition date, start and end (epoch s)
-LOGGERS = ("", "ccxt", "ccxt_questdb_assets", "urllib3", "aiohttp", "asyncio", "psycopg", "redis", "dagster",
-           "questdb")
+LOGGERS = ("", "ccxt", "ccxt_questdb_assets", "urllib3", "aiohttp", "asyncio", "psycopg", "redis", "dagster", "questdb")
 
 
 def _secret(tag: str) -> str:
@@ -62,8 +61,10 @@ QDB_PASSWORD = _secret("qdbpw")
 @pytest.fixture(scope="module")
 def secured_questdb(tmp_path_factory) -> Iterator[QuestDBServer]:
     """A private QuestDB that accepts only ``QDB_PASSWORD`` on PG wire and HTTP (ILP, REST)."""
-    server = QuestDBServer(tmp_path_factory.mktemp("secured-questdb"), extra_env={
-        "QDB_PG_PASSWORD": QDB_PASSWORD, "QDB_HTTP_USER": "admin", "QDB_HTTP_PASSWORD": QDB_PASSWORD})
+    server = QuestDBServer(
+        tmp_path_factory.mktemp("secured-questdb"),
+        extra_env={"QDB_PG_PASSWORD": QDB_PASSWORD, "QDB_HTTP_USER": "admin", "QDB_HTTP_PASSWORD": QDB_PASSWORD},
+    )
     try:
         server.start()
     except CcxtQuestDBError as exc:
@@ -75,9 +76,15 @@ def secured_questdb(tmp_path_factory) -> Iterator[QuestDBServer]:
 @pytest.fixture
 def secrets(redis_server, redis_url, monkeypatch, secured_questdb) -> Iterator[dict[str, str]]:
     """Every secret the project reads, set in the environment; a Redis ACL user owns the Redis one."""
-    values = {KEY_ENV: _secret("apikey"), SECRET_ENV: _secret("apisecret"), "redis": _secret("redispw"),
-              ENV_PASSWORD: QDB_PASSWORD, "wrong_qdb": _secret("wrongqdb"), "wrong_redis": _secret("wrongredis"),
-              "webhook_token": uuid.uuid4().hex + uuid.uuid4().hex[:8]}
+    values = {
+        KEY_ENV: _secret("apikey"),
+        SECRET_ENV: _secret("apisecret"),
+        "redis": _secret("redispw"),
+        ENV_PASSWORD: QDB_PASSWORD,
+        "wrong_qdb": _secret("wrongqdb"),
+        "wrong_redis": _secret("wrongredis"),
+        "webhook_token": uuid.uuid4().hex + uuid.uuid4().hex[:8],
+    }
     user = "secrets_" + uuid.uuid4().hex[:6]
     admin = redis.Redis.from_url(redis_url)
     admin.execute_command("ACL", "SETUSER", user, "on", f">{values['redis']}", "~*", "&*", "+@all")
@@ -103,8 +110,14 @@ def forms(values: dict[str, str]) -> dict[str, str]:
     for name, value in values.items():
         if name.endswith("_dsn"):
             continue
-        for form in (value, quote(value, safe=""), quote(value), quote_plus(value),
-                     base64.b64encode(value.encode()).decode(), base64.b64encode(f"admin:{value}".encode()).decode()):
+        for form in (
+            value,
+            quote(value, safe=""),
+            quote(value),
+            quote_plus(value),
+            base64.b64encode(value.encode()).decode(),
+            base64.b64encode(f"admin:{value}".encode()).decode(),
+        ):
             out[form] = name
     return out
 
@@ -120,8 +133,12 @@ def assert_clean(where: str, text: str, values: dict[str, str]) -> None:
 
 def test_the_scan_finds_every_form_of_a_secret():
     values = {"pw": _secret("probe")}
-    for shown in (values["pw"], quote(values["pw"], safe=""), quote_plus(values["pw"]),
-                  f"Authorization: Basic {base64.b64encode(('admin:' + values['pw']).encode()).decode()}"):
+    for shown in (
+        values["pw"],
+        quote(values["pw"], safe=""),
+        quote_plus(values["pw"]),
+        f"Authorization: Basic {base64.b64encode(('admin:' + values['pw']).encode()).decode()}",
+    ):
         assert leaked(f"before {shown} after", values) == ["pw"]
     assert leaked("postgresql://admin:***@h:8812/qdb", values) == []
 
@@ -132,10 +149,19 @@ def errors_text(excs: list[BaseException]) -> str:
 
 def provider_mapping(server: QuestDBServer, emulator, prefix: str, **extra) -> dict:
     conn = server.connection
-    return {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "1m", "base_url": emulator.base_url,
-            "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
-            "rate_limiter": {"scope": "cluster", "max_concurrency": 2, "penalty_backoff_ms": 200},
-            "api_key_env": KEY_ENV, "secret_env": SECRET_ENV, "max_retries": 6, "retry_backoff_s": 0.01, **extra}
+    return {
+        "exchange": "binance",
+        "symbols": ["BTC/USDT"],
+        "timeframe": "1m",
+        "base_url": emulator.base_url,
+        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
+        "rate_limiter": {"scope": "cluster", "max_concurrency": 2, "penalty_backoff_ms": 200},
+        "api_key_env": KEY_ENV,
+        "secret_env": SECRET_ENV,
+        "max_retries": 6,
+        "retry_backoff_s": 0.01,
+        **extra,
+    }
 
 
 def backfill(mapping: dict) -> object:
@@ -149,8 +175,9 @@ def backfill(mapping: dict) -> object:
     return asyncio.run(run())
 
 
-def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb, emulator, emulator_control,
-                                                       caplog, capfd, monkeypatch):
+def test_library_errors_logs_and_reprs_carry_no_secret(
+    secrets, secured_questdb, emulator, emulator_control, caplog, capfd, monkeypatch
+):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     prefix = "sec_" + uuid.uuid4().hex[:8]
@@ -168,8 +195,11 @@ def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb,
         assert client.query(f"SELECT count() FROM {prefix}_ohlcv") == [(1440,)]
 
     # permanent and exhausted errors
-    for broken, faults in (({"symbols": ["NOPE/USDT"]}, ()), ({"max_retries": 1}, ("500", "500", "500")),
-                           ({"max_retries": 1}, ("418", "418"))):
+    for broken, faults in (
+        ({"symbols": ["NOPE/USDT"]}, ()),
+        ({"max_retries": 1}, ("500", "500", "500")),
+        ({"max_retries": 1}, ("418", "418")),
+    ):
         emulator_control.clear_faults()
         for kind in faults:
             emulator_control.inject(kind, 1, path="/api/v3/klines", retry_after=1 if kind == "418" else None)
@@ -186,20 +216,31 @@ def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb,
     caught.append(info.value)
     wrong = ProviderConfig.from_mapping(mapping).connection
     assert wrong.password == secrets["wrong_qdb"]
-    for attempt in (lambda c: c.query("SELECT 1"),
-                    lambda c: c.write_frame(prefix + "_x", pd.DataFrame({"ts": pd.to_datetime([0], utc=True),
-                                                                          "v": [1.0]}), symbols=())):
+    for attempt in (
+        lambda c: c.query("SELECT 1"),
+        lambda c: c.write_frame(
+            prefix + "_x", pd.DataFrame({"ts": pd.to_datetime([0], utc=True), "v": [1.0]}), symbols=()
+        ),
+    ):
         with QuestDBClient(wrong) as client, pytest.raises(Exception) as info:
             attempt(client)
         caught.append(info.value)
     monkeypatch.setenv(ENV_PASSWORD, QDB_PASSWORD)
     for on_error in ("raise", "fallback"):
-        limiter = get_rate_limiter({"scope": "cluster", "redis_dsn": secrets["wrong_redis_dsn"],
-                                    "on_redis_error": on_error, "key_suffix": on_error}, "binance")
+        limiter = get_rate_limiter(
+            {
+                "scope": "cluster",
+                "redis_dsn": secrets["wrong_redis_dsn"],
+                "on_redis_error": on_error,
+                "key_suffix": on_error,
+            },
+            "binance",
+        )
 
         async def take(lim=limiter):
             async with lim.acquire():
                 pass
+
         if on_error == "raise":
             with pytest.raises(CcxtQuestDBError, match="AuthenticationError") as info:
                 asyncio.run(take())
@@ -209,8 +250,15 @@ def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb,
             assert "AuthenticationError" in caplog.text and "redis://secrets_" in caplog.text
     # two budgets for one key: the conflict names both Redis DSNs, redacted
     with pytest.raises(CcxtQuestDBError) as info:
-        get_rate_limiter({"scope": "cluster", "redis_dsn": secrets["wrong_redis_dsn"], "on_redis_error": "fallback",
-                          "key_suffix": "raise"}, "binance")
+        get_rate_limiter(
+            {
+                "scope": "cluster",
+                "redis_dsn": secrets["wrong_redis_dsn"],
+                "on_redis_error": "fallback",
+                "key_suffix": "raise",
+            },
+            "binance",
+        )
     caught.append(info.value)
 
     # configs and resources as shown to a user
@@ -218,10 +266,22 @@ def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb,
     project = ProjectConfig.from_mapping(project_mapping(secured_questdb, emulator, prefix))
     resolved = QuestDBResource(host="127.0.0.1", password=QDB_PASSWORD)  # as inside a run, EnvVar resolved
     limiter_resource = RateLimiterResource(scope="cluster", redis_dsn=secrets["redis_dsn"])
-    shown = [cfg, cfg.backfill, cfg.backfill.rate_limiter, cfg.connection, project, build_resources(project),
-             resolved, limiter_resource, QuestDBIOManager(questdb=resolved), limiter_resource.to_config(),
-             get_rate_limiter(cfg.backfill.rate_limiter, "binance"), QuestDBClient(cfg.connection),
-             secured_questdb, secured_questdb.settings]
+    shown = [
+        cfg,
+        cfg.backfill,
+        cfg.backfill.rate_limiter,
+        cfg.connection,
+        project,
+        build_resources(project),
+        resolved,
+        limiter_resource,
+        QuestDBIOManager(questdb=resolved),
+        limiter_resource.to_config(),
+        get_rate_limiter(cfg.backfill.rate_limiter, "binance"),
+        QuestDBClient(cfg.connection),
+        secured_questdb,
+        secured_questdb.settings,
+    ]
     text = "\n".join(f"{o!r}\n{o}" for o in shown) + str(cfg.backfill.rate_limiter.to_mapping())
     assert_clean("reprs and strs of configs and resources", text, secrets)
     assert "***" in repr(cfg.connection) and "password='***'" in repr(resolved) and ":***@" in str(limiter_resource)
@@ -234,16 +294,27 @@ def test_library_errors_logs_and_reprs_carry_no_secret(secrets, secured_questdb,
 
 def project_mapping(server: QuestDBServer, emulator, prefix: str) -> dict:
     conn = server.connection
-    return {"start_date": "2024-01-01",
-            "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
-            "rate_limiter": {"scope": "cluster", "max_concurrency": 2},
-            "alerts": {"webhook_url_env": DEFAULT_WEBHOOK_ENV},
-            "exchanges": {"binance": {"base_url": emulator.base_url, "symbols": ["BTC/USDT"], "timeframes": ["1m"],
-                                      "api_key_env": KEY_ENV, "secret_env": SECRET_ENV, "retry_backoff_s": 0.01}}}
+    return {
+        "start_date": "2024-01-01",
+        "questdb": {"host": conn.host, "port": conn.port, "http_port": conn.http_port, "table_prefix": prefix},
+        "rate_limiter": {"scope": "cluster", "max_concurrency": 2},
+        "alerts": {"webhook_url_env": DEFAULT_WEBHOOK_ENV},
+        "exchanges": {
+            "binance": {
+                "base_url": emulator.base_url,
+                "symbols": ["BTC/USDT"],
+                "timeframes": ["1m"],
+                "api_key_env": KEY_ENV,
+                "secret_env": SECRET_ENV,
+                "retry_backoff_s": 0.01,
+            }
+        },
+    }
 
 
-def test_dagster_runs_events_and_alerts_carry_no_secret(secrets, secured_questdb, emulator, emulator_control,
-                                                        caplog, capfd, monkeypatch, tmp_path):
+def test_dagster_runs_events_and_alerts_carry_no_secret(
+    secrets, secured_questdb, emulator, emulator_control, caplog, capfd, monkeypatch, tmp_path
+):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     receiver = WebhookReceiver()
@@ -262,22 +333,32 @@ def test_dagster_runs_events_and_alerts_carry_no_secret(secrets, secured_questdb
             sensor = defs.resolve_sensor_def("run_failure_webhook")
 
             def tick(cursor):
-                return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
-                                                                 repository_def=defs.get_repository_def()))
+                return sensor.evaluate_tick(
+                    build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
+                )
 
             cursor = tick(None).cursor
             partition = f"{DAY[0]}|BTC/USDT"
             only_candles = [AssetKey(["binance", "ohlcv", "ohlcv_1m"])]
-            ok = job.execute_in_process(instance=instance, partition_key=partition, asset_selection=only_candles,
-                                        tags={"team": "data"})
+            ok = job.execute_in_process(
+                instance=instance, partition_key=partition, asset_selection=only_candles, tags={"team": "data"}
+            )
             assert ok.success
             md = ok.asset_materializations_for_node(only_candles[0].to_python_identifier())[0].metadata
             assert md["rows_written"].value == 1440
-            bad_symbol = job.execute_in_process(instance=instance, partition_key=f"{DAY[0]}|NOPE/USDT",
-                                                asset_selection=only_candles, raise_on_error=False)
+            bad_symbol = job.execute_in_process(
+                instance=instance,
+                partition_key=f"{DAY[0]}|NOPE/USDT",
+                asset_selection=only_candles,
+                raise_on_error=False,
+            )
             monkeypatch.setenv(ENV_PASSWORD, secrets["wrong_qdb"])
-            bad_password = job.execute_in_process(instance=instance, partition_key=f"2024-03-02|BTC/USDT",
-                                                  asset_selection=only_candles, raise_on_error=False)
+            bad_password = job.execute_in_process(
+                instance=instance,
+                partition_key="2024-03-02|BTC/USDT",
+                asset_selection=only_candles,
+                raise_on_error=False,
+            )
             monkeypatch.setenv(ENV_PASSWORD, QDB_PASSWORD)
             assert not bad_symbol.success and not bad_password.success
             cursor = tick(cursor).cursor
@@ -288,8 +369,12 @@ def test_dagster_runs_events_and_alerts_carry_no_secret(secrets, secured_questdb
 
             # the webhook down: logged by host only
             receiver.close()
-            job.execute_in_process(instance=instance, partition_key=f"{DAY[0]}|NOPE/USDT",
-                                   asset_selection=only_candles, raise_on_error=False)
+            job.execute_in_process(
+                instance=instance,
+                partition_key=f"{DAY[0]}|NOPE/USDT",
+                asset_selection=only_candles,
+                raise_on_error=False,
+            )
             tick(cursor)
 
             runs = [ok, bad_symbol, bad_password]

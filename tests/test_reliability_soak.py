@@ -21,13 +21,30 @@ def test_two_minute_soak_is_exact_and_flat(questdb, emulator, emulator_control, 
     report = tmp_path / "soak.json"
     conn = questdb.connection
     started_ms = emulator_control.now_ms()
-    cmd = [sys.executable, "-m", "ccxt_questdb_assets.cli", "soak", "--minutes", str(MINUTES), "--seed", "3",
-           "--emulator-url", emulator.base_url, "--questdb", conn.to_dsn(include_password=True),
-           "--questdb-http", conn.http_addr, "--table-prefix", prefix, "--json", str(report)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ccxt_questdb_assets.cli",
+        "soak",
+        "--minutes",
+        str(MINUTES),
+        "--seed",
+        "3",
+        "--emulator-url",
+        emulator.base_url,
+        "--questdb",
+        conn.to_dsn(include_password=True),
+        "--questdb-http",
+        conn.http_addr,
+        "--table-prefix",
+        prefix,
+        "--json",
+        str(report),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=MINUTES * 60 + 120, cwd=ROOT)
     assert report.exists(), f"no report; exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     result = json.loads(report.read_text())
-    verdict = done.stdout[done.stdout.rfind("soak "):]
+    verdict = done.stdout[done.stdout.rfind("soak ") :]
     assert done.returncode == 0 and result["ok"], verdict + "\n" + done.stderr[-3000:]
 
     # the schedule kept ticking: several ticks, a run per symbol each, all of them green
@@ -51,12 +68,15 @@ def test_two_minute_soak_is_exact_and_flat(questdb, emulator, emulator_control, 
     for symbol in ("BTC/USDT", "ETH/USDT"):
         rows, distinct, last_open_us = questdb_conn.execute(
             f"SELECT count(), count_distinct(cast(ts AS long)), cast(max(ts) AS long) FROM {prefix}_ohlcv "
-            "WHERE symbol = %s AND closed", (symbol,)).fetchone()
+            "WHERE symbol = %s AND closed",
+            (symbol,),
+        ).fetchone()
         assert rows == distinct > 0
         # the bar open when the soak started closed during it, and is stored and covered as closed
         open_at_start = started_ms // 60_000 * 60_000
         assert last_open_us // 1000 >= open_at_start, f"{symbol}: no candle closed during the soak"
         covered_to_us = questdb_conn.execute(
             f"SELECT cast(max(end_ts) AS long) FROM {prefix}_ohlcv_coverage WHERE node_id = %s",
-            (f"ohlcv:binance:{symbol}:1m",)).fetchone()[0]
+            (f"ohlcv:binance:{symbol}:1m",),
+        ).fetchone()[0]
         assert covered_to_us // 1000 >= open_at_start + 60_000

@@ -157,7 +157,8 @@ def test_cli_start_status_stop(tmp_path: Path, service_env: dict[str, str]) -> N
         assert r.returncode == 0, r.stderr
         started = json.loads(r.stdout)
         print(
-            f"CLI start returned after {time.monotonic() - t0:.2f} s (server ready in {started['startup_seconds']:.2f} s)"
+            f"CLI start returned after {time.monotonic() - t0:.2f} s "
+            f"(server ready in {started['startup_seconds']:.2f} s)"
         )
         assert started["running"] and started["healthy"] and not started["already_running"]
         assert started["version"] == "9.3.4" and started["ports"] == {"http": http, "pg": pg, "ilp": ilp, "min": mn}

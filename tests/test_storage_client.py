@@ -34,9 +34,17 @@ NODE = NodeId.parse("ohlcv:binance:BTC/USDT:1m")
 def candles(n: int, start_ms: int = T0, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     o, c = 100 + rng.random(n), 100 + rng.random(n)
-    return pd.DataFrame({"ts": start_ms + np.arange(n, dtype=np.int64) * MIN, "open": o,
-                         "high": np.maximum(o, c) + 0.5, "low": np.minimum(o, c) - 0.5, "close": c,
-                         "volume": rng.random(n) * 10, "closed": np.ones(n, dtype=bool)})
+    return pd.DataFrame(
+        {
+            "ts": start_ms + np.arange(n, dtype=np.int64) * MIN,
+            "open": o,
+            "high": np.maximum(o, c) + 0.5,
+            "low": np.minimum(o, c) - 0.5,
+            "close": c,
+            "volume": rng.random(n) * 10,
+            "closed": np.ones(n, dtype=bool),
+        }
+    )
 
 
 def store(client: QuestDBClient, kind=CANDLE_KIND) -> SeriesStore:
@@ -147,9 +155,15 @@ def test_trades_read_the_same_on_both_paths(questdb):
     s = store(client, TRADE_KIND)
     node = NodeId.parse("trades:binance:BTC/USDT")
     n = 8_000
-    rows = pd.DataFrame({"ts": T0 + np.arange(n, dtype=np.int64) * 900, "trade_id": [str(i) for i in range(n)],
-                         "price": np.linspace(1, 2, n), "amount": np.linspace(0.1, 0.2, n),
-                         "side": np.where(np.arange(n) % 3 == 0, "buy", "sell")})
+    rows = pd.DataFrame(
+        {
+            "ts": T0 + np.arange(n, dtype=np.int64) * 900,
+            "trade_id": [str(i) for i in range(n)],
+            "price": np.linspace(1, 2, n),
+            "amount": np.linspace(0.1, 0.2, n),
+            "side": np.where(np.arange(n) % 3 == 0, "buy", "sell"),
+        }
+    )
     s.write(node, rows)
     s.wait_visible()
     window = TimeWindow(T0, T0 + n * 900)  # two hours: an export
@@ -236,7 +250,13 @@ def test_writes_and_exports_survive_a_server_restart(tmp_path: Path, request: py
 
 def test_benchmarks_help_runs():
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=root, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout and "coverage" in done.stdout

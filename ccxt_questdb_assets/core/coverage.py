@@ -91,9 +91,7 @@ class Coverage:
         policy = policy or EmptyRecheckPolicy()
         return merge(s.window for s in self.spans if policy.trusted(s, now_ms))
 
-    def gaps(
-        self, request: TimeWindow, now_ms: int, policy: EmptyRecheckPolicy | None = None
-    ) -> list[TimeWindow]:
+    def gaps(self, request: TimeWindow, now_ms: int, policy: EmptyRecheckPolicy | None = None) -> list[TimeWindow]:
         return gaps(request, self.covered(now_ms, policy))
 
     def empty_windows(self) -> list[TimeWindow]:

@@ -17,7 +17,7 @@ def parse_mode(value: object) -> Mode:
     mode = str(value).strip().lower() if isinstance(value, str) else value
     if mode not in MODES:
         raise ConfigError(f"mode {value!r} is not valid: use 'ohlcv' or 'trades'")
-    return mode  # type: ignore[return-value]
+    return mode
 
 
 _SETTLE = re.compile(r"[A-Z][A-Z0-9]*(-[0-9]{6})?")  # USDT, or BTC-240329 for a dated future
@@ -33,8 +33,7 @@ def _part(name: str, value: object, *, settle: bool = False) -> str:
     if bad_colon or any(ch.isspace() for ch in value) or any(ord(ch) < 32 for ch in value):
         allowed = " (one ':' only before a derivative's settle currency, as in 'BTC/USDT:USDT')" if settle else ""
         raise ConfigError(
-            f"{name} {value!r} may not contain ':'{allowed}, spaces or control characters "
-            "(node ids are ':'-separated)"
+            f"{name} {value!r} may not contain ':'{allowed}, spaces or control characters (node ids are ':'-separated)"
         )
     return value
 
@@ -76,9 +75,7 @@ class NodeId:
         return f"trades:{self.exchange}:{self.symbol}"
 
 
-def make_node_id(
-    *, exchange_id: str, symbol: str, timeframe: str | None = None, mode: str = "ohlcv"
-) -> str:
+def make_node_id(*, exchange_id: str, symbol: str, timeframe: str | None = None, mode: str = "ohlcv") -> str:
     """The spec's helper: candles default to the ``1m`` timeframe."""
     parsed_mode = parse_mode(mode)
     tf = Timeframe.parse(timeframe or "1m") if parsed_mode == "ohlcv" else None

@@ -32,9 +32,7 @@ class Timeframe:
         if isinstance(value, Timeframe):
             return value
         if not isinstance(value, str):
-            raise ConfigError(
-                f"timeframe {value!r} must be a string such as '1m', '5m', '1h' or '1d'"
-            )
+            raise ConfigError(f"timeframe {value!r} must be a string such as '1m', '5m', '1h' or '1d'")
         match = _TIMEFRAME_RE.match(value.strip())
         if not match:
             hint = " (calendar months are not supported: use '4w' or '30d')" if value.strip().endswith("M") else ""
@@ -69,6 +67,10 @@ class Timeframe:
 
     def __str__(self) -> str:
         return self.name
+
+
+#: The spec's ``interval``: seconds (``60``) or a duration string (``"1m"``); None: the series' own.
+Interval = int | float | str | None
 
 
 def parse_duration_ms(value: int | float | str, *, what: str = "interval") -> int:

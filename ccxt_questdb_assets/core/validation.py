@@ -49,8 +49,7 @@ def candles_frame(rows: Sequence[Sequence[Any]], timeframe: Timeframe, *, what: 
     _refuse(bad, rows, what, "has a value that is not a finite number")
     ts = m[:, 0].astype(np.int64)
     _refuse(ts != m[:, 0], rows, what, "has a timestamp that is not whole milliseconds")
-    _refuse((ts - timeframe.anchor_ms) % timeframe.ms != 0, rows, what,
-            f"has a timestamp off the {timeframe} grid")
+    _refuse((ts - timeframe.anchor_ms) % timeframe.ms != 0, rows, what, f"has a timestamp off the {timeframe} grid")
     o, h, low, c, v = m[:, 1], m[:, 2], m[:, 3], m[:, 4], m[:, 5]
     _refuse(v < 0, rows, what, "has a negative volume")
     _refuse((low <= 0) | (o <= 0) | (c <= 0), rows, what, "has a price that is not positive")
@@ -64,29 +63,48 @@ def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> p
     """Validate ccxt trade dicts into a frame with ``ts`` int64 ms and the exchange's trade id."""
     if len(trades) == 0:
         return pd.DataFrame(
-            {"ts": pd.Series(dtype="int64"), "trade_id": pd.Series(dtype="str"), "price": pd.Series(dtype="float64"),
-             "amount": pd.Series(dtype="float64"), "side": pd.Series(dtype="str")}
+            {
+                "ts": pd.Series(dtype="int64"),
+                "trade_id": pd.Series(dtype="str"),
+                "price": pd.Series(dtype="float64"),
+                "amount": pd.Series(dtype="float64"),
+                "side": pd.Series(dtype="str"),
+            }
         )
     try:
         ts = np.array([t["timestamp"] for t in trades], dtype=np.float64)
         price = np.array([t["price"] for t in trades], dtype=np.float64)
         amount = np.array([t["amount"] for t in trades], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ExchangeDataError(f"{what}: a trade lacks a numeric timestamp, price or amount ({exc}); "
-                                f"first trade {_brief(trades[0])}") from None
+        raise ExchangeDataError(
+            f"{what}: a trade lacks a numeric timestamp, price or amount ({exc}); first trade {_brief(trades[0])}"
+        ) from None
     ids = [t.get("id") for t in trades]
     sides = [t.get("side") for t in trades]
     bad_ts = ~np.isfinite(ts) | (ts != np.floor(ts))
     _refuse(bad_ts, trades, what, "has a timestamp that is not whole milliseconds")
     _refuse(~np.isfinite(price) | (price <= 0), trades, what, "has a price that is not a positive number")
     _refuse(~np.isfinite(amount) | (amount < 0), trades, what, "has an amount that is not a number >= 0")
-    _refuse(np.array([isinstance(i, bool) or not isinstance(i, (str, int)) or str(i) == "" for i in ids]), trades, what,
-            "has no trade id (a non-empty string or integer)")
-    _refuse(np.array([s is not None and (not isinstance(s, str) or s not in _SIDES) for s in sides]), trades, what,
-            "has a side other than buy/sell")
+    _refuse(
+        np.array([isinstance(i, bool) or not isinstance(i, (str, int)) or str(i) == "" for i in ids]),
+        trades,
+        what,
+        "has no trade id (a non-empty string or integer)",
+    )
+    _refuse(
+        np.array([s is not None and (not isinstance(s, str) or s not in _SIDES) for s in sides]),
+        trades,
+        what,
+        "has a side other than buy/sell",
+    )
     frame = pd.DataFrame(
-        {"ts": ts.astype(np.int64), "trade_id": [str(i) for i in ids], "price": price, "amount": amount,
-         "side": [s or "" for s in sides]}
+        {
+            "ts": ts.astype(np.int64),
+            "trade_id": [str(i) for i in ids],
+            "price": price,
+            "amount": amount,
+            "side": [s or "" for s in sides],
+        }
     )
     return _sorted_unique(frame, ["ts", "trade_id"], what)
 
@@ -110,7 +128,9 @@ def _sorted_unique(frame: pd.DataFrame, keys: list[str], what: str) -> pd.DataFr
 def _refuse(mask: np.ndarray, rows: Sequence[Any], what: str, problem: str) -> None:
     if mask.any():
         index = int(np.argmax(mask))
-        raise ExchangeDataError(f"{what}: row {index} {problem}: {_brief(rows[index])}; nothing of this page was written")
+        raise ExchangeDataError(
+            f"{what}: row {index} {problem}: {_brief(rows[index])}; nothing of this page was written"
+        )
 
 
 def _brief(row: Any) -> str:
@@ -126,10 +146,12 @@ def ts_column_ms(ts: pd.Series, *, what: str = "frame") -> np.ndarray:
     Naive datetimes are refused: their zone would be a guess.
     """
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        return ts.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64").to_numpy()
+        return np.asarray(ts.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64"), dtype=np.int64)
     if pd.api.types.is_datetime64_dtype(ts.dtype):
-        raise ExchangeDataError(f"{what}: column ts holds naive datetimes; make them UTC with "
-                                "ts.dt.tz_localize('UTC') (or pass epoch milliseconds)")
+        raise ExchangeDataError(
+            f"{what}: column ts holds naive datetimes; make them UTC with "
+            "ts.dt.tz_localize('UTC') (or pass epoch milliseconds)"
+        )
     if pd.api.types.is_integer_dtype(ts.dtype):
         return ts.to_numpy(dtype=np.int64)
     raise ExchangeDataError(f"{what}: column ts has dtype {ts.dtype}; give UTC datetimes or int64 epoch milliseconds")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -25,8 +25,7 @@ def to_epoch_ms(value: TimeLike, *, what: str = "time") -> int:
     if isinstance(value, datetime):  # pd.Timestamp is a datetime too
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             raise ConfigError(
-                f"{what} {value!r} is a naive datetime: give it a timezone, e.g. "
-                "datetime(..., tzinfo=timezone.utc)"
+                f"{what} {value!r} is a naive datetime: give it a timezone, e.g. datetime(..., tzinfo=timezone.utc)"
             )
         return math.floor(value.timestamp() * 1000)
     if isinstance(value, (int, float)):
@@ -37,7 +36,7 @@ def to_epoch_ms(value: TimeLike, *, what: str = "time") -> int:
 
 
 def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def format_ms(ms: int) -> str:
@@ -55,8 +54,7 @@ class TimeWindow:
     def __post_init__(self) -> None:
         if self.end_ms < self.start_ms:
             raise ConfigError(
-                f"time window end {format_ms(self.end_ms)} is before its start "
-                f"{format_ms(self.start_ms)}: swap them"
+                f"time window end {format_ms(self.end_ms)} is before its start {format_ms(self.start_ms)}: swap them"
             )
 
     @classmethod

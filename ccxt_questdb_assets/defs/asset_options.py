@@ -56,15 +56,19 @@ def pool_name(exchange_id: str) -> str:
 
 def freshness_policy(refresh_cron: str) -> FreshnessPolicy:
     interval = get_smallest_cron_interval(refresh_cron)
-    return FreshnessPolicy.time_window(fail_window=max(FAIL_AFTER_INTERVALS * interval, timedelta(minutes=2)),
-                                       warn_window=max(WARN_AFTER_INTERVALS * interval, timedelta(minutes=1)))
+    return FreshnessPolicy.time_window(
+        fail_window=max(FAIL_AFTER_INTERVALS * interval, timedelta(minutes=2)),
+        warn_window=max(WARN_AFTER_INTERVALS * interval, timedelta(minutes=1)),
+    )
 
 
 def follow_upstream() -> AutomationCondition:
     """Dagster's ``eager`` condition on every partition (not only the latest day), gated on the
     upstream's blocking checks: a derived partition follows its upstream partition."""
-    return (AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
-            & AutomationCondition.all_deps_blocking_checks_passed()).with_label("follows its upstream")
+    return (
+        AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+        & AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label("follows its upstream")
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,11 @@ class AssetOptions:
 
     @classmethod
     def of(cls, project: ProjectConfig, ex: ExchangeProject) -> AssetOptions:
-        return cls(ex.exchange_id, market_partitions(ex.exchange_id, project.start_date),
-                   freshness_policy(project.refresh.cron))
+        return cls(
+            ex.exchange_id,
+            market_partitions(ex.exchange_id, project.start_date),
+            freshness_policy(project.refresh.cron),
+        )
 
     @property
     def pool(self) -> str:

@@ -55,7 +55,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,7 +79,6 @@ from dagster import (
     schedule,
     sensor,
 )
-
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -127,8 +126,9 @@ def symbols_sensor_name(exchange_id: str) -> str:
 # ----------------------------------------------------------------------------- builder
 
 
-def build_automation(project: ProjectConfig, assets: Sequence[Any], *,
-                     symbols_interval_s: int = SYMBOLS_SENSOR_INTERVAL_S) -> dict[str, list[Any]]:
+def build_automation(
+    project: ProjectConfig, assets: Sequence[Any], *, symbols_interval_s: int = SYMBOLS_SENSOR_INTERVAL_S
+) -> dict[str, list[Any]]:
     """``{"jobs": [...], "schedules": [...], "sensors": [...]}`` for ``Definitions(**...)``.
 
     ``assets`` are the project's assets definitions (ingest, derived, ...): each exchange's job
@@ -143,11 +143,16 @@ def build_automation(project: ProjectConfig, assets: Sequence[Any], *,
         jobs.append(job)
         schedules.append(_refresh_schedule(project, ex, job))
         sensors.append(_symbols_sensor(ex, pattern, symbols_interval_s))
-    sensors.append(AutomationConditionSensorDefinition(
-        FOLLOW_UPSTREAM_SENSOR_NAME, target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=FOLLOW_UPSTREAM_INTERVAL_S,
-        description="Computes the derived assets' partitions whose upstream partitions were updated (in QuestDB "
-                    "only: it never calls an exchange)."))
+    sensors.append(
+        AutomationConditionSensorDefinition(
+            FOLLOW_UPSTREAM_SENSOR_NAME,
+            target=AssetSelection.all(),
+            default_status=DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=FOLLOW_UPSTREAM_INTERVAL_S,
+            description="Computes the derived assets' partitions whose upstream partitions were updated (in QuestDB "
+            "only: it never calls an exchange).",
+        )
+    )
     sensors.append(_failure_sensor(project))
     return {"jobs": jobs, "schedules": schedules, "sensors": sensors}
 
@@ -160,13 +165,15 @@ def _ingest_job(project: ProjectConfig, ex: ExchangeProject, assets: Sequence[An
             continue
         keys.extend(spec.key for spec in a.specs if spec.group_name == ex.exchange_id)
     if not keys:
-        raise ConfigError(f"no partitioned assets in group {ex.exchange_id!r} to build job "
-                          f"{ingest_job_name(ex.exchange_id)!r}: pass build_ingest_assets(project) to build_automation")
+        raise ConfigError(
+            f"no partitioned assets in group {ex.exchange_id!r} to build job "
+            f"{ingest_job_name(ex.exchange_id)!r}: pass build_ingest_assets(project) to build_automation"
+        )
     return define_asset_job(
         ingest_job_name(ex.exchange_id),
         selection=AssetSelection.assets(*keys),
         description=f"Every {ex.exchange_id} asset and its checks for one symbol's day or days (the refresh "
-                    "schedule's job).",
+        "schedule's job).",
         tags={"ccxt_questdb/exchange": ex.exchange_id},
     )
 
@@ -176,7 +183,7 @@ def _ingest_job(project: ProjectConfig, ex: ExchangeProject, assets: Sequence[An
 
 def refresh_days(tick: datetime, start_date: str) -> list[str]:
     """The UTC days a tick refreshes: today, and yesterday too during the first hour of a day."""
-    tick = tick.astimezone(timezone.utc) if tick.tzinfo else tick.replace(tzinfo=timezone.utc)
+    tick = tick.astimezone(UTC) if tick.tzinfo else tick.replace(tzinfo=UTC)
     today = tick.date()
     days = [today - timedelta(days=1), today] if tick.hour == 0 else [today]
     first = date.fromisoformat(start_date)
@@ -194,7 +201,9 @@ def refresh_request(days: Sequence[str], symbol: str, stamp: str) -> RunRequest:
     return RunRequest(run_key=run_key, tags=tags)
 
 
-def _refresh_schedule(project: ProjectConfig, ex: ExchangeProject, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def _refresh_schedule(
+    project: ProjectConfig, ex: ExchangeProject, job: UnresolvedAssetJobDefinition
+) -> ScheduleDefinition:
     partitions_name = symbols_partitions(ex.exchange_id).name
     start_date = project.start_date
     status = DefaultScheduleStatus.RUNNING if project.refresh.running else DefaultScheduleStatus.STOPPED
@@ -205,20 +214,24 @@ def _refresh_schedule(project: ProjectConfig, ex: ExchangeProject, job: Unresolv
         cron_schedule=project.refresh.cron,
         execution_timezone="UTC",
         default_status=status,
-        description=(f"Keeps every {ex.exchange_id} asset fresh: one run per symbol over today's partition (and "
-                     "yesterday's in the first hour of a day); only the gaps are fetched, and the derived bars "
-                     "they complete are computed in the same run. It calls the exchange every tick."),
+        description=(
+            f"Keeps every {ex.exchange_id} asset fresh: one run per symbol over today's partition (and "
+            "yesterday's in the first hour of a day); only the gaps are fetched, and the derived bars "
+            "they complete are computed in the same run. It calls the exchange every tick."
+        ),
     )
     def refresh(context: ScheduleEvaluationContext):
-        tick = context.scheduled_execution_time or datetime.now(timezone.utc)
+        tick = context.scheduled_execution_time or datetime.now(UTC)
         symbols = sorted(context.instance.get_dynamic_partitions(partitions_name))
         if not symbols:
-            return SkipReason(f"no symbols in {partitions_name} yet: the {symbols_sensor_name(ex.exchange_id)} "
-                              "sensor adds the config's symbols")
+            return SkipReason(
+                f"no symbols in {partitions_name} yet: the {symbols_sensor_name(ex.exchange_id)} "
+                "sensor adds the config's symbols"
+            )
         days = refresh_days(tick, start_date)
         if not days:
             return SkipReason(f"{tick.date()} is before start_date {start_date}")
-        stamp = tick.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+        stamp = tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
         return [refresh_request(days, symbol, stamp) for symbol in symbols]
 
     return refresh
@@ -235,8 +248,10 @@ def compile_listing_pattern(pattern: Any, exchange_id: str = "exchange") -> re.P
     if pattern != pattern.strip():
         raise ConfigError(f"{where} {pattern!r} has leading or trailing spaces; ccxt symbols have none")
     if "/" not in pattern and pattern.strip("*") != "":
-        raise ConfigError(f"{where} {pattern!r} has no '/': it is matched against ccxt symbols such as 'BTC/USDT' "
-                          "(e.g. '*/USDT', 'BTC/*')")
+        raise ConfigError(
+            f"{where} {pattern!r} has no '/': it is matched against ccxt symbols such as 'BTC/USDT' "
+            "(e.g. '*/USDT', 'BTC/*')"
+        )
     if any(c in pattern for c in "|,"):
         raise ConfigError(f"{where} {pattern!r} contains '|' or ',', which no symbol partition may hold")
     if pattern.count("[") != pattern.count("]"):
@@ -312,8 +327,10 @@ def _symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interv
             except Exception as exc:
                 if not to_add:
                     raise
-                context.log.error(f"{ex.exchange_id}: cannot load markets for listings ({type(exc).__name__}: "
-                                  f"{redact_text(str(exc))}); adding the config's symbols only")
+                context.log.error(
+                    f"{ex.exchange_id}: cannot load markets for listings ({type(exc).__name__}: "
+                    f"{redact_text(str(exc))}); adding the config's symbols only"
+                )
             else:
                 matching = matching_markets(markets, pattern)
                 baseline = _parse_cursor(cursor)
@@ -321,11 +338,17 @@ def _symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interv
                     context.log.info(
                         f"{ex.exchange_id}: first listings check, {len(matching)} active spot markets match "
                         f"{ex.listing_pattern!r}; they are the baseline (list wanted ones under symbols); markets "
-                        "listed from now on are added")
+                        "listed from now on are added"
+                    )
                 else:
                     listed = sorted(matching - baseline - existing - set(to_add))
-                cursor = json.dumps({"pattern": ex.listing_pattern, "checked_at": datetime.now(timezone.utc).isoformat(
-                    timespec="seconds"), "known": sorted(matching)})
+                cursor = json.dumps(
+                    {
+                        "pattern": ex.listing_pattern,
+                        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "known": sorted(matching),
+                    }
+                )
         if listed:
             context.log.info(f"{ex.exchange_id}: new listings {', '.join(listed)}")
             clear_markets_cache()  # runs in this process must see the new markets too
@@ -333,8 +356,9 @@ def _symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interv
         if not to_add:
             return SensorResult(cursor=cursor, skip_reason=SkipReason(f"no new {ex.exchange_id} symbols"))
         context.log.info(f"adding {len(to_add)} symbol(s) to {partitions_name}: {', '.join(to_add)}")
-        return SensorResult(cursor=cursor,
-                            dynamic_partitions_requests=[AddDynamicPartitionsRequest(partitions_name, to_add)])
+        return SensorResult(
+            cursor=cursor, dynamic_partitions_requests=[AddDynamicPartitionsRequest(partitions_name, to_add)]
+        )
 
     return symbols_sensor
 
@@ -344,7 +368,8 @@ def _symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interv
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>`]+")
 _KEY_VALUE = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|api[_-]?key|apikey|token|access[_-]?key|private[_-]?key|signature)"
-    r"(\s*[=:]\s*[\"']?)([^\s;,&\"'}]+)")
+    r"(\s*[=:]\s*[\"']?)([^\s;,&\"'}]+)"
+)
 _SECRET_ENV_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|APIKEY|DSN|WEBHOOK|CREDENTIAL|PRIVATE)")
 
 
@@ -362,8 +387,11 @@ def secret_values(project: ProjectConfig | None = None, environ: Mapping[str, st
                     named.update(n for n in (cfg.backfill.api_key_env, cfg.backfill.secret_env) if n)
     values = {environ[n] for n in named if len(environ.get(n) or "") >= 4}
     # other secret-looking variables: only values long enough not to be ordinary words or flags
-    values.update(v for n, v in environ.items() if _SECRET_ENV_NAME.search(n) and len(v) >= 8
-                  and v.lower() not in ("true", "false", "disabled"))
+    values.update(
+        v
+        for n, v in environ.items()
+        if _SECRET_ENV_NAME.search(n) and len(v) >= 8 and v.lower() not in ("true", "false", "disabled")
+    )
     return sorted(values, key=len, reverse=True)
 
 
@@ -455,8 +483,15 @@ def _shown(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
 
-def post_webhook(url: str, payload: Mapping[str, Any], *, logger: Any = log, timeout_s: float = WEBHOOK_TIMEOUT_S,
-                 attempts: int = WEBHOOK_ATTEMPTS, retry_delay_s: float = WEBHOOK_RETRY_DELAY_S) -> bool:
+def post_webhook(
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    logger: Any = log,
+    timeout_s: float = WEBHOOK_TIMEOUT_S,
+    attempts: int = WEBHOOK_ATTEMPTS,
+    retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
+) -> bool:
     """POST ``payload`` as JSON; retry a network error, 429 or 5xx; True when the webhook took it.
 
     Never raises for the webhook's failures (they are logged); the URL's path, which holds the
@@ -468,8 +503,9 @@ def post_webhook(url: str, payload: Mapping[str, Any], *, logger: Any = log, tim
         return False
     body = json.dumps(payload).encode()
     for attempt in range(1, attempts + 1):
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "ccxt-questdb"})
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "ccxt-questdb"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as resp:
                 resp.read()

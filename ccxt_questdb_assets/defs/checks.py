@@ -91,38 +91,69 @@ class CandleChecks:
     def _checks(self) -> list[tuple[AssetCheckSpec, CheckFn]]:
         table, policy = self.table, self.policy
         out = [
-            (self._spec("no_gaps", True, "Every closed bar the series' coverage claims, and does not know to be empty, "
-                                         "is stored (missing bars fail); closed time coverage does not claim is "
-                                         "reported."),
-             lambda client, p: check_no_gaps(client, table, policy, p)),
-            (self._spec("unique_increasing_timestamps", True, "One row per bar: as many distinct timestamps as rows "
-                                                              "per series and window, every timestamp on the bar "
-                                                              "grid."),
-             lambda client, p: check_unique_timestamps(client, table, p)),
-            (self._spec("ohlc_sanity", True, "No bar with high < max(open, close), low > min(open, close), high < low, "
-                                             "volume < 0, or a NaN."),
-             lambda client, p: check_ohlc_sanity(client, table, p)),
+            (
+                self._spec(
+                    "no_gaps",
+                    True,
+                    "Every closed bar the series' coverage claims, and does not know to be empty, "
+                    "is stored (missing bars fail); closed time coverage does not claim is "
+                    "reported.",
+                ),
+                lambda client, p: check_no_gaps(client, table, policy, p),
+            ),
+            (
+                self._spec(
+                    "unique_increasing_timestamps",
+                    True,
+                    "One row per bar: as many distinct timestamps as rows "
+                    "per series and window, every timestamp on the bar "
+                    "grid.",
+                ),
+                lambda client, p: check_unique_timestamps(client, table, p),
+            ),
+            (
+                self._spec(
+                    "ohlc_sanity",
+                    True,
+                    "No bar with high < max(open, close), low > min(open, close), high < low, volume < 0, or a NaN.",
+                ),
+                lambda client, p: check_ohlc_sanity(client, table, p),
+            ),
         ]
         if self.exchange_candles is not None:
             key, candles = self.exchange_candles
-            out.append((
-                self._spec("agrees_with_exchange_candles", False,
-                           f"On the minutes both hold, bars built from trades equal the exchange's 1m candles "
-                           f"(`{key.to_user_string()}`): open, high, low, close exactly, volume within "
-                           f"{VOLUME_REL_TOL:g} relative.", additional_deps=[key]),
-                lambda client, p: check_agreement(client, table, candles, p),
-            ))
+            out.append(
+                (
+                    self._spec(
+                        "agrees_with_exchange_candles",
+                        False,
+                        f"On the minutes both hold, bars built from trades equal the exchange's 1m candles "
+                        f"(`{key.to_user_string()}`): open, high, low, close exactly, volume within "
+                        f"{VOLUME_REL_TOL:g} relative.",
+                        additional_deps=[key],
+                    ),
+                    lambda client, p: check_agreement(client, table, candles, p),
+                )
+            )
         return out
 
     def _spec(self, name: str, blocking: bool, description: str, **kwargs) -> AssetCheckSpec:
         with chosen_features():  # partitioned checks: a deliberate preview feature (docs/dagster.md)
-            return AssetCheckSpec(name, asset=self.asset_key, blocking=blocking, description=description,
-                                  partitions_def=self.partitions_def, **kwargs)
+            return AssetCheckSpec(
+                name,
+                asset=self.asset_key,
+                blocking=blocking,
+                description=description,
+                partitions_def=self.partitions_def,
+                **kwargs,
+            )
 
     def specs(self) -> list[AssetCheckSpec]:
         return [spec for spec, _ in self._checks()]
 
-    def evaluate(self, context: AssetExecutionContext, client: QuestDBClient) -> Iterator[AssetCheckEvaluation | Output]:
+    def evaluate(
+        self, context: AssetExecutionContext, client: QuestDBClient
+    ) -> Iterator[AssetCheckEvaluation | Output]:
         """One evaluation per selected check and partition of the run, then each check's output.
 
         Called after the asset's own materializations were recorded (or, checks alone, against
@@ -137,25 +168,34 @@ class CandleChecks:
             for p in partitions:
                 result = fn(client, p)
                 yield AssetCheckEvaluation(
-                    asset_key=self.asset_key, check_name=spec.name, passed=result.passed, metadata=result.metadata,
-                    severity=result.severity, description=result.description, blocking=spec.blocking,
-                    partition=p.key, target_materialization_data=targets.get(p.key),
+                    asset_key=self.asset_key,
+                    check_name=spec.name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                    blocking=spec.blocking,
+                    partition=p.key,
+                    target_materialization_data=targets.get(p.key),
                 )
             yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(spec.key))
 
 
-def _targets(context: AssetExecutionContext, asset_key: AssetKey,
-             partitions: list[MarketPartition]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+def _targets(
+    context: AssetExecutionContext, asset_key: AssetKey, partitions: list[MarketPartition]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """Each partition's materialization the evaluation is about: this run's when the run
     materialized it, else the partition's latest (a check-only run)."""
     out = {}
     for p in partitions:
         records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[p.key]), limit=1).records
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[p.key]), limit=1
+        ).records
         if records:
             latest = records[0]
             out[p.key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=latest.storage_id, run_id=latest.event_log_entry.run_id, timestamp=latest.timestamp)
+                storage_id=latest.storage_id, run_id=latest.event_log_entry.run_id, timestamp=latest.timestamp
+            )
     return out
 
 
@@ -164,29 +204,39 @@ def _scope(p: MarketPartition) -> str:
     return f"{p.symbol} {p.day}"
 
 
-def check_no_gaps(client: QuestDBClient, table: SeriesTable, policy: EmptyRecheckPolicy,
-                  p: MarketPartition) -> AssetCheckResult:
+def check_no_gaps(
+    client: QuestDBClient, table: SeriesTable, policy: EmptyRecheckPolicy, p: MarketPartition
+) -> AssetCheckResult:
     tf = Timeframe.parse(table.timeframe)
     node = table.node(p.symbol)
     coverage = CoverageStore(client, table.coverage_table).load(str(node))
     stored, closed = stored_opens(client, table.table, node, p.day)
     report = bar_gaps(coverage, stored, closed, p.day, tf, wall_clock_ms(), policy)
     passed = report.missing_bars == 0
-    description = (f"{report.expected_bars} covered closed bars stored" if passed else
-                   f"{report.missing_bars} of {report.expected_bars} covered closed bars are not stored")
+    description = (
+        f"{report.expected_bars} covered closed bars stored"
+        if passed
+        else f"{report.missing_bars} of {report.expected_bars} covered closed bars are not stored"
+    )
     if report.uncovered_bars:
         description += f"; {report.uncovered_bars} closed bars not covered yet (materialize to fetch them)"
-    return AssetCheckResult(passed=passed, description=description, metadata={
-        "closed_bars": report.closed_bars,
-        "expected_bars": report.expected_bars,
-        "known_empty_bars": report.known_empty_bars,
-        "missing_bars": report.missing_bars,
-        "uncovered_closed_bars": report.uncovered_bars,
-        "provisional_bars": report.provisional,
-        "first_missing": MetadataValue.json([f"{p.symbol} {t}" for t in ms_list(report.missing)][:EXAMPLES]),
-        "first_uncovered": MetadataValue.json([f"{p.symbol} {w}" for w in bar_runs(report.uncovered, tf.ms)][:EXAMPLES]),
-        "checked": _scope(p),
-    })
+    return AssetCheckResult(
+        passed=passed,
+        description=description,
+        metadata={
+            "closed_bars": report.closed_bars,
+            "expected_bars": report.expected_bars,
+            "known_empty_bars": report.known_empty_bars,
+            "missing_bars": report.missing_bars,
+            "uncovered_closed_bars": report.uncovered_bars,
+            "provisional_bars": report.provisional,
+            "first_missing": MetadataValue.json([f"{p.symbol} {t}" for t in ms_list(report.missing)][:EXAMPLES]),
+            "first_uncovered": MetadataValue.json(
+                [f"{p.symbol} {w}" for w in bar_runs(report.uncovered, tf.ms)][:EXAMPLES]
+            ),
+            "checked": _scope(p),
+        },
+    )
 
 
 def check_unique_timestamps(client: QuestDBClient, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
@@ -196,10 +246,15 @@ def check_unique_timestamps(client: QuestDBClient, table: SeriesTable, p: Market
     return AssetCheckResult(
         passed=passed,
         description=f"{report.rows} rows, {report.distinct} distinct timestamps, {report.off_grid} off the "
-                    f"{table.timeframe} grid",
-        metadata={"rows": report.rows, "distinct_timestamps": report.distinct,
-                  "duplicate_rows": report.duplicate_rows, "off_grid_rows": report.off_grid,
-                  "first_duplicates": MetadataValue.json(duplicates[:EXAMPLES]), "checked": _scope(p)},
+        f"{table.timeframe} grid",
+        metadata={
+            "rows": report.rows,
+            "distinct_timestamps": report.distinct,
+            "duplicate_rows": report.duplicate_rows,
+            "off_grid_rows": report.off_grid,
+            "first_duplicates": MetadataValue.json(duplicates[:EXAMPLES]),
+            "checked": _scope(p),
+        },
     )
 
 
@@ -212,22 +267,39 @@ def check_ohlc_sanity(client: QuestDBClient, table: SeriesTable, p: MarketPartit
         frame = pd.DataFrame(examples[:EXAMPLES], columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
         metadata["first_bad_rows"] = MetadataValue.md(frame.to_markdown(index=False))
     broken = ", ".join(f"{rule} {n}" for rule, n in report.violations.items() if n)
-    return AssetCheckResult(passed=passed, metadata=metadata,
-                            description=f"{report.rows} rows sane" if passed else f"{report.rows} rows checked: {broken}")
+    return AssetCheckResult(
+        passed=passed,
+        metadata=metadata,
+        description=f"{report.rows} rows sane" if passed else f"{report.rows} rows checked: {broken}",
+    )
 
 
-def check_agreement(client: QuestDBClient, bars: SeriesTable, candles: SeriesTable,
-                    p: MarketPartition) -> AssetCheckResult:
-    cmp = compare_candles(client, bars.table, bars.node(p.symbol), candles.table, candles.node(p.symbol),
-                          p.day, volume_rel_tol=VOLUME_REL_TOL)
-    metadata = {"minutes_compared": cmp.both, "mismatches": cmp.mismatches, "only_in_trade_bars": cmp.only_left,
-                "only_in_exchange_candles": cmp.only_right, "checked": _scope(p)}
+def check_agreement(
+    client: QuestDBClient, bars: SeriesTable, candles: SeriesTable, p: MarketPartition
+) -> AssetCheckResult:
+    cmp = compare_candles(
+        client,
+        bars.table,
+        bars.node(p.symbol),
+        candles.table,
+        candles.node(p.symbol),
+        p.day,
+        volume_rel_tol=VOLUME_REL_TOL,
+    )
+    metadata = {
+        "minutes_compared": cmp.both,
+        "mismatches": cmp.mismatches,
+        "only_in_trade_bars": cmp.only_left,
+        "only_in_exchange_candles": cmp.only_right,
+        "checked": _scope(p),
+    }
     if cmp.examples:
         columns = ["symbol", "ts", *(f"trades_{c}" for c in "ohlcv"), *(f"exchange_{c}" for c in "ohlcv")]
         examples = [(p.symbol, format_ms(t), *values) for t, *values in cmp.examples]
         frame = pd.DataFrame(examples[:EXAMPLES], columns=columns)
         metadata["first_mismatches"] = MetadataValue.md(frame.to_markdown(index=False))
     return AssetCheckResult(
-        passed=cmp.mismatches == 0, metadata=metadata,
+        passed=cmp.mismatches == 0,
+        metadata=metadata,
         description=f"{cmp.both} minutes compared, {cmp.mismatches} differ",
     )

@@ -14,7 +14,9 @@ only where they are used (``asset_options.chosen_features``).
 
 import warnings
 
-warnings.filterwarnings("ignore", message=r"Non-compliant tag keys like \['dagster/partition/",
-                        category=DeprecationWarning)
-warnings.filterwarnings("ignore", message=r"InitResourceContext\.dagster_run is deprecated",
-                        category=DeprecationWarning)
+warnings.filterwarnings(
+    "ignore", message=r"Non-compliant tag keys like \['dagster/partition/", category=DeprecationWarning
+)
+warnings.filterwarnings(
+    "ignore", message=r"InitResourceContext\.dagster_run is deprecated", category=DeprecationWarning
+)

@@ -96,37 +96,58 @@ def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
             base_tf = ex.timeframes[0]
             source, upstream = ohlcv_table(ex, base_tf), ohlcv_key(ex.exchange_id, base_tf)
             target, key = resampled_table(ex, tf), resampled_key(ex.exchange_id, tf)
-            out.append(_derived_asset(
-                options, key, target=target, source=source, upstream=upstream, policy=ex.ohlcv.recheck,
-                write=_resample_writer(source, target), checks=CandleChecks(key, target, ex.ohlcv.recheck,
-                                                                            options.partitions_def),
-                tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, tf),
-                description=(
-                    f"{tf} candles of {ex.exchange_id}, computed inside QuestDB from the {base_tf} candles of "
-                    f"`{upstream.to_user_string()}` with `SAMPLE BY {tf} ALIGN TO CALENDAR`: open = first open, "
-                    f"high = max high, low = min low, close = last close, volume = sum of volumes. Only {tf} bars "
-                    f"lying wholly inside what the upstream's coverage claims are written, so each is final "
-                    f"(`closed`); the rest of the partition is reported as uncovered and computed once the upstream "
-                    f"covers it. Table `{target.table}`, coverage `{target.coverage_table}`."),
-            ))
+            out.append(
+                _derived_asset(
+                    options,
+                    key,
+                    target=target,
+                    source=source,
+                    upstream=upstream,
+                    policy=ex.ohlcv.recheck,
+                    write=_resample_writer(source, target),
+                    checks=CandleChecks(key, target, ex.ohlcv.recheck, options.partitions_def),
+                    tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, tf),
+                    description=(
+                        f"{tf} candles of {ex.exchange_id}, computed inside QuestDB from the {base_tf} candles of "
+                        f"`{upstream.to_user_string()}` with `SAMPLE BY {tf} ALIGN TO CALENDAR`: open = first open, "
+                        f"high = max high, low = min low, close = last close, volume = sum of volumes. Only {tf} bars "
+                        f"lying wholly inside what the upstream's coverage claims are written, so each is final "
+                        f"(`closed`); the rest of the partition is reported as uncovered and computed once the "
+                        f"upstream covers it. Table `{target.table}`, coverage `{target.coverage_table}`."
+                    ),
+                )
+            )
         if ex.trades:
             source, upstream = trades_table(ex), trades_key(ex.exchange_id)
             target, key = trade_bars_table(ex), trade_bars_key(ex.exchange_id)
             candles = (ohlcv_key(ex.exchange_id, TRADE_BARS_TIMEFRAME), ohlcv_table(ex, TRADE_BARS_TIMEFRAME))
-            out.append(_derived_asset(
-                options, key, target=target, source=source, upstream=upstream, policy=ex.trades_config.recheck,
-                write=_trade_bars_writer(source, target),
-                checks=CandleChecks(key, target, ex.trades_config.recheck, options.partitions_def,
-                                    exchange_candles=candles if TRADE_BARS_TIMEFRAME in ex.timeframes else None),
-                tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, TRADE_BARS_TIMEFRAME),
-                description=(
-                    f"1m bars of {ex.exchange_id} built inside QuestDB from the trades of "
-                    f"`{upstream.to_user_string()}` with `SAMPLE BY 1m`: open = first trade of the minute, close = "
-                    "last trade (by time, then trade id), high/low = max/min price, volume = sum of amounts. Only "
-                    "minutes wholly covered by the trades' coverage are written; a covered minute without trades "
-                    "has no bar and is recorded as empty. Checked against the exchange's own 1m candles. Table "
-                    f"`{target.table}`, coverage `{target.coverage_table}`."),
-            ))
+            out.append(
+                _derived_asset(
+                    options,
+                    key,
+                    target=target,
+                    source=source,
+                    upstream=upstream,
+                    policy=ex.trades_config.recheck,
+                    write=_trade_bars_writer(source, target),
+                    checks=CandleChecks(
+                        key,
+                        target,
+                        ex.trades_config.recheck,
+                        options.partitions_def,
+                        exchange_candles=candles if TRADE_BARS_TIMEFRAME in ex.timeframes else None,
+                    ),
+                    tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, TRADE_BARS_TIMEFRAME),
+                    description=(
+                        f"1m bars of {ex.exchange_id} built inside QuestDB from the trades of "
+                        f"`{upstream.to_user_string()}` with `SAMPLE BY 1m`: open = first trade of the minute, close = "
+                        "last trade (by time, then trade id), high/low = max/min price, volume = sum of amounts. Only "
+                        "minutes wholly covered by the trades' coverage are written; a covered minute without trades "
+                        "has no bar and is recorded as empty. Checked against the exchange's own 1m candles. Table "
+                        f"`{target.table}`, coverage `{target.coverage_table}`."
+                    ),
+                )
+            )
     return out
 
 
@@ -137,8 +158,14 @@ def _resample_writer(source: SeriesTable, target: SeriesTable) -> Writer:
     tf = Timeframe.parse(target.timeframe)
 
     def write(client: QuestDBClient, symbol: str, window: TimeWindow) -> None:
-        resample_candles(client, source_table=source.table, target_table=target.table, source=source.node(symbol),
-                         target=tf, window=window)
+        resample_candles(
+            client,
+            source_table=source.table,
+            target_table=target.table,
+            source=source.node(symbol),
+            target=tf,
+            window=window,
+        )
 
     return write
 
@@ -147,22 +174,49 @@ def _trade_bars_writer(source: SeriesTable, target: SeriesTable) -> Writer:
     tf = Timeframe.parse(target.timeframe)
 
     def write(client: QuestDBClient, symbol: str, window: TimeWindow) -> None:
-        bars_from_trades(client, trades_table=source.table, target_table=target.table, exchange=source.exchange,
-                         symbol=symbol, timeframe=tf, window=window)
+        bars_from_trades(
+            client,
+            trades_table=source.table,
+            target_table=target.table,
+            exchange=source.exchange,
+            symbol=symbol,
+            timeframe=tf,
+            window=window,
+        )
 
     return write
 
 
-def _derived_asset(options: AssetOptions, key: AssetKey, *, target: SeriesTable, source: SeriesTable,
-                   upstream: AssetKey, policy: EmptyRecheckPolicy, write: Writer, checks: CandleChecks,
-                   tags: dict[str, str], description: str) -> AssetsDefinition:
-    spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS,
-                     deps=[AssetDep(upstream, partition_mapping=IdentityPartitionMapping())],
-                     metadata={**target.definition_metadata(), "computed_from": upstream.to_user_string(),
-                               "questdb/source_table": source.table},
-                     **options.spec_kwargs(fetched=False)).with_io_manager_key(IO_MANAGER_KEY)
+def _derived_asset(
+    options: AssetOptions,
+    key: AssetKey,
+    *,
+    target: SeriesTable,
+    source: SeriesTable,
+    upstream: AssetKey,
+    policy: EmptyRecheckPolicy,
+    write: Writer,
+    checks: CandleChecks,
+    tags: dict[str, str],
+    description: str,
+) -> AssetsDefinition:
+    spec = AssetSpec(
+        key,
+        description=description,
+        tags=tags,
+        kinds=KINDS,
+        deps=[AssetDep(upstream, partition_mapping=IdentityPartitionMapping())],
+        metadata={
+            **target.definition_metadata(),
+            "computed_from": upstream.to_user_string(),
+            "questdb/source_table": source.table,
+        },
+        **options.spec_kwargs(fetched=False),
+    ).with_io_manager_key(IO_MANAGER_KEY)
 
-    def derived(context: AssetExecutionContext, questdb: QuestDBResource):  # yields MaterializeResult, then check evaluations
+    def derived(
+        context: AssetExecutionContext, questdb: QuestDBResource
+    ):  # yields MaterializeResult, then check evaluations
         client = questdb.client()
         if key in context.selected_asset_keys:
             stored = run_derived(context, client, source=source, target=target, policy=policy, write=write)
@@ -170,13 +224,25 @@ def _derived_asset(options: AssetOptions, key: AssetKey, *, target: SeriesTable,
         yield from checks.evaluate(context, client)
 
     with chosen_features():
-        decorated = multi_asset(name=key.to_python_identifier(), specs=[spec], check_specs=checks.specs(),
-                                can_subset=True, **options.asset_kwargs())(derived)
+        decorated = multi_asset(
+            name=key.to_python_identifier(),
+            specs=[spec],
+            check_specs=checks.specs(),
+            can_subset=True,
+            **options.asset_kwargs(),
+        )(derived)
     return options.with_code_references(decorated)
 
 
-def run_derived(context: AssetExecutionContext, client: QuestDBClient, *, source: SeriesTable, target: SeriesTable,
-                policy: EmptyRecheckPolicy, write: Writer) -> StoredSlice:
+def run_derived(
+    context: AssetExecutionContext,
+    client: QuestDBClient,
+    *,
+    source: SeriesTable,
+    target: SeriesTable,
+    policy: EmptyRecheckPolicy,
+    write: Writer,
+) -> StoredSlice:
     """Compute every covered bar of the run's partitions, record the derived coverage, count per partition."""
     tf = Timeframe.parse(target.timeframe)
     now = wall_clock_ms()
@@ -204,8 +270,10 @@ def run_derived(context: AssetExecutionContext, client: QuestDBClient, *, source
             uncovered_total += figures[p.key]["uncovered_closed_bars"]
         context.log.info(f"{target.node(sl.symbol)}: {len(todo)} covered window(s) computed from {source.table}")
     if uncovered_total:
-        context.log.warning(f"{uncovered_total} closed {tf.name} bar(s) of this run lie outside the upstream's "
-                            f"coverage and were not computed: materialize the upstream partitions first")
+        context.log.warning(
+            f"{uncovered_total} closed {tf.name} bar(s) of this run lie outside the upstream's "
+            f"coverage and were not computed: materialize the upstream partitions first"
+        )
     return StoredSlice(figures)
 
 
@@ -214,8 +282,9 @@ def _opens_in(window: TimeWindow, tf: Timeframe) -> np.ndarray:
     return np.arange(window.start_ms, window.end_ms, tf.ms, dtype=np.int64)
 
 
-def _partition_figures(p: MarketPartition, tf: Timeframe, now_ms: int, computed: np.ndarray, stored: np.ndarray,
-                       source_table: str) -> dict[str, object]:
+def _partition_figures(
+    p: MarketPartition, tf: Timeframe, now_ms: int, computed: np.ndarray, stored: np.ndarray, source_table: str
+) -> dict[str, object]:
     """A partition's bars (each counted in the day it opens): written, computed, closed but uncovered."""
     closed_end = min(p.day.end_ms, tf.floor(now_ms))
     first = tf.ceil(p.day.start_ms)

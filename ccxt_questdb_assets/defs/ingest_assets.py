@@ -67,36 +67,64 @@ def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
         options = AssetOptions.of(project, ex)
         for tf in ex.timeframes:
             key, table = ohlcv_key(ex.exchange_id, tf), ohlcv_table(ex, tf)
-            out.append(_ingest_asset(
-                options, key, table, ProviderConfig.from_mapping(ex.provider_mapping(OHLCV, timeframe=tf)),
-                checks=CandleChecks(key, table, ex.ohlcv.recheck, options.partitions_def),
-                tags=catalog_tags(ex.exchange_id, OHLCV, FETCHED, tf),
-                description=f"{tf} candles of {ex.exchange_id}, fetched through ccxt into QuestDB table "
-                            f"`{table.table}`. Only closed bars count as stored; the still-open bar is stored "
-                            f"provisionally (`closed` false) and refetched until closed. What is stored is recorded "
-                            f"in `{table.coverage_table}`, so a stored partition costs no exchange request.",
-            ))
+            out.append(
+                _ingest_asset(
+                    options,
+                    key,
+                    table,
+                    ProviderConfig.from_mapping(ex.provider_mapping(OHLCV, timeframe=tf)),
+                    checks=CandleChecks(key, table, ex.ohlcv.recheck, options.partitions_def),
+                    tags=catalog_tags(ex.exchange_id, OHLCV, FETCHED, tf),
+                    description=f"{tf} candles of {ex.exchange_id}, fetched through ccxt into QuestDB table "
+                    f"`{table.table}`. Only closed bars count as stored; the still-open bar is stored "
+                    f"provisionally (`closed` false) and refetched until closed. What is stored is recorded "
+                    f"in `{table.coverage_table}`, so a stored partition costs no exchange request.",
+                )
+            )
         if ex.trades:
             table = trades_table(ex)
-            out.append(_ingest_asset(
-                options, trades_key(ex.exchange_id), table, ProviderConfig.from_mapping(ex.provider_mapping(TRADES)),
-                checks=None, tags=catalog_tags(ex.exchange_id, TRADES, FETCHED),
-                description=f"Trades of {ex.exchange_id} with millisecond timestamps and the exchange's trade id, "
-                            f"paged by id so no trade is lost or repeated at page edges, in QuestDB table "
-                            f"`{table.table}`; what is stored is recorded in `{table.coverage_table}`.",
-            ))
+            out.append(
+                _ingest_asset(
+                    options,
+                    trades_key(ex.exchange_id),
+                    table,
+                    ProviderConfig.from_mapping(ex.provider_mapping(TRADES)),
+                    checks=None,
+                    tags=catalog_tags(ex.exchange_id, TRADES, FETCHED),
+                    description=f"Trades of {ex.exchange_id} with millisecond timestamps and the exchange's trade id, "
+                    f"paged by id so no trade is lost or repeated at page edges, in QuestDB table "
+                    f"`{table.table}`; what is stored is recorded in `{table.coverage_table}`.",
+                )
+            )
     return out
 
 
-def _ingest_asset(options: AssetOptions, key: AssetKey, table: SeriesTable, provider_config: ProviderConfig, *,
-                  checks: CandleChecks | None, tags: dict[str, str], description: str) -> AssetsDefinition:
+def _ingest_asset(
+    options: AssetOptions,
+    key: AssetKey,
+    table: SeriesTable,
+    provider_config: ProviderConfig,
+    *,
+    checks: CandleChecks | None,
+    tags: dict[str, str],
+    description: str,
+) -> AssetsDefinition:
     """``provider_config`` is checked at load: a bad config fails the code location, not a run."""
-    spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS,
-                     metadata={**table.definition_metadata(), "node_id_template": _node_template(table)},
-                     **options.spec_kwargs(fetched=True)).with_io_manager_key(IO_MANAGER_KEY)
+    spec = AssetSpec(
+        key,
+        description=description,
+        tags=tags,
+        kinds=KINDS,
+        metadata={**table.definition_metadata(), "node_id_template": _node_template(table)},
+        **options.spec_kwargs(fetched=True),
+    ).with_io_manager_key(IO_MANAGER_KEY)
 
-    async def ingest(context: AssetExecutionContext, config: IngestConfig, questdb: QuestDBResource,
-                     rate_limiter: RateLimiterResource):  # yields MaterializeResult, then check evaluations
+    async def ingest(
+        context: AssetExecutionContext,
+        config: IngestConfig,
+        questdb: QuestDBResource,
+        rate_limiter: RateLimiterResource,
+    ):  # yields MaterializeResult, then check evaluations
         if key in context.selected_asset_keys:
             stored = await run_ingest(context, provider_config, table, questdb, rate_limiter, force=config.force)
             yield MaterializeResult(asset_key=key, value=stored)
@@ -105,9 +133,14 @@ def _ingest_asset(options: AssetOptions, key: AssetKey, table: SeriesTable, prov
                 yield event
 
     with chosen_features():
-        decorated = multi_asset(name=key.to_python_identifier(), specs=[spec],
-                                check_specs=checks.specs() if checks else None, can_subset=True, pool=options.pool,
-                                **options.asset_kwargs())(ingest)
+        decorated = multi_asset(
+            name=key.to_python_identifier(),
+            specs=[spec],
+            check_specs=checks.specs() if checks else None,
+            can_subset=True,
+            pool=options.pool,
+            **options.asset_kwargs(),
+        )(ingest)
     return options.with_code_references(decorated)
 
 
@@ -115,8 +148,15 @@ def _node_template(table: SeriesTable) -> str:
     return str(table.node("{symbol}"))
 
 
-async def run_ingest(context: AssetExecutionContext, config: ProviderConfig, table: SeriesTable,
-                     questdb: QuestDBResource, rate_limiter: RateLimiterResource, *, force: bool) -> StoredSlice:
+async def run_ingest(
+    context: AssetExecutionContext,
+    config: ProviderConfig,
+    table: SeriesTable,
+    questdb: QuestDBResource,
+    rate_limiter: RateLimiterResource,
+    *,
+    force: bool,
+) -> StoredSlice:
     """Cover every (symbol, days) of the run; count what each partition got."""
     client = questdb.client()
     figures: dict[str, dict[str, object]] = {}
@@ -124,30 +164,44 @@ async def run_ingest(context: AssetExecutionContext, config: ProviderConfig, tab
     with rate_limiter.track(context, add_metadata=False):
         for sl in slices_of(context.partition_keys):
             async with CcxtQuestDBProvider.from_config(  # markets: loaded by a gap's first page, if any
-                    _for_symbol(config, sl.symbol, rate_limiter), client=client, validate_markets=False) as provider:
+                _for_symbol(config, sl.symbol, rate_limiter), client=client, validate_markets=False
+            ) as provider:
                 figures.update(await _cover_symbol(context, provider, table, sl, force, reports))
     context.log.info(_run_summary(reports, force))
     return StoredSlice(figures)
 
 
-async def _cover_symbol(context: AssetExecutionContext, provider: CcxtQuestDBProvider, table: SeriesTable,
-                        sl: SymbolSlice, force: bool, reports: list[BackfillReport]) -> dict[str, dict[str, object]]:
+async def _cover_symbol(
+    context: AssetExecutionContext,
+    provider: CcxtQuestDBProvider,
+    table: SeriesTable,
+    sl: SymbolSlice,
+    force: bool,
+    reports: list[BackfillReport],
+) -> dict[str, dict[str, object]]:
     """Cover one symbol's days; each partition's rows written, requests, rows held before and coverage."""
     node = table.node(sl.symbol)
     held_before = stored_by_partition(table.store(provider.backend.client), node, sl.partitions)
-    coverage_before = coverage_by_partition(await provider.backend.load_coverage(node), sl.partitions,
-                                            wall_clock_ms())
+    coverage_before = coverage_by_partition(await provider.backend.load_coverage(node), sl.partitions, wall_clock_ms())
     ledger = PartitionLedger(sl.partitions)
     for window in sl.windows:
-        report = await provider.ensure_range(window.start_ms / 1000, window.end_ms / 1000, node_id=node,
-                                             force=force, observer=ledger)
+        report = await provider.ensure_range(
+            window.start_ms / 1000, window.end_ms / 1000, node_id=node, force=force, observer=ledger
+        )
         reports.append(report)
         context.log.info(_describe(report))
     # The engine's own last read: its coverage writes are visible in it (a new read might not be yet).
     coverage_after = coverage_by_partition(report.coverage, sl.partitions, wall_clock_ms())
-    return {key: {"rows_written": rows, "exchange_requests": requests, "rows_already_present": held_before[key].rows,
-                  "coverage_before": coverage_before[key], "coverage_after": coverage_after[key]}
-            for key, (rows, requests) in ledger.by_partition().items()}
+    return {
+        key: {
+            "rows_written": rows,
+            "exchange_requests": requests,
+            "rows_already_present": held_before[key].rows,
+            "coverage_before": coverage_before[key],
+            "coverage_after": coverage_after[key],
+        }
+        for key, (rows, requests) in ledger.by_partition().items()
+    }
 
 
 def _for_symbol(config: ProviderConfig, symbol: str, rate_limiter: RateLimiterResource) -> ProviderConfig:
@@ -161,12 +215,16 @@ def _describe(report: BackfillReport) -> str:
     where = f"{report.node_id} {format_ms(report.window.start_ms)}..{format_ms(report.window.end_ms)}"
     if not report.gaps:
         return f"{where}: already covered, 0 requests"
-    return (f"{where}: {len(report.gaps)} gap(s), {report.requests} requests, {report.rows_written} rows written in "
-            f"{report.seconds:.2f} s")
+    return (
+        f"{where}: {len(report.gaps)} gap(s), {report.requests} requests, {report.rows_written} rows written in "
+        f"{report.seconds:.2f} s"
+    )
 
 
 def _run_summary(reports: list[BackfillReport], force: bool) -> str:
     """The run's totals (they belong to the run, not to any one partition)."""
-    return (f"run totals: {len(reports)} window(s), {sum(len(r.gaps) for r in reports)} gap(s) fetched, "
-            f"{sum(r.requests for r in reports)} exchange requests, {sum(r.rows_written for r in reports)} rows "
-            f"written, {sum(r.empty_windows for r in reports)} empty window(s) found" + (", forced" if force else ""))
+    return (
+        f"run totals: {len(reports)} window(s), {sum(len(r.gaps) for r in reports)} gap(s) fetched, "
+        f"{sum(r.requests for r in reports)} exchange requests, {sum(r.rows_written for r in reports)} rows "
+        f"written, {sum(r.empty_windows for r in reports)} empty window(s) found" + (", forced" if force else "")
+    )

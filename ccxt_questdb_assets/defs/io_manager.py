@@ -41,10 +41,10 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.defs.partition_figures import stored_by_partition
 from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
+from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.schema import TableNames
 from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
@@ -86,8 +86,9 @@ class SeriesTable:
         if self.kind not in ("ohlcv", "trades"):
             raise ConfigError(f"{META_KIND} {self.kind!r} must be 'ohlcv' or 'trades'")
         if (self.kind == "ohlcv") != (self.timeframe is not None):
-            raise ConfigError(f"{META_TIMEFRAME} is required for candles and not allowed for trades "
-                              f"(table {self.table!r})")
+            raise ConfigError(
+                f"{META_TIMEFRAME} is required for candles and not allowed for trades (table {self.table!r})"
+            )
 
     @property
     def series_kind(self):
@@ -108,8 +109,9 @@ class SeriesTable:
     def definition_metadata(self) -> dict[str, Any]:
         """Asset metadata: what the IO manager needs, and what the catalog shows."""
         schema = self.series_kind.schema
-        columns = [TableColumn(name, _COLUMN_DOCS[name][0], description=_COLUMN_DOCS[name][1])
-                   for name in schema.column_names]
+        columns = [
+            TableColumn(name, _COLUMN_DOCS[name][0], description=_COLUMN_DOCS[name][1]) for name in schema.column_names
+        ]
         md: dict[str, Any] = {
             META_TABLE: self.table,
             META_KIND: self.kind,
@@ -131,8 +133,10 @@ class SeriesTable:
             return getattr(value, "value", value)
 
         if not get(META_TABLE):
-            raise ConfigError(f"asset {asset} has no {META_TABLE!r} metadata: build it with SeriesTable."
-                              "definition_metadata() so the QuestDB IO manager knows its table")
+            raise ConfigError(
+                f"asset {asset} has no {META_TABLE!r} metadata: build it with SeriesTable."
+                "definition_metadata() so the QuestDB IO manager knows its table"
+            )
         return cls(get(META_TABLE), get(META_KIND), get(META_EXCHANGE), get(META_TIMEFRAME))
 
 
@@ -151,8 +155,9 @@ class StoredSlice:
 class OutputHandler(Protocol):
     """Stores one Python type; returns what it counted per partition key."""
 
-    def store(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], obj: Any,
-              asset: str) -> PartitionFigures: ...
+    def store(
+        self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], obj: Any, asset: str
+    ) -> PartitionFigures: ...
 
 
 class StoredSliceHandler:
@@ -169,8 +174,10 @@ class DataFrameHandler:
         frame = obj
         if "symbol" not in frame.columns:
             if len(by_symbol) != 1:
-                raise InvalidFrameError(f"asset {asset}: the output spans symbols {sorted(by_symbol)}; add a "
-                                        "'symbol' column naming each row's symbol")
+                raise InvalidFrameError(
+                    f"asset {asset}: the output spans symbols {sorted(by_symbol)}; add a "
+                    "'symbol' column naming each row's symbol"
+                )
             groups = [(next(iter(by_symbol)), frame)]
         else:
             groups = list(frame.groupby("symbol", sort=True, observed=True))
@@ -184,12 +191,14 @@ class DataFrameHandler:
         return figures
 
     @staticmethod
-    def _clean(table: SeriesTable, part: pd.DataFrame, by_symbol: dict[str, SymbolSlice], symbol: str,
-               asset: str) -> pd.DataFrame:
+    def _clean(
+        table: SeriesTable, part: pd.DataFrame, by_symbol: dict[str, SymbolSlice], symbol: str, asset: str
+    ) -> pd.DataFrame:
         what = f"asset {asset} output for {symbol}"
         if symbol not in by_symbol:
-            raise InvalidFrameError(f"{what}: symbol {symbol!r} is not among this run's partitions "
-                                    f"{sorted(by_symbol)}; nothing was written")
+            raise InvalidFrameError(
+                f"{what}: symbol {symbol!r} is not among this run's partitions {sorted(by_symbol)}; nothing was written"
+            )
         columns = ["ts", *table.series_kind.value_columns]
         missing = [c for c in columns if c not in part.columns]
         if missing:
@@ -209,8 +218,12 @@ class DataFrameHandler:
                     rows = rows.merge(given, on="ts", how="left")
                     rows["closed"] &= rows.pop("given").fillna(True).astype(bool)
             else:
-                records = [{"timestamp": t, "id": i, "price": p, "amount": a, "side": s} for t, i, p, a, s in
-                           zip(ts, part["trade_id"], part["price"], part["amount"], part["side"], strict=True)]
+                records = [
+                    {"timestamp": t, "id": i, "price": p, "amount": a, "side": s}
+                    for t, i, p, a, s in zip(
+                        ts, part["trade_id"], part["price"], part["amount"], part["side"], strict=True
+                    )
+                ]
                 rows = trades_frame(records, what=what)
         except ExchangeDataError as exc:
             raise InvalidFrameError(str(exc)) from None
@@ -219,8 +232,10 @@ class DataFrameHandler:
             inside |= (rows["ts"] >= w.start_ms) & (rows["ts"] < w.end_ms)
         if not inside.all():
             first = int(rows.loc[~inside, "ts"].iloc[0])
-            raise InvalidFrameError(f"{what}: row at {format_ms(first)} lies outside the run's partitions "
-                                    f"({', '.join(_window_text(w) for w in by_symbol[symbol].windows)}); nothing was written")
+            raise InvalidFrameError(
+                f"{what}: row at {format_ms(first)} lies outside the run's partitions "
+                f"({', '.join(_window_text(w) for w in by_symbol[symbol].windows)}); nothing was written"
+            )
         return rows
 
 
@@ -238,8 +253,10 @@ class QuestDBIOManager(ConfigurableIOManager):
         table = SeriesTable.from_metadata(context.definition_metadata, asset)
         handler = next((h for t, h in HANDLERS.items() if isinstance(obj, t)), None)
         if handler is None:
-            raise InvalidFrameError(f"asset {asset} returned a {type(obj).__name__}; the QuestDB IO manager stores "
-                                    "a pandas DataFrame or a StoredSlice")
+            raise InvalidFrameError(
+                f"asset {asset} returned a {type(obj).__name__}; the QuestDB IO manager stores "
+                "a pandas DataFrame or a StoredSlice"
+            )
         slices = _slices(context, asset)
         client = self.questdb.client()
         figures = handler.store(table, client, slices, obj, asset)
@@ -262,8 +279,9 @@ class QuestDBIOManager(ConfigurableIOManager):
         return pd.concat(frames, ignore_index=True)
 
     # -- metadata ---------------------------------------------------------------------------
-    def _describe(self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice],
-                  figures: PartitionFigures) -> dict[str, dict[str, Any]]:
+    def _describe(
+        self, table: SeriesTable, client: QuestDBClient, slices: list[SymbolSlice], figures: PartitionFigures
+    ) -> dict[str, dict[str, Any]]:
         """Metadata by partition key: rows stored, first and last timestamps, a preview, and the
         handler's figures for that partition."""
         store = table.store(client)
@@ -291,7 +309,9 @@ def _attach(context: OutputContext, by_partition: Mapping[str, Mapping[str, Any]
     try:
         step = context.step_context
     except DagsterInvariantViolationError:
-        numbers = {key: {k: v for k, v in md.items() if isinstance(v, (int, float))} for key, md in by_partition.items()}
+        numbers = {
+            key: {k: v for k, v in md.items() if isinstance(v, (int, float))} for key, md in by_partition.items()
+        }
         context.add_output_metadata({"partitions": MetadataValue.json(numbers)})
         return
     for key, metadata in by_partition.items():

@@ -70,8 +70,9 @@ class StoredFigures:
     last_ms: int | None = None
 
 
-def stored_by_partition(store: SeriesStore, node: NodeId,
-                        partitions: Sequence[MarketPartition]) -> dict[str, StoredFigures]:
+def stored_by_partition(
+    store: SeriesStore, node: NodeId, partitions: Sequence[MarketPartition]
+) -> dict[str, StoredFigures]:
     """Rows and first/last timestamps of each partition of one series (one query)."""
     if not partitions:
         return {}
@@ -82,4 +83,3 @@ def stored_by_partition(store: SeriesStore, node: NodeId,
         n, first, last = days.get(p.day.start_ms, (0, None, None))
         out[p.key] = StoredFigures(n, first, last)
     return out
-

@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from dagster import (
@@ -47,10 +47,12 @@ def symbols_partitions(exchange_id: str) -> DynamicPartitionsDefinition:
 
 def market_partitions(exchange_id: str, start_date: str) -> MultiPartitionsDefinition:
     """``date`` (UTC days, today included while it is still open) x ``symbol`` (dynamic)."""
-    return MultiPartitionsDefinition({
-        DATE_DIM: DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1),
-        SYMBOL_DIM: symbols_partitions(exchange_id),
-    })
+    return MultiPartitionsDefinition(
+        {
+            DATE_DIM: DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1),
+            SYMBOL_DIM: symbols_partitions(exchange_id),
+        }
+    )
 
 
 def partition_key(day: date | str, symbol: str) -> MultiPartitionKey:
@@ -81,7 +83,7 @@ def day_window(day: str) -> TimeWindow:
         d = date.fromisoformat(day)
     except ValueError:
         raise ConfigError(f"partition date {day!r} is not a date like 2024-01-02") from None
-    start = int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+    start = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
     return TimeWindow(start, start + DAY_MS)
 
 
@@ -135,8 +137,10 @@ def is_partition_safe(symbol: str) -> bool:
 
 def check_symbol_key(symbol: str, where: str) -> None:
     if not is_partition_safe(symbol):
-        raise ConfigError(f"{where}: symbol {symbol!r} cannot be a partition key (no {' '.join(FORBIDDEN_KEY_CHARS)}, "
-                          "not empty); use the ccxt symbol, e.g. 'BTC/USDT'")
+        raise ConfigError(
+            f"{where}: symbol {symbol!r} cannot be a partition key (no {' '.join(FORBIDDEN_KEY_CHARS)}, "
+            "not empty); use the ccxt symbol, e.g. 'BTC/USDT'"
+        )
 
 
 def sync_symbol_partitions(instance: DagsterInstance, project: ProjectConfig) -> list[str]:

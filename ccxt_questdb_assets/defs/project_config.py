@@ -60,14 +60,18 @@ _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9]*$")
 def expand_env(value: Any, environ: Mapping[str, str], where: str = "config") -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of ``value``."""
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in environ:
                 return environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{where} refers to ${{{name}}}, which is not set: export {name} or give a default "
-                              f"as ${{{name}:-value}}")
+            raise ConfigError(
+                f"{where} refers to ${{{name}}}, which is not set: export {name} or give a default "
+                f"as ${{{name}:-value}}"
+            )
+
         return _ENV_REF.sub(sub, value)
     if isinstance(value, Mapping):
         return {k: expand_env(v, environ, f"{where}.{k}") for k, v in value.items()}
@@ -112,7 +116,9 @@ class RefreshSettings:
         check_keys(raw, REFRESH_KEYS, where)
         cron = raw.get("cron", DEFAULT_REFRESH_CRON)
         if not isinstance(cron, str) or not is_valid_cron_string(cron):
-            raise ConfigError(f"{where}.cron {cron!r} is not a cron expression; e.g. '*/5 * * * *' (every 5 minutes, UTC)")
+            raise ConfigError(
+                f"{where}.cron {cron!r} is not a cron expression; e.g. '*/5 * * * *' (every 5 minutes, UTC)"
+            )
         running = raw.get("running", False)
         if not isinstance(running, bool):
             raise ConfigError(f"{where}.running {running!r} must be true or false")
@@ -128,19 +134,25 @@ class ProjectConfig:
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> ProjectConfig:
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> ProjectConfig:
         environ = os.environ if environ is None else environ
         chosen = Path(path) if path is not None else Path(environ.get(ENV_PROJECT) or DEFAULT_PROJECT_FILE)
         try:
             raw = yaml.safe_load(chosen.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"project config {str(chosen)!r} does not exist: set {ENV_PROJECT} to a YAML file") from None
+            raise ConfigError(
+                f"project config {str(chosen)!r} does not exist: set {ENV_PROJECT} to a YAML file"
+            ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"project config {str(chosen)!r} is not valid YAML: {exc}") from None
         return cls.from_mapping(raw, environ=environ, source=str(chosen))
 
     @classmethod
-    def from_mapping(cls, raw: Any, *, environ: Mapping[str, str] | None = None, source: str = "<mapping>") -> ProjectConfig:
+    def from_mapping(
+        cls, raw: Any, *, environ: Mapping[str, str] | None = None, source: str = "<mapping>"
+    ) -> ProjectConfig:
         environ = os.environ if environ is None else environ
         where = f"project config {source}"
         check_keys(raw, PROJECT_KEYS, where)
@@ -160,8 +172,10 @@ class ProjectConfig:
         for ex in self.exchanges:
             if ex.exchange_id == exchange_id:
                 return ex
-        raise ConfigError(f"exchange {exchange_id!r} is not in the project config; configured: "
-                          f"{', '.join(e.exchange_id for e in self.exchanges)}")
+        raise ConfigError(
+            f"exchange {exchange_id!r} is not in the project config; configured: "
+            f"{', '.join(e.exchange_id for e in self.exchanges)}"
+        )
 
 
 def _start_date(value: Any) -> str:
@@ -172,8 +186,9 @@ def _start_date(value: Any) -> str:
         raise ConfigError(f"start_date {value!r} must be a date like '2024-01-01'") from None
 
 
-def _candle_timeframes(ex_id: str, section: Mapping[str, Any], ohlcv: ProviderConfig, trades: bool,
-                       where: str) -> tuple[str, ...]:
+def _candle_timeframes(
+    ex_id: str, section: Mapping[str, Any], ohlcv: ProviderConfig, trades: bool, where: str
+) -> tuple[str, ...]:
     """The timeframes that become candle assets. An exchange serving only its latest candles (kraken:
     720 bars) cannot fill daily partitions of any age: it gets none, and its 1m bars come from its
     trades (``trade_bars_1m``), which it keeps in full."""
@@ -181,15 +196,21 @@ def _candle_timeframes(ex_id: str, section: Mapping[str, Any], ohlcv: ProviderCo
     if dialect.candles is not CandlePaging.LATEST_ONLY:
         return ohlcv.timeframes
     if "timeframes" in section or "timeframe" in section:
-        raise ConfigError(f"{where} exchanges.{ex_id}.timeframes: {dialect.limits}. Daily partitions reach "
-                          f"further back, so {ex_id} has no candle asset: remove timeframes (and set trades: true)")
+        raise ConfigError(
+            f"{where} exchanges.{ex_id}.timeframes: {dialect.limits}. Daily partitions reach "
+            f"further back, so {ex_id} has no candle asset: remove timeframes (and set trades: true)"
+        )
     if not trades:
-        raise ConfigError(f"{where} exchanges.{ex_id}: {dialect.limits}. Set trades: true: {ex_id} then gets "
-                          f"its trades and {ex_id}/ohlcv/trade_bars_1m")
+        raise ConfigError(
+            f"{where} exchanges.{ex_id}: {dialect.limits}. Set trades: true: {ex_id} then gets "
+            f"its trades and {ex_id}/ohlcv/trade_bars_1m"
+        )
     return ()
 
 
-def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapping[str, str], where: str) -> ExchangeProject:
+def _exchange(
+    ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapping[str, str], where: str
+) -> ExchangeProject:
     if not isinstance(ex_id, str) or not _EXCHANGE_ID.match(ex_id):
         raise ConfigError(f"{where}: exchange id {ex_id!r} must be a lowercase ccxt id such as 'binance'")
     check_keys(section, EXCHANGE_KEYS, f"{where} exchanges.{ex_id}")
@@ -204,13 +225,17 @@ def _exchange(ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapp
     timeframes = _candle_timeframes(ex_id, section, ohlcv, trades, where)
     resample = tuple(Timeframe.parse(tf).name for tf in section.get("resample_to") or ())
     if resample and not timeframes:
-        raise ConfigError(f"{where} exchanges.{ex_id}.resample_to needs candles to compute from, and {ex_id} has "
-                          "no candle asset: remove resample_to")
+        raise ConfigError(
+            f"{where} exchanges.{ex_id}.resample_to needs candles to compute from, and {ex_id} has "
+            "no candle asset: remove resample_to"
+        )
     base = Timeframe.parse(ohlcv.timeframes[0])
     for tf in resample:
         if Timeframe.parse(tf).ms <= base.ms or Timeframe.parse(tf).ms % base.ms:
-            raise ConfigError(f"{where} exchanges.{ex_id}.resample_to {tf!r} must be a multiple of {base.name}, "
-                              f"the first timeframe it is computed from")
+            raise ConfigError(
+                f"{where} exchanges.{ex_id}.resample_to {tf!r} must be a multiple of {base.name}, "
+                f"the first timeframe it is computed from"
+            )
     trades_cfg = None
     if trades:
         trade_map = {k: v for k, v in mapping.items() if k not in ("timeframes", "timeframe")}

@@ -30,8 +30,9 @@ class QuestDBResource(ConfigurableResource):
     http_port: int = Field(default=9000, description="HTTP port (ILP writes, REST).")
     database: str = Field(default="qdb", description="PG wire database name.")
     user: str = Field(default="admin", description="PG wire and HTTP user.")
-    password: str | None = Field(default=None, description=f"Use EnvVar('{ENV_PASSWORD}'); unset: that variable, "
-                                 "else QuestDB's default.")
+    password: str | None = Field(
+        default=None, description=f"Use EnvVar('{ENV_PASSWORD}'); unset: that variable, else QuestDB's default."
+    )
     tls: bool = Field(default=False, description="TLS for PG wire and HTTP.")
     visibility_timeout_s: float = Field(default=60.0, description="How long a write waits for WAL apply.")
 
@@ -42,8 +43,12 @@ class QuestDBResource(ConfigurableResource):
 
     def connection(self) -> QuestDBConnection:
         settings: dict[str, Any] = {
-            "host": self.host, "port": self.port, "http_port": self.http_port, "database": self.database,
-            "user": self.user, "tls": self.tls,
+            "host": self.host,
+            "port": self.port,
+            "http_port": self.http_port,
+            "database": self.database,
+            "user": self.user,
+            "tls": self.tls,
         }
         password = self.password if self.password is not None else os.environ.get(ENV_PASSWORD)
         if password:
@@ -62,5 +67,12 @@ class QuestDBResource(ConfigurableResource):
     @classmethod
     def from_connection(cls, conn: QuestDBConnection, **overrides: Any) -> QuestDBResource:
         """The resource for an already parsed connection (its password is left to ``overrides``)."""
-        return cls(host=conn.host, port=conn.port, http_port=conn.http_port, database=conn.database,
-                   user=conn.user, tls=conn.pg_tls, **overrides)
+        return cls(
+            host=conn.host,
+            port=conn.port,
+            http_port=conn.http_port,
+            database=conn.database,
+            user=conn.user,
+            tls=conn.pg_tls,
+            **overrides,
+        )

@@ -86,15 +86,22 @@ async def _forward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, 
         since, end = cursor, window.end_ms
 
         async def ask(since: int = since, end: int = end, limit: int = limit) -> list:
-            rows = await fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit,
-                                      params={"until": end - 1})
+            rows = await fetcher.call(
+                "fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit, params={"until": end - 1}
+            )
             return _checked_rows(node, since, rows, limit)
 
         def probe(end: int = end):  # the last bar at or before the window's end
             return fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1, params={"until": end - 1})
 
-        raw, requests = await fetcher.confirmed(node, TimeWindow(since, end), ask, probe,
-                                                fetcher.first_bar_in(since, end), held_before=cursor > window.start_ms)
+        raw, requests = await fetcher.confirmed(
+            node,
+            TimeWindow(since, end),
+            ask,
+            probe,
+            fetcher.first_bar_in(since, end),
+            held_before=cursor > window.start_ms,
+        )
         frame = _frame(fetcher, node, raw, cursor, window.end_ms)
         complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
         if len(raw) >= limit and frame.empty:
@@ -105,8 +112,9 @@ async def _forward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, 
         cursor = complete_to
 
 
-async def _backward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit_max: int, *,
-                    ranges: bool) -> AsyncIterator[Page]:
+async def _backward(
+    fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit_max: int, *, ranges: bool
+) -> AsyncIterator[Page]:
     """Pages from the window's end back to its start. ``ranges``: each request spans at most
     ``limit_max`` bars (the exchange refuses more); else it spans the rest of the window."""
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
@@ -116,23 +124,26 @@ async def _backward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow,
         limit = max(1, min(limit_max, tf.bars_between(lo, upper)))
 
         async def ask(lo: int = lo, upper: int = upper, limit: int = limit) -> list:
-            rows = await fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=lo, limit=limit,
-                                      params={"until": upper - 1})
+            rows = await fetcher.call(
+                "fetch_ohlcv", node.symbol, tf.name, since=lo, limit=limit, params={"until": upper - 1}
+            )
             return _checked_rows(node, lo, rows, limit)
 
         def probe(upper: int = upper):  # the newest bar of the page before the window's end
             since = max(0, upper - limit_max * tf.ms)
-            return fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=1,
-                                params={"until": upper - 1})
+            return fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=since, limit=1, params={"until": upper - 1})
 
-        raw, requests = await fetcher.confirmed(node, TimeWindow(lo, upper), ask, probe,
-                                                fetcher.first_bar_in(lo, upper), held_before=False)
+        raw, requests = await fetcher.confirmed(
+            node, TimeWindow(lo, upper), ask, probe, fetcher.first_bar_in(lo, upper), held_before=False
+        )
         frame = _frame(fetcher, node, raw, lo, upper)
         proven_from = lo
         if len(raw) >= limit and tf.bars_between(lo, upper) > limit:
             if frame.empty:
-                raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the range asked "
-                                        f"[{format_ms(lo)}, {format_ms(upper)})")
+                raise ExchangeDataError(
+                    f"{node}: a full page of {len(raw)} candles lies outside the range asked "
+                    f"[{format_ms(lo)}, {format_ms(upper)})"
+                )
             proven_from = int(frame["ts"].iloc[0])  # the newest `limit` bars: nothing proven before them
         yield _page(fetcher, node, frame, proven_from, upper, requests)
         upper = proven_from
@@ -154,8 +165,9 @@ async def _latest_only(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWind
         rows = await fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=window.start_ms, limit=served)
         return _checked_rows(node, window.start_ms, rows, served)
 
-    raw, requests = await fetcher.confirmed(node, window, ask, ask, fetcher.first_bar_in(window.start_ms, window.end_ms),
-                                            held_before=False)
+    raw, requests = await fetcher.confirmed(
+        node, window, ask, ask, fetcher.first_bar_in(window.start_ms, window.end_ms), held_before=False
+    )
     frame = _frame(fetcher, node, raw, window.start_ms, window.end_ms)
     proven_from = window.start_ms
     if len(raw) >= served and not frame.empty and int(frame["ts"].iloc[0]) > window.start_ms:

@@ -43,8 +43,14 @@ class CcxtBackfillConfig:
         if not isinstance(self.exchange_id, str) or not self.exchange_id.strip():
             raise ConfigError(f"exchange {self.exchange_id!r} must be a ccxt exchange id such as 'binance'")
         Timeframe.parse(self.timeframe)
-        if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) or not 1 <= self.window_size <= 100_000:
-            raise ConfigError(f"window_size {self.window_size!r} must be a whole number from 1 to 100000 (rows per request)")
+        if (
+            isinstance(self.window_size, bool)
+            or not isinstance(self.window_size, int)
+            or not 1 <= self.window_size <= 100_000
+        ):
+            raise ConfigError(
+                f"window_size {self.window_size!r} must be a whole number from 1 to 100000 (rows per request)"
+            )
         if isinstance(self.timeout_ms, bool) or not isinstance(self.timeout_ms, int) or self.timeout_ms <= 0:
             raise ConfigError(f"timeout_ms {self.timeout_ms!r} must be a positive whole number of milliseconds")
         if isinstance(self.final_lag_ms, bool) or not isinstance(self.final_lag_ms, int) or self.final_lag_ms < 0:
@@ -55,8 +61,9 @@ class CcxtBackfillConfig:
             raise ConfigError(f"symbols {self.symbols!r} must be a list of symbols such as ['BTC/USDT']")
         if not isinstance(self.allow_unproven_exchange, bool):
             raise ConfigError(f"allow_unproven_exchange {self.allow_unproven_exchange!r} must be true or false")
-        self.retry_policy  # validates
-        self.dialect  # refuses an exchange whose dialect is not proven, unless opted in
+        RetryPolicy(max_retries=self.max_retries, backoff_s=self.retry_backoff_s)  # validates
+        # refuses an exchange whose dialect is not proven, unless opted in
+        dialect_for(self.exchange_id, allow_unproven=self.allow_unproven_exchange)
 
     @property
     def dialect(self) -> ExchangeDialect:

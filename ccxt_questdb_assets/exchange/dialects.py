@@ -72,24 +72,33 @@ _PROVEN: dict[str, ExchangeDialect] = {
         ExchangeDialect("binanceus", CandlePaging.FORWARD, TradePaging.ID_FORWARD),
         ExchangeDialect("binanceusdm", CandlePaging.FORWARD, TradePaging.ID_FORWARD),
         ExchangeDialect(
-            "okx", CandlePaging.NEWEST_FIRST, TradePaging.ID_BACKWARD, trade_page=100, trade_history_days=90,
+            "okx",
+            CandlePaging.NEWEST_FIRST,
+            TradePaging.ID_BACKWARD,
+            trade_page=100,
+            trade_history_days=90,
             limits="okx's GET /api/v5/market/history-trades serves only the last 90 days of trades; store "
-                   "okx's candles (ohlcv) for older days, or keep the trades asset running so that days "
-                   "are stored before they age out",
+            "okx's candles (ohlcv) for older days, or keep the trades asset running so that days "
+            "are stored before they age out",
         ),
         ExchangeDialect(
-            "bybit", CandlePaging.NEWEST_FIRST, TradePaging.NONE,
+            "bybit",
+            CandlePaging.NEWEST_FIRST,
+            TradePaging.NONE,
             limits="bybit keeps no public trade history (GET /v5/market/recent-trade serves only the latest "
-                   "trades); use bybit's candles (ohlcv), or trades from an exchange that keeps them "
-                   "(binance, okx, coinbase, kraken)",
+            "trades); use bybit's candles (ohlcv), or trades from an exchange that keeps them "
+            "(binance, okx, coinbase, kraken)",
         ),
         ExchangeDialect("coinbase", CandlePaging.BOUNDED_RANGES, TradePaging.SECONDS_BACKWARD, maker_side=True),
         ExchangeDialect(
-            "kraken", CandlePaging.LATEST_ONLY, TradePaging.CURSOR_FORWARD, history_bars=720,
+            "kraken",
+            CandlePaging.LATEST_ONLY,
+            TradePaging.CURSOR_FORWARD,
+            history_bars=720,
             limits="kraken's OHLC serves only the latest 720 candles whatever 'since' asks; older candles "
-                   "can only be built from trades, which kraken keeps in full: store kraken's trades "
-                   "(mode 'trades'; in a project, trades: true) and use the kraken/ohlcv/trade_bars_1m "
-                   "asset, 1m bars built from them",
+            "can only be built from trades, which kraken keeps in full: store kraken's trades "
+            "(mode 'trades'; in a project, trades: true) and use the kraken/ohlcv/trade_bars_1m "
+            "asset, 1m bars built from them",
         ),
     )
 }

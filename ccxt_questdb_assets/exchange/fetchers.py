@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+
 import pandas as pd
 
 from ccxt_questdb_assets.core.errors import (
@@ -138,9 +139,16 @@ class _Fetcher:
                 f"{str(exc)[:200]}); nothing of this page was written"
             ) from None
 
-    async def confirmed(self, node: NodeId, window: TimeWindow, ask: Callable[[], Awaitable[list]],
-                         probe: Callable[[], Awaitable[list]], inside: Callable[[list], int | None], *,
-                         held_before: bool) -> tuple[list, int]:
+    async def confirmed(
+        self,
+        node: NodeId,
+        window: TimeWindow,
+        ask: Callable[[], Awaitable[list]],
+        probe: Callable[[], Awaitable[list]],
+        inside: Callable[[list], int | None],
+        *,
+        held_before: bool,
+    ) -> tuple[list, int]:
         """``ask()``'s rows, or ``[]`` once a repeat and a probe agree that ``window`` is empty.
 
         ``inside(probe_rows)`` gives the timestamp of a probe row proving data in the window.
@@ -208,8 +216,9 @@ class CcxtTradesFetcher(_Fetcher):
             by_id = next_id is not None
             if by_id:
                 slice_end = window.end_ms
-                raw, requests = await self._by_id(node, id_param, next_id, cursor, min(window.end_ms, final_until),
-                                                  limit)
+                raw, requests = await self._by_id(
+                    node, id_param, next_id, cursor, min(window.end_ms, final_until), limit
+                )
             else:
                 slice_end = min(window.end_ms, cursor + _TRADE_TIME_WINDOW_MS)
                 raw, requests = await self._by_time(node, cursor, slice_end, limit, held_before=held)
@@ -237,8 +246,13 @@ class CcxtTradesFetcher(_Fetcher):
                 complete_to = min(slice_end, final_until)
             claim_end = min(complete_to, final_until)
             claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
-            yield Page(rows=inside, start_ms=cursor, claim=claim, empty=[claim] if claim and inside.empty else [],
-                       requests=requests)
+            yield Page(
+                rows=inside,
+                start_ms=cursor,
+                claim=claim,
+                empty=[claim] if claim and inside.empty else [],
+                requests=requests,
+            )
             if (by_id and not full) or (complete_to <= cursor and next_id is None):
                 break
             cursor = max(cursor, complete_to)
@@ -251,9 +265,14 @@ class CcxtTradesFetcher(_Fetcher):
         def ask():
             return self.call("fetch_trades", node.symbol, start, limit, params={"until": end - 1})
 
-        return await self.confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
-                                     lambda rows: _first_ts_in(rows, start, end, lambda t: t.get("timestamp")),
-                                     held_before=held_before)
+        return await self.confirmed(
+            node,
+            TimeWindow(start, end),
+            ask,
+            lambda: self._probe(node, end),
+            lambda rows: _first_ts_in(rows, start, end, lambda t: t.get("timestamp")),
+            held_before=held_before,
+        )
 
     async def _by_id(self, node: NodeId, id_param: str, from_id: str, start: int, end: int, limit: int):
         """Trades from ``from_id``; an empty answer is checked against the last trade before ``end``
@@ -290,8 +309,9 @@ class CcxtTradesFetcher(_Fetcher):
         if end <= start:  # nothing final left to confirm: an empty answer means the live edge
             raw, requests = await ask(), 1
         else:
-            raw, requests = await self.confirmed(node, TimeWindow(start, end), ask, lambda: self._probe(node, end),
-                                                  newer, held_before=True)
+            raw, requests = await self.confirmed(
+                node, TimeWindow(start, end), ask, lambda: self._probe(node, end), newer, held_before=True
+            )
         return raw, requests + extra
 
 

@@ -3,8 +3,9 @@
 Transient: network failures, timeouts, 5xx, rate limits (ccxt's ``OperationFailed`` family,
 which holds ``NetworkError``, ``RequestTimeout``, ``ExchangeNotAvailable``, ``DDoSProtection``
 and ``RateLimitExceeded``), and a 2xx whose body is not valid JSON (ccxt would parse the raw text into
-junk rows; ``build_exchange`` makes it raise :class:`MalformedResponse` instead). Everything else (bad symbol, authentication, bad request) is permanent: retrying
-cannot help and only burns the rate limit.
+junk rows; ``build_exchange`` makes it raise :class:`MalformedResponse` instead). Everything else
+(bad symbol, authentication, bad request) is permanent: retrying cannot help and only burns the
+rate limit.
 
 ``max_retries`` counts retries after the first attempt: ``max_retries=3`` means at most four
 attempts. Waits grow exponentially from ``backoff_s`` up to ``max_backoff_s`` with full
@@ -69,13 +70,21 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigError(f"max_retries {self.max_retries!r} must be a whole number >= 0 (retries after the first attempt)")
-        if not isinstance(self.backoff_s, (int, float)) or isinstance(self.backoff_s, bool) or not 0 <= self.backoff_s <= 3600:
+            raise ConfigError(
+                f"max_retries {self.max_retries!r} must be a whole number >= 0 (retries after the first attempt)"
+            )
+        if (
+            not isinstance(self.backoff_s, (int, float))
+            or isinstance(self.backoff_s, bool)
+            or not 0 <= self.backoff_s <= 3600
+        ):
             raise ConfigError(f"retry_backoff_s {self.backoff_s!r} must be a number of seconds between 0 and 3600")
         if not 0 <= self.max_backoff_s <= 3600:
             raise ConfigError(f"max_backoff_s {self.max_backoff_s!r} must be between 0 and 3600 seconds")
 
-    def delay(self, retry_number: int, *, retry_after_s: float | None = None, rng: random.Random | None = None) -> float:
+    def delay(
+        self, retry_number: int, *, retry_after_s: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
         ceiling = min(self.max_backoff_s, self.backoff_s * (2 ** (retry_number - 1)))
         wait = (rng or random).uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0

@@ -87,7 +87,8 @@ class ExchangeSession:
             log.warning(
                 "%s: the exchange's event loop was closed without loop.shutdown_asyncgens(); its connections "
                 "close with that loop's sockets. Run loops with asyncio.run or asyncio.Runner, or await "
-                "close() before closing a loop by hand", self.config.exchange_id,
+                "close() before closing a loop by hand",
+                self.config.exchange_id,
             )
             await binding.release()
         return self._bound()
@@ -201,7 +202,12 @@ class ExchangeSession:
                 delay = policy.delay(retry, retry_after_s=retry_after)
                 log.warning(
                     "%s %s: %s; retry %d/%d in %.2fs",
-                    self.config.exchange_id, method, type(exc).__name__, retry, policy.max_retries, delay,
+                    self.config.exchange_id,
+                    method,
+                    type(exc).__name__,
+                    retry,
+                    policy.max_retries,
+                    delay,
                 )
                 await asyncio.sleep(delay)
 
@@ -216,7 +222,9 @@ class ExchangeSession:
         await binding.release()
 
 
-def check_instruments_blocking(config: CcxtBackfillConfig, symbols: list[str], timeframes: tuple[str, ...] = ()) -> None:
+def check_instruments_blocking(
+    config: CcxtBackfillConfig, symbols: list[str], timeframes: tuple[str, ...] = ()
+) -> None:
     """``check_instruments`` from synchronous code, through the limiter and retries.
 
     Constructors such as ``from_config`` are synchronous yet often called inside a running event

@@ -80,8 +80,9 @@ def _page(frame: pd.DataFrame, lo: int, hi: int, requests: int, *, rows: TimeWin
     cursor, holds only the trades beyond them."""
     inside = frame[(frame["ts"] >= rows.start_ms) & (frame["ts"] < rows.end_ms)].reset_index(drop=True)
     claim = TimeWindow(lo, hi) if hi > lo else None
-    return Page(rows=inside, start_ms=lo, claim=claim, empty=[claim] if claim and inside.empty else [],
-                requests=requests)
+    return Page(
+        rows=inside, start_ms=lo, claim=claim, empty=[claim] if claim and inside.empty else [], requests=requests
+    )
 
 
 async def _twice_if_empty(fetcher: CcxtTradesFetcher, ask) -> tuple[list, int]:
@@ -93,8 +94,13 @@ async def _twice_if_empty(fetcher: CcxtTradesFetcher, ask) -> tuple[list, int]:
     return await ask(), 2
 
 
-async def _walk_back(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int,
-                     next_ask: Callable[[int, pd.DataFrame | None], tuple[Ask, str]]) -> AsyncIterator[Page]:
+async def _walk_back(
+    fetcher: CcxtTradesFetcher,
+    node: NodeId,
+    window: TimeWindow,
+    limit: int,
+    next_ask: Callable[[int, pd.DataFrame | None], tuple[Ask, str]],
+) -> AsyncIterator[Page]:
     """Newest-first pages from the window's end back to its start. ``next_ask(upper, previous)`` gives
     the request of the page ending at ``upper`` (``previous``: the last page's trades, None at
     first) and how to name it. A full page proves from just after its oldest millisecond (which
@@ -119,7 +125,9 @@ def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, l
             params: dict[str, Any] = {"method": _OKX_HISTORY, "type": "2", "after": str(upper)}
         else:  # by id: the trades older than the oldest held
             params = {"method": _OKX_HISTORY, "type": "1", "after": str(min(int(i) for i in previous["trade_id"]))}
-        return lambda: fetcher.call("fetch_trades", node.symbol, None, limit, params=params), f"before {params['after']}"
+        return lambda: fetcher.call(
+            "fetch_trades", node.symbol, None, limit, params=params
+        ), f"before {params['after']}"
 
     return _walk_back(fetcher, node, window, limit, next_ask)
 
@@ -139,18 +147,22 @@ def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWind
         asked.append(end_s)
         # `since` stays None: ccxt would drop rows before it and a capped page would look short.
         params = {"start": str(start_s), "until": end_s * 1000}
-        return lambda: fetcher.call("fetch_trades", node.symbol, None, limit, params=params), f"before {format_ms(upper)}"
+        return lambda: fetcher.call(
+            "fetch_trades", node.symbol, None, limit, params=params
+        ), f"before {format_ms(upper)}"
 
     return _walk_back(fetcher, node, window, limit, next_ask)
 
 
-async def _cursor_forward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow,
-                          limit: int) -> AsyncIterator[Page]:
+async def _cursor_forward(
+    fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int
+) -> AsyncIterator[Page]:
     stop = min(window.end_ms, fetcher.final_until())
     cursor = str(window.start_ms * 1_000_000 - 1)  # nanoseconds, exclusive: from the window's first ms
     lo = window.start_ms
     numbering = _Numbering()
     while lo < stop:
+
         def ask(cursor: str = cursor):
             return fetcher.call("fetch_trades", node.symbol, None, limit, params={"since": cursor})
 

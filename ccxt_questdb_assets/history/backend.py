@@ -13,8 +13,8 @@ import pandas as pd
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, to_inclusive_bars
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
-from ccxt_questdb_assets.core.timeframes import parse_duration_ms
-from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
+from ccxt_questdb_assets.core.timeframes import Interval, parse_duration_ms
+from ccxt_questdb_assets.core.windows import TimeLike, TimeWindow, to_epoch_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.schema import TableNames
@@ -34,7 +34,9 @@ class QuestDBBackend:
         self.coverage_store = CoverageStore(client, tables.coverage)
 
     # -- the spec's interface ---------------------------------------------------------------
-    async def coverage(self, *, node_id: str, interval=None, now_ms: int | None = None) -> list[tuple[int, int]]:
+    async def coverage(
+        self, *, node_id: str, interval: Interval = None, now_ms: int | None = None
+    ) -> list[tuple[int, int]]:
         """Covered bars as the spec returns them: inclusive ``(first_open_s, last_open_s)``."""
         node = self._node(node_id)
         step = node.timeframe.ms if node.timeframe else parse_duration_ms(interval or 1)
@@ -42,12 +44,14 @@ class QuestDBBackend:
         now = now_ms if now_ms is not None else pd.Timestamp.now(tz="UTC").value // 1_000_000
         return to_inclusive_bars(cov.covered(now), step)
 
-    async def read_range(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+    async def read_range(
+        self, start: TimeLike, end: TimeLike, *, node_id: str, interval: Interval = None
+    ) -> pd.DataFrame:
         node = self._node(node_id)
         window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
         return await self.read(node, window)
 
-    async def write_rows(self, rows: pd.DataFrame, *, node_id: str, interval=None) -> int:
+    async def write_rows(self, rows: pd.DataFrame, *, node_id: str, interval: Interval = None) -> int:
         """Upsert rows whose ``ts`` is a datetime column or epoch seconds (the original unit).
 
         Writing does not mark anything covered: coverage is what the engine proves.
@@ -56,7 +60,11 @@ class QuestDBBackend:
         frame = rows.copy()
         ts = frame["ts"]
         if pd.api.types.is_datetime64_any_dtype(ts):
-            frame["ts"] = ts.dt.tz_convert("UTC").astype("int64") // 1_000_000 if ts.dt.tz else ts.astype("datetime64[ms]").astype("int64")
+            frame["ts"] = (
+                ts.dt.tz_convert("UTC").astype("int64") // 1_000_000
+                if ts.dt.tz
+                else ts.astype("datetime64[ms]").astype("int64")
+            )
         else:
             frame["ts"] = (pd.to_numeric(ts) * 1000).astype("int64")
         if node.mode == "ohlcv" and "closed" not in frame:

@@ -24,11 +24,13 @@ from typing import Protocol
 
 import pandas as pd
 
-from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, EmptyRecheckPolicy, gaps as subtract
+from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, EmptyRecheckPolicy
+from ccxt_questdb_assets.core.coverage import gaps as subtract
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.exchange.fetchers import Page
+from ccxt_questdb_assets.exchange.page import Page
 from ccxt_questdb_assets.history.backend import QuestDBBackend
+from ccxt_questdb_assets.history.page_source import PageSource
 
 MAX_BATCH_PAGES = 8
 """Most pages stored by one write (and one visibility wait, one coverage record)."""
@@ -117,12 +119,13 @@ class _CoverageRecorder:
 class FetcherBackfillStrategy:
     """Ensure a backend covers a request by paging its fetcher through the gaps."""
 
-    def __init__(self, fetcher, *, recheck: EmptyRecheckPolicy | None = None) -> None:
+    def __init__(self, fetcher: PageSource, *, recheck: EmptyRecheckPolicy | None = None) -> None:
         self.fetcher = fetcher
         self.recheck = recheck or EmptyRecheckPolicy()
 
-    async def ensure_range(self, request: BackfillRequest, backend: QuestDBBackend,
-                           observer: PageObserver | None = None) -> BackfillReport:
+    async def ensure_range(
+        self, request: BackfillRequest, backend: QuestDBBackend, observer: PageObserver | None = None
+    ) -> BackfillReport:
         started = time.perf_counter()
         node, window = request.node, request.window
         now = self.fetcher.clock()
@@ -142,8 +145,15 @@ class FetcherBackfillStrategy:
         report.seconds = time.perf_counter() - started
         return report
 
-    async def _fill(self, node: NodeId, gap: TimeWindow, backend: QuestDBBackend, report: BackfillReport, now: int,
-                    observer: PageObserver | None) -> None:
+    async def _fill(
+        self,
+        node: NodeId,
+        gap: TimeWindow,
+        backend: QuestDBBackend,
+        report: BackfillReport,
+        now: int,
+        observer: PageObserver | None,
+    ) -> None:
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
         queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)
 
@@ -152,7 +162,7 @@ class FetcherBackfillStrategy:
             await recorder.pages(batch)
 
         async def store() -> None:
-            covering: asyncio.Task | None = None
+            covering: asyncio.Task[None] | None = None
             try:
                 done = False
                 while not done:
@@ -202,7 +212,7 @@ class FetcherBackfillStrategy:
                 await asyncio.gather(storer, return_exceptions=True)
 
 
-async def _next_batch(queue: asyncio.Queue) -> tuple[list[Page], bool]:
+async def _next_batch(queue: asyncio.Queue[Page | None]) -> tuple[list[Page], bool]:
     """The next pages to store together, and whether the fetcher has finished.
 
     A batch closes at ``MAX_BATCH_PAGES`` pages, when the fetcher finishes, or ``BATCH_LINGER_S``
@@ -229,7 +239,7 @@ async def _next_batch(queue: asyncio.Queue) -> tuple[list[Page], bool]:
     return batch, True
 
 
-async def _put(queue: asyncio.Queue, item, storer: asyncio.Task) -> None:
+async def _put(queue: asyncio.Queue[Page | None], item: Page | None, storer: asyncio.Task[None]) -> None:
     """Queue ``item`` unless the storer failed (then raise its error)."""
     put = asyncio.ensure_future(queue.put(item))
     done, _ = await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ccxt_questdb_assets.core.node_ids import make_node_id
-from ccxt_questdb_assets.exchange.session import check_instruments_blocking
 from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher, Clock, wall_clock_ms
+from ccxt_questdb_assets.exchange.session import check_instruments_blocking
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.backfill import FetcherBackfillStrategy
 from ccxt_questdb_assets.history.config import ProviderConfig
@@ -19,14 +19,22 @@ from ccxt_questdb_assets.storage.client import QuestDBClient
 class CcxtQuestDBProvider(AugmentedHistoryProvider):
     """A QuestDB-backed history provider that backfills from one ccxt exchange."""
 
-    def __init__(self, config: ProviderConfig, *, exchange: Any | None = None, client: QuestDBClient | None = None,
-                 clock: Clock = wall_clock_ms) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        exchange: Any | None = None,
+        client: QuestDBClient | None = None,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
         self.config = config
         fetcher_cls = CcxtTradesFetcher if config.mode == "trades" else CcxtOHLCVFetcher
         fetcher = fetcher_cls(config.backfill, exchange=exchange, clock=clock)
         self._owns_client = client is None
         backend = QuestDBBackend(client or QuestDBClient(config.connection), config.tables, mode=config.mode)
-        super().__init__(backend, fetcher=fetcher, auto_backfill=FetcherBackfillStrategy(fetcher, recheck=config.recheck))
+        super().__init__(
+            backend, fetcher=fetcher, auto_backfill=FetcherBackfillStrategy(fetcher, recheck=config.recheck)
+        )
 
     async def close(self) -> None:
         """Release the exchange and, unless ``client`` was passed in, the QuestDB connections.
@@ -38,14 +46,24 @@ class CcxtQuestDBProvider(AugmentedHistoryProvider):
                 await asyncio.to_thread(self.backend.client.close)
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | ProviderConfig, *, exchange: Any | None = None,
-                    validate_markets: bool = True, **kwargs: Any) -> CcxtQuestDBProvider:
+    def from_config(
+        cls,
+        cfg: Mapping[str, Any] | ProviderConfig,
+        *,
+        exchange: Any | None = None,
+        validate_markets: bool = True,
+        **kwargs: Any,
+    ) -> CcxtQuestDBProvider:
         """Build from the spec's mapping. Symbols and timeframe are checked against the exchange's
         markets, loaded once per process (one request on Binance spot) and cached."""
         config = cfg if isinstance(cfg, ProviderConfig) else ProviderConfig.from_mapping(cfg)
         for symbol in config.backfill.symbols or []:  # node ids must be formable for every symbol
-            cls.make_node_id(exchange_id=config.backfill.exchange_id, symbol=symbol,
-                             timeframe=config.timeframes[0] if config.timeframes else None, mode=config.mode)
+            cls.make_node_id(
+                exchange_id=config.backfill.exchange_id,
+                symbol=symbol,
+                timeframe=config.timeframes[0] if config.timeframes else None,
+                mode=config.mode,
+            )
         if validate_markets:
             check_markets(config)
         return cls(config, exchange=exchange, **kwargs)
@@ -65,7 +83,9 @@ class CcxtQuestDBProvider(AugmentedHistoryProvider):
                 local["symbols"] = [symbol]
                 if tf is not None:
                     local["timeframe"] = tf
-                node_id = cls.make_node_id(exchange_id=base.backfill.exchange_id, symbol=symbol, timeframe=tf, mode=base.mode)
+                node_id = cls.make_node_id(
+                    exchange_id=base.backfill.exchange_id, symbol=symbol, timeframe=tf, mode=base.mode
+                )
                 out[node_id] = cls.from_config(local, **kwargs)
         return out
 

@@ -25,9 +25,26 @@ from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnecti
 from ccxt_questdb_assets.storage.schema import TableNames
 
 TOP_LEVEL_KEYS = (
-    "mode", "exchange", "exchange_id", "symbols", "timeframe", "timeframes", "questdb", "rate_limiter",
-    "max_retries", "retry_backoff_s", "window_size", "base_url", "ccxt_options", "timeout_ms",
-    "api_key_env", "secret_env", "final_lag_ms", "empty_recheck_after_s", "empty_recent_s", "connectors",
+    "mode",
+    "exchange",
+    "exchange_id",
+    "symbols",
+    "timeframe",
+    "timeframes",
+    "questdb",
+    "rate_limiter",
+    "max_retries",
+    "retry_backoff_s",
+    "window_size",
+    "base_url",
+    "ccxt_options",
+    "timeout_ms",
+    "api_key_env",
+    "secret_env",
+    "final_lag_ms",
+    "empty_recheck_after_s",
+    "empty_recent_s",
+    "connectors",
     "allow_unproven_exchange",
 )
 QUESTDB_TABLE_KEYS = ("table", "table_prefix")
@@ -150,7 +167,9 @@ def _seconds(cfg: Mapping[str, Any], key: str, default: float) -> float:
 
 def _questdb(q: Mapping[str, Any], mode: Mode, environ: Mapping[str, str]) -> tuple[QuestDBConnection, TableNames]:
     if not isinstance(q, Mapping):
-        raise ConfigError("questdb must be a mapping, e.g. {'dsn': 'postgresql://localhost:8812/qdb', 'table': 'crypto_ohlcv'}")
+        raise ConfigError(
+            "questdb must be a mapping, e.g. {'dsn': 'postgresql://localhost:8812/qdb', 'table': 'crypto_ohlcv'}"
+        )
     if "password" in q:
         raise ConfigError(
             f"questdb.password is not accepted in config (secrets stay out of config): set {ENV_PASSWORD} "
@@ -159,7 +178,11 @@ def _questdb(q: Mapping[str, Any], mode: Mode, environ: Mapping[str, str]) -> tu
     table, prefix = q.get("table"), q.get("table_prefix")
     if table is not None and prefix is not None:
         raise ConfigError("questdb: give either table or table_prefix, not both")
-    tables = TableNames.for_data_table(table) if table is not None else TableNames.from_prefix(prefix or DEFAULT_TABLE_PREFIX, mode)
+    tables = (
+        TableNames.for_data_table(table)
+        if table is not None
+        else TableNames.from_prefix(prefix or DEFAULT_TABLE_PREFIX, mode)
+    )
     settings = {k: v for k, v in q.items() if k not in QUESTDB_TABLE_KEYS}
     if not any(k in settings for k in ("dsn", "host", "port", "database", "user")):
         settings["dsn"] = DEFAULT_DSN

@@ -20,7 +20,8 @@ import pandas as pd
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
-from ccxt_questdb_assets.core.windows import TimeWindow, to_epoch_ms
+from ccxt_questdb_assets.core.timeframes import Interval
+from ccxt_questdb_assets.core.windows import TimeLike, TimeWindow, to_epoch_ms
 from ccxt_questdb_assets.exchange.loops import PerLoop
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.backfill import (
@@ -29,6 +30,7 @@ from ccxt_questdb_assets.history.backfill import (
     FetcherBackfillStrategy,
     PageObserver,
 )
+from ccxt_questdb_assets.history.page_source import PageSource
 
 T = TypeVar("T")
 
@@ -46,14 +48,22 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 class AugmentedHistoryProvider:
     """Reads a series from the backend, backfilling what coverage lacks first."""
 
-    def __init__(self, backend: QuestDBBackend, *, fetcher=None, auto_backfill: FetcherBackfillStrategy | None = None) -> None:
+    def __init__(
+        self,
+        backend: QuestDBBackend,
+        *,
+        fetcher: PageSource | None = None,
+        auto_backfill: FetcherBackfillStrategy | None = None,
+    ) -> None:
         self.backend = backend
         self.fetcher = fetcher
         self.auto_backfill = auto_backfill or (FetcherBackfillStrategy(fetcher) if fetcher is not None else None)
         self.last_report: BackfillReport | None = None
         self._locks: PerLoop[dict[str, asyncio.Lock]] = PerLoop(dict)
 
-    def _request(self, start, end, node_id: str, interval, force: bool = False) -> BackfillRequest:
+    def _request(
+        self, start: TimeLike, end: TimeLike, node_id: str | NodeId, interval: Interval, force: bool = False
+    ) -> BackfillRequest:
         node = NodeId.parse(node_id) if not isinstance(node_id, NodeId) else node_id
         window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
         if self.fetcher is not None:
@@ -64,8 +74,16 @@ class AugmentedHistoryProvider:
             window = TimeWindow(node.timeframe.floor(window.start_ms), node.timeframe.ceil(window.end_ms))
         return BackfillRequest(node, window, force)
 
-    async def ensure_range(self, start, end, *, node_id: str, interval=None, force: bool = False,
-                           observer: PageObserver | None = None) -> BackfillReport:
+    async def ensure_range(
+        self,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        node_id: str,
+        interval: Interval = None,
+        force: bool = False,
+        observer: PageObserver | None = None,
+    ) -> BackfillReport:
         """Make the backend cover ``[start, end)`` (closed bars only); returns what it took.
 
         ``force`` refetches the whole window even where coverage says it is stored (rows are
@@ -81,13 +99,13 @@ class AugmentedHistoryProvider:
         self.last_report = report
         return report
 
-    async def fetch(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+    async def fetch(self, start: TimeLike, end: TimeLike, *, node_id: str, interval: Interval = None) -> pd.DataFrame:
         request = self._request(start, end, node_id, interval)
         if self.auto_backfill is not None:
             await self.ensure_range(start, end, node_id=str(request.node), interval=interval)
         return await self.backend.read(request.node, request.window)
 
-    async def coverage(self, *, node_id: str, interval=None) -> list[tuple[int, int]]:
+    async def coverage(self, *, node_id: str, interval: Interval = None) -> list[tuple[int, int]]:
         return await self.backend.coverage(node_id=node_id, interval=interval)
 
     async def close(self) -> None:
@@ -99,18 +117,21 @@ class AugmentedHistoryProvider:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     # -- sync helpers: each runs one event loop, whose shutdown releases the exchange -------------
-    def fetch_sync(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
+    def fetch_sync(self, start: TimeLike, end: TimeLike, *, node_id: str, interval: Interval = None) -> pd.DataFrame:
         return run_sync(self.fetch(start, end, node_id=node_id, interval=interval))
 
-    def ensure_range_sync(self, start, end, *, node_id: str, interval=None, force: bool = False) -> BackfillReport:
+    def ensure_range_sync(
+        self, start: TimeLike, end: TimeLike, *, node_id: str, interval: Interval = None, force: bool = False
+    ) -> BackfillReport:
         return run_sync(self.ensure_range(start, end, node_id=node_id, interval=interval, force=force))
 
-    def coverage_sync(self, *, node_id: str, interval=None) -> list[tuple[int, int]]:
+    def coverage_sync(self, *, node_id: str, interval: Interval = None) -> list[tuple[int, int]]:
         return run_sync(self.coverage(node_id=node_id, interval=interval))
 
     def close_sync(self) -> None:

@@ -12,9 +12,10 @@ same rules inside Redis. Each band keeps two buckets with the same rate and capa
   loop, a slow Redis round trip) finds the tokens of the callers that went on time already gone:
   ``admit`` then takes the gate's next token for it (the gate queues too, so several such callers
   get successive slots instead of racing for one) and the caller sleeps that deficit and goes
-  after a last cooldown check (or passes the gate again if it came back late once more). So the admissions themselves, not only the turns, obey the
-  bucket: in any window of ``T`` seconds at most ``capacity + rate * (T + GATE_SLACK_S)`` tokens
-  go through, with at most three backend calls per admission.
+  after a last cooldown check (or passes the gate again if it came back late once more). So the
+  admissions themselves, not only the turns, obey the bucket: in any window of ``T`` seconds at
+  most ``capacity + rate * (T + GATE_SLACK_S)`` tokens go through, with at most three backend
+  calls per admission.
 
 Other rules:
 

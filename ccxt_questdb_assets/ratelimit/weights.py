@@ -51,18 +51,40 @@ EXCHANGE_TABLES: dict[str, dict[str, Any]] = {"binance": _BINANCE_SPOT}
 #: so that ccxt's own cost metadata weighs it (the units of the exchange's ``rateLimit``).
 EXCHANGE_METHODS: dict[str, dict[str, str]] = {
     "binance": _BINANCE_METHODS,
-    "binanceusdm": {"load_markets": "exchangeInfo", "fetch_markets": "exchangeInfo", "fetch_ohlcv": "klines",
-                    "fetch_trades": "aggTrades", "fetch_time": "time"},
-    "okx": {"load_markets": "public/instruments", "fetch_markets": "public/instruments",
-            "fetch_ohlcv": "market/history-candles", "fetch_trades": "market/history-trades",
-            "fetch_time": "public/time"},
-    "bybit": {"load_markets": "v5/market/instruments-info", "fetch_markets": "v5/market/instruments-info",
-              "fetch_ohlcv": "v5/market/kline", "fetch_trades": "v5/market/recent-trade", "fetch_time": "v5/market/time"},
-    "coinbase": {"load_markets": "brokerage/market/products", "fetch_markets": "brokerage/market/products",
-                 "fetch_ohlcv": "brokerage/market/products/{product_id}/candles",
-                 "fetch_trades": "brokerage/market/products/{product_id}/ticker"},
-    "kraken": {"load_markets": "AssetPairs", "fetch_markets": "AssetPairs", "fetch_ohlcv": "OHLC",
-               "fetch_trades": "Trades", "fetch_time": "Time"},
+    "binanceusdm": {
+        "load_markets": "exchangeInfo",
+        "fetch_markets": "exchangeInfo",
+        "fetch_ohlcv": "klines",
+        "fetch_trades": "aggTrades",
+        "fetch_time": "time",
+    },
+    "okx": {
+        "load_markets": "public/instruments",
+        "fetch_markets": "public/instruments",
+        "fetch_ohlcv": "market/history-candles",
+        "fetch_trades": "market/history-trades",
+        "fetch_time": "public/time",
+    },
+    "bybit": {
+        "load_markets": "v5/market/instruments-info",
+        "fetch_markets": "v5/market/instruments-info",
+        "fetch_ohlcv": "v5/market/kline",
+        "fetch_trades": "v5/market/recent-trade",
+        "fetch_time": "v5/market/time",
+    },
+    "coinbase": {
+        "load_markets": "brokerage/market/products",
+        "fetch_markets": "brokerage/market/products",
+        "fetch_ohlcv": "brokerage/market/products/{product_id}/candles",
+        "fetch_trades": "brokerage/market/products/{product_id}/ticker",
+    },
+    "kraken": {
+        "load_markets": "AssetPairs",
+        "fetch_markets": "AssetPairs",
+        "fetch_ohlcv": "OHLC",
+        "fetch_trades": "Trades",
+        "fetch_time": "Time",
+    },
 }
 #: The ccxt ``api`` section to weigh an exchange's endpoints from, where several share a name.
 _CCXT_SECTION = {"binanceusdm": "fapiPublic"}

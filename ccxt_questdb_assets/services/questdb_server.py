@@ -32,8 +32,8 @@ from typing import Any
 
 from ccxt_questdb_assets.core.errors import ConfigError, ServiceError
 from ccxt_questdb_assets.services.java import JavaRuntime, find_java
-from ccxt_questdb_assets.services.process import parent_death_preexec
 from ccxt_questdb_assets.services.ports import free_ports, port_accepts, port_is_free, validate_port
+from ccxt_questdb_assets.services.process import parent_death_preexec
 from ccxt_questdb_assets.services.questdb_release import QuestDBRelease, fetch_release, resolve_release
 from ccxt_questdb_assets.services.state import state_dir
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
@@ -277,8 +277,9 @@ def _connection_for(settings: ServerSettings) -> QuestDBConnection:
     """Where the server answers, with the PG credentials it was given (``QDB_PG_USER``/``QDB_PG_PASSWORD``
     in ``extra_env``), so readiness probes and clients of a password-protected server can log in."""
     extra = dict(settings.extra_env)
-    creds = {key: extra[name] for key, name in (("user", "QDB_PG_USER"), ("password", "QDB_PG_PASSWORD"))
-             if extra.get(name)}
+    creds = {
+        key: extra[name] for key, name in (("user", "QDB_PG_USER"), ("password", "QDB_PG_PASSWORD")) if extra.get(name)
+    }
     return QuestDBConnection(
         host=settings.client_host,
         port=settings.ports.pg,
@@ -679,7 +680,8 @@ def start_detached(
             return current
         raise ServiceError(
             f"QuestDB already runs from {settings.data_dir} (pid {current.pid}) on other ports "
-            f"({_ports_text(current.ports)}); stop it first with `ccxt-questdb questdb stop --data-dir {settings.data_dir}`"
+            f"({_ports_text(current.ports)}); stop it first with "
+            f"`ccxt-questdb questdb stop --data-dir {settings.data_dir}`"
         )
     _clear_state(settings.data_dir)
     busy = _busy_ports(settings)

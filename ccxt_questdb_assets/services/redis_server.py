@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ccxt_questdb_assets.core.errors import ServiceError
-from ccxt_questdb_assets.services.process import parent_death_preexec
 from ccxt_questdb_assets.services.ports import free_port, port_is_free
+from ccxt_questdb_assets.services.process import parent_death_preexec
 
 __all__ = ["RedisServer", "find_redis_server", "redis_ping", "ENV_REDIS_SERVER"]
 
@@ -148,7 +148,8 @@ class RedisServer:
             if code is not None:
                 self.process = None
                 raise ServiceError(
-                    f"redis-server exited with code {code} on port {self.port}. Log ({self.log_path}):\n{self._log_tail()}"
+                    f"redis-server exited with code {code} on port {self.port}. "
+                    f"Log ({self.log_path}):\n{self._log_tail()}"
                 )
             if self.ping():
                 return self

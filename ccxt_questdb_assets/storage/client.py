@@ -93,8 +93,15 @@ class QuestDBClient:
     """Thread-safe access to one QuestDB server. Cheap to share: one PG connection (queries are
     serialised), and a few ILP senders and HTTP connections reused across writes and reads."""
 
-    def __init__(self, connection: QuestDBConnection, *, visibility_timeout_s: float = 60.0,
-                 export: bool = True, export_timeout_s: float = 300.0, write_parallelism: int = 2) -> None:
+    def __init__(
+        self,
+        connection: QuestDBConnection,
+        *,
+        visibility_timeout_s: float = 60.0,
+        export: bool = True,
+        export_timeout_s: float = 300.0,
+        write_parallelism: int = 2,
+    ) -> None:
         self.connection = connection
         self.write_parallelism = max(1, int(write_parallelism))
         self.visibility_timeout_s = visibility_timeout_s
@@ -139,8 +146,9 @@ class QuestDBClient:
                     raise StorageError(f"QuestDB query failed: {_first_line(exc)}") from None
         raise AssertionError("unreachable")
 
-    def query_frame(self, sql: str, params: Sequence[Any], columns: Sequence[str], *,
-                    export_sql: str | None = None) -> pd.DataFrame:
+    def query_frame(
+        self, sql: str, params: Sequence[Any], columns: Sequence[str], *, export_sql: str | None = None
+    ) -> pd.DataFrame:
         """Rows of ``sql`` as a frame with ``columns``.
 
         ``export_sql``, the same query with its parameters written in as literals, lets a large
@@ -270,9 +278,7 @@ class QuestDBClient:
         target: int | None = None
         delay = 0.002
         while True:
-            rows = self.query(
-                "SELECT writerTxn, sequencerTxn, suspended FROM wal_tables() WHERE name = %s", (table,)
-            )
+            rows = self.query("SELECT writerTxn, sequencerTxn, suspended FROM wal_tables() WHERE name = %s", (table,))
             if not rows:
                 return  # not a WAL table, or not created yet: nothing pending
             writer, sequencer, suspended = rows[0]

@@ -84,9 +84,7 @@ class CoverageStore:
         checked = max(s.checked_at_ms for s in data)
         rewritten = [CoverageSpan(w.start_ms, w.end_ms, False, checked) for w in merged]
         tombstones = [
-            CoverageSpan(s.start_ms, s.start_ms, False, now_ms)
-            for s in data
-            if s.start_ms not in keep_starts
+            CoverageSpan(s.start_ms, s.start_ms, False, now_ms) for s in data if s.start_ms not in keep_starts
         ]
         # Merged rows first: a crash in between leaves both, never neither.
         self._write(node_id, rewritten)

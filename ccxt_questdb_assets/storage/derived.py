@@ -45,8 +45,15 @@ def sample_by(tf: Timeframe) -> str:
     return tf.name
 
 
-def resample_candles(client: QuestDBClient, *, source_table: str, target_table: str, source: NodeId,
-                     target: Timeframe, window: TimeWindow) -> None:
+def resample_candles(
+    client: QuestDBClient,
+    *,
+    source_table: str,
+    target_table: str,
+    source: NodeId,
+    target: Timeframe,
+    window: TimeWindow,
+) -> None:
     """Write ``target`` bars of ``source``'s exchange and symbol for ``window`` (on the target grid)
     into ``target_table``: first open, max high, min low, last close, summed volume, closed."""
     _on_grid(window, target)
@@ -61,12 +68,31 @@ def resample_candles(client: QuestDBClient, *, source_table: str, target_table: 
         "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND ts >= %s::timestamp AND ts < %s::timestamp "
         f"SAMPLE BY {sample_by(target)} ALIGN TO CALENDAR)"
     )
-    client.query(sql, (source.exchange, source.symbol, target.name, source.exchange, source.symbol,
-                       source.timeframe.name, _us(window.start_ms), _us(window.end_ms)))
+    client.query(
+        sql,
+        (
+            source.exchange,
+            source.symbol,
+            target.name,
+            source.exchange,
+            source.symbol,
+            source.timeframe.name,
+            _us(window.start_ms),
+            _us(window.end_ms),
+        ),
+    )
 
 
-def bars_from_trades(client: QuestDBClient, *, trades_table: str, target_table: str, exchange: str, symbol: str,
-                     timeframe: Timeframe, window: TimeWindow) -> None:
+def bars_from_trades(
+    client: QuestDBClient,
+    *,
+    trades_table: str,
+    target_table: str,
+    exchange: str,
+    symbol: str,
+    timeframe: Timeframe,
+    window: TimeWindow,
+) -> None:
     """Write ``timeframe`` bars built from the trades of ``window`` (on the grid) into ``target_table``.
 
     Open is the first trade of the bar and close the last, by time and then by trade id
@@ -111,8 +137,9 @@ def bar_windows(covered: list[TimeWindow], within: TimeWindow, tf: Timeframe) ->
     return out
 
 
-def derived_spans(window: TimeWindow, opens: np.ndarray, tf: Timeframe, now_ms: int,
-                  policy: EmptyRecheckPolicy) -> list[CoverageSpan]:
+def derived_spans(
+    window: TimeWindow, opens: np.ndarray, tf: Timeframe, now_ms: int, policy: EmptyRecheckPolicy
+) -> list[CoverageSpan]:
     """Coverage of a window a derived series computed: the window as data, each bar without a row
     as an empty span. A recent empty stays out of the data span (as the ingestion engine does),
     so it lapses and is recomputed once the upstream has been rechecked."""

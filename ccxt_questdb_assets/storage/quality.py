@@ -53,8 +53,10 @@ def _candle_node(node: NodeId) -> Timeframe:
 
 def _where(node: NodeId, window: TimeWindow) -> tuple[str, tuple]:
     tf = _candle_node(node)
-    return ("exchange = %s AND symbol = %s AND timeframe = %s AND ts >= %s::timestamp AND ts < %s::timestamp",
-            (node.exchange, node.symbol, tf.name, _us(window.start_ms), _us(window.end_ms)))
+    return (
+        "exchange = %s AND symbol = %s AND timeframe = %s AND ts >= %s::timestamp AND ts < %s::timestamp",
+        (node.exchange, node.symbol, tf.name, _us(window.start_ms), _us(window.end_ms)),
+    )
 
 
 # -- gaps ------------------------------------------------------------------------------------
@@ -63,11 +65,11 @@ class GapReport:
     """Closed bars of one window, by what coverage says of them."""
 
     closed_bars: int
-    expected_bars: int          # covered, not known to be empty
+    expected_bars: int  # covered, not known to be empty
     known_empty_bars: int
-    missing: np.ndarray         # open ms of expected bars with no closed row
-    uncovered: np.ndarray       # open ms of closed bars coverage does not claim
-    provisional: int            # expected bars stored only as still-open rows
+    missing: np.ndarray  # open ms of expected bars with no closed row
+    uncovered: np.ndarray  # open ms of closed bars coverage does not claim
+    provisional: int  # expected bars stored only as still-open rows
 
     @property
     def missing_bars(self) -> int:
@@ -89,8 +91,15 @@ def _inside(opens: np.ndarray, tf_ms: int, windows: list[TimeWindow]) -> np.ndar
     return ok & (opens + tf_ms <= ends[np.maximum(idx, 0)])
 
 
-def bar_gaps(coverage: Coverage, stored: np.ndarray, closed_stored: np.ndarray, window: TimeWindow, tf: Timeframe,
-             now_ms: int, policy: EmptyRecheckPolicy) -> GapReport:
+def bar_gaps(
+    coverage: Coverage,
+    stored: np.ndarray,
+    closed_stored: np.ndarray,
+    window: TimeWindow,
+    tf: Timeframe,
+    now_ms: int,
+    policy: EmptyRecheckPolicy,
+) -> GapReport:
     """Compare the closed bars of ``window`` with coverage and the stored bar opens (epoch ms)."""
     last_open = min(window.end_ms, tf.floor(now_ms)) - tf.ms  # a bar is closed once now >= open + tf
     start = tf.ceil(window.start_ms)
@@ -102,8 +111,12 @@ def bar_gaps(coverage: Coverage, stored: np.ndarray, closed_stored: np.ndarray, 
     missing = grid[expected & ~has_closed]
     provisional = int((expected & ~has_closed & np.isin(grid, stored)).sum())
     return GapReport(
-        closed_bars=int(grid.size), expected_bars=int(expected.sum()), known_empty_bars=int((covered & empty).sum()),
-        missing=missing, uncovered=grid[~covered], provisional=provisional,
+        closed_bars=int(grid.size),
+        expected_bars=int(expected.sum()),
+        known_empty_bars=int((covered & empty).sum()),
+        missing=missing,
+        uncovered=grid[~covered],
+        provisional=provisional,
     )
 
 
@@ -148,7 +161,9 @@ def timestamp_report(client: QuestDBClient, table: str, node: NodeId, window: Ti
     if report.duplicate_rows:
         dup = client.query(
             f"SELECT * FROM (SELECT cast(ts AS long) t, count() n FROM {quote_ident(table)} WHERE {where}) "
-            f"WHERE n > 1 ORDER BY t LIMIT {EXAMPLES}", params)
+            f"WHERE n > 1 ORDER BY t LIMIT {EXAMPLES}",
+            params,
+        )
         report.duplicates.extend((int(t) // 1000, int(c)) for t, c in dup)
     return report
 
@@ -179,9 +194,14 @@ def ohlc_report(client: QuestDBClient, table: str, node: NodeId, window: TimeWin
     examples: list[tuple] = []
     if any(violations.values()):
         bad = " OR ".join(_OHLC_CONDITIONS[r] for r in OHLC_RULES)
-        examples = [(int(r[0]) // 1000, *r[1:]) for r in client.query(
-            f"SELECT cast(ts AS long), open, high, low, close, volume FROM {quote_ident(table)} "
-            f"WHERE {where} AND ({bad}) ORDER BY ts LIMIT {EXAMPLES}", params)]
+        examples = [
+            (int(r[0]) // 1000, *r[1:])
+            for r in client.query(
+                f"SELECT cast(ts AS long), open, high, low, close, volume FROM {quote_ident(table)} "
+                f"WHERE {where} AND ({bad}) ORDER BY ts LIMIT {EXAMPLES}",
+                params,
+            )
+        ]
     return OhlcReport(int(row[0] or 0), violations, examples)
 
 
@@ -203,8 +223,16 @@ class Comparison:
         return self.right_rows - self.both
 
 
-def compare_candles(client: QuestDBClient, left_table: str, left: NodeId, right_table: str, right: NodeId,
-                    window: TimeWindow, *, volume_rel_tol: float = 1e-9) -> Comparison:
+def compare_candles(
+    client: QuestDBClient,
+    left_table: str,
+    left: NodeId,
+    right_table: str,
+    right: NodeId,
+    window: TimeWindow,
+    *,
+    volume_rel_tol: float = 1e-9,
+) -> Comparison:
     """Compare two candle series bar by bar on the bars both hold in ``window``: open, high, low
     and close must be equal, volumes equal within ``volume_rel_tol`` (relative).
 
@@ -222,9 +250,12 @@ def compare_candles(client: QuestDBClient, left_table: str, left: NodeId, right_
         "SELECT cast(a.ts AS long), a.open, a.high, a.low, a.close, a.volume, b.open, b.high, b.low, b.close, b.volume "
         f"FROM (SELECT {cols} FROM {quote_ident(left_table)} WHERE {lw}) a "
         f"JOIN (SELECT {cols} FROM {quote_ident(right_table)} WHERE {rw}) b ON a.ts = b.ts",
-        (*lp, *rp))
-    counts = [client.query(f"SELECT count() FROM {quote_ident(t)} WHERE {w}", p)[0][0]
-              for t, w, p in ((left_table, lw, lp), (right_table, rw, rp))]
+        (*lp, *rp),
+    )
+    counts = [
+        client.query(f"SELECT count() FROM {quote_ident(t)} WHERE {w}", p)[0][0]
+        for t, w, p in ((left_table, lw, lp), (right_table, rw, rp))
+    ]
     if not rows:
         return Comparison(int(counts[0]), int(counts[1]), 0, 0, [])
     values = np.array([r[1:] for r in rows], dtype=np.float64)  # NULL (NaN in QuestDB) -> nan

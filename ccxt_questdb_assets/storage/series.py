@@ -55,8 +55,8 @@ class SeriesKind:
     """What distinguishes candles from trades at the storage boundary."""
 
     schema: TableSchema
-    key_columns: tuple[str, ...]       # identify the node inside a shared table
-    value_columns: tuple[str, ...]     # what a read returns besides ts
+    key_columns: tuple[str, ...]  # identify the node inside a shared table
+    value_columns: tuple[str, ...]  # what a read returns besides ts
     extra_columns: tuple[str, ...] = ()  # stored, not returned by default
 
     def key_values(self, node: NodeId) -> tuple[str, ...]:
@@ -124,8 +124,9 @@ class SeriesStore:
     def wait_visible(self) -> None:
         self.client.wait_visible(self.table)
 
-    def read(self, node: NodeId, window: TimeWindow, columns: tuple[str, ...] | None = None,
-             limit: int | None = None) -> pd.DataFrame:
+    def read(
+        self, node: NodeId, window: TimeWindow, columns: tuple[str, ...] | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
         """Rows of ``node`` with ``ts`` in ``[start, end)``, ordered by time, ``ts`` as UTC datetimes
         (the first ``limit`` rows only, if given)."""
         self.ensure()
@@ -161,8 +162,10 @@ class SeriesStore:
     def _in_window(self, node: NodeId, window: TimeWindow) -> tuple[str, tuple]:
         """``WHERE`` clause (keys and ``[start, end)``) and its bound parameters."""
         keys = " AND ".join(f"{c} = %s" for c in self.kind.key_columns)
-        return (f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp",
-                (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)))
+        return (
+            f"WHERE {keys} AND ts >= %s::timestamp AND ts < %s::timestamp",
+            (*self.kind.key_values(node), _micros(window.start_ms), _micros(window.end_ms)),
+        )
 
     def count(self, node: NodeId, window: TimeWindow) -> int:
         self.ensure()  # like every read here: a table not created yet holds nothing

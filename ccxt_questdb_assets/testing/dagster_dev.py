@@ -72,8 +72,16 @@ def dagster_dev(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     home = write_dagster_home(workdir / "dagster_home", dagster_yaml_extra)
-    dev = start_dagster_dev(home, port=free_port(), log_path=workdir / "dagster_dev.log", env=env, module=module,
-                            cwd=cwd or workdir, startup_timeout_s=startup_timeout_s, stop_grace_s=STOP_GRACE_S)
+    dev = start_dagster_dev(
+        home,
+        port=free_port(),
+        log_path=workdir / "dagster_dev.log",
+        env=env,
+        module=module,
+        cwd=cwd or workdir,
+        startup_timeout_s=startup_timeout_s,
+        stop_grace_s=STOP_GRACE_S,
+    )
     try:
         yield dev
     finally:

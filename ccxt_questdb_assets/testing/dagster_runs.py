@@ -26,8 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRELOAD", "TRIP_PHASES", "TRIP_TARGETS", "RunProcess", "RunSpec", "Trip", "child_main", "make_event",
-           "range_tags", "run_materialization", "run_statuses", "shut_down", "start_run", "warm_up"]
+__all__ = [
+    "PRELOAD",
+    "TRIP_PHASES",
+    "TRIP_TARGETS",
+    "RunProcess",
+    "RunSpec",
+    "Trip",
+    "child_main",
+    "make_event",
+    "range_tags",
+    "run_materialization",
+    "run_statuses",
+    "shut_down",
+    "start_run",
+    "warm_up",
+]
 
 #: Modules the fork server imports once for every child.
 PRELOAD = [
@@ -100,8 +114,10 @@ def range_tags(symbol: str, first_day: str, last_day: str) -> dict[str, str]:
     """Run tags selecting the days ``first_day..last_day`` of ``symbol`` (one run, as a backfill makes)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    return {ASSET_PARTITION_RANGE_START_TAG: f"{first_day}|{symbol}",
-            ASSET_PARTITION_RANGE_END_TAG: f"{last_day}|{symbol}"}
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: f"{first_day}|{symbol}",
+        ASSET_PARTITION_RANGE_END_TAG: f"{last_day}|{symbol}",
+    }
 
 
 def run_statuses(home: str, *tags: str) -> list[str]:
@@ -130,8 +146,14 @@ def run_materialization(spec: RunSpec) -> dict[str, Any]:
     probe = _LimiterProbe(resources["rate_limiter"], ex.exchange_id) if spec.probe_limiter else None
     started = time.monotonic()
     with DagsterInstance.from_config(spec.home) as instance:
-        result = materialize([asset], selection=selection, instance=instance, resources=resources,
-                             raise_on_error=False, tags={**range_tags(spec.symbol, spec.first_day, spec.last_day), TEST_RUN_TAG: spec.tag})
+        result = materialize(
+            [asset],
+            selection=selection,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+            tags={**range_tags(spec.symbol, spec.first_day, spec.last_day), TEST_RUN_TAG: spec.tag},
+        )
     out: dict[str, Any] = {
         "tag": spec.tag,
         "run_id": result.run_id,
@@ -146,8 +168,10 @@ def run_materialization(spec: RunSpec) -> dict[str, Any]:
     out["partitions"] = len(events)
     if events:  # the run over its partitions: counts summed, coverage of the least covered day
         mds = [e.metadata for e in events]
-        out["metadata"] = {k: sum(md[k].value for md in mds) for k in
-                           ("rows_written", "exchange_requests", "rows_already_present", "dagster/row_count")}
+        out["metadata"] = {
+            k: sum(md[k].value for md in mds)
+            for k in ("rows_written", "exchange_requests", "rows_already_present", "dagster/row_count")
+        }
         out["metadata"].update({k: min(md[k].value for md in mds) for k in ("coverage_before", "coverage_after")})
     for ev in result.get_asset_check_evaluations():  # one per partition: a check passed if it passed on every day
         out["checks"][ev.check_name] = out["checks"].get(ev.check_name, True) and bool(ev.passed)
@@ -163,7 +187,8 @@ class _LimiterProbe:
         self.limiter = resource.get_limiter(exchange_id)
         self.events: list[tuple[str, float, str]] = []
         self.remove = self.limiter.add_listener(
-            lambda e: self.events.append((e.kind, time.time(), str(e.info.get("source", "")))))
+            lambda e: self.events.append((e.kind, time.time(), str(e.info.get("source", ""))))
+        )
 
     def finish(self) -> dict[str, Any]:
         self.remove()
@@ -254,8 +279,12 @@ def child_main(spec: RunSpec, go: Any = None) -> None:
             raise TimeoutError("no go signal within 120 s")
         out = run_materialization(spec)
     except BaseException as exc:  # noqa: BLE001 - reported to the test, which decides
-        out = {"tag": spec.tag, "success": False, "crashed": f"{type(exc).__name__}: {exc}",
-               "traceback": traceback.format_exc()[-4000:]}
+        out = {
+            "tag": spec.tag,
+            "success": False,
+            "crashed": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc()[-4000:],
+        }
     tmp = spec.result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, default=str))
     tmp.replace(spec.result_path)
@@ -303,11 +332,13 @@ class RunProcess:
         self.process.join(timeout)
         if self.process.is_alive():
             self.kill()
-            raise AssertionError(f"run {self.spec.tag} did not end within {timeout:.0f} s (killed). Log:\n"
-                                 f"{self.log_tail()}")
+            raise AssertionError(
+                f"run {self.spec.tag} did not end within {timeout:.0f} s (killed). Log:\n{self.log_tail()}"
+            )
         if not self.spec.result_path.exists():
-            raise AssertionError(f"run {self.spec.tag} ended ({self.exitcode()}) without a result. Log:\n"
-                                 f"{self.log_tail()}")
+            raise AssertionError(
+                f"run {self.spec.tag} ended ({self.exitcode()}) without a result. Log:\n{self.log_tail()}"
+            )
         return json.loads(self.spec.result_path.read_text())
 
 

@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -105,14 +106,17 @@ class Flatness:
         return self.samples >= 8 and self.rss_flat and self.fds_flat
 
     def describe(self) -> str:
-        return (f"RSS median {self.rss_early_kb / 1024:.1f} MiB (after warm-up) -> {self.rss_late_kb / 1024:.1f} MiB "
-                f"(at the end), limit x{self.rss_ratio:g}: {'flat' if self.rss_flat else 'GROWING'}; "
-                f"fds {self.fds_early:g} -> {self.fds_late:g}, limit +{self.fd_slack}: "
-                f"{'flat' if self.fds_flat else 'GROWING'} ({self.samples} samples, {self.warmup_s:g} s warm-up)")
+        return (
+            f"RSS median {self.rss_early_kb / 1024:.1f} MiB (after warm-up) -> {self.rss_late_kb / 1024:.1f} MiB "
+            f"(at the end), limit x{self.rss_ratio:g}: {'flat' if self.rss_flat else 'GROWING'}; "
+            f"fds {self.fds_early:g} -> {self.fds_late:g}, limit +{self.fd_slack}: "
+            f"{'flat' if self.fds_flat else 'GROWING'} ({self.samples} samples, {self.warmup_s:g} s warm-up)"
+        )
 
 
-def flatness(samples: list[Sample], *, warmup_s: float | None = None, rss_ratio: float = 1.2,
-             fd_slack: int = 8) -> Flatness:
+def flatness(
+    samples: list[Sample], *, warmup_s: float | None = None, rss_ratio: float = 1.2, fd_slack: int = 8
+) -> Flatness:
     """Medians of the first and the last third of the run after warm-up (default: its first quarter).
 
     With the default warm-up these thirds are the run's second and last quarters.
@@ -129,9 +133,16 @@ def flatness(samples: list[Sample], *, warmup_s: float | None = None, rss_ratio:
 
     rss_early, fds_early = median_of(steady_from, steady_from + third)
     rss_late, fds_late = median_of(end - third, end)
-    return Flatness(rss_early_kb=rss_early, rss_late_kb=rss_late, fds_early=fds_early, fds_late=fds_late,
-                    rss_ratio=rss_ratio, fd_slack=fd_slack, samples=len(samples),
-                    warmup_s=round(steady_from - start, 1))
+    return Flatness(
+        rss_early_kb=rss_early,
+        rss_late_kb=rss_late,
+        fds_early=fds_early,
+        fds_late=fds_late,
+        rss_ratio=rss_ratio,
+        fd_slack=fd_slack,
+        samples=len(samples),
+        warmup_s=round(steady_from - start, 1),
+    )
 
 
 @dataclass
@@ -150,9 +161,17 @@ class SeriesCheck:
         return not self.problems
 
 
-def check_series(client: QuestDBClient, market: SyntheticMarket, *, symbol: str, candle_table: str,
-                 trade_table: str | None, exchange: str = "binance", timeframe: str = "1m",
-                 now_ms: int | None = None) -> SeriesCheck:
+def check_series(
+    client: QuestDBClient,
+    market: SyntheticMarket,
+    *,
+    symbol: str,
+    candle_table: str,
+    trade_table: str | None,
+    exchange: str = "binance",
+    timeframe: str = "1m",
+    now_ms: int | None = None,
+) -> SeriesCheck:
     """Every covered window of ``symbol`` equals the ground truth; no duplicate, no early-closed bar."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     out = SeriesCheck(symbol)
@@ -171,13 +190,18 @@ def check_series(client: QuestDBClient, market: SyntheticMarket, *, symbol: str,
             continue
         ts = got["ts"].dt.as_unit("ms").astype("int64").to_numpy()
         values = got[["open", "high", "low", "close", "volume"]].to_numpy()
-        if len(got) != len(want) or not np.array_equal(ts, want[:, 0].astype(np.int64)) \
-                or not np.array_equal(values, want[:, 1:6]):
+        if (
+            len(got) != len(want)
+            or not np.array_equal(ts, want[:, 0].astype(np.int64))
+            or not np.array_equal(values, want[:, 1:6])
+        ):
             out.problems.append(f"candles {window}: {len(got)} stored rows differ from the {len(want)} expected")
         out.candles_compared += len(got)
     out.problems += _duplicates(client, candle_table, ("ts", "symbol", "timeframe"), symbol)
-    early = client.query(f"SELECT count() FROM {quote_ident(candle_table)} WHERE symbol = %s AND closed "
-                         f"AND ts > %s", (symbol, _us(now_ms - tf.ms)))
+    early = client.query(
+        f"SELECT count() FROM {quote_ident(candle_table)} WHERE symbol = %s AND closed AND ts > %s",
+        (symbol, _us(now_ms - tf.ms)),
+    )
     if early and early[0][0]:
         out.problems.append(f"candles: {early[0][0]} bars marked closed that were still open")
     if trade_table is not None:
@@ -185,8 +209,9 @@ def check_series(client: QuestDBClient, market: SyntheticMarket, *, symbol: str,
     return out
 
 
-def _check_trades(client: QuestDBClient, market: SyntheticMarket, out: SeriesCheck, symbol: str, table: str,
-                  exchange: str) -> None:
+def _check_trades(
+    client: QuestDBClient, market: SyntheticMarket, out: SeriesCheck, symbol: str, table: str, exchange: str
+) -> None:
     node = NodeId("trades", exchange, symbol, None)
     store = SeriesStore(client, table, TRADE_KIND)
     for span in CoverageStore(client, f"{table}_coverage").load(str(node)).spans:
@@ -198,10 +223,12 @@ def _check_trades(client: QuestDBClient, market: SyntheticMarket, out: SeriesChe
                 out.problems.append(f"trades {window}: recorded empty, the exchange has {len(want)} trades")
             continue
         got = store.read(node, window)
-        same = (len(got) == len(want)
-                and [str(t.id) for t in want] == [str(i) for i in got["trade_id"]]
-                and np.array_equal(got["price"].to_numpy(), np.array([t.price for t in want], dtype=float))
-                and np.array_equal(got["amount"].to_numpy(), np.array([t.amount for t in want], dtype=float)))
+        same = (
+            len(got) == len(want)
+            and [str(t.id) for t in want] == [str(i) for i in got["trade_id"]]
+            and np.array_equal(got["price"].to_numpy(), np.array([t.price for t in want], dtype=float))
+            and np.array_equal(got["amount"].to_numpy(), np.array([t.amount for t in want], dtype=float))
+        )
         if not same:
             out.problems.append(f"trades {window}: {len(got)} stored trades differ from the {len(want)} expected")
         out.trades_compared += len(got)
@@ -215,12 +242,14 @@ def _duplicates(client: QuestDBClient, table: str, keys: tuple[str, ...], symbol
     cols = ", ".join(keys)
     # The keys themselves, not count() over them: QuestDB 9.3.4 answers 1 for a count() over an empty
     # filtered GROUP BY subquery.
-    rows = client.query(f"SELECT * FROM (SELECT {cols}, count() n FROM {quote_ident(table)} "
-                        f"WHERE symbol = %s) WHERE n > 1 LIMIT 10", (symbol,))
+    rows = client.query(
+        f"SELECT * FROM (SELECT {cols}, count() n FROM {quote_ident(table)} WHERE symbol = %s) WHERE n > 1 LIMIT 10",
+        (symbol,),
+    )
     return [f"{table}: keys ({cols}) stored more than once, e.g. {rows[0]}"] if rows else []
 
 
 def _us(ms: int) -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

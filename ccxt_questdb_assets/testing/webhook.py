@@ -19,8 +19,9 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.posts.append({"path": self.path, "content_type": self.headers["Content-Type"],
-                                       "body": body.decode()})
+                receiver.posts.append(
+                    {"path": self.path, "content_type": self.headers["Content-Type"], "body": body.decode()}
+                )
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.end_headers()

@@ -32,7 +32,6 @@ __all__ = ["STATE_KEY", "BinanceError", "Clock", "EmulatorState", "create_app"]
 CONTROL_PREFIX = "/_emulator"
 
 
-
 class Clock:
     """The emulated "now": wall clock + offset, or frozen at a fixed ms."""
 
@@ -74,13 +73,15 @@ class EmulatorState:
         #: Markets listed through the control API, delisted again by ``reset()``.
         self.runtime_symbols: list[str] = []
 
-    def list_market(self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0,
-                    status: str = "TRADING") -> str:
+    def list_market(
+        self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0, status: str = "TRADING"
+    ) -> str:
         """List a new synthetic market now (or at ``listing_ms``); returns its exchange symbol."""
         if status not in MARKET_STATUSES:
             raise ValueError(f"status {status!r} must be one of {', '.join(MARKET_STATUSES)}")
-        spec = listing_spec(base, quote, self.clock.now_ms() if listing_ms is None else listing_ms,
-                            base_price=base_price)
+        spec = listing_spec(
+            base, quote, self.clock.now_ms() if listing_ms is None else listing_ms, base_price=base_price
+        )
         self.market.add_symbol(spec)
         self.runtime_symbols.append(spec.symbol)
         if status != "TRADING":
@@ -121,15 +122,15 @@ class EmulatorState:
 
 def _json_response(status: int, payload: Any, headers: dict[str, str]) -> web.Response:
     body = payload if isinstance(payload, RawJSON) else json.dumps(payload, separators=(",", ":"))
-    return web.Response(status=status, text=body, content_type="application/json", charset="UTF-8",
-                        headers=headers)
+    return web.Response(status=status, text=body, content_type="application/json", charset="UTF-8", headers=headers)
 
 
 def _answer(answer: Answer) -> web.Response:
     if answer.content_type == "application/json":
         return _json_response(answer.status, answer.body, answer.headers)
-    return web.Response(status=answer.status, text=str(answer.body), content_type=answer.content_type,
-                        headers=answer.headers)
+    return web.Response(
+        status=answer.status, text=str(answer.body), content_type=answer.content_type, headers=answer.headers
+    )
 
 
 def _api_handler(state: EmulatorState):
@@ -141,9 +142,17 @@ def _api_handler(state: EmulatorState):
         params = dict(request.query)
         found = route_for(path) if request.method in ("GET", "HEAD") else None
         dialect: Dialect | None = found[0] if found else None
-        entry: dict[str, Any] = {"seq": seq, "time_ms": int(time.time() * 1000), "method": request.method,
-                                 "path": path, "params": params, "status": None, "weight": 0, "fault": None,
-                                 "dialect": dialect.name if dialect else None}
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "time_ms": int(time.time() * 1000),
+            "method": request.method,
+            "path": path,
+            "params": params,
+            "status": None,
+            "weight": 0,
+            "fault": None,
+            "dialect": dialect.name if dialect else None,
+        }
         # logged on arrival and completed in place: a slow request finishing after reset() stays out of the log
         state.record(entry)
         budget = state.budgets[dialect.name] if dialect else state.weights
@@ -189,8 +198,7 @@ def _api_handler(state: EmulatorState):
             body = json.dumps(payload, separators=(",", ":"))
             cut = body[: max(1, len(body) // 2)]
             entry["status"] = 200
-            return web.Response(status=200, text=cut, content_type="application/json", charset="UTF-8",
-                                headers=headers)
+            return web.Response(status=200, text=cut, content_type="application/json", charset="UTF-8", headers=headers)
         entry["status"] = 200
         return _json_response(200, payload, headers)
 
@@ -223,9 +231,15 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
     async def add_fault(request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            rule = state.faults.add(body.get("kind"), int(body.get("count", 1)), body.get("path"),
-                                    body.get("retry_after"), body.get("delay_s"), int(body.get("after") or 0),
-                                    body.get("rows"))
+            rule = state.faults.add(
+                body.get("kind"),
+                int(body.get("count", 1)),
+                body.get("path"),
+                body.get("retry_after"),
+                body.get("delay_s"),
+                int(body.get("after") or 0),
+                body.get("rows"),
+            )
         except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"fault": rule.to_dict()})
@@ -257,9 +271,14 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
             budget = _budget(request.query.get("dialect"))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"weight_limit": budget.limit, "used_weight": budget.used(),
-                                  "default_weight_limit": state.default_weight_limit,
-                                  "limits": {n: b.limit for n, b in state.budgets.items()}})
+        return web.json_response(
+            {
+                "weight_limit": budget.limit,
+                "used_weight": budget.used(),
+                "default_weight_limit": state.default_weight_limit,
+                "limits": {n: b.limit for n, b in state.budgets.items()},
+            }
+        )
 
     async def set_config(request: web.Request) -> web.Response:
         body = await request.json()
@@ -274,9 +293,14 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
             budget.limit = limit
         if body.get("reset_weight"):
             budget.reset()
-        return web.json_response({"weight_limit": budget.limit, "used_weight": budget.used(),
-                                  "default_weight_limit": state.default_weight_limit,
-                                  "limits": {n: b.limit for n, b in state.budgets.items()}})
+        return web.json_response(
+            {
+                "weight_limit": budget.limit,
+                "used_weight": budget.used(),
+                "default_weight_limit": state.default_weight_limit,
+                "limits": {n: b.limit for n, b in state.budgets.items()},
+            }
+        )
 
     async def reset(request: web.Request) -> web.Response:
         state.reset()
@@ -284,8 +308,13 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
 
     def _market_entry(s: str) -> dict[str, Any]:
         m = state.market
-        return {"symbol": s, "ccxt_symbol": m.spec(s).ccxt_symbol, "listing_ms": m.listing_ms(s),
-                "outages": m.outages(s), "status": state.status.get(s, "TRADING")}
+        return {
+            "symbol": s,
+            "ccxt_symbol": m.spec(s).ccxt_symbol,
+            "listing_ms": m.listing_ms(s),
+            "outages": m.outages(s),
+            "status": state.status.get(s, "TRADING"),
+        }
 
     async def market_info(request: web.Request) -> web.Response:
         return web.json_response({"symbols": [_market_entry(s) for s in state.market.symbols]})
@@ -294,9 +323,12 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
         body = await request.json()
         try:
             symbol = state.list_market(
-                str(body["base"]), str(body["quote"]),
+                str(body["base"]),
+                str(body["quote"]),
                 listing_ms=None if body.get("listing_ms") is None else int(body["listing_ms"]),
-                base_price=float(body.get("base_price", 10.0)), status=str(body.get("status", "TRADING")))
+                base_price=float(body.get("base_price", 10.0)),
+                status=str(body.get("status", "TRADING")),
+            )
         except KeyError as exc:
             return web.json_response({"error": f"missing {exc.args[0]!r}: give base and quote"}, status=400)
         except (TypeError, ValueError) as exc:

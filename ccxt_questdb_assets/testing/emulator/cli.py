@@ -27,8 +27,12 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     serve = sub.add_parser("serve", help="serve Binance spot public REST on HOST:PORT; prints the base URL")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 (default) picks a free port")
-    serve.add_argument("--weight-limit", type=int, default=DEFAULT_WEIGHT_LIMIT,
-                       help=f"request weight allowed per minute (default {DEFAULT_WEIGHT_LIMIT})")
+    serve.add_argument(
+        "--weight-limit",
+        type=int,
+        default=DEFAULT_WEIGHT_LIMIT,
+        help=f"request weight allowed per minute (default {DEFAULT_WEIGHT_LIMIT})",
+    )
     serve.add_argument("--ready-file", default=None, help="write the base URL to this file once listening")
     serve.set_defaults(func=_serve)
 

@@ -21,15 +21,17 @@ class EmulatorControl:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def _call(self, method: str, route: str, body: dict[str, Any] | None = None,
-              query: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self, method: str, route: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
+    ) -> Any:
         url = f"{self.base_url}/_emulator/{route}"
         query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
             url += "?" + urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        req = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read() or b"null")
@@ -49,12 +51,28 @@ class EmulatorControl:
         self._call("DELETE", "requests")
 
     # ---- faults
-    def inject(self, kind: str, count: int = 1, path: str | None = None, retry_after: int | None = None,
-               delay_s: float | None = None, *, after: int = 0, rows: Any = None) -> dict[str, Any]:
+    def inject(
+        self,
+        kind: str,
+        count: int = 1,
+        path: str | None = None,
+        retry_after: int | None = None,
+        delay_s: float | None = None,
+        *,
+        after: int = 0,
+        rows: Any = None,
+    ) -> dict[str, Any]:
         """Arm fault ``kind`` for ``count`` API requests (to ``path`` only, if given), starting after
         ``after`` matching requests; ``rows`` is the answer a ``"rows"`` fault serves."""
-        body = {"kind": str(kind), "count": count, "path": path, "retry_after": retry_after, "delay_s": delay_s,
-                "after": after, "rows": rows}
+        body = {
+            "kind": str(kind),
+            "count": count,
+            "path": path,
+            "retry_after": retry_after,
+            "delay_s": delay_s,
+            "after": after,
+            "rows": rows,
+        }
         return self._call("POST", "faults", body)["fault"]
 
     def faults(self) -> list[dict[str, Any]]:
@@ -97,8 +115,9 @@ class EmulatorControl:
     def market(self) -> list[dict[str, Any]]:
         return self._call("GET", "market")["symbols"]
 
-    def list_market(self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0,
-                    status: str = "TRADING") -> dict[str, Any]:
+    def list_market(
+        self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0, status: str = "TRADING"
+    ) -> dict[str, Any]:
         """List a new market ``BASE/QUOTE`` (from the current hour unless ``listing_ms``); ``exchangeInfo``
         shows it at once with ``status`` (not ``TRADING``: ccxt marks it inactive). ``reset()`` delists it."""
         body = {"base": base, "quote": quote, "listing_ms": listing_ms, "base_price": base_price, "status": status}

@@ -60,8 +60,16 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
 
-    def add(self, kind: str, count: int = 1, path: str | None = None, retry_after: int | None = None,
-            delay_s: float | None = None, after: int = 0, rows: Any = None) -> FaultRule:
+    def add(
+        self,
+        kind: str,
+        count: int = 1,
+        path: str | None = None,
+        retry_after: int | None = None,
+        delay_s: float | None = None,
+        after: int = 0,
+        rows: Any = None,
+    ) -> FaultRule:
         kind = str(kind)
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; valid: {', '.join(sorted(FAULT_KINDS))}")
@@ -71,8 +79,15 @@ class FaultInjector:
             raise ValueError(f"fault after must be >= 0, got {after!r}")
         if kind == "rows" and rows is None:
             raise ValueError("fault 'rows' needs the rows to serve (any JSON value but null)")
-        rule = FaultRule(kind, int(count), path, None if retry_after is None else int(retry_after),
-                         None if delay_s is None else float(delay_s), int(after), rows)
+        rule = FaultRule(
+            kind,
+            int(count),
+            path,
+            None if retry_after is None else int(retry_after),
+            None if delay_s is None else float(delay_s),
+            int(after),
+            rows,
+        )
         with self._lock:
             self._rules.append(rule)
         return rule

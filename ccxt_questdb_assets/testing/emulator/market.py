@@ -112,27 +112,45 @@ class SymbolSpec:
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     SymbolSpec(
-        symbol="BTCUSDT", base="BTC", quote="USDT",
+        symbol="BTCUSDT",
+        base="BTC",
+        quote="USDT",
         listing_ms=_utc_ms(2017, 8, 17, 4),
         outages=((_utc_ms(2020, 2, 19, 12, 0), _utc_ms(2020, 2, 19, 15, 30)),),
-        price_decimals=2, qty_decimals=5, base_price=30_000.0,
-        trades_per_hour=360, mean_qty_lots=2_000, seed=0x5EED_B7C,
+        price_decimals=2,
+        qty_decimals=5,
+        base_price=30_000.0,
+        trades_per_hour=360,
+        mean_qty_lots=2_000,
+        seed=0x5EED_B7C,
         phases=(0.3, 1.1, 2.9, 0.7, 4.2, 5.5, 1.9),
     ),
     SymbolSpec(
-        symbol="ETHUSDT", base="ETH", quote="USDT",
+        symbol="ETHUSDT",
+        base="ETH",
+        quote="USDT",
         listing_ms=_utc_ms(2017, 8, 17, 4),
         outages=((_utc_ms(2021, 4, 25, 5, 0), _utc_ms(2021, 4, 25, 9, 0)),),
-        price_decimals=2, qty_decimals=4, base_price=2_000.0,
-        trades_per_hour=240, mean_qty_lots=5_000, seed=0x5EED_E74,
+        price_decimals=2,
+        qty_decimals=4,
+        base_price=2_000.0,
+        trades_per_hour=240,
+        mean_qty_lots=5_000,
+        seed=0x5EED_E74,
         phases=(2.2, 0.4, 1.7, 3.3, 0.9, 2.6, 4.4),
     ),
     SymbolSpec(
-        symbol="SOLUSDT", base="SOL", quote="USDT",
+        symbol="SOLUSDT",
+        base="SOL",
+        quote="USDT",
         listing_ms=_utc_ms(2020, 8, 11, 6),
         outages=((_utc_ms(2023, 3, 24, 12, 40), _utc_ms(2023, 3, 24, 14, 20)),),
-        price_decimals=2, qty_decimals=3, base_price=60.0,
-        trades_per_hour=180, mean_qty_lots=20_000, seed=0x5EED_501,
+        price_decimals=2,
+        qty_decimals=3,
+        base_price=60.0,
+        trades_per_hour=180,
+        mean_qty_lots=20_000,
+        seed=0x5EED_501,
         phases=(4.0, 3.1, 0.2, 1.5, 2.8, 0.6, 3.7),
     ),
 )
@@ -141,15 +159,25 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
 def listing_spec(base: str, quote: str, listing_ms: int, *, base_price: float = 10.0) -> SymbolSpec:
     """A plain synthetic market listed at ``listing_ms`` (floored to the hour), seeded by its name."""
     if not (base.isalnum() and quote.isalnum() and base.isupper() and quote.isupper()):
-        raise ValueError(f"base {base!r} and quote {quote!r} must be upper-case alphanumeric assets "
-                         "such as 'NEW', 'USDT'")
+        raise ValueError(
+            f"base {base!r} and quote {quote!r} must be upper-case alphanumeric assets such as 'NEW', 'USDT'"
+        )
     if not base_price > 0:
         raise ValueError(f"base_price {base_price!r} must be positive")
     seed = zlib.crc32(f"{base}/{quote}".encode())
     return SymbolSpec(
-        symbol=f"{base}{quote}", base=base, quote=quote, listing_ms=int(listing_ms) - int(listing_ms) % HOUR_MS,
-        outages=(), price_decimals=2, qty_decimals=3, base_price=float(base_price), trades_per_hour=120,
-        mean_qty_lots=1_000, seed=seed, phases=tuple(((seed >> (4 * i)) % 63) / 10 for i in range(7)),
+        symbol=f"{base}{quote}",
+        base=base,
+        quote=quote,
+        listing_ms=int(listing_ms) - int(listing_ms) % HOUR_MS,
+        outages=(),
+        price_decimals=2,
+        qty_decimals=3,
+        base_price=float(base_price),
+        trades_per_hour=120,
+        mean_qty_lots=1_000,
+        seed=seed,
+        phases=tuple(((seed >> (4 * i)) % 63) / 10 for i in range(7)),
     )
 
 
@@ -520,8 +548,9 @@ def _trades_to_bar(tr: TradesArr, minute: int, tb_frac: float) -> Bars:
     v = tr.qty.sum(keepdims=True)
     qv = v * ((o + hi + lo + c) // 4)
     tb = np.floor(v * tb_frac).astype(np.int64)
-    return Bars(np.array([minute * MINUTE_MS], dtype=np.int64), o, hi, lo, c, v,
-                np.array([len(tr)], dtype=np.int64), qv, tb)
+    return Bars(
+        np.array([minute * MINUTE_MS], dtype=np.int64), o, hi, lo, c, v, np.array([len(tr)], dtype=np.int64), qv, tb
+    )
 
 
 class SyntheticMarket:
@@ -655,9 +684,17 @@ class SyntheticMarket:
             tr = self._trades(sym, a, b, now_ms)
             if len(tr) == 0:
                 return _empty_bars()
-            one = Bars(tr.ts, tr.price, tr.price, tr.price, tr.price, tr.qty,
-                       np.ones(len(tr), dtype=np.int64), tr.qty * tr.price,
-                       np.where(tr.buyer_maker, 0, tr.qty))
+            one = Bars(
+                tr.ts,
+                tr.price,
+                tr.price,
+                tr.price,
+                tr.price,
+                tr.qty,
+                np.ones(len(tr), dtype=np.int64),
+                tr.qty * tr.price,
+                np.where(tr.buyer_maker, 0, tr.qty),
+            )
             return _aggregate(one, tr.ts - tr.ts % SECOND_MS)
         if level == "1m":
             return self._minute_bars(sym, a // MINUTE_MS, -(-b // MINUTE_MS), now_ms)
@@ -731,8 +768,17 @@ class SyntheticMarket:
         sides = np.where(tr.buyer_maker, "sell", "buy").tolist()
         return [Trade(*r) for r in zip(tr.id.tolist(), tr.ts.tolist(), prices, amounts, sides, strict=True)]
 
-    def _scan_forward(self, sym: _Sym, m: int, limit: int, now_ms: int | None, *, min_id: int | None = None,
-                      t_lo: int | None = None, t_hi: int | None = None) -> TradesArr:
+    def _scan_forward(
+        self,
+        sym: _Sym,
+        m: int,
+        limit: int,
+        now_ms: int | None,
+        *,
+        min_id: int | None = None,
+        t_lo: int | None = None,
+        t_hi: int | None = None,
+    ) -> TradesArr:
         stop = math.inf
         if now_ms is not None:
             stop = now_ms // MINUTE_MS + 1
@@ -781,8 +827,16 @@ class SyntheticMarket:
         out = _concat_trades(parts)
         return out.take(slice(max(0, len(out) - limit), None))
 
-    def select_agg_trades(self, symbol: str, *, from_id: int | None, start_ms: int | None, end_ms: int | None,
-                          limit: int, now_ms: int | None) -> TradesArr:
+    def select_agg_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+        now_ms: int | None,
+    ) -> TradesArr:
         """Binance ``aggTrades`` selection (params already validated; endTime inclusive)."""
         sym = self._sym(symbol)
         if from_id is not None:
@@ -800,11 +854,14 @@ class SyntheticMarket:
 
     def trades_from_id(self, symbol: str, from_id: int, limit: int, now_ms: int | None = None) -> list[Trade]:
         """Up to ``limit`` trades with id >= ``from_id``, as ccxt parses them."""
-        return self.to_trades(symbol, self.select_agg_trades(symbol, from_id=from_id, start_ms=None,
-                                                             end_ms=None, limit=limit, now_ms=now_ms))
+        return self.to_trades(
+            symbol,
+            self.select_agg_trades(symbol, from_id=from_id, start_ms=None, end_ms=None, limit=limit, now_ms=now_ms),
+        )
 
-    def select_bars(self, symbol: str, timeframe: str, *, start_ms: int | None, end_ms: int | None,
-                    limit: int, now_ms: int | None) -> Bars:
+    def select_bars(
+        self, symbol: str, timeframe: str, *, start_ms: int | None, end_ms: int | None, limit: int, now_ms: int | None
+    ) -> Bars:
         """Binance ``klines`` selection: open time >= startTime, <= endTime (inclusive), ascending."""
         sym = self._sym(symbol)
         upper = end_ms

@@ -48,8 +48,9 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def serve_forever(host: str = "127.0.0.1", port: int = 0, *, weight_limit: int = DEFAULT_WEIGHT_LIMIT,
-                        ready_file: str | None = None) -> None:
+async def serve_forever(
+    host: str = "127.0.0.1", port: int = 0, *, weight_limit: int = DEFAULT_WEIGHT_LIMIT, ready_file: str | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT; print the base URL as the first stdout line."""
     state = EmulatorState(default_weight_limit=weight_limit)
     runner, url = await start_site(state, host, port)
@@ -87,8 +88,14 @@ class EmulatorServer:
     are available once started. Startup failures raise :class:`ServiceError` with the log tail.
     """
 
-    def __init__(self, host: str = "127.0.0.1", *, port: int = 0, weight_limit: int = DEFAULT_WEIGHT_LIMIT,
-                 startup_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        port: int = 0,
+        weight_limit: int = DEFAULT_WEIGHT_LIMIT,
+        startup_timeout_s: float = 30.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.weight_limit = weight_limit
@@ -113,19 +120,34 @@ class EmulatorServer:
         self._dir = tempfile.TemporaryDirectory(prefix="ccxt-emulator-")
         ready = os.path.join(self._dir.name, "ready")
         self.log_path = Path(self._dir.name) / "server.log"
-        cmd = [sys.executable, "-m", "ccxt_questdb_assets.testing.emulator", "serve", "--host", self.host,
-               "--port", str(self.port), "--weight-limit", str(self.weight_limit), "--ready-file", ready]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ccxt_questdb_assets.testing.emulator",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--weight-limit",
+            str(self.weight_limit),
+            "--ready-file",
+            ready,
+        ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.startup_timeout_s
         while not os.path.exists(ready):
             if self.proc.poll() is not None:
-                raise ServiceError(f"exchange emulator exited with code {self.proc.returncode} during startup "
-                                   f"({' '.join(cmd)}):\n{self._log_tail()}")
+                raise ServiceError(
+                    f"exchange emulator exited with code {self.proc.returncode} during startup "
+                    f"({' '.join(cmd)}):\n{self._log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise ServiceError(f"exchange emulator did not report its port within {self.startup_timeout_s}s:\n"
-                                   f"{self._log_tail()}")
+                raise ServiceError(
+                    f"exchange emulator did not report its port within {self.startup_timeout_s}s:\n{self._log_tail()}"
+                )
             time.sleep(0.02)
         self.base_url = Path(ready).read_text().strip()
         try:

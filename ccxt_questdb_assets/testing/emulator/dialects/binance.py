@@ -96,7 +96,7 @@ def dec_formatter(decimals: int, width: int = 8):
     scale = 10**decimals
     if decimals == 0:
         return (lambda x: f"{x}.{pad}") if pad else (lambda x: f"{x}")
-    fmt = "{}.{:0%dd}%s" % (decimals, pad)
+    fmt = "{}.{:0" + str(decimals) + "d}" + pad
     return lambda x: fmt.format(*divmod(x, scale))
 
 
@@ -129,9 +129,19 @@ def klines_json(state: EmulatorState, symbol: str, timeframe: str, bars: Bars, w
         closes = [next_bar_open(t, timeframe) - 1 for t in bars.t.tolist()]
     with np.errstate(divide="ignore", invalid="ignore"):
         tbq = np.where(bars.v > 0, bars.qv * bars.tb // np.maximum(bars.v, 1), 0)
-    cols = [bars.t.tolist(), *split_units(bars.o, pd_), *split_units(bars.h, pd_), *split_units(bars.l, pd_),
-            *split_units(bars.c, pd_), *split_units(bars.v, qd), closes, *split_units(bars.qv, qvd), bars.n.tolist(),
-            *split_units(bars.tb, qd), *split_units(tbq, qvd)]
+    cols = [
+        bars.t.tolist(),
+        *split_units(bars.o, pd_),
+        *split_units(bars.h, pd_),
+        *split_units(bars.l, pd_),
+        *split_units(bars.c, pd_),
+        *split_units(bars.v, qd),
+        closes,
+        *split_units(bars.qv, qvd),
+        bars.n.tolist(),
+        *split_units(bars.tb, qd),
+        *split_units(tbq, qvd),
+    ]
     return RawJSON("[" + ",".join([row % r for r in zip(*cols, strict=True)]) + "]")
 
 
@@ -142,8 +152,15 @@ def agg_json(state: EmulatorState, symbol: str, tr: TradesArr, width: int = 8, b
     tail = ',"M":true' if best_match else ""
     row = f'{{"a":%d,"p":{p},"q":{q},"f":%d,"l":%d,"T":%d,"m":%s{tail}}}'
     ids = tr.id.tolist()
-    cols = [ids, *split_units(tr.price, spec.price_decimals), *split_units(tr.qty, spec.qty_decimals), ids, ids,
-            tr.ts.tolist(), np.where(tr.buyer_maker, "true", "false").tolist()]
+    cols = [
+        ids,
+        *split_units(tr.price, spec.price_decimals),
+        *split_units(tr.qty, spec.qty_decimals),
+        ids,
+        ids,
+        tr.ts.tolist(),
+        np.where(tr.buyer_maker, "true", "false").tolist(),
+    ]
     return RawJSON("[" + ",".join([row % r for r in zip(*cols, strict=True)]) + "]")
 
 
@@ -161,8 +178,15 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                       "TAKE_PROFIT_LIMIT"],
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
         "icebergAllowed": True,
         "ocoAllowed": True,
         "otoAllowed": True,
@@ -174,19 +198,43 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": fp(1), "maxPrice": fp(10 ** (spec.price_decimals + 7)),
-             "tickSize": fp(1)},
-            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals),
-             "stepSize": fq(1)},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": fp(1),
+                "maxPrice": fp(10 ** (spec.price_decimals + 7)),
+                "tickSize": fp(1),
+            },
+            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals), "stepSize": fq(1)},
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fq(100 * 10**spec.qty_decimals),
-             "stepSize": "0.00000000"},
-            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
-             "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
-            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
-             "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
-            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": fq(100 * 10**spec.qty_decimals),
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": 10,
+                "maxTrailingAboveDelta": 2000,
+                "minTrailingBelowDelta": 10,
+                "maxTrailingBelowDelta": 2000,
+            },
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": "5",
+                "bidMultiplierDown": "0.2",
+                "askMultiplierUp": "5",
+                "askMultiplierDown": "0.2",
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
         ],
@@ -231,8 +279,7 @@ def _exchange_info(state: EmulatorState, q: Any) -> Any:
         "timezone": "UTC",
         "serverTime": state.clock.now_ms(),
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": state.weights.limit},
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": state.weights.limit},
             {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
             {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
             {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
@@ -259,8 +306,9 @@ def _klines(state: EmulatorState, q: Any) -> Any:
         raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")
     if start is not None and end is not None and end < start:
         return []
-    bars = state.market.select_bars(symbol, interval, start_ms=start, end_ms=end, limit=limit,
-                                    now_ms=state.clock.now_ms())
+    bars = state.market.select_bars(
+        symbol, interval, start_ms=start, end_ms=end, limit=limit, now_ms=state.clock.now_ms()
+    )
     return klines_json(state, symbol, interval, bars)
 
 
@@ -276,8 +324,9 @@ def _agg_trades(state: EmulatorState, q: Any) -> Any:
             raise BinanceError(-1127, "More than 1 hours between startTime and endTime.")
         if end < start:
             return []
-    tr = state.market.select_agg_trades(symbol, from_id=from_id, start_ms=start, end_ms=end, limit=limit,
-                                        now_ms=state.clock.now_ms())
+    tr = state.market.select_agg_trades(
+        symbol, from_id=from_id, start_ms=start, end_ms=end, limit=limit, now_ms=state.clock.now_ms()
+    )
     return agg_json(state, symbol, tr)
 
 
@@ -302,8 +351,10 @@ class _Binance:
         return {"X-MBX-USED-WEIGHT-1M": str(used)}
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
-        msg = (f"Too much request weight used; current limit is {limit} request weight "
-               "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
+        msg = (
+            f"Too much request weight used; current limit is {limit} request weight "
+            "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
+        )
         return Answer(429, {"code": -1003, "msg": msg}, {**self.headers(used), "Retry-After": str(retry_after_s)})
 
     def fault(self, rule: FaultRule, used: int) -> Answer:
@@ -312,17 +363,22 @@ class _Binance:
         if kind in ("429", "418"):
             headers["Retry-After"] = str(rule.retry_after if rule.retry_after is not None else 1)
             if kind == "429":
-                msg = ("Too much request weight used; current limit is 6000 request weight per 1 MINUTE. "
-                       "Please use WebSocket Streams for live updates to avoid polling the API.")
+                msg = (
+                    "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. "
+                    "Please use WebSocket Streams for live updates to avoid polling the API."
+                )
             else:
-                msg = ("Way too much request weight used; IP banned until 0. Please use WebSocket Streams for "
-                       "live updates to avoid bans.")
+                msg = (
+                    "Way too much request weight used; IP banned until 0. Please use WebSocket Streams for "
+                    "live updates to avoid bans."
+                )
             return Answer(int(kind), {"code": -1003, "msg": msg}, headers)
         if kind == "403":
             return Answer(403, {"code": -1003, "msg": "Too many requests queued."}, headers)
         if kind == "500":
-            return Answer(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."},
-                          headers)
+            return Answer(
+                500, {"code": -1000, "msg": "An unknown error occurred while processing the request."}, headers
+            )
         return gateway_page(int(kind), headers)
 
     def mangle(self, rule: FaultRule, payload: Any) -> Any:

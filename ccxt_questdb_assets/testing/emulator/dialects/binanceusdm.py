@@ -112,21 +112,39 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
         "marketTakeBound": "0.05",
         "maxMoveOrderLimit": 10000,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": fp(1), "maxPrice": fp(10 ** (spec.price_decimals + 7)),
-             "tickSize": fp(1)},
-            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals),
-             "stepSize": fq(1)},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": fq(1), "maxQty": fq(100 * 10**spec.qty_decimals),
-             "stepSize": fq(1)},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": fp(1),
+                "maxPrice": fp(10 ** (spec.price_decimals + 7)),
+                "tickSize": fp(1),
+            },
+            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals), "stepSize": fq(1)},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": fq(1),
+                "maxQty": fq(100 * 10**spec.qty_decimals),
+                "stepSize": fq(1),
+            },
             {"filterType": "MAX_NUM_ORDERS", "limit": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
             {"filterType": "MIN_NOTIONAL", "notional": "5"},
-            {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
-             "multiplierDecimal": "4"},
+            {
+                "filterType": "PERCENT_PRICE",
+                "multiplierUp": "1.0500",
+                "multiplierDown": "0.9500",
+                "multiplierDecimal": "4",
+            },
             {"filterType": "POSITION_RISK_CONTROL", "positionControlSide": "NONE"},
         ],
-        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
-                       "TRAILING_STOP_MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ],
         "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
         "permissionSets": ["GRID", "COPY"],
     }
@@ -140,8 +158,12 @@ def _exchange_info(state: EmulatorState, q: Any) -> Any:
         "serverTime": state.clock.now_ms(),
         "futuresType": "U_MARGINED",
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": state.budgets[NAME].limit},
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": state.budgets[NAME].limit,
+            },
             {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
             {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
         ],
@@ -179,8 +201,9 @@ def _klines(state: EmulatorState, q: Any) -> Any:
     limit = param_limit(q, KLINES_MAX_LIMIT)
     if start is not None and end is not None and end < start:
         raise _start_after_end()
-    bars = state.market.select_bars(symbol, interval, start_ms=start, end_ms=end, limit=limit,
-                                    now_ms=state.clock.now_ms())
+    bars = state.market.select_bars(
+        symbol, interval, start_ms=start, end_ms=end, limit=limit, now_ms=state.clock.now_ms()
+    )
     return klines_json(state, symbol, interval, bars, width=0)
 
 
@@ -212,21 +235,25 @@ def _agg_trades(state: EmulatorState, q: Any) -> Any:
     return agg_json(state, symbol, tr, width=0, best_match=False)
 
 
-_HANDLERS = {"ping": _ping, "time": _time, "exchangeInfo": _exchange_info, "klines": _klines,
-             "aggTrades": _agg_trades}
+_HANDLERS = {"ping": _ping, "time": _time, "exchangeInfo": _exchange_info, "klines": _klines, "aggTrades": _agg_trades}
 
 
 def _too_many(limit: int) -> dict[str, Any]:
-    return {"code": -1003, "msg": f"Too many requests; current limit of IP({_IP}) is {limit} requests per minute. "
-                                  "Please use the websocket for live updates to avoid polling the API."}
+    return {
+        "code": -1003,
+        "msg": f"Too many requests; current limit of IP({_IP}) is {limit} requests per minute. "
+        "Please use the websocket for live updates to avoid polling the API.",
+    }
 
 
 class _BinanceUsdm:
     """Binance USD-M futures: weights per path (klines by ``limit``) against 2400 per minute."""
 
     name = NAME
-    routes = {_PATHS[k]: Route(handler, _WEIGHTS[k], _klines_cost if k == "klines" else None)
-              for k, handler in _HANDLERS.items()}
+    routes = {
+        _PATHS[k]: Route(handler, _WEIGHTS[k], _klines_cost if k == "klines" else None)
+        for k, handler in _HANDLERS.items()
+    }
     default_limit = WEIGHT_LIMIT
     budget_window_s = 60
 
@@ -245,14 +272,17 @@ class _BinanceUsdm:
             return Answer(429, _too_many(WEIGHT_LIMIT), headers)
         if kind == "418":
             until = int(time.time() * 1000) + 1000 * (rule.retry_after if rule.retry_after is not None else 120)
-            msg = (f"Way too many requests; IP({_IP}) banned until {until}. "
-                   "Please use the websocket for live updates to avoid bans.")
+            msg = (
+                f"Way too many requests; IP({_IP}) banned until {until}. "
+                "Please use the websocket for live updates to avoid bans."
+            )
             return Answer(418, {"code": -1003, "msg": msg}, headers)
         if kind == "403":
             return Answer(403, {"code": -1003, "msg": "Too many requests queued."}, headers)
         if kind == "500":
-            return Answer(500, {"code": -1000, "msg": "An unknown error occured while processing the request."},
-                          headers)
+            return Answer(
+                500, {"code": -1000, "msg": "An unknown error occured while processing the request."}, headers
+            )
         return gateway_page(int(kind), headers)
 
     def mangle(self, rule: FaultRule, payload: Any) -> Any:

@@ -28,8 +28,19 @@ __all__ = ["BYBIT", "INTERVALS", "SPOT_EXEC_ID_BASE", "BybitError", "exec_id"]
 
 #: Bybit kline ``interval`` -> the synthetic market's timeframe.
 INTERVALS: dict[str, str] = {
-    "1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "120": "2h", "240": "4h",
-    "360": "6h", "720": "12h", "D": "1d", "W": "1w", "M": "1M",
+    "1": "1m",
+    "3": "3m",
+    "5": "5m",
+    "15": "15m",
+    "30": "30m",
+    "60": "1h",
+    "120": "2h",
+    "240": "4h",
+    "360": "6h",
+    "720": "12h",
+    "D": "1d",
+    "W": "1w",
+    "M": "1M",
 }
 KLINE_DEFAULT_LIMIT, KLINE_MAX_LIMIT = 200, 1000
 #: recent-trade ``limit`` (default, max) per category.
@@ -46,8 +57,16 @@ class BybitError(DialectError):
     """An error answered as Bybit does: HTTP 200 and the envelope with a non-zero ``retCode``."""
 
     def __init__(self, code: int, msg: str, result: Any = None, status: int = 200) -> None:
-        super().__init__(status, {"retCode": code, "retMsg": msg, "result": {} if result is None else result,
-                                  "retExtInfo": {}, "time": None})
+        super().__init__(
+            status,
+            {
+                "retCode": code,
+                "retMsg": msg,
+                "result": {} if result is None else result,
+                "retExtInfo": {},
+                "time": None,
+            },
+        )
         self.code, self.msg = code, msg
 
 
@@ -143,9 +162,14 @@ def _spot_info(state: EmulatorState, spec: SymbolSpec, index: int) -> dict[str, 
         "marginTrading": "utaOnly",
         "stTag": "0",
         "lotSizeFilter": {
-            "basePrecision": _step(qd), "quotePrecision": _step(8), "minOrderQty": _step(qd),
-            "maxOrderQty": _dec(9000 * lot, qd), "minOrderAmt": "5", "maxOrderAmt": "8000000",
-            "maxLimitOrderQty": _dec(9000 * lot, qd), "maxMarketOrderQty": _dec(4500 * lot, qd),
+            "basePrecision": _step(qd),
+            "quotePrecision": _step(8),
+            "minOrderQty": _step(qd),
+            "maxOrderQty": _dec(9000 * lot, qd),
+            "minOrderAmt": "5",
+            "maxOrderAmt": "8000000",
+            "maxLimitOrderQty": _dec(9000 * lot, qd),
+            "maxMarketOrderQty": _dec(4500 * lot, qd),
             "postOnlyMaxLimitOrderSize": "60000",
         },
         "priceFilter": {"tickSize": _step(pd_)},
@@ -171,8 +195,11 @@ def _linear_info(state: EmulatorState, spec: SymbolSpec, index: int) -> dict[str
         "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
         "priceFilter": {"minPrice": _step(pd_), "maxPrice": _dec(2_000_000 * tick - 1, pd_), "tickSize": _step(pd_)},
         "lotSizeFilter": {
-            "maxOrderQty": _dec(1190 * lot, qd), "minOrderQty": _step(qd), "qtyStep": _step(qd),
-            "postOnlyMaxOrderQty": _dec(1190 * lot, qd), "maxMktOrderQty": _dec(500 * lot, qd),
+            "maxOrderQty": _dec(1190 * lot, qd),
+            "minOrderQty": _step(qd),
+            "qtyStep": _step(qd),
+            "postOnlyMaxOrderQty": _dec(1190 * lot, qd),
+            "maxMktOrderQty": _dec(500 * lot, qd),
             "minNotionalValue": "5",
         },
         "unifiedMarginTrade": True,
@@ -194,10 +221,14 @@ def _instruments(state: EmulatorState, q: Any) -> Any:
     category = _category(q, ("spot", "linear", "inverse", "option"))
     symbol, status, base = q.get("symbol"), q.get("status") or "Trading", q.get("baseCoin")
     market = state.market
-    chosen = [(i, market.spec(s)) for i, s in enumerate(market.symbols)
-              if category in ("spot", "linear") and (symbol is None or s == symbol)
-              and _bybit_status(state, s) == status and (base is None or category == "spot"
-                                                           or market.spec(s).base == base)]
+    chosen = [
+        (i, market.spec(s))
+        for i, s in enumerate(market.symbols)
+        if category in ("spot", "linear")
+        and (symbol is None or s == symbol)
+        and _bybit_status(state, s) == status
+        and (base is None or category == "spot" or market.spec(s).base == base)
+    ]
     if category == "spot":  # spot has no paging: limit and cursor are ignored
         return _ok(state, {"category": category, "list": [_spot_info(state, spec, i) for i, spec in chosen]})
     limit = _limit(q, INSTRUMENTS_DEFAULT_LIMIT, INSTRUMENTS_MAX_LIMIT)
@@ -207,11 +238,17 @@ def _instruments(state: EmulatorState, q: Any) -> Any:
         after = [k for k, (_, spec) in enumerate(chosen) if spec.symbol == fields.get("last")]
         if not after:
             raise BybitError(10001, "params error: cursor invalid")
-        chosen = chosen[after[0] + 1:]
+        chosen = chosen[after[0] + 1 :]
     page, rest = chosen[:limit], chosen[limit:]
     next_cursor = quote(f"first={page[0][1].symbol}&last={page[-1][1].symbol}", safe="") if page and rest else ""
-    return _ok(state, {"category": category, "list": [_linear_info(state, spec, i) for i, spec in page],
-                       "nextPageCursor": next_cursor})
+    return _ok(
+        state,
+        {
+            "category": category,
+            "list": [_linear_info(state, spec, i) for i, spec in page],
+            "nextPageCursor": next_cursor,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- market data
@@ -247,21 +284,41 @@ def _kline(state: EmulatorState, q: Any) -> Any:
             bars = bars.take(bars.t >= int(bar_open(start, tf)))
         spec = state.market.spec(symbol)
         pd_, qd = spec.price_decimals, spec.qty_decimals
-        cols = zip(bars.t.tolist(), bars.o.tolist(), bars.h.tolist(), bars.l.tolist(), bars.c.tolist(),
-                   bars.v.tolist(), bars.qv.tolist(), strict=True)
-        rows = [[str(t), _dec(o, pd_), _dec(h, pd_), _dec(lo, pd_), _dec(c, pd_), _dec(v, qd), _dec(qv, pd_ + qd)]
-                for t, o, h, lo, c, v, qv in cols]
+        cols = zip(
+            bars.t.tolist(),
+            bars.o.tolist(),
+            bars.h.tolist(),
+            bars.l.tolist(),
+            bars.c.tolist(),
+            bars.v.tolist(),
+            bars.qv.tolist(),
+            strict=True,
+        )
+        rows = [
+            [str(t), _dec(o, pd_), _dec(h, pd_), _dec(lo, pd_), _dec(c, pd_), _dec(v, qd), _dec(qv, pd_ + qd)]
+            for t, o, h, lo, c, v, qv in cols
+        ]
         rows.reverse()  # newest first
     return _ok(state, {"symbol": symbol, "category": category, "list": rows})
 
 
 def _trade_rows(category: str, symbol: str, spec: SymbolSpec, tr: TradesArr) -> list[dict[str, Any]]:
     pd_, qd = spec.price_decimals, spec.qty_decimals
-    cols = zip(tr.id.tolist(), tr.ts.tolist(), tr.price.tolist(), tr.qty.tolist(), tr.buyer_maker.tolist(),
-               strict=True)
-    rows = [{"execId": exec_id(category, symbol, i), "symbol": symbol, "price": _dec(p, pd_), "size": _dec(s, qd),
-             "side": "Sell" if maker else "Buy", "time": str(ts), "isBlockTrade": False, "isRPITrade": False,
-             "seq": str(i)} for i, ts, p, s, maker in cols]
+    cols = zip(tr.id.tolist(), tr.ts.tolist(), tr.price.tolist(), tr.qty.tolist(), tr.buyer_maker.tolist(), strict=True)
+    rows = [
+        {
+            "execId": exec_id(category, symbol, i),
+            "symbol": symbol,
+            "price": _dec(p, pd_),
+            "size": _dec(s, qd),
+            "side": "Sell" if maker else "Buy",
+            "time": str(ts),
+            "isBlockTrade": False,
+            "isRPITrade": False,
+            "seq": str(i),
+        }
+        for i, ts, p, s, maker in cols
+    ]
     rows.reverse()  # newest first
     return rows
 
@@ -314,8 +371,13 @@ class _Bybit:
         if kind == "403":
             return self.rate_limited(1, used, IP_LIMIT)
         if kind == "500":
-            body = {"retCode": 10016, "retMsg": "System error. Please try again later.", "result": {},
-                    "retExtInfo": {}, "time": now_ms}
+            body = {
+                "retCode": 10016,
+                "retMsg": "System error. Please try again later.",
+                "result": {},
+                "retExtInfo": {},
+                "time": now_ms,
+            }
             return Answer(500, body)
         return gateway_page(int(kind))
 

@@ -90,8 +90,7 @@ def products_by_id(state: EmulatorState) -> dict[str, SymbolSpec]:
 
 def _last_price(state: EmulatorState, spec: SymbolSpec, now_ms: int) -> int | None:
     """Ticks of the last trade at or before now (within the last hour), or None."""
-    tr = state.market.select_agg_trades(spec.symbol, from_id=None, start_ms=None, end_ms=now_ms, limit=1,
-                                        now_ms=now_ms)
+    tr = state.market.select_agg_trades(spec.symbol, from_id=None, start_ms=None, end_ms=now_ms, limit=1, now_ms=now_ms)
     if len(tr) == 0 or int(tr.ts[-1]) < now_ms - HOUR_MS:
         return None
     return int(tr.price[-1])
@@ -156,11 +155,21 @@ def currencies_fiat(state: EmulatorState) -> dict[str, Any]:
 
 def currencies_crypto(state: EmulatorState) -> dict[str, Any]:
     """``GET /v2/currencies/crypto``: every asset of the listed markets."""
-    return {"data": [
-        {"asset_id": str(uuid.uuid5(_ASSET_NS, code)), "code": code, "name": _CRYPTO_NAMES.get(code, code),
-         "color": "#0052FF", "sort_index": i, "exponent": 8, "type": "crypto", "address_regex": ""}
-        for i, code in enumerate(_assets(state))
-    ]}
+    return {
+        "data": [
+            {
+                "asset_id": str(uuid.uuid5(_ASSET_NS, code)),
+                "code": code,
+                "name": _CRYPTO_NAMES.get(code, code),
+                "color": "#0052FF",
+                "sort_index": i,
+                "exponent": 8,
+                "type": "crypto",
+                "address_regex": "",
+            }
+            for i, code in enumerate(_assets(state))
+        ]
+    }
 
 
 def exchange_rates(state: EmulatorState, currency: str = "USD") -> dict[str, Any]:
@@ -212,8 +221,11 @@ def _products(state: EmulatorState, q: Any) -> Any:
     if ptype not in (None, "", "SPOT", "FUTURE", "UNKNOWN_PRODUCT_TYPE"):
         raise _invalid(f"invalid value for product_type: {ptype!r}")
     wanted = q.getall("product_ids", []) if hasattr(q, "getall") else []
-    rows = [] if ptype == "FUTURE" else [product(state, s) for pid, s in products_by_id(state).items()
-                                         if not wanted or pid in wanted]
+    rows = (
+        []
+        if ptype == "FUTURE"
+        else [product(state, s) for pid, s in products_by_id(state).items() if not wanted or pid in wanted]
+    )
     return {"products": rows, "num_products": len(rows)}
 
 
@@ -225,16 +237,24 @@ def _candles_json(state: EmulatorState, spec: SymbolSpec, t: np.ndarray, cols: l
     pd_, qd = spec.price_decimals, spec.qty_decimals
     starts = (t // 1000).tolist()
     o, h, lo, c, v = (a.tolist() for a in cols)
-    return [{"start": str(starts[i]), "low": dec(lo[i], pd_), "high": dec(h[i], pd_), "open": dec(o[i], pd_),
-             "close": dec(c[i], pd_), "volume": dec(v[i], qd)} for i in range(len(starts) - 1, -1, -1)]
+    return [
+        {
+            "start": str(starts[i]),
+            "low": dec(lo[i], pd_),
+            "high": dec(h[i], pd_),
+            "open": dec(o[i], pd_),
+            "close": dec(c[i], pd_),
+            "volume": dec(v[i], qd),
+        }
+        for i in range(len(starts) - 1, -1, -1)
+    ]
 
 
 def _candles(state: EmulatorState, q: Any) -> Any:
     spec = _product(state, q)
     granularity = q.get("granularity")
     if granularity not in GRANULARITIES:
-        raise _invalid(f"granularity argument is invalid - {granularity!r} is not one of "
-                       f"{', '.join(GRANULARITIES)}")
+        raise _invalid(f"granularity argument is invalid - {granularity!r} is not one of {', '.join(GRANULARITIES)}")
     timeframe, seconds = GRANULARITIES[granularity]
     start, end = _unix(q, "start"), _unix(q, "end")
     if start is None or end is None:
@@ -242,8 +262,9 @@ def _candles(state: EmulatorState, q: Any) -> Any:
     if end < start:
         raise _invalid("start and end argument is invalid - start must be before end")
     if end - start > MAX_CANDLES * seconds:
-        raise _invalid(f"start and end argument is invalid - number of candles requested should be less "
-                       f"than {MAX_CANDLES}")
+        raise _invalid(
+            f"start and end argument is invalid - number of candles requested should be less than {MAX_CANDLES}"
+        )
     limit = _int(q, "limit")
     if limit is not None and not 1 <= limit <= MAX_CANDLES:
         raise _invalid(f"limit argument is invalid - must be between 1 and {MAX_CANDLES}")
@@ -260,9 +281,20 @@ def _trades_json(spec: SymbolSpec, tr: TradesArr) -> list[dict]:
     ids, prices, sizes = tr.id.tolist(), tr.price.tolist(), tr.qty.tolist()
     # ``side`` is the maker's side, as on every Coinbase public trade feed: buyer-is-maker -> BUY
     sides = np.where(tr.buyer_maker, "BUY", "SELL").tolist()
-    return [{"trade_id": str(ids[i]), "product_id": pid, "price": dec(prices[i], pd_), "size": dec(sizes[i], qd),
-             "time": times[i] + "Z", "side": sides[i], "bid": "", "ask": "", "exchange": "coinbase"}
-            for i in range(len(ids) - 1, -1, -1)]
+    return [
+        {
+            "trade_id": str(ids[i]),
+            "product_id": pid,
+            "price": dec(prices[i], pd_),
+            "size": dec(sizes[i], qd),
+            "time": times[i] + "Z",
+            "side": sides[i],
+            "bid": "",
+            "ask": "",
+            "exchange": "coinbase",
+        }
+        for i in range(len(ids) - 1, -1, -1)
+    ]
 
 
 def _ticker(state: EmulatorState, q: Any) -> Any:
@@ -340,8 +372,14 @@ class _Coinbase:
         return gateway_page(int(kind))
 
     def mangle(self, rule: FaultRule, payload: Any) -> Any:
-        key = next((k for k in ("candles", "trades", "products") if isinstance(payload, dict)
-                    and isinstance(payload.get(k), list)), None)
+        key = next(
+            (
+                k
+                for k in ("candles", "trades", "products")
+                if isinstance(payload, dict) and isinstance(payload.get(k), list)
+            ),
+            None,
+        )
         rows = payload[key] if key else None
         return mangle_rows_at(rule, payload, rows, lambda new: {**payload, key: new})
 

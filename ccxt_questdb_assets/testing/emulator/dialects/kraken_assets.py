@@ -14,21 +14,60 @@ __all__ = ["KrakenPair", "asset_entries", "pair_entry", "pairs"]
 
 #: Assets Kraken still names with the legacy X (crypto) / Z (fiat) prefix: code -> (asset id, altname).
 LEGACY_ASSETS: dict[str, tuple[str, str]] = {
-    "BTC": ("XXBT", "XBT"), "ETH": ("XETH", "ETH"), "LTC": ("XLTC", "LTC"), "XRP": ("XXRP", "XRP"),
-    "XLM": ("XXLM", "XLM"), "XMR": ("XXMR", "XMR"), "ZEC": ("XZEC", "ZEC"), "ETC": ("XETC", "ETC"),
-    "MLN": ("XMLN", "MLN"), "REP": ("XREP", "REP"), "DOGE": ("XXDG", "XDG"),
-    "USD": ("ZUSD", "USD"), "EUR": ("ZEUR", "EUR"), "GBP": ("ZGBP", "GBP"), "JPY": ("ZJPY", "JPY"),
-    "CAD": ("ZCAD", "CAD"), "AUD": ("ZAUD", "AUD"),
+    "BTC": ("XXBT", "XBT"),
+    "ETH": ("XETH", "ETH"),
+    "LTC": ("XLTC", "LTC"),
+    "XRP": ("XXRP", "XRP"),
+    "XLM": ("XXLM", "XLM"),
+    "XMR": ("XXMR", "XMR"),
+    "ZEC": ("XZEC", "ZEC"),
+    "ETC": ("XETC", "ETC"),
+    "MLN": ("XMLN", "MLN"),
+    "REP": ("XREP", "REP"),
+    "DOGE": ("XXDG", "XDG"),
+    "USD": ("ZUSD", "USD"),
+    "EUR": ("ZEUR", "EUR"),
+    "GBP": ("ZGBP", "GBP"),
+    "JPY": ("ZJPY", "JPY"),
+    "CAD": ("ZCAD", "CAD"),
+    "AUD": ("ZAUD", "AUD"),
 }
 _FIAT = frozenset({"USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF"})
 #: Binance-style statuses of markets listed at runtime -> Kraken pair ``status`` (ccxt: active only if online).
-PAIR_STATUS = {"TRADING": "online", "PRE_TRADING": "post_only", "BREAK": "maintenance", "HALT": "cancel_only",
-               "END_OF_DAY": "cancel_only", "POST_TRADING": "cancel_only", "AUCTION_MATCH": "limit_only"}
+PAIR_STATUS = {
+    "TRADING": "online",
+    "PRE_TRADING": "post_only",
+    "BREAK": "maintenance",
+    "HALT": "cancel_only",
+    "END_OF_DAY": "cancel_only",
+    "POST_TRADING": "cancel_only",
+    "AUCTION_MATCH": "limit_only",
+}
 _LEVERAGE = {"BTC": [2, 3, 4, 5], "ETH": [2, 3, 4, 5], "SOL": [2, 3]}
-_FEES = [[0, 0.40], [10000, 0.35], [50000, 0.24], [100000, 0.22], [250000, 0.20], [500000, 0.18],
-         [1000000, 0.16], [2500000, 0.14], [5000000, 0.12], [10000000, 0.10]]
-_FEES_MAKER = [[0, 0.25], [10000, 0.20], [50000, 0.14], [100000, 0.12], [250000, 0.10], [500000, 0.08],
-               [1000000, 0.06], [2500000, 0.04], [5000000, 0.02], [10000000, 0.0]]
+_FEES = [
+    [0, 0.40],
+    [10000, 0.35],
+    [50000, 0.24],
+    [100000, 0.22],
+    [250000, 0.20],
+    [500000, 0.18],
+    [1000000, 0.16],
+    [2500000, 0.14],
+    [5000000, 0.12],
+    [10000000, 0.10],
+]
+_FEES_MAKER = [
+    [0, 0.25],
+    [10000, 0.20],
+    [50000, 0.14],
+    [100000, 0.12],
+    [250000, 0.10],
+    [500000, 0.08],
+    [1000000, 0.06],
+    [2500000, 0.04],
+    [5000000, 0.02],
+    [10000000, 0.0],
+]
 
 
 def asset_id(code: str) -> str:
@@ -126,9 +165,12 @@ def asset_entries(state: EmulatorState) -> dict[str, dict[str, Any]]:
     for code in sorted(lots, key=asset_id):
         fiat = code in _FIAT
         decimals = 4 if fiat else (10 if code in LEGACY_ASSETS else 8)
-        entry: dict[str, Any] = {"aclass": "currency", "altname": asset_altname(code),
-                                 "decimals": max(decimals, lots[code]),
-                                 "display_decimals": 2 if fiat else (4 if code in ("USDT", "USDC") else 5)}
+        entry: dict[str, Any] = {
+            "aclass": "currency",
+            "altname": asset_altname(code),
+            "decimals": max(decimals, lots[code]),
+            "display_decimals": 2 if fiat else (4 if code in ("USDT", "USDC") else 5),
+        }
         if not fiat:
             entry["collateral_value"] = 1.0 if code in ("BTC", "ETH", "USDT", "USDC") else 0.75
         entry["status"] = "enabled"

@@ -45,8 +45,19 @@ HISTORY_TRADES_WINDOW_MS = 90 * DAY_MS
 
 #: OKX ``bar`` values served -> the synthetic market's timeframe (UTC-aligned bars only).
 BARS: dict[str, str] = {
-    "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H": "1h", "2H": "2h", "4H": "4h",
-    "6Hutc": "6h", "12Hutc": "12h", "1Dutc": "1d", "1Wutc": "1w", "1Mutc": "1M",
+    "1m": "1m",
+    "3m": "3m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1H": "1h",
+    "2H": "2h",
+    "4H": "4h",
+    "6Hutc": "6h",
+    "12Hutc": "12h",
+    "1Dutc": "1d",
+    "1Wutc": "1w",
+    "1Mutc": "1M",
 }
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 
@@ -123,27 +134,70 @@ def instrument_info(state: EmulatorState, inst: Instrument) -> dict[str, Any]:
     family = f"{spec.base}-{spec.quote}"
     lot = okx_decimal(1, contract_decimals(spec) if inst.swap else spec.qty_decimals)
     row: dict[str, Any] = {
-        "alias": "", "auctionEndTime": "", "baseCcy": spec.base, "category": "1", "contTdSwTime": "",
-        "ctMult": "", "ctType": "", "ctVal": "", "ctValCcy": "", "expTime": "", "futureSettlement": False,
-        "instFamily": "", "instId": inst.inst_id, "instIdCode": zlib.crc32(inst.inst_id.encode()) % 10_000_000,
-        "instType": "SPOT", "lever": "10", "listTime": str(spec.listing_ms), "lotSz": lot,
-        "maxIcebergSz": "9999999999.0000000000000000", "maxLmtAmt": "20000000", "maxLmtSz": "9999999999",
-        "maxMktAmt": "1000000", "maxMktSz": "1000000", "maxStopSz": "1000000",
-        "maxTriggerSz": "9999999999.0000000000000000", "maxTwapSz": "9999999999.0000000000000000", "minSz": lot,
-        "openType": "", "optType": "", "preMktSwTime": "", "quoteCcy": spec.quote, "ruleType": "normal",
-        "settleCcy": "", "state": _state(state, inst.symbol, spec.listing_ms), "stk": "",
-        "tickSz": okx_decimal(1, spec.price_decimals), "tradeQuoteCcyList": [spec.quote], "uly": "",
+        "alias": "",
+        "auctionEndTime": "",
+        "baseCcy": spec.base,
+        "category": "1",
+        "contTdSwTime": "",
+        "ctMult": "",
+        "ctType": "",
+        "ctVal": "",
+        "ctValCcy": "",
+        "expTime": "",
+        "futureSettlement": False,
+        "instFamily": "",
+        "instId": inst.inst_id,
+        "instIdCode": zlib.crc32(inst.inst_id.encode()) % 10_000_000,
+        "instType": "SPOT",
+        "lever": "10",
+        "listTime": str(spec.listing_ms),
+        "lotSz": lot,
+        "maxIcebergSz": "9999999999.0000000000000000",
+        "maxLmtAmt": "20000000",
+        "maxLmtSz": "9999999999",
+        "maxMktAmt": "1000000",
+        "maxMktSz": "1000000",
+        "maxStopSz": "1000000",
+        "maxTriggerSz": "9999999999.0000000000000000",
+        "maxTwapSz": "9999999999.0000000000000000",
+        "minSz": lot,
+        "openType": "",
+        "optType": "",
+        "preMktSwTime": "",
+        "quoteCcy": spec.quote,
+        "ruleType": "normal",
+        "settleCcy": "",
+        "state": _state(state, inst.symbol, spec.listing_ms),
+        "stk": "",
+        "tickSz": okx_decimal(1, spec.price_decimals),
+        "tradeQuoteCcyList": [spec.quote],
+        "uly": "",
     }
     if inst.swap:
         big = "100000000.0000000000000000"
-        row.update({
-            "baseCcy": "", "ctMult": "1", "ctType": "linear",
-            "ctVal": okx_decimal(1, _CT_VAL_DECIMALS.get(spec.base, 0)), "ctValCcy": spec.base,
-            "instFamily": family, "instType": "SWAP", "lever": _SWAP_LEVER.get(spec.base, "50"),
-            "maxIcebergSz": big, "maxLmtSz": "100000000", "maxMktAmt": "", "maxMktSz": "12000",
-            "maxStopSz": "12000", "maxTriggerSz": big, "maxTwapSz": big, "quoteCcy": "", "settleCcy": spec.quote,
-            "tradeQuoteCcyList": [], "uly": family,
-        })
+        row.update(
+            {
+                "baseCcy": "",
+                "ctMult": "1",
+                "ctType": "linear",
+                "ctVal": okx_decimal(1, _CT_VAL_DECIMALS.get(spec.base, 0)),
+                "ctValCcy": spec.base,
+                "instFamily": family,
+                "instType": "SWAP",
+                "lever": _SWAP_LEVER.get(spec.base, "50"),
+                "maxIcebergSz": big,
+                "maxLmtSz": "100000000",
+                "maxMktAmt": "",
+                "maxMktSz": "12000",
+                "maxStopSz": "12000",
+                "maxTriggerSz": big,
+                "maxTwapSz": big,
+                "quoteCcy": "",
+                "settleCcy": spec.quote,
+                "tradeQuoteCcyList": [],
+                "uly": family,
+            }
+        )
     return row
 
 
@@ -157,8 +211,17 @@ def candle_rows(spec: SymbolSpec, swap: bool, bars: Bars, open_bar_ms: int | Non
     vol, vol_ccy = (_column(bars.v, contract_decimals(spec)), base_vol) if swap else (base_vol, quote_vol)
     ts = bars.t.tolist()
     confirm = ["0" if t == open_bar_ms else "1" for t in ts]
-    cols = [[str(t) for t in ts], _column(bars.o, pd_), _column(bars.h, pd_), _column(bars.l, pd_),
-            _column(bars.c, pd_), vol, vol_ccy, quote_vol, confirm]
+    cols = [
+        [str(t) for t in ts],
+        _column(bars.o, pd_),
+        _column(bars.h, pd_),
+        _column(bars.l, pd_),
+        _column(bars.c, pd_),
+        vol,
+        vol_ccy,
+        quote_vol,
+        confirm,
+    ]
     return [list(r) for r in zip(*cols, strict=True)][::-1]
 
 
@@ -167,9 +230,10 @@ def trade_rows(spec: SymbolSpec, inst: Instrument, tr: TradesArr) -> list[dict[s
     sizes = _column(tr.qty, contract_decimals(spec) if inst.swap else spec.qty_decimals)
     prices = _column(tr.price, spec.price_decimals)
     sides = np.where(tr.buyer_maker, "sell", "buy").tolist()
-    rows = [{"instId": inst.inst_id, "side": side, "sz": sz, "px": px, "source": "0", "tradeId": str(i),
-             "ts": str(t)}
-            for side, sz, px, i, t in zip(sides, sizes, prices, tr.id.tolist(), tr.ts.tolist(), strict=True)]
+    rows = [
+        {"instId": inst.inst_id, "side": side, "sz": sz, "px": px, "source": "0", "tradeId": str(i), "ts": str(t)}
+        for side, sz, px, i, t in zip(sides, sizes, prices, tr.id.tolist(), tr.ts.tolist(), strict=True)
+    ]
     return rows[::-1]
 
 
@@ -286,16 +350,16 @@ def _history_candles(state: EmulatorState, q: Any) -> Any:
 def _trades(state: EmulatorState, q: Any) -> Any:
     inst = _param_inst(state, q)
     limit = _param_limit(q, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
-    tr = state.market.select_agg_trades(inst.symbol, from_id=None, start_ms=None, end_ms=None, limit=limit,
-                                        now_ms=state.clock.now_ms())
+    tr = state.market.select_agg_trades(
+        inst.symbol, from_id=None, start_ms=None, end_ms=None, limit=limit, now_ms=state.clock.now_ms()
+    )
     return _ok(trade_rows(state.market.spec(inst.symbol), inst, tr))
 
 
 def _last_before_id(state: EmulatorState, symbol: str, trade_id: int, limit: int, now: int) -> TradesArr:
     """The last ``limit`` trades with id < ``trade_id`` (ascending)."""
     market = state.market
-    nxt = market.select_agg_trades(symbol, from_id=max(trade_id, 0), start_ms=None, end_ms=None, limit=1,
-                                   now_ms=now)
+    nxt = market.select_agg_trades(symbol, from_id=max(trade_id, 0), start_ms=None, end_ms=None, limit=1, now_ms=now)
     hi = int(nxt.ts[0]) if len(nxt) else now
     # trades at ts <= hi with id >= trade_id all lie in the minute of `nxt`: fewer than 2 * avg per minute
     slack = 2 * market.spec(symbol).avg_per_minute
@@ -314,13 +378,13 @@ def _history_trades(state: EmulatorState, q: Any) -> Any:
     now = state.clock.now_ms()
     market = state.market
     if after is None:
-        tr = market.select_agg_trades(inst.symbol, from_id=None, start_ms=None, end_ms=None, limit=limit,
-                                      now_ms=now)
+        tr = market.select_agg_trades(inst.symbol, from_id=None, start_ms=None, end_ms=None, limit=limit, now_ms=now)
     elif kind == "1":
         tr = _last_before_id(state, inst.symbol, after, limit, now)
     else:
-        tr = market.select_agg_trades(inst.symbol, from_id=None, start_ms=None, end_ms=min(after - 1, now),
-                                      limit=limit, now_ms=now)
+        tr = market.select_agg_trades(
+            inst.symbol, from_id=None, start_ms=None, end_ms=min(after - 1, now), limit=limit, now_ms=now
+        )
     if before is not None:  # `before` is a tradeId whatever the type: id > before
         tr = tr.take(tr.id > before)
     oldest = now - HISTORY_TRADES_WINDOW_MS
@@ -338,8 +402,10 @@ _ROUTES = {
     HISTORY_TRADES: _history_trades,
 }
 
-_FORBIDDEN_PAGE = ("<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
-                   "<center><h1>403 Forbidden</h1></center>\r\n</body>\r\n</html>\r\n")
+_FORBIDDEN_PAGE = (
+    "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
+    "<center><h1>403 Forbidden</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 class _Okx:
@@ -365,14 +431,16 @@ class _Okx:
         if kind == "500":
             return Answer(500, {"code": "50026", "data": [], "msg": "System error. Try again later."})
         if kind == "503":
-            return Answer(503, {"code": "50001", "data": [],
-                                "msg": "Service temporarily unavailable. Try again later."})
+            return Answer(
+                503, {"code": "50001", "data": [], "msg": "Service temporarily unavailable. Try again later."}
+            )
         return gateway_page(int(kind))
 
     def mangle(self, rule: FaultRule, payload: Any) -> Any:
         rows = payload.get("data") if isinstance(payload, dict) else None
-        return mangle_rows_at(rule, payload, rows if isinstance(rows, list) else None,
-                              lambda new: {**payload, "data": new})
+        return mangle_rows_at(
+            rule, payload, rows if isinstance(rows, list) else None, lambda new: {**payload, "data": new}
+        )
 
 
 OKX = _Okx()
