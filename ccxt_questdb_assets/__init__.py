@@ -1,6 +1,6 @@
 """Exchange market data as durable, auto-backfilled time series in QuestDB.
 
-The spec's names are importable from here; the Dagster layer lives in
+The spec's names and every error class are importable from here; the Dagster layer lives in
 ``ccxt_questdb_assets.defs`` and is imported only when asked for.
 """
 
@@ -28,6 +28,17 @@ _EXPORTS = {
     "NodeId": "ccxt_questdb_assets.core.node_ids",
     "Timeframe": "ccxt_questdb_assets.core.timeframes",
     "TimeWindow": "ccxt_questdb_assets.core.windows",
+    "CcxtQuestDBError": "ccxt_questdb_assets.core.errors",
+    "ConfigError": "ccxt_questdb_assets.core.errors",
+    "ExchangeDataError": "ccxt_questdb_assets.core.errors",
+    "ExchangeError": "ccxt_questdb_assets.core.errors",
+    "InvalidFrameError": "ccxt_questdb_assets.core.errors",
+    "PermanentExchangeError": "ccxt_questdb_assets.core.errors",
+    "ServiceError": "ccxt_questdb_assets.core.errors",
+    "StorageError": "ccxt_questdb_assets.core.errors",
+    "TransientExchangeError": "ccxt_questdb_assets.core.errors",
+    "UnprovenExchangeError": "ccxt_questdb_assets.core.errors",
+    "UnsupportedHistoryError": "ccxt_questdb_assets.core.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -46,6 +57,19 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ccxt_questdb_assets.core.errors import (  # noqa: F401
+        CcxtQuestDBError,
+        ConfigError,
+        ExchangeDataError,
+        ExchangeError,
+        InvalidFrameError,
+        PermanentExchangeError,
+        ServiceError,
+        StorageError,
+        TransientExchangeError,
+        UnprovenExchangeError,
+        UnsupportedHistoryError,
+    )
     from ccxt_questdb_assets.core.node_ids import NodeId, make_node_id  # noqa: F401
     from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig, CcxtTradesConfig  # noqa: F401
     from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher  # noqa: F401

@@ -16,6 +16,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import CoverageSpan
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
@@ -25,7 +26,6 @@ from ccxt_questdb_assets.defs.derived_assets import build_derived_assets, resamp
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets, ohlcv_table
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore

@@ -109,7 +109,7 @@ def test_long_timeframes_aggregate_daily_bars(tf):
     days = MARKET.bars(symbol, "1d", lo - 40 * DAY_MS, hi + 40 * DAY_MS)
     want: dict[int, tuple] = {}
     for t, o, h, lo_, c, v, n in zip(
-        *(a.tolist() for a in (days.t, days.o, days.h, days.lo_, days.c, days.v, days.n)), strict=True
+        *(a.tolist() for a in (days.t, days.o, days.h, days.l, days.c, days.v, days.n)), strict=True
     ):
         k = int(bar_open(t, tf))
         if k in want:

@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.partitions import day_window, symbols_partitions
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.services.questdb_server import QuestDBServer
 from ccxt_questdb_assets.services.redis_server import RedisServer
 from ccxt_questdb_assets.storage.client import QuestDBClient

@@ -30,7 +30,7 @@ from dagster import AssetKey, build_sensor_context, instance_for_test
 from dagster._serdes import serialize_value
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
-from ccxt_questdb_assets.defs.automation import DEFAULT_WEBHOOK_ENV
+from ccxt_questdb_assets.defs.alerts import DEFAULT_WEBHOOK_ENV
 from ccxt_questdb_assets.defs.definitions import build_definitions, build_resources
 from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
 from ccxt_questdb_assets.defs.project_config import ProjectConfig

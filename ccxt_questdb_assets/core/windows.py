@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 
@@ -33,10 +33,6 @@ def to_epoch_ms(value: TimeLike, *, what: str = "time") -> int:
             raise ConfigError(f"{what} {value!r} must be a finite number of epoch seconds")
         return math.floor(value * 1000)
     raise ConfigError(f"{what} {value!r} must be epoch seconds or a timezone-aware datetime")
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def format_ms(ms: int) -> str:

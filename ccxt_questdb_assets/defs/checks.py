@@ -49,13 +49,13 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import format_ms
 from ccxt_questdb_assets.defs.asset_options import chosen_features
 from ccxt_questdb_assets.defs.io_manager import SeriesTable
 from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.quality import (

@@ -37,6 +37,7 @@ from dagster import (
     multi_asset,
 )
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
@@ -57,7 +58,6 @@ from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, SeriesTable, Sto
 from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.history.config import DEFAULT_TABLE_PREFIX
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore

@@ -23,6 +23,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.windows import format_ms
 from ccxt_questdb_assets.defs.asset_keys import (
     FETCHED,
@@ -40,7 +41,6 @@ from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.history.backfill import BackfillReport
 from ccxt_questdb_assets.history.ccxt_provider import CcxtQuestDBProvider
 from ccxt_questdb_assets.history.config import ProviderConfig

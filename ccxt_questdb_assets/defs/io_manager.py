@@ -36,6 +36,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError, InvalidFrameError
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
@@ -44,7 +45,6 @@ from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.defs.partition_figures import stored_by_partition
 from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
-from ccxt_questdb_assets.exchange.fetchers import wall_clock_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.schema import TableNames
 from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore

@@ -25,12 +25,12 @@ import pandas as pd
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.errors import ExchangeDataError, UnsupportedHistoryError
 from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.client import last_answer_rows
 from ccxt_questdb_assets.exchange.dialects import CandlePaging
-from ccxt_questdb_assets.exchange.page import Page
 
 if TYPE_CHECKING:
     from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher

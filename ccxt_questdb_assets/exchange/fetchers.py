@@ -24,11 +24,11 @@ empty answer.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pandas as pd
 
+from ccxt_questdb_assets.core.clock import Clock, wall_clock_ms
 from ccxt_questdb_assets.core.errors import (
     CcxtQuestDBError,
     ConfigError,
@@ -37,28 +37,22 @@ from ccxt_questdb_assets.core.errors import (
     TransientExchangeError,
 )
 from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms, to_epoch_ms
 from ccxt_questdb_assets.exchange.candle_pages import candle_pages
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.dialects import TradePaging
-from ccxt_questdb_assets.exchange.page import Page
 from ccxt_questdb_assets.exchange.session import ExchangeSession
 from ccxt_questdb_assets.exchange.trade_pages import dialect_trade_pages
 
-Clock = Callable[[], int]
-
-__all__ = ["CcxtOHLCVFetcher", "CcxtTradesFetcher", "Page", "wall_clock_ms"]
+__all__ = ["CcxtOHLCVFetcher", "CcxtTradesFetcher", "Page"]
 
 # Binance's parameter walking aggregate trades by id.
 _TRADE_ID_PARAM = "fromId"
 # Binance's aggTrades accepts at most one hour between startTime and endTime.
 _TRADE_TIME_WINDOW_MS = 3_600_000
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _Fetcher:

@@ -11,26 +11,47 @@ the event loop they first ran on, yet a provider outlives a loop whenever a call
   async generator (``loop.shutdown_asyncgens()``) before they close the loop, and closing this one
   closes the exchange while its loop can still close the connections. The next loop builds a fresh
   exchange.
+* :func:`run_sync` is the one bridge from synchronous code to a coroutine: its own loop, or
+  (``in_running_loop="thread"``) a worker thread's loop when the caller already runs one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any, Generic, Literal, TypeVar
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 
-__all__ = ["EventLoopError", "LoopBinding", "PerLoop"]
+__all__ = ["EventLoopError", "LoopBinding", "PerLoop", "run_sync"]
 
 T = TypeVar("T")
 
 
 class EventLoopError(CcxtQuestDBError, RuntimeError):
     """Something bound to one event loop was used from another loop it cannot move to."""
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]], *, in_running_loop: Literal["raise", "thread"] = "raise") -> T:
+    """Run the coroutine ``make()`` to completion from synchronous code, on a loop of its own.
+
+    Called where an event loop already runs (a notebook, an async framework), blocking it would
+    deadlock: ``"raise"`` says to await the async method instead; ``"thread"`` runs the coroutine
+    on a worker thread's loop (context variables copied) and waits for it.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    if in_running_loop == "raise":
+        raise RuntimeError("a *_sync method was called inside a running event loop: await the async method instead")
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ccxt-questdb-sync") as pool:
+        return pool.submit(contextvars.copy_context().run, lambda: asyncio.run(make())).result()
 
 
 class PerLoop(Generic[T]):

@@ -27,10 +27,10 @@ import pandas as pd
 
 from ccxt_questdb_assets.core.errors import ExchangeDataError, UnsupportedHistoryError
 from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.validation import trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.dialects import TradePaging
-from ccxt_questdb_assets.exchange.page import Page
 
 if TYPE_CHECKING:
     from ccxt_questdb_assets.exchange.fetchers import CcxtTradesFetcher

@@ -10,6 +10,7 @@ import asyncio
 
 import pandas as pd
 
+from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, to_inclusive_bars
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
@@ -41,7 +42,7 @@ class QuestDBBackend:
         node = self._node(node_id)
         step = node.timeframe.ms if node.timeframe else parse_duration_ms(interval or 1)
         cov = await self.load_coverage(node)
-        now = now_ms if now_ms is not None else pd.Timestamp.now(tz="UTC").value // 1_000_000
+        now = now_ms if now_ms is not None else wall_clock_ms()
         return to_inclusive_bars(cov.covered(now), step)
 
     async def read_range(

@@ -27,8 +27,8 @@ import pandas as pd
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, EmptyRecheckPolicy
 from ccxt_questdb_assets.core.coverage import gaps as subtract
 from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.exchange.page import Page
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.page_source import PageSource
 
@@ -73,10 +73,6 @@ class BackfillReport:
     seconds: float = 0.0
     coverage: Coverage | None = field(default=None, repr=False)
     """The series' whole coverage as the engine last read it: after the fill, its writes visible."""
-
-    @property
-    def fetched_nothing(self) -> bool:
-        return self.requests == 0
 
 
 class _CoverageRecorder:

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from ccxt_questdb_assets.core.clock import Clock, wall_clock_ms
 from ccxt_questdb_assets.core.node_ids import make_node_id
-from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher, Clock, wall_clock_ms
+from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher
 from ccxt_questdb_assets.exchange.session import check_instruments_blocking
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.backfill import FetcherBackfillStrategy

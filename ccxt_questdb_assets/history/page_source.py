@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.timeframes import Interval
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.exchange.page import Page
 
 __all__ = ["PageSource"]
 

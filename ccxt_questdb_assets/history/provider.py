@@ -12,9 +12,8 @@ shuts down, so successive ``asyncio.run`` calls (and the ``*_sync`` helpers) may
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self
 
 import pandas as pd
 
@@ -22,7 +21,7 @@ from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Interval
 from ccxt_questdb_assets.core.windows import TimeLike, TimeWindow, to_epoch_ms
-from ccxt_questdb_assets.exchange.loops import PerLoop
+from ccxt_questdb_assets.exchange.loops import PerLoop, run_sync
 from ccxt_questdb_assets.history.backend import QuestDBBackend
 from ccxt_questdb_assets.history.backfill import (
     BackfillReport,
@@ -31,18 +30,6 @@ from ccxt_questdb_assets.history.backfill import (
     PageObserver,
 )
 from ccxt_questdb_assets.history.page_source import PageSource
-
-T = TypeVar("T")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("a *_sync method was called inside a running event loop: await the async method instead")
 
 
 class AugmentedHistoryProvider:
@@ -124,15 +111,15 @@ class AugmentedHistoryProvider:
 
     # -- sync helpers: each runs one event loop, whose shutdown releases the exchange -------------
     def fetch_sync(self, start: TimeLike, end: TimeLike, *, node_id: str, interval: Interval = None) -> pd.DataFrame:
-        return run_sync(self.fetch(start, end, node_id=node_id, interval=interval))
+        return run_sync(lambda: self.fetch(start, end, node_id=node_id, interval=interval))
 
     def ensure_range_sync(
         self, start: TimeLike, end: TimeLike, *, node_id: str, interval: Interval = None, force: bool = False
     ) -> BackfillReport:
-        return run_sync(self.ensure_range(start, end, node_id=node_id, interval=interval, force=force))
+        return run_sync(lambda: self.ensure_range(start, end, node_id=node_id, interval=interval, force=force))
 
     def coverage_sync(self, *, node_id: str, interval: Interval = None) -> list[tuple[int, int]]:
-        return run_sync(self.coverage(node_id=node_id, interval=interval))
+        return run_sync(lambda: self.coverage(node_id=node_id, interval=interval))
 
     def close_sync(self) -> None:
-        run_sync(self.close())
+        run_sync(self.close)

@@ -104,10 +104,6 @@ class ClusterBackend:
         return self._scripts[script](keys=[self.key], args=args)
 
     @property
-    def redis_up(self) -> bool:
-        return self._down_since is None
-
-    @property
     def mode(self) -> str:
         return "cluster" if self._down_since is None else "fallback"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -356,10 +356,6 @@ class RateLimiterConfig:
                 redis_timeout_s=self.redis_timeout_s,
             )
         return sig
-
-    def with_options(self, **changes: Any) -> RateLimiterConfig:
-        """A copy with some fields changed (no re-validation: prefer from_mapping for user input)."""
-        return replace(self, **changes)
 
     def to_mapping(self) -> dict[str, Any]:
         """The options as a spec-style dict (DSN redacted), for logs and metadata."""

@@ -83,11 +83,5 @@ class LocalBackend:
             now = self._clock()
             return {b.name: self._state._level(b, now)[0] for b in self.bands}
 
-    def gate_levels(self) -> dict[str, float]:
-        """Current gate level of each band (tokens left for admissions). For tests and stats."""
-        with self._lock:
-            now = self._clock()
-            return {b.name: self._state._gate_level(b, now)[0] for b in self.bands}
-
     def close(self) -> None:
         pass

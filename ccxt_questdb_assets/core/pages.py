@@ -1,4 +1,5 @@
-"""A page: one answer of the exchange, the rows it holds and the window it proves."""
+"""A page: one answer of the exchange, the rows it holds and the window it proves (what a fetcher
+yields and the history engine writes, then claims)."""
 
 from __future__ import annotations
 

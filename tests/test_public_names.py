@@ -1,0 +1,27 @@
+"""What ``import ccxt_questdb_assets`` offers: the spec's names and every error class, lazily."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import ccxt_questdb_assets
+from ccxt_questdb_assets.core import errors
+
+
+def test_every_exported_name_resolves():
+    for name in ccxt_questdb_assets.__all__:
+        assert getattr(ccxt_questdb_assets, name) is not None, name
+
+
+def test_every_error_class_is_exported_at_the_top():
+    classes = {n for n, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, Exception)}
+    assert classes <= set(ccxt_questdb_assets.__all__), classes - set(ccxt_questdb_assets.__all__)
+    assert ccxt_questdb_assets.UnsupportedHistoryError is errors.UnsupportedHistoryError
+
+
+def test_the_package_imports_without_ccxt_or_dagster():
+    code = "import sys, ccxt_questdb_assets; print('ccxt' in sys.modules, 'dagster' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
