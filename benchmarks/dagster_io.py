@@ -45,11 +45,12 @@ class IOManagerBench:
     def _output_context(self, table: str, start_ms: int, end_ms: int, symbol: str) -> Any:
         from dagster import build_output_context
 
-        from ccxt_questdb_assets.defs.io_manager import SeriesTable
+        from ccxt_questdb_assets.defs.io_manager import series_metadata
+        from ccxt_questdb_assets.storage.series_table import SeriesTable
 
         return build_output_context(
             asset_key="bench_ohlcv",
-            definition_metadata=SeriesTable(table, "ohlcv", EXCHANGE, TIMEFRAME).definition_metadata(),
+            definition_metadata=series_metadata(SeriesTable(table, "ohlcv", EXCHANGE, TIMEFRAME)),
             asset_partitions_def=self.partitions,
             asset_partition_key_range=self._range(start_ms, end_ms, symbol),
             instance=self.instance,

@@ -10,10 +10,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from ccxt_questdb_assets.core.errors import ConfigError, InvalidFrameError
 from ccxt_questdb_assets.defs.definitions import build_resources
-from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager, SeriesTable
+from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager, series_metadata
 from ccxt_questdb_assets.defs.partitions import market_partitions, slices_of
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
+from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 DAY_MS = 86_400_000
 T0 = pd.Timestamp("2024-01-02", tz="UTC")
@@ -39,7 +40,7 @@ def setup(questdb, tmp_path):
 
 
 def build(table, parts, body):
-    @asset(name="frames", partitions_def=parts, metadata=table.definition_metadata(), io_manager_key="io")
+    @asset(name="frames", partitions_def=parts, metadata=series_metadata(table), io_manager_key="io")
     def frames(context) -> pd.DataFrame:
         return body(context)
 

@@ -233,3 +233,26 @@ def test_bad_configs_raise_clear_errors(emulator, patch, match):
     with pytest.raises(ConfigError, match=match) as err:
         CcxtQuestDBProvider.from_config(cfg)
     assert "hunter2" not in str(err.value)
+
+
+def test_a_typed_request_keeps_every_millisecond():
+    """The Dagster layer asks the engine in epoch ms (``request(node, window)``), not in seconds:
+    what it asks is what is covered, to the millisecond for trades, on the bar grid for candles."""
+    from ccxt_questdb_assets.core.node_ids import NodeId
+    from ccxt_questdb_assets.core.windows import TimeWindow
+
+    provider = CcxtQuestDBProvider.from_config(
+        {"mode": "trades", "exchange": "binance", "symbols": ["BTC/USDT"], "base_url": "http://127.0.0.1:9"},
+        validate_markets=False,
+    )
+    node = NodeId("trades", "binance", "BTC/USDT")
+    rng = np.random.default_rng(7)
+    starts = rng.integers(1_500_000_000_000, 1_800_000_000_000, size=2000)
+    for s in starts.tolist():
+        request = provider.request(node, TimeWindow(s, s + 1234))
+        assert (request.window.start_ms, request.window.end_ms) == (s, s + 1234)
+    candles = CcxtQuestDBProvider.from_config(
+        {"exchange": "binance", "symbols": ["BTC/USDT"], "base_url": "http://127.0.0.1:9"}, validate_markets=False
+    )
+    request = candles.request(NodeId.parse("ohlcv:binance:BTC/USDT:1m"), TimeWindow(60_001, 119_999))
+    assert (request.window.start_ms, request.window.end_ms) == (60_000, 120_000)

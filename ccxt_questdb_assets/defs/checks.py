@@ -54,7 +54,6 @@ from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import format_ms
 from ccxt_questdb_assets.defs.asset_options import chosen_features
-from ccxt_questdb_assets.defs.io_manager import SeriesTable
 from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
@@ -68,6 +67,7 @@ from ccxt_questdb_assets.storage.quality import (
     stored_opens,
     timestamp_report,
 )
+from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 VOLUME_REL_TOL = 1e-9
 

@@ -29,15 +29,10 @@ from ccxt_questdb_assets.storage.connection import ENV_PASSWORD
 
 
 def build_resources(project: ProjectConfig) -> dict[str, object]:
-    first = project.exchanges[0].ohlcv
     password = {"password": EnvVar(ENV_PASSWORD)} if os.environ.get(ENV_PASSWORD) else {}
-    questdb = QuestDBResource.from_connection(first.connection, **password)
-    mapping = project.exchanges[0].mapping
-    options = dict(mapping.get("rate_limiter") or {})
-    redis_from_connectors = (mapping.get("connectors") or {}).get("ccxt_rate_limiter_redis")
-    if "redis_dsn" not in options and redis_from_connectors:
-        options["redis_dsn"] = redis_from_connectors
-    elif "redis_dsn" not in options and os.environ.get(ENV_LIMITER_REDIS):
+    questdb = QuestDBResource.from_connection(project.connection, **password)
+    options = project.limiter_options
+    if "redis_dsn" not in options and os.environ.get(ENV_LIMITER_REDIS):
         options["redis_dsn"] = EnvVar(ENV_LIMITER_REDIS)  # the UI shows the variable, never the DSN
     _refuse_redis_password_in_config(options.get("redis_dsn"))
     return {

@@ -54,11 +54,10 @@ from ccxt_questdb_assets.defs.asset_keys import (
 from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
 from ccxt_questdb_assets.defs.checks import CandleChecks
 from ccxt_questdb_assets.defs.ingest_assets import ohlcv_table, trades_table
-from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, SeriesTable, StoredSlice
+from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
-from ccxt_questdb_assets.history.config import DEFAULT_TABLE_PREFIX
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.derived import (
@@ -68,24 +67,17 @@ from ccxt_questdb_assets.storage.derived import (
     derived_spans,
     resample_candles,
 )
-from ccxt_questdb_assets.storage.identifiers import validate_table_name
+from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 KINDS = {"questdb"}
 
 
-def _table_name(ex: ExchangeProject, suffix: str) -> str:
-    """``{table_prefix}_{suffix}``; with an explicit ``questdb.table``, ``{table}_{suffix}``."""
-    q = ex.mapping.get("questdb") or {}
-    base = q["table"] if q.get("table") else (q.get("table_prefix") or DEFAULT_TABLE_PREFIX)
-    return validate_table_name(f"{base}_{suffix}")
-
-
 def resampled_table(ex: ExchangeProject, timeframe: str) -> SeriesTable:
-    return SeriesTable(_table_name(ex, "ohlcv_resampled"), OHLCV, ex.exchange_id, Timeframe.parse(timeframe).name)
+    return SeriesTable.candles(ex.ohlcv.tables, ex.exchange_id, timeframe, related="ohlcv_resampled")
 
 
 def trade_bars_table(ex: ExchangeProject) -> SeriesTable:
-    return SeriesTable(_table_name(ex, "trade_bars"), OHLCV, ex.exchange_id, TRADE_BARS_TIMEFRAME)
+    return SeriesTable.candles(ex.ohlcv.tables, ex.exchange_id, TRADE_BARS_TIMEFRAME, related="trade_bars")
 
 
 def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
@@ -207,7 +199,7 @@ def _derived_asset(
         kinds=KINDS,
         deps=[AssetDep(upstream, partition_mapping=IdentityPartitionMapping())],
         metadata={
-            **target.definition_metadata(),
+            **series_metadata(target),
             "computed_from": upstream.to_user_string(),
             "questdb/source_table": source.table,
         },

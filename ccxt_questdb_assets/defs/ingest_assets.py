@@ -35,7 +35,7 @@ from ccxt_questdb_assets.defs.asset_keys import (
 )
 from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
 from ccxt_questdb_assets.defs.checks import CandleChecks
-from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, SeriesTable, StoredSlice
+from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partition_figures import PartitionLedger, coverage_by_partition, stored_by_partition
 from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
@@ -44,6 +44,7 @@ from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
 from ccxt_questdb_assets.history.backfill import BackfillReport
 from ccxt_questdb_assets.history.ccxt_provider import CcxtQuestDBProvider
 from ccxt_questdb_assets.history.config import ProviderConfig
+from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 KINDS = {"ccxt", "questdb"}
 
@@ -53,12 +54,12 @@ class IngestConfig(Config):
 
 
 def ohlcv_table(ex: ExchangeProject, timeframe: str) -> SeriesTable:
-    return SeriesTable(ex.ohlcv.tables.data, OHLCV, ex.exchange_id, timeframe)
+    return SeriesTable.candles(ex.ohlcv.tables, ex.exchange_id, timeframe)
 
 
 def trades_table(ex: ExchangeProject) -> SeriesTable:
     assert ex.trades_config is not None
-    return SeriesTable(ex.trades_config.tables.data, TRADES, ex.exchange_id)
+    return SeriesTable.trades(ex.trades_config.tables, ex.exchange_id)
 
 
 def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
@@ -115,7 +116,7 @@ def _ingest_asset(
         description=description,
         tags=tags,
         kinds=KINDS,
-        metadata={**table.definition_metadata(), "node_id_template": _node_template(table)},
+        metadata={**series_metadata(table), "node_id_template": _node_template(table)},
         **options.spec_kwargs(fetched=True),
     ).with_io_manager_key(IO_MANAGER_KEY)
 
@@ -185,9 +186,7 @@ async def _cover_symbol(
     coverage_before = coverage_by_partition(await provider.backend.load_coverage(node), sl.partitions, wall_clock_ms())
     ledger = PartitionLedger(sl.partitions)
     for window in sl.windows:
-        report = await provider.ensure_range(
-            window.start_ms / 1000, window.end_ms / 1000, node_id=node, force=force, observer=ledger
-        )
+        report = await provider.ensure(provider.request(node, window, force=force), observer=ledger)
         reports.append(report)
         context.log.info(_describe(report))
     # The engine's own last read: its coverage writes are visible in it (a new read might not be yet).

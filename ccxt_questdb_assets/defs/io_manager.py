@@ -38,7 +38,6 @@ from pydantic import Field
 
 from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError, InvalidFrameError
-from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
@@ -46,8 +45,7 @@ from ccxt_questdb_assets.defs.partition_figures import stored_by_partition
 from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.storage.client import QuestDBClient
-from ccxt_questdb_assets.storage.schema import TableNames
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 IO_MANAGER_KEY = "questdb_io_manager"
 META_TABLE = "questdb/table"
@@ -73,71 +71,43 @@ _COLUMN_DOCS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesTable:
-    """Which table and series an asset is: read from (and written to) its definition metadata."""
+def series_metadata(table: SeriesTable) -> dict[str, Any]:
+    """Asset definition metadata: what the IO manager needs (the series), and what the catalog shows."""
+    schema = table.series_kind.schema
+    columns = [
+        TableColumn(name, _COLUMN_DOCS[name][0], description=_COLUMN_DOCS[name][1]) for name in schema.column_names
+    ]
+    md: dict[str, Any] = {
+        META_TABLE: table.table,
+        META_KIND: table.kind,
+        META_EXCHANGE: table.exchange,
+        "dagster/table_name": f"questdb.{table.table}",
+        "questdb/coverage_table": table.coverage_table,
+        "dagster/column_schema": TableSchema(columns=columns),
+        "questdb/dedup_keys": ", ".join(schema.dedup_keys),
+        "questdb/partition_by": schema.partition_by,
+    }
+    if table.timeframe:
+        md[META_TIMEFRAME] = table.timeframe
+    return md
 
-    table: str
-    kind: str  # "ohlcv" or "trades"
-    exchange: str
-    timeframe: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("ohlcv", "trades"):
-            raise ConfigError(f"{META_KIND} {self.kind!r} must be 'ohlcv' or 'trades'")
-        if (self.kind == "ohlcv") != (self.timeframe is not None):
-            raise ConfigError(
-                f"{META_TIMEFRAME} is required for candles and not allowed for trades (table {self.table!r})"
-            )
+def series_of(metadata: Any, asset: str) -> SeriesTable:
+    """The series an asset's definition metadata names (``series_metadata``)."""
 
-    @property
-    def series_kind(self):
-        return CANDLE_KIND if self.kind == "ohlcv" else TRADE_KIND
+    def get(key: str) -> Any:
+        value = metadata.get(key) if metadata else None
+        return getattr(value, "value", value)
 
-    def node(self, symbol: str) -> NodeId:
-        tf = Timeframe.parse(self.timeframe) if self.timeframe else None
-        return NodeId(self.kind, self.exchange, symbol, tf)  # type: ignore[arg-type]
-
-    def store(self, client: QuestDBClient) -> SeriesStore:
-        return SeriesStore(client, self.table, self.series_kind)
-
-    @property
-    def coverage_table(self) -> str:
-        """Where the series' coverage lives: beside its data table, as the ingestion engine keeps it."""
-        return TableNames.for_data_table(self.table).coverage
-
-    def definition_metadata(self) -> dict[str, Any]:
-        """Asset metadata: what the IO manager needs, and what the catalog shows."""
-        schema = self.series_kind.schema
-        columns = [
-            TableColumn(name, _COLUMN_DOCS[name][0], description=_COLUMN_DOCS[name][1]) for name in schema.column_names
-        ]
-        md: dict[str, Any] = {
-            META_TABLE: self.table,
-            META_KIND: self.kind,
-            META_EXCHANGE: self.exchange,
-            "dagster/table_name": f"questdb.{self.table}",
-            "questdb/coverage_table": self.coverage_table,
-            "dagster/column_schema": TableSchema(columns=columns),
-            "questdb/dedup_keys": ", ".join(schema.dedup_keys),
-            "questdb/partition_by": schema.partition_by,
-        }
-        if self.timeframe:
-            md[META_TIMEFRAME] = self.timeframe
-        return md
-
-    @classmethod
-    def from_metadata(cls, metadata: Any, asset: str) -> SeriesTable:
-        def get(key: str) -> Any:
-            value = metadata.get(key) if metadata else None
-            return getattr(value, "value", value)
-
-        if not get(META_TABLE):
-            raise ConfigError(
-                f"asset {asset} has no {META_TABLE!r} metadata: build it with SeriesTable."
-                "definition_metadata() so the QuestDB IO manager knows its table"
-            )
-        return cls(get(META_TABLE), get(META_KIND), get(META_EXCHANGE), get(META_TIMEFRAME))
+    if not get(META_TABLE):
+        raise ConfigError(
+            f"asset {asset} has no {META_TABLE!r} metadata: build it with series_metadata(SeriesTable(...)) "
+            "so the QuestDB IO manager knows its table"
+        )
+    kind = get(META_KIND)
+    if kind not in ("ohlcv", "trades"):
+        raise ConfigError(f"asset {asset}: {META_KIND} {kind!r} must be 'ohlcv' or 'trades'")
+    return SeriesTable(get(META_TABLE), kind, get(META_EXCHANGE), get(META_TIMEFRAME))
 
 
 PartitionFigures = Mapping[str, Mapping[str, Any]]
@@ -250,7 +220,7 @@ class QuestDBIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         asset = context.asset_key.to_user_string()
-        table = SeriesTable.from_metadata(context.definition_metadata, asset)
+        table = series_of(context.definition_metadata, asset)
         handler = next((h for t, h in HANDLERS.items() if isinstance(obj, t)), None)
         if handler is None:
             raise InvalidFrameError(
@@ -266,7 +236,7 @@ class QuestDBIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
         asset = upstream.asset_key.to_user_string() if upstream is not None and upstream.has_asset_key else "?"
-        table = SeriesTable.from_metadata(upstream.definition_metadata if upstream else None, asset)
+        table = series_of(upstream.definition_metadata if upstream else None, asset)
         store = table.store(self.questdb.client())
         frames = []
         for sl in _slices(context, asset):

@@ -39,6 +39,7 @@ from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.defs.partitions import check_symbol_key
 from ccxt_questdb_assets.exchange.dialects import CandlePaging, TradePaging
 from ccxt_questdb_assets.history.config import TOP_LEVEL_KEYS, ProviderConfig, check_keys
+from ccxt_questdb_assets.storage.connection import QuestDBConnection
 
 ENV_PROJECT = "CCXT_QUESTDB_PROJECT"
 DEFAULT_PROJECT_FILE = Path(__file__).with_name("default_project.yaml")
@@ -167,6 +168,23 @@ class ProjectConfig:
         check_keys(alerts, ALERT_KEYS, f"{where} alerts")
         refresh = RefreshSettings.from_mapping(raw.get("refresh") or {}, f"{where} refresh")
         return cls(start, exchanges, alerts.get("webhook_url_env"), source, refresh)
+
+    @property
+    def connection(self) -> QuestDBConnection:
+        """The QuestDB every exchange writes to: ``questdb`` is set once, at the top of the file, so
+        every exchange's configs carry the same connection."""
+        return self.exchanges[0].ohlcv.connection
+
+    @property
+    def limiter_options(self) -> dict[str, Any]:
+        """The shared rate limiter's options (``rate_limiter`` at the top), its Redis DSN from
+        ``connectors.ccxt_rate_limiter_redis`` when the options give none."""
+        shared = self.exchanges[0].mapping  # the top-level keys, the same in every exchange's mapping
+        options = dict(shared.get("rate_limiter") or {})
+        redis = (shared.get("connectors") or {}).get("ccxt_rate_limiter_redis")
+        if "redis_dsn" not in options and redis:
+            options["redis_dsn"] = redis
+        return options
 
     def exchange(self, exchange_id: str) -> ExchangeProject:
         for ex in self.exchanges:

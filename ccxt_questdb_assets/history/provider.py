@@ -51,11 +51,18 @@ class AugmentedHistoryProvider:
     def _request(
         self, start: TimeLike, end: TimeLike, node_id: str | NodeId, interval: Interval, force: bool = False
     ) -> BackfillRequest:
+        """The spec's arguments (epoch seconds or datetimes, a node id string) as a typed request."""
         node = NodeId.parse(node_id) if not isinstance(node_id, NodeId) else node_id
+        if self.fetcher is not None:
+            self.fetcher.check_interval(self.fetcher.node(node), interval)
         window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
+        return self.request(node, window, force=force)
+
+    def request(self, node: NodeId, window: TimeWindow, *, force: bool = False) -> BackfillRequest:
+        """What covering ``window`` (epoch ms) of ``node`` asks: the node checked against the fetcher,
+        the window widened to what it pages (candles: the bar grid)."""
         if self.fetcher is not None:
             node = self.fetcher.node(node)
-            self.fetcher.check_interval(node, interval)
             window = self.fetcher.align(node, window)
         elif node.timeframe is not None:
             window = TimeWindow(node.timeframe.floor(window.start_ms), node.timeframe.ceil(window.end_ms))
@@ -76,9 +83,12 @@ class AugmentedHistoryProvider:
         ``force`` refetches the whole window even where coverage says it is stored (rows are
         upserted, so nothing is duplicated). ``observer`` is told of every page written.
         """
+        return await self.ensure(self._request(start, end, node_id, interval, force), observer=observer)
+
+    async def ensure(self, request: BackfillRequest, *, observer: PageObserver | None = None) -> BackfillReport:
+        """``ensure_range`` for a typed request (``request(node, window)``): no parsing, exact ms."""
         if self.auto_backfill is None:
             raise ConfigError("this provider has no fetcher: it can read stored data but not backfill")
-        request = self._request(start, end, node_id, interval, force)
         # One fill per series at a time in this process; other processes are safe through dedup.
         lock = self._locks.get().setdefault(str(request.node), asyncio.Lock())
         async with lock:

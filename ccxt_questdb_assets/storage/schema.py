@@ -4,7 +4,7 @@ corrected row replaces its twin)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ccxt_questdb_assets.storage.identifiers import quote_ident, validate_table_name
 
@@ -89,17 +89,24 @@ COVERAGE = TableSchema(
 
 @dataclass(frozen=True, slots=True)
 class TableNames:
-    """Where one series kind lives: its data table and the coverage table beside it."""
+    """Where one series kind lives: its data table and the coverage table beside it, and the name
+    tables computed from it are formed from (``base``: the prefix, or the data table given)."""
 
     data: str
     coverage: str
+    base: str
 
     @classmethod
     def for_data_table(cls, table: str) -> TableNames:
         validate_table_name(table)
-        return cls(data=table, coverage=validate_table_name(f"{table}_coverage"))
+        return cls(data=table, coverage=validate_table_name(f"{table}_coverage"), base=table)
 
     @classmethod
     def from_prefix(cls, prefix: str, mode: str) -> TableNames:
         validate_table_name(prefix, what="table_prefix")
-        return cls.for_data_table(f"{prefix}_{mode}")
+        return replace(cls.for_data_table(f"{prefix}_{mode}"), base=prefix)
+
+    def related(self, suffix: str) -> str:
+        """The table of a series computed from this one: ``{base}_{suffix}`` (``crypto_trade_bars``
+        beside ``crypto_trades``; ``my_table_trade_bars`` beside an explicit ``my_table``)."""
+        return validate_table_name(f"{self.base}_{suffix}")
