@@ -17,7 +17,8 @@ from contextlib import ExitStack, contextmanager
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.defs.project_config import ENV_PROJECT
 from ccxt_questdb_assets.services.ports import port_is_free
-from ccxt_questdb_assets.services.questdb_server import ServerSettings, server_status, start_detached, stop_detached
+from ccxt_questdb_assets.services.questdb_daemon import server_status, start_detached, stop_detached
+from ccxt_questdb_assets.services.questdb_settings import ServerSettings
 
 __all__ = ["DEFAULT_EMULATOR_PORT", "ENV_EXCHANGE_URL", "local_stack"]
 

@@ -15,19 +15,18 @@ import pytest
 
 from ccxt_questdb_assets.core.errors import ConfigError, ServiceError
 from ccxt_questdb_assets.services.ports import free_ports, port_is_free
+from ccxt_questdb_assets.services.questdb_daemon import server_status, stop_detached
+from ccxt_questdb_assets.services.questdb_process import ping
 from ccxt_questdb_assets.services.questdb_release import fetch_release, resolve_release
-from ccxt_questdb_assets.services.questdb_server import (
+from ccxt_questdb_assets.services.questdb_server import QuestDBServer
+from ccxt_questdb_assets.services.questdb_settings import (
     PID_FILE,
     STATE_FILE,
-    QuestDBServer,
     ServerPorts,
     ServerSettings,
     build_command,
     build_qdb_env,
     default_data_dir,
-    ping,
-    server_status,
-    stop_detached,
 )
 
 CLI = [sys.executable, "-m", "ccxt_questdb_assets.cli"]

@@ -82,7 +82,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from ccxt_questdb_assets.services.questdb_server import ServerSettings, start_detached
+    from ccxt_questdb_assets.services.questdb_daemon import start_detached
+    from ccxt_questdb_assets.services.questdb_settings import ServerSettings
 
     settings = ServerSettings.from_env(
         data_dir=args.data_dir,
@@ -100,7 +101,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from ccxt_questdb_assets.services.questdb_server import stop_detached
+    from ccxt_questdb_assets.services.questdb_daemon import stop_detached
 
     status = stop_detached(args.data_dir, timeout=args.timeout)
     text = (
@@ -113,7 +114,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from ccxt_questdb_assets.services.questdb_server import server_status
+    from ccxt_questdb_assets.services.questdb_daemon import server_status
 
     status = server_status(args.data_dir)
     _emit(args, status.describe(), status.to_dict())

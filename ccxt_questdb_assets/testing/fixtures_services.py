@@ -25,7 +25,8 @@ import pytest
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError, ServiceError
 from ccxt_questdb_assets.services.ports import port_is_free
-from ccxt_questdb_assets.services.questdb_server import QuestDBServer, pg_ready, ping
+from ccxt_questdb_assets.services.questdb_process import pg_ready, ping
+from ccxt_questdb_assets.services.questdb_server import QuestDBServer
 from ccxt_questdb_assets.services.redis_server import RedisServer
 from ccxt_questdb_assets.services.state import ENV_HOME
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
