@@ -6,10 +6,9 @@ Each subsystem registers its own sub-commands, so this module stays a thin dispa
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from ccxt_questdb_assets.core.errors import CcxtQuestDBError
+from ccxt_questdb_assets.command_runner import dispatch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,18 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     register_dev(sub)
     register_soak(sub)
     return parser
-
-
-def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command: our own errors exit 2 with one line, not a trace."""
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CcxtQuestDBError as exc:
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,7 +81,7 @@ def _run_and_read(args: argparse.Namespace, stack: DevStack, launched: dict[str,
 
     from dagster import DagsterInstance
 
-    from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
+    from ccxt_questdb_assets.defs.listings import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
     from ccxt_questdb_assets.demo_runs import launch, plan_runs
     from ccxt_questdb_assets.demo_summary import read_run

@@ -100,7 +100,7 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
 
     from ccxt_questdb_assets.defs.automation import ingest_job_name, refresh_schedule_name
     from ccxt_questdb_assets.defs.definitions import build_definitions
-    from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
+    from ccxt_questdb_assets.defs.listings import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
     from ccxt_questdb_assets.testing.emulator.control import EmulatorControl
     from ccxt_questdb_assets.testing.soak_checks import ResourceSampler, flatness

@@ -28,7 +28,7 @@ from ccxt_questdb_assets.defs.alerts import redact_text, secret_values
 from ccxt_questdb_assets.defs.automation import build_automation
 from ccxt_questdb_assets.defs.definitions import build_resources
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
-from ccxt_questdb_assets.defs.partitions import sync_symbol_partitions
+from ccxt_questdb_assets.defs.listings import sync_symbol_partitions
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.exchange.client import build_exchange, load_markets_cached
 from ccxt_questdb_assets.testing.webhook import WebhookReceiver

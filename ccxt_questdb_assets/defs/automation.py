@@ -21,7 +21,7 @@ default RUNNING): requests the computed assets' partitions whose upstream partit
 (``asset_options.follow_upstream``), whoever updated them; it only computes inside QuestDB, never
 calls an exchange, so it is on by default. And sensor ``run_failure_webhook`` (:mod:`.alerts`).
 
-``partitions.sync_symbol_partitions(instance, project)`` adds the config's symbols at once (the CLI and the
+``listings.sync_symbol_partitions(instance, project)`` adds the config's symbols at once (the CLI and the
 demo), without waiting for a sensor tick.
 """
 

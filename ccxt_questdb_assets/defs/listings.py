@@ -15,6 +15,7 @@ removed (their stored data stays). A bad pattern fails at load.
 
 import fnmatch
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any
 
 from dagster import (
     AddDynamicPartitionsRequest,
+    DagsterInstance,
     DefaultSensorStatus,
     SensorDefinition,
     SensorEvaluationContext,
@@ -33,7 +35,7 @@ from dagster import (
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.defs.alerts import redact_text
 from ccxt_questdb_assets.defs.partitions import is_partition_safe, symbols_partitions
-from ccxt_questdb_assets.defs.project_config import ExchangeProject
+from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.exchange.client import clear_markets_cache
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.loops import run_sync
@@ -158,3 +160,21 @@ def symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interva
         )
 
     return add_symbols
+
+
+def sync_symbol_partitions(instance: DagsterInstance, project: ProjectConfig) -> list[str]:
+    """Add every exchange's config symbols missing from its dynamic partitions, now.
+
+    The symbols sensor does the same on its ticks; the demo and the CLI cannot wait for one.
+    Returns what was added as ``exchange:symbol`` (empty when all were there).
+    """
+    added: list[str] = []
+    for ex in project.exchanges:
+        name = symbols_partitions(ex.exchange_id).name
+        existing = set(instance.get_dynamic_partitions(name))
+        missing = [s for s in dict.fromkeys(ex.symbols) if s not in existing]
+        if missing:
+            instance.add_dynamic_partitions(name, missing)
+            logging.getLogger(__name__).info("added %s to %s", ", ".join(missing), name)
+            added.extend(f"{ex.exchange_id}:{s}" for s in missing)
+    return added

@@ -8,12 +8,10 @@ no encoding to invert, and Dagster only forbids ``| , [ ]``, which ccxt symbols 
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
 
 from dagster import (
     BackfillPolicy,
@@ -25,13 +23,6 @@ from dagster import (
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.windows import TimeWindow
-
-if TYPE_CHECKING:
-    from dagster import DagsterInstance
-
-    from ccxt_questdb_assets.defs.project_config import ProjectConfig
-
-log = logging.getLogger(__name__)
 
 DATE_DIM = "date"
 SYMBOL_DIM = "symbol"
@@ -141,21 +132,3 @@ def check_symbol_key(symbol: str, where: str) -> None:
             f"{where}: symbol {symbol!r} cannot be a partition key (no {' '.join(FORBIDDEN_KEY_CHARS)}, "
             "not empty); use the ccxt symbol, e.g. 'BTC/USDT'"
         )
-
-
-def sync_symbol_partitions(instance: DagsterInstance, project: ProjectConfig) -> list[str]:
-    """Add every exchange's config symbols missing from its dynamic partitions, now.
-
-    The symbols sensor does the same on its ticks; the demo and the CLI cannot wait for one.
-    Returns what was added as ``exchange:symbol`` (empty when all were there).
-    """
-    added: list[str] = []
-    for ex in project.exchanges:
-        name = symbols_partitions(ex.exchange_id).name
-        existing = set(instance.get_dynamic_partitions(name))
-        missing = [s for s in dict.fromkeys(ex.symbols) if s not in existing]
-        if missing:
-            instance.add_dynamic_partitions(name, missing)
-            log.info("added %s to %s", ", ".join(missing), name)
-            added.extend(f"{ex.exchange_id}:{s}" for s in missing)
-    return added

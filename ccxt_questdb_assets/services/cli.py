@@ -123,7 +123,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry (``python -m ccxt_questdb_assets.services.cli questdb status``)."""
-    from ccxt_questdb_assets.cli import dispatch
+    from ccxt_questdb_assets.command_runner import dispatch
 
     parser = argparse.ArgumentParser(prog="ccxt-questdb")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))

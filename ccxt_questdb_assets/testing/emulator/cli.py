@@ -39,12 +39,12 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the ``emulator`` command to the ``ccxt-questdb`` CLI."""
-    parser = subparsers.add_parser("emulator", help="Binance-dialect exchange emulator (tests, benchmarks, demo)")
+    parser = subparsers.add_parser("emulator", help="exchange emulator of every dialect (tests, benchmarks, demo)")
     _add_commands(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ccxt_questdb_assets.cli import dispatch
+    from ccxt_questdb_assets.command_runner import dispatch
 
     parser = argparse.ArgumentParser(prog="python -m ccxt_questdb_assets.testing.emulator")
     _add_commands(parser)
