@@ -18,7 +18,6 @@ Rows outside the range asked are dropped, never claimed. The bar still open is n
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -31,14 +30,12 @@ from ccxt_questdb_assets.core.validation import candles_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.client import last_answer_rows
 from ccxt_questdb_assets.exchange.dialects import CandlePaging
-
-if TYPE_CHECKING:
-    from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher
+from ccxt_questdb_assets.exchange.paging import PagingFetcher
 
 __all__ = ["candle_pages"]
 
 
-def candle_pages(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+def candle_pages(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
     """The pages covering ``window`` (bar-aligned) in the exchange's dialect, ``limit`` bars a request."""
     paging = fetcher.config.dialect.candles
     if paging is CandlePaging.FORWARD:
@@ -48,7 +45,7 @@ def candle_pages(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, li
     return _backward(fetcher, node, window, limit, ranges=paging is CandlePaging.BOUNDED_RANGES)
 
 
-def _frame(fetcher: CcxtOHLCVFetcher, node: NodeId, raw: list, lo: int, hi: int) -> pd.DataFrame:
+def _frame(fetcher: PagingFetcher, node: NodeId, raw: list, lo: int, hi: int) -> pd.DataFrame:
     """The rows of ``[lo, hi)`` (oldest first), each marked closed or not by the fetcher's clock."""
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
     frame = candles_frame(raw, tf, what=f"{node} page from {lo}")
@@ -57,7 +54,7 @@ def _frame(fetcher: CcxtOHLCVFetcher, node: NodeId, raw: list, lo: int, hi: int)
     return frame
 
 
-def _page(fetcher: CcxtOHLCVFetcher, node: NodeId, frame: pd.DataFrame, lo: int, hi: int, requests: int) -> Page:
+def _page(fetcher: PagingFetcher, node: NodeId, frame: pd.DataFrame, lo: int, hi: int, requests: int) -> Page:
     """A page of ``frame`` proving ``[lo, hi)`` up to the last closed bar."""
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
     claim_end = min(hi, fetcher.closed_until(tf))
@@ -78,7 +75,7 @@ def _checked_rows(node: NodeId, since: int, rows: list, limit: int) -> list:
     return rows
 
 
-async def _forward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit_max: int) -> AsyncIterator[Page]:
+async def _forward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit_max: int) -> AsyncIterator[Page]:
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
     cursor = window.start_ms
     while cursor < window.end_ms:
@@ -113,7 +110,7 @@ async def _forward(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, 
 
 
 async def _backward(
-    fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow, limit_max: int, *, ranges: bool
+    fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit_max: int, *, ranges: bool
 ) -> AsyncIterator[Page]:
     """Pages from the window's end back to its start. ``ranges``: each request spans at most
     ``limit_max`` bars (the exchange refuses more); else it spans the rest of the window."""
@@ -149,7 +146,7 @@ async def _backward(
         upper = proven_from
 
 
-async def _latest_only(fetcher: CcxtOHLCVFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+async def _latest_only(fetcher: PagingFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
     dialect = fetcher.config.dialect
     served = dialect.history_bars or 1

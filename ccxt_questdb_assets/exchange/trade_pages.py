@@ -20,8 +20,8 @@ cut by the exchange's cap proves nothing about the millisecond (or second) where
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -31,17 +31,14 @@ from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.validation import trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.dialects import TradePaging
-
-if TYPE_CHECKING:
-    from ccxt_questdb_assets.exchange.fetchers import CcxtTradesFetcher
+from ccxt_questdb_assets.exchange.paging import Ask, PagingFetcher
 
 __all__ = ["dialect_trade_pages"]
 
 _OKX_HISTORY = "publicGetMarketHistoryTrades"
-Ask = Callable[[], Awaitable[list]]
 
 
-def dialect_trade_pages(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page] | None:
+def dialect_trade_pages(fetcher: PagingFetcher, node: NodeId, window: TimeWindow) -> AsyncIterator[Page] | None:
     """The pages of ``window`` for dialects paged here; None for Binance's and by-time paging."""
     dialect = fetcher.config.dialect
     paging = dialect.trades
@@ -66,7 +63,7 @@ def dialect_trade_pages(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWi
     return None
 
 
-def _frame(fetcher: CcxtTradesFetcher, raw: list, what: str) -> pd.DataFrame:
+def _frame(fetcher: PagingFetcher, raw: list, what: str) -> pd.DataFrame:
     """The validated trades, their ``side`` the taker's (flipped where the exchange gives the maker's)."""
     frame = trades_frame(raw, what=what)
     if fetcher.config.dialect.maker_side and len(frame):
@@ -85,7 +82,7 @@ def _page(frame: pd.DataFrame, lo: int, hi: int, requests: int, *, rows: TimeWin
     )
 
 
-async def _twice_if_empty(fetcher: CcxtTradesFetcher, ask) -> tuple[list, int]:
+async def _twice_if_empty(fetcher: PagingFetcher, ask) -> tuple[list, int]:
     """``ask()``'s rows; an empty answer is believed only when asked again (a page that only pages by
     cursor has no other shape to probe with)."""
     raw = await ask()
@@ -95,7 +92,7 @@ async def _twice_if_empty(fetcher: CcxtTradesFetcher, ask) -> tuple[list, int]:
 
 
 async def _walk_back(
-    fetcher: CcxtTradesFetcher,
+    fetcher: PagingFetcher,
     node: NodeId,
     window: TimeWindow,
     limit: int,
@@ -119,7 +116,7 @@ async def _walk_back(
         upper = lo
 
 
-def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+def _id_backward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
     def next_ask(upper: int, previous: pd.DataFrame | None) -> tuple[Ask, str]:
         if previous is None:  # by time: the trades older than the window's end
             params: dict[str, Any] = {"method": _OKX_HISTORY, "type": "2", "after": str(upper)}
@@ -132,7 +129,7 @@ def _id_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, l
     return _walk_back(fetcher, node, window, limit, next_ask)
 
 
-def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
+def _seconds_backward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
     start_s = window.start_ms // 1000
     asked: list[int] = []
 
@@ -154,9 +151,7 @@ def _seconds_backward(fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWind
     return _walk_back(fetcher, node, window, limit, next_ask)
 
 
-async def _cursor_forward(
-    fetcher: CcxtTradesFetcher, node: NodeId, window: TimeWindow, limit: int
-) -> AsyncIterator[Page]:
+async def _cursor_forward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit: int) -> AsyncIterator[Page]:
     stop = min(window.end_ms, fetcher.final_until())
     cursor = str(window.start_ms * 1_000_000 - 1)  # nanoseconds, exclusive: from the window's first ms
     lo = window.start_ms

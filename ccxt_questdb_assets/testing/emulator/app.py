@@ -9,112 +9,23 @@ request budget of its own. Control (no weight, not logged): ``/_emulator/...`` (
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from ccxt_questdb_assets.testing.emulator.dialects import DIALECTS, route_for
 from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
-from ccxt_questdb_assets.testing.emulator.dialects.binance import MARKET_STATUSES, BinanceError
+from ccxt_questdb_assets.testing.emulator.dialects.binance import BinanceError
 from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.faults import ERROR_FAULTS, FaultInjector
-from ccxt_questdb_assets.testing.emulator.market import SyntheticMarket, listing_spec
-from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget
+from ccxt_questdb_assets.testing.emulator.faults import ERROR_FAULTS
+from ccxt_questdb_assets.testing.emulator.state import Clock, EmulatorState
+from ccxt_questdb_assets.testing.emulator.weights import WeightBudget
 
-__all__ = ["STATE_KEY", "BinanceError", "Clock", "EmulatorState", "create_app"]
+__all__ = ["STATE_KEY", "BinanceError", "Clock", "EmulatorState", "create_app"]  # the state re-exported
 
 CONTROL_PREFIX = "/_emulator"
-
-
-class Clock:
-    """The emulated "now": wall clock + offset, or frozen at a fixed ms."""
-
-    def __init__(self) -> None:
-        self.frozen_ms: int | None = None
-        self.offset_ms = 0
-
-    def now_ms(self) -> int:
-        if self.frozen_ms is not None:
-            return self.frozen_ms
-        return int(time.time() * 1000) + self.offset_ms
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"now_ms": self.now_ms(), "frozen_ms": self.frozen_ms, "offset_ms": self.offset_ms}
-
-
-@dataclass
-class EmulatorState:
-    """Everything a running emulator holds; one per server."""
-
-    market: SyntheticMarket = field(default_factory=SyntheticMarket)
-    clock: Clock = field(default_factory=Clock)
-    default_weight_limit: int = DEFAULT_WEIGHT_LIMIT
-    log_size: int = 200_000
-
-    def __post_init__(self) -> None:
-        self.weights = WeightBudget(self.default_weight_limit)
-        #: One request budget per dialect; Binance's is ``weights`` (its limit set by ``default_weight_limit``).
-        self.budgets: dict[str, WeightBudget] = {
-            d.name: self.weights if d.name == "binance" else WeightBudget(d.default_limit, window_s=d.budget_window_s)
-            for d in DIALECTS
-        }
-        self.faults = FaultInjector()
-        self.log: deque[dict[str, Any]] = deque(maxlen=self.log_size)
-        self._seq = itertools.count(1)
-        self._lock = threading.Lock()
-        #: Binance ``status`` per exchange symbol where not ``TRADING`` (markets listed at runtime).
-        self.status: dict[str, str] = {}
-        #: Markets listed through the control API, delisted again by ``reset()``.
-        self.runtime_symbols: list[str] = []
-
-    def list_market(
-        self, base: str, quote: str, *, listing_ms: int | None = None, base_price: float = 10.0, status: str = "TRADING"
-    ) -> str:
-        """List a new synthetic market now (or at ``listing_ms``); returns its exchange symbol."""
-        if status not in MARKET_STATUSES:
-            raise ValueError(f"status {status!r} must be one of {', '.join(MARKET_STATUSES)}")
-        spec = listing_spec(
-            base, quote, self.clock.now_ms() if listing_ms is None else listing_ms, base_price=base_price
-        )
-        self.market.add_symbol(spec)
-        self.runtime_symbols.append(spec.symbol)
-        if status != "TRADING":
-            self.status[spec.symbol] = status
-        return spec.symbol
-
-    def next_seq(self) -> int:
-        with self._lock:
-            return next(self._seq)
-
-    def record(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self.log.append(entry)
-
-    def requests(self, path: str | None = None, since_seq: int = 0) -> list[dict[str, Any]]:
-        with self._lock:
-            return [e for e in self.log if (path is None or e["path"] == path) and e["seq"] > since_seq]
-
-    def reset(self) -> None:
-        self.faults.clear()
-        with self._lock:
-            self.log.clear()
-        self.clock.frozen_ms, self.clock.offset_ms = None, 0
-        self.weights.limit = self.default_weight_limit
-        for dialect in DIALECTS:
-            budget = self.budgets[dialect.name]
-            if budget is not self.weights:
-                budget.limit = dialect.default_limit
-            budget.reset()
-        for symbol in self.runtime_symbols:
-            self.market.remove_symbol(symbol)
-        self.runtime_symbols.clear()
-        self.status.clear()
 
 
 # ----------------------------------------------------------------------------- API
@@ -360,6 +271,8 @@ STATE_KEY = web.AppKey("emulator_state", EmulatorState)
 def create_app(state: EmulatorState | None = None) -> web.Application:
     """The aiohttp app; ``app[STATE_KEY]`` is the :class:`EmulatorState`."""
     state = state or EmulatorState()
+    for dialect in DIALECTS:
+        state.add_budget(dialect.name, dialect.default_limit, dialect.budget_window_s)
     app = web.Application()
     app[STATE_KEY] = state
     app.add_routes(_control_routes(state))

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = ["Answer", "Dialect", "DialectError", "RawJSON", "Route", "mangle_rows_at"]
 

@@ -16,12 +16,11 @@ from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, TIMEFRAMES, Bar
 from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = [
     "BINANCE",
-    "MARKET_STATUSES",
     "BinanceError",
     "agg_json",
     "dec_formatter",
@@ -38,7 +37,6 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
 AGG_TRADES_MAX_WINDOW_MS = HOUR_MS
 #: Binance spot symbol statuses; ccxt marks a market active only when ``TRADING``.
-MARKET_STATUSES = ("TRADING", "PRE_TRADING", "BREAK", "HALT", "END_OF_DAY", "POST_TRADING", "AUCTION_MATCH")
 _LONG_RE = re.compile(r"^[0-9]{1,20}$")
 
 

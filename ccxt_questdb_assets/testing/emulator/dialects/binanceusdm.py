@@ -30,8 +30,8 @@ from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.testing.emulator.market import TIMEFRAMES
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = ["BINANCEUSDM", "FUTURES_STATUS", "INTERVALS", "KLINES_MAX_LIMIT", "WEIGHT_LIMIT", "klines_weight"]
 

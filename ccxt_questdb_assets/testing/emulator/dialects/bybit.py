@@ -20,9 +20,9 @@ from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.testing.emulator.market import bar_open
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
     from ccxt_questdb_assets.testing.emulator.market import SymbolSpec, TradesArr
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = ["BYBIT", "INTERVALS", "SPOT_EXEC_ID_BASE", "BybitError", "exec_id"]
 

@@ -21,8 +21,8 @@ from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, SymbolSpec, TradesArr
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = ["COINBASE", "GRANULARITIES", "MAX_CANDLES", "MAX_TRADES", "CoinbaseError"]
 

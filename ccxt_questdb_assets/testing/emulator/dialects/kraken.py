@@ -31,8 +31,8 @@ from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.testing.emulator.market import MINUTE_MS, Bars, TradesArr
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = ["KRAKEN", "KrakenError", "OHLC_BARS", "TRADES_MAX_COUNT", "trade_cursor"]
 

@@ -18,8 +18,8 @@ from ccxt_questdb_assets.testing.emulator.market import (
 )
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
     from ccxt_questdb_assets.testing.emulator.faults import FaultRule
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 from ccxt_questdb_assets.testing.emulator.dialects.okx_instruments import (
     Instrument,
     candle_rows,

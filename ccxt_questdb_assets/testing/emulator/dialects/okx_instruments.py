@@ -15,7 +15,7 @@ from ccxt_questdb_assets.testing.emulator.market import (
 )
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.app import EmulatorState
+    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
 
 __all__ = [
     "Instrument",
