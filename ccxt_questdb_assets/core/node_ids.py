@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 
 Mode = Literal["ohlcv", "trades"]
-MODES: tuple[Mode, ...] = ("ohlcv", "trades")
+OHLCV: Final = "ohlcv"
+TRADES: Final = "trades"
+MODES: tuple[Mode, ...] = (OHLCV, TRADES)
 
 
 def parse_mode(value: object) -> Mode:

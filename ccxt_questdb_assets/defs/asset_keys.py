@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dagster import AssetKey
 
-OHLCV = "ohlcv"
-TRADES = "trades"
+from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES
+
 TRADE_BARS_TIMEFRAME = "1m"
 #: Where an asset's rows come from: the exchange through ccxt, or QuestDB from another asset.
 FETCHED, COMPUTED = "exchange", "questdb"

@@ -38,6 +38,7 @@ from pydantic import Field
 
 from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError, InvalidFrameError
+from ccxt_questdb_assets.core.node_ids import MODES, OHLCV
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
@@ -105,7 +106,7 @@ def series_of(metadata: Any, asset: str) -> SeriesTable:
             "so the QuestDB IO manager knows its table"
         )
     kind = get(META_KIND)
-    if kind not in ("ohlcv", "trades"):
+    if kind not in MODES:
         raise ConfigError(f"asset {asset}: {META_KIND} {kind!r} must be 'ohlcv' or 'trades'")
     return SeriesTable(get(META_TABLE), kind, get(META_EXCHANGE), get(META_TIMEFRAME))
 
@@ -175,7 +176,7 @@ class DataFrameHandler:
             raise InvalidFrameError(f"{what}: missing columns {missing}; expected {columns}")
         try:
             ts = ts_column_ms(part["ts"], what=what)
-            if table.kind == "ohlcv":
+            if table.kind == OHLCV:
                 values = part[columns].to_numpy(dtype="float64", copy=True)
                 values[:, 0] = ts
                 tf = Timeframe.parse(table.timeframe)

@@ -36,7 +36,7 @@ from ccxt_questdb_assets.core.errors import (
     PermanentExchangeError,
     TransientExchangeError,
 )
-from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode, NodeId
 from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
@@ -56,7 +56,7 @@ _TRADE_TIME_WINDOW_MS = 3_600_000
 
 
 class _Fetcher:
-    mode: str
+    mode: Mode
 
     def __init__(self, config: CcxtBackfillConfig, *, exchange=None, clock: Clock = wall_clock_ms) -> None:
         self.config = config
@@ -84,7 +84,7 @@ class _Fetcher:
         frames = [p.rows async for p in self.pages(node, self.align(node, window))]
         frames = [f for f in frames if not f.empty]
         if not frames:
-            return trades_frame([]) if self.mode == "trades" else candles_frame([], node.timeframe)
+            return trades_frame([]) if self.mode == TRADES else candles_frame([], node.timeframe)
         return pd.concat(frames, ignore_index=True)
 
     def check_interval(self, node: NodeId, interval) -> None:
@@ -175,7 +175,7 @@ class _Fetcher:
 class CcxtOHLCVFetcher(_Fetcher):
     """Candles of one exchange, paged forward on the bar grid."""
 
-    mode = "ohlcv"
+    mode: Mode = OHLCV
 
     def align(self, node: NodeId, window: TimeWindow) -> TimeWindow:
         """Every bar that overlaps ``[start, end)``: start floors, end ceils to the grid."""
@@ -192,7 +192,7 @@ class CcxtOHLCVFetcher(_Fetcher):
 class CcxtTradesFetcher(_Fetcher):
     """Trades with millisecond timestamps and the exchange's trade id."""
 
-    mode = "trades"
+    mode: Mode = TRADES
 
     async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
         await self.session.require_symbol(node.symbol)

@@ -13,7 +13,7 @@ import pandas as pd
 from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, to_inclusive_bars
 from ccxt_questdb_assets.core.errors import ConfigError
-from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.node_ids import MODES, OHLCV, NodeId
 from ccxt_questdb_assets.core.timeframes import Interval, parse_duration_ms
 from ccxt_questdb_assets.core.windows import TimeLike, TimeWindow, to_epoch_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
@@ -26,12 +26,12 @@ class QuestDBBackend:
     """Candles or trades in QuestDB, with coverage metadata beside them."""
 
     def __init__(self, client: QuestDBClient, tables: TableNames, *, mode: str) -> None:
-        if mode not in ("ohlcv", "trades"):
+        if mode not in MODES:
             raise ConfigError(f"mode {mode!r} is not valid: use 'ohlcv' or 'trades'")
         self.client = client
         self.tables = tables
         self.mode = mode
-        self.series = SeriesStore(client, tables.data, CANDLE_KIND if mode == "ohlcv" else TRADE_KIND)
+        self.series = SeriesStore(client, tables.data, CANDLE_KIND if mode == OHLCV else TRADE_KIND)
         self.coverage_store = CoverageStore(client, tables.coverage)
 
     # -- the spec's interface ---------------------------------------------------------------
@@ -68,7 +68,7 @@ class QuestDBBackend:
             )
         else:
             frame["ts"] = (pd.to_numeric(ts) * 1000).astype("int64")
-        if node.mode == "ohlcv" and "closed" not in frame:
+        if node.mode == OHLCV and "closed" not in frame:
             frame["closed"] = True
         return await self.write(node, frame, wait=True)
 

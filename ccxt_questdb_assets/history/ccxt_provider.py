@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ccxt_questdb_assets.core.clock import Clock, wall_clock_ms
-from ccxt_questdb_assets.core.node_ids import make_node_id
+from ccxt_questdb_assets.core.node_ids import TRADES, make_node_id
 from ccxt_questdb_assets.exchange.fetchers import CcxtOHLCVFetcher, CcxtTradesFetcher
 from ccxt_questdb_assets.exchange.session import check_instruments_blocking
 from ccxt_questdb_assets.history.backend import QuestDBBackend
@@ -29,7 +29,7 @@ class CcxtQuestDBProvider(AugmentedHistoryProvider):
         clock: Clock = wall_clock_ms,
     ) -> None:
         self.config = config
-        fetcher_cls = CcxtTradesFetcher if config.mode == "trades" else CcxtOHLCVFetcher
+        fetcher_cls = CcxtTradesFetcher if config.mode == TRADES else CcxtOHLCVFetcher
         fetcher = fetcher_cls(config.backfill, exchange=exchange, clock=clock)
         self._owns_client = client is None
         backend = QuestDBBackend(client or QuestDBClient(config.connection), config.tables, mode=config.mode)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccxt_questdb_assets.core.errors import ConfigError
-from ccxt_questdb_assets.core.node_ids import Mode, NodeId
+from ccxt_questdb_assets.core.node_ids import MODES, OHLCV, TRADES, Mode, NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.schema import TableNames
@@ -25,24 +25,24 @@ class SeriesTable:
     timeframe: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("ohlcv", "trades"):
+        if self.kind not in MODES:
             raise ConfigError(f"series kind {self.kind!r} must be 'ohlcv' or 'trades'")
-        if (self.kind == "ohlcv") != (self.timeframe is not None):
+        if (self.kind == OHLCV) != (self.timeframe is not None):
             raise ConfigError(f"a timeframe is required for candles and not allowed for trades (table {self.table!r})")
 
     @classmethod
     def candles(cls, tables: TableNames, exchange: str, timeframe: str, *, related: str | None = None) -> SeriesTable:
         """Candles in ``tables.data``, or (``related``) in the table computed beside it."""
         table = tables.related(related) if related else tables.data
-        return cls(table, "ohlcv", exchange, Timeframe.parse(timeframe).name)
+        return cls(table, OHLCV, exchange, Timeframe.parse(timeframe).name)
 
     @classmethod
     def trades(cls, tables: TableNames, exchange: str) -> SeriesTable:
-        return cls(tables.data, "trades", exchange)
+        return cls(tables.data, TRADES, exchange)
 
     @property
     def series_kind(self) -> SeriesKind:
-        return CANDLE_KIND if self.kind == "ohlcv" else TRADE_KIND
+        return CANDLE_KIND if self.kind == OHLCV else TRADE_KIND
 
     def node(self, symbol: str) -> NodeId:
         tf = Timeframe.parse(self.timeframe) if self.timeframe else None
