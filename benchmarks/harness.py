@@ -246,7 +246,7 @@ class Bench:
     @property
     def emulator(self) -> Any:
         if self._emulator is None:
-            from ccxt_questdb_assets.testing.emulator.server import EmulatorServer
+            from ccxt_questdb_assets.emulator.server import EmulatorServer
 
             # A budget no benchmark reaches: the limiter under test, not the emulator, sets the pace.
             self._emulator = EmulatorServer(weight_limit=10_000_000).start()

@@ -14,9 +14,9 @@ from ccxt_questdb_assets.command_runner import dispatch
 def build_parser() -> argparse.ArgumentParser:
     from ccxt_questdb_assets.demo import register as register_demo
     from ccxt_questdb_assets.devserver import register as register_dev
+    from ccxt_questdb_assets.emulator.cli import register as register_emulator
     from ccxt_questdb_assets.services.cli import register as register_services
     from ccxt_questdb_assets.soak import register as register_soak
-    from ccxt_questdb_assets.testing.emulator.cli import register as register_emulator
 
     parser = argparse.ArgumentParser(
         prog="ccxt-questdb",

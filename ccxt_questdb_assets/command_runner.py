@@ -2,7 +2,7 @@
 
 The top-level ``ccxt-questdb`` command (:mod:`.cli`) and the stand-alone entries of its
 sub-commands (``python -m ccxt_questdb_assets.services.cli``, ``python -m
-ccxt_questdb_assets.testing.emulator``) all run through :func:`dispatch`; it imports none of them.
+ccxt_questdb_assets.emulator``) all run through :func:`dispatch`; it imports none of them.
 """
 
 from __future__ import annotations

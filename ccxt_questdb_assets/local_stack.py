@@ -55,7 +55,7 @@ def _questdb(stop_if_started: bool) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def _emulator(port: int) -> Iterator[dict[str, str]]:
-    from ccxt_questdb_assets.testing.emulator.server import EmulatorServer
+    from ccxt_questdb_assets.emulator.server import EmulatorServer
 
     if port and not port_is_free(port):
         raise ConfigError(

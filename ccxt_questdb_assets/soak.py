@@ -9,7 +9,7 @@ closed candles and trades. Before each run a seeded random draw arms emulator fa
 502, 503, 504, dropped connection, truncated JSON) that the next API requests take; at most
 ``MAX_ARMED`` are armed at a time, so retries (``max_retries`` 4) always get through.
 
-At the end (``testing.soak_checks``): every window coverage claims equals the emulator's ground
+At the end (``soak_checks``): every window coverage claims equals the emulator's ground
 truth, no row shares a dedup key, no bar is closed early, every run and check passed, and RSS and
 open file descriptors are flat (last-quarter median within x1.2 / +8 of the second quarter's, the
 first quarter being warm-up). Exit 0 only when all hold.
@@ -102,8 +102,8 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
     from ccxt_questdb_assets.defs.definitions import build_definitions
     from ccxt_questdb_assets.defs.listings import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
-    from ccxt_questdb_assets.testing.emulator.control import EmulatorControl
-    from ccxt_questdb_assets.testing.soak_checks import ResourceSampler, flatness
+    from ccxt_questdb_assets.emulator.control import EmulatorControl
+    from ccxt_questdb_assets.soak_checks import ResourceSampler, flatness
 
     shown = {**asdict(settings), "questdb": str(settings.questdb)}
     result = SoakResult(settings=shown)
@@ -226,9 +226,9 @@ def _last_seq(control: Any) -> int:
 
 
 def _check_data(settings: SoakSettings, project: Any, result: SoakResult) -> None:
+    from ccxt_questdb_assets.emulator.market import SyntheticMarket
+    from ccxt_questdb_assets.soak_checks import check_series
     from ccxt_questdb_assets.storage.client import QuestDBClient
-    from ccxt_questdb_assets.testing.emulator.market import SyntheticMarket
-    from ccxt_questdb_assets.testing.soak_checks import check_series
 
     ex = project.exchanges[0]
     market = SyntheticMarket()

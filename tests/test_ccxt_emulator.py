@@ -12,6 +12,7 @@ import pytest
 from ccxt_support import burst_start, run_on
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 from ccxt_questdb_assets.exchange.client import (
     build_exchange,
     clear_markets_cache,
@@ -21,7 +22,6 @@ from ccxt_questdb_assets.exchange.client import (
     require_timeframe,
 )
 from ccxt_questdb_assets.exchange.retry import MalformedResponse
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"

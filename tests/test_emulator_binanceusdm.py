@@ -13,8 +13,8 @@ import ccxt
 import pytest
 from ccxt_support import burst_start
 
+from ccxt_questdb_assets.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 from ccxt_questdb_assets.exchange.client import build_exchange
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 
 INFO = "/fapi/v1/exchangeInfo"
 KLINES = "/fapi/v1/klines"

@@ -14,9 +14,9 @@ import ccxt
 import pytest
 from ccxt_support import run_on
 
+from ccxt_questdb_assets.emulator.dialects.bybit import SPOT_EXEC_ID_BASE, exec_id
+from ccxt_questdb_assets.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 from ccxt_questdb_assets.exchange.client import build_exchange
-from ccxt_questdb_assets.testing.emulator.dialects.bybit import SPOT_EXEC_ID_BASE, exec_id
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS
 
 KLINE = "/v5/market/kline"
 TRADES = "/v5/market/recent-trade"

@@ -15,8 +15,8 @@ import ccxt
 import pytest
 from ccxt_support import run_on
 
+from ccxt_questdb_assets.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 from ccxt_questdb_assets.exchange.client import build_exchange
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
 NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 PRODUCTS = "/api/v3/brokerage/market/products"

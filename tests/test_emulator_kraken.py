@@ -14,8 +14,8 @@ from typing import Any
 import ccxt
 import pytest
 
+from ccxt_questdb_assets.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 from ccxt_questdb_assets.exchange.client import build_exchange
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
 ASSETS, PAIRS, OHLC, TRADES, TIME = (f"/0/public/{p}" for p in ("Assets", "AssetPairs", "OHLC", "Trades", "Time"))
 NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ccxt_questdb_assets.emulator.market import HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 from ccxt_questdb_assets.exchange.client import build_exchange
-from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
 
 NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 30_123
 

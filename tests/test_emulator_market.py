@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from ccxt_questdb_assets.testing.emulator.market import (
+from ccxt_questdb_assets.emulator.market import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,

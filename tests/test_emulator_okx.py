@@ -14,8 +14,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from ccxt_questdb_assets.exchange.client import build_exchange
-from ccxt_questdb_assets.testing.emulator.dialects.okx import (
+from ccxt_questdb_assets.emulator.dialects.okx import (
     CANDLES,
     HISTORY_CANDLES,
     HISTORY_TRADES,
@@ -23,7 +22,8 @@ from ccxt_questdb_assets.testing.emulator.dialects.okx import (
     TIME,
     TRADES,
 )
-from ccxt_questdb_assets.testing.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
+from ccxt_questdb_assets.emulator.market import DAY_MS, HOUR_MS, MINUTE_MS, SyntheticMarket, listing_spec
+from ccxt_questdb_assets.exchange.client import build_exchange
 
 NOW = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000) + 42_424
 OPEN_1M = NOW - NOW % MINUTE_MS

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ccxt_questdb_assets.testing.emulator import ThreadedEmulator
-from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, MINUTE_MS
+from ccxt_questdb_assets.emulator import ThreadedEmulator
+from ccxt_questdb_assets.emulator.market import HOUR_MS, MINUTE_MS
 
 KLINES = "/api/v3/klines"
 AGG = "/api/v3/aggTrades"

@@ -1,4 +1,7 @@
-"""Test support shipped with the package: the exchange emulator and pytest fixtures.
+"""Test support, installed with the ``testing`` extra (``pytest`` and its plugins): pytest fixtures
+that start real services (QuestDB, Redis, the exchange emulator), Dagster runs in child processes,
+``dagster dev`` for tests and benchmarks, a webhook receiver, and candle comparisons against the
+emulator's ground truth.
 
-Never imported by the core, adapter, history or Dagster layers.
+Nothing of the product imports it; it imports the product.
 """

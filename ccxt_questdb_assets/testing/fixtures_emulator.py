@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from ccxt_questdb_assets.core.errors import ServiceError
-from ccxt_questdb_assets.testing.emulator.control import EmulatorControl
-from ccxt_questdb_assets.testing.emulator.market import SyntheticMarket
+from ccxt_questdb_assets.emulator.control import EmulatorControl
+from ccxt_questdb_assets.emulator.market import SyntheticMarket
 
 __all__ = ["EmulatorHandle", "emulator", "emulator_control"]
 
@@ -34,7 +34,7 @@ class EmulatorHandle:
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorHandle]:
-    from ccxt_questdb_assets.testing.emulator.server import EmulatorServer
+    from ccxt_questdb_assets.emulator.server import EmulatorServer
 
     server = EmulatorServer()
     try:

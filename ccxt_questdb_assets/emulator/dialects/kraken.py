@@ -19,20 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
-from ccxt_questdb_assets.testing.emulator.dialects.kraken_assets import (
+from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.kraken_assets import (
     KrakenPair,
     asset_entries,
     asset_id,
     pair_entry,
     pairs,
 )
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import MINUTE_MS, Bars, TradesArr
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.market import MINUTE_MS, Bars, TradesArr
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = ["KRAKEN", "KrakenError", "OHLC_BARS", "TRADES_MAX_COUNT", "trade_cursor"]
 

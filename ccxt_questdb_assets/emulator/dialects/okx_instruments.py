@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ccxt_questdb_assets.testing.emulator.market import (
+from ccxt_questdb_assets.emulator.market import (
     Bars,
     SymbolSpec,
     TradesArr,
 )
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = [
     "Instrument",

@@ -6,13 +6,13 @@ one path segment and reach the handler as query parameters of that name.
 
 from __future__ import annotations
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Dialect, Route
-from ccxt_questdb_assets.testing.emulator.dialects.binance import BINANCE
-from ccxt_questdb_assets.testing.emulator.dialects.binanceusdm import BINANCEUSDM
-from ccxt_questdb_assets.testing.emulator.dialects.bybit import BYBIT
-from ccxt_questdb_assets.testing.emulator.dialects.coinbase import COINBASE
-from ccxt_questdb_assets.testing.emulator.dialects.kraken import KRAKEN
-from ccxt_questdb_assets.testing.emulator.dialects.okx import OKX
+from ccxt_questdb_assets.emulator.dialects.base import Dialect, Route
+from ccxt_questdb_assets.emulator.dialects.binance import BINANCE
+from ccxt_questdb_assets.emulator.dialects.binanceusdm import BINANCEUSDM
+from ccxt_questdb_assets.emulator.dialects.bybit import BYBIT
+from ccxt_questdb_assets.emulator.dialects.coinbase import COINBASE
+from ccxt_questdb_assets.emulator.dialects.kraken import KRAKEN
+from ccxt_questdb_assets.emulator.dialects.okx import OKX
 
 __all__ = ["DIALECTS", "route_for"]
 

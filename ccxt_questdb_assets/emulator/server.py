@@ -22,9 +22,9 @@ from typing import Any
 from aiohttp import web
 
 from ccxt_questdb_assets.core.errors import ServiceError
-from ccxt_questdb_assets.testing.emulator.app import EmulatorState, create_app
-from ccxt_questdb_assets.testing.emulator.control import EmulatorControl
-from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT
+from ccxt_questdb_assets.emulator.app import EmulatorState, create_app
+from ccxt_questdb_assets.emulator.control import EmulatorControl
+from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT
 
 __all__ = ["EmulatorServer", "ThreadedEmulator", "serve_forever", "start_site"]
 
@@ -82,7 +82,7 @@ def _wait_healthy(base_url: str, deadline: float) -> None:
 
 
 class EmulatorServer:
-    """The emulator as a subprocess (``python -m ccxt_questdb_assets.testing.emulator serve``).
+    """The emulator as a subprocess (``python -m ccxt_questdb_assets.emulator serve``).
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. ``base_url`` and ``control``
     are available once started. Startup failures raise :class:`ServiceError` with the log tail.
@@ -123,7 +123,7 @@ class EmulatorServer:
         cmd = [
             sys.executable,
             "-m",
-            "ccxt_questdb_assets.testing.emulator",
+            "ccxt_questdb_assets.emulator",
             "serve",
             "--host",
             self.host,

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = ["Answer", "Dialect", "DialectError", "RawJSON", "Route", "mangle_rows_at"]
 
@@ -97,7 +97,7 @@ class Dialect(Protocol):
 def mangle_rows_at(rule: FaultRule, payload: Any, rows: list[Any] | None, put: Callable[[list[Any]], Any]) -> Any:
     """Apply a data fault to ``rows`` (the answer's row list, None if it has none) and ``put`` them back
     into the answer; the ``rows`` fault replaces the whole answer."""
-    from ccxt_questdb_assets.testing.emulator.faults import mangle_rows
+    from ccxt_questdb_assets.emulator.faults import mangle_rows
 
     if rule.kind == "rows":
         return rule.rows

@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, Route, mangle_rows_at
-from ccxt_questdb_assets.testing.emulator.dialects.binance import (
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.binance import (
     AGG_TRADES_MAX_WINDOW_MS,
     BinanceError,
     agg_json,
@@ -26,12 +26,12 @@ from ccxt_questdb_assets.testing.emulator.dialects.binance import (
     param_long,
     param_symbol,
 )
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import TIMEFRAMES
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.market import TIMEFRAMES
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = ["BINANCEUSDM", "FUTURES_STATUS", "INTERVALS", "KLINES_MAX_LIMIT", "WEIGHT_LIMIT", "klines_weight"]
 

@@ -10,9 +10,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccxt_questdb_assets.testing.emulator.faults import FaultInjector
-from ccxt_questdb_assets.testing.emulator.market import SyntheticMarket, listing_spec
-from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget
+from ccxt_questdb_assets.emulator.faults import FaultInjector
+from ccxt_questdb_assets.emulator.market import SyntheticMarket, listing_spec
+from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget
 
 __all__ = ["MARKET_STATUSES", "Clock", "EmulatorState"]
 

@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ccxt_questdb_assets.testing.emulator.market_rows import Bars, TradesArr, empty_trades
-from ccxt_questdb_assets.testing.emulator.market_time import DAY_MS, HOUR_MS, MINUTE_MS
+from ccxt_questdb_assets.emulator.market_rows import Bars, TradesArr, empty_trades
+from ccxt_questdb_assets.emulator.market_time import DAY_MS, HOUR_MS, MINUTE_MS
 
 
 def _utc_ms(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> int:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, SymbolSpec, TradesArr
+from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.market import HOUR_MS, SymbolSpec, TradesArr
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = ["COINBASE", "GRANULARITIES", "MAX_CANDLES", "MAX_TRADES", "CoinbaseError"]
 

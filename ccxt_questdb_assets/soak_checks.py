@@ -24,12 +24,12 @@ import numpy as np
 
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
+from ccxt_questdb_assets.emulator.market import SyntheticMarket
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.identifiers import quote_ident
 from ccxt_questdb_assets.storage.schema import CANDLES, TRADES
 from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
-from ccxt_questdb_assets.testing.emulator.market import SyntheticMarket
 
 __all__ = ["Flatness", "ResourceSampler", "SeriesCheck", "Sample", "check_series", "flatness", "read_self"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = ["KrakenPair", "asset_entries", "pair_entry", "pairs"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer
+from ccxt_questdb_assets.emulator.dialects.base import Answer
 
 __all__ = ["gateway_page"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import (
+from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.market import (
     DAY_MS,
     TradesArr,
     bar_open,
@@ -18,9 +18,9 @@ from ccxt_questdb_assets.testing.emulator.market import (
 )
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
-from ccxt_questdb_assets.testing.emulator.dialects.okx_instruments import (
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.state import EmulatorState
+from ccxt_questdb_assets.emulator.dialects.okx_instruments import (
     Instrument,
     candle_rows,
     find_instrument,

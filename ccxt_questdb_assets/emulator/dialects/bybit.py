@@ -15,14 +15,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import bar_open
+from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.market import bar_open
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.market import SymbolSpec, TradesArr
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.market import SymbolSpec, TradesArr
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = ["BYBIT", "INTERVALS", "SPOT_EXEC_ID_BASE", "BybitError", "exec_id"]
 

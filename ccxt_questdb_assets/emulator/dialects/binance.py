@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.market import HOUR_MS, TIMEFRAMES, Bars, TradesArr, next_bar_open
-from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS
+from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.market import HOUR_MS, TIMEFRAMES, Bars, TradesArr, next_bar_open
+from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS
 
 if TYPE_CHECKING:
-    from ccxt_questdb_assets.testing.emulator.faults import FaultRule
-    from ccxt_questdb_assets.testing.emulator.state import EmulatorState
+    from ccxt_questdb_assets.emulator.faults import FaultRule
+    from ccxt_questdb_assets.emulator.state import EmulatorState
 
 __all__ = [
     "BINANCE",

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 from typing import Any
 
-from ccxt_questdb_assets.testing.emulator.weights import DEFAULT_WEIGHT_LIMIT
+from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT
 
 __all__ = ["main", "register"]
 
 
 def _serve(args: argparse.Namespace) -> int:
     from ccxt_questdb_assets.core.errors import ServiceError
-    from ccxt_questdb_assets.testing.emulator.server import serve_forever
+    from ccxt_questdb_assets.emulator.server import serve_forever
 
     try:
         asyncio.run(serve_forever(args.host, args.port, weight_limit=args.weight_limit, ready_file=args.ready_file))
@@ -46,6 +46,6 @@ def register(subparsers: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     from ccxt_questdb_assets.command_runner import dispatch
 
-    parser = argparse.ArgumentParser(prog="python -m ccxt_questdb_assets.testing.emulator")
+    parser = argparse.ArgumentParser(prog="python -m ccxt_questdb_assets.emulator")
     _add_commands(parser)
     return dispatch(parser, argv)

@@ -14,14 +14,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ccxt_questdb_assets.testing.emulator.market_model import (
+from ccxt_questdb_assets.emulator.market_model import (
     DEFAULT_SYMBOLS,
     Sym,
     SymbolSpec,
     listing_spec,
     trades_to_bar,
 )
-from ccxt_questdb_assets.testing.emulator.market_rows import (
+from ccxt_questdb_assets.emulator.market_rows import (
     Bars,
     Trade,
     TradesArr,
@@ -31,7 +31,7 @@ from ccxt_questdb_assets.testing.emulator.market_rows import (
     empty_bars,
     empty_trades,
 )
-from ccxt_questdb_assets.testing.emulator.market_time import (
+from ccxt_questdb_assets.emulator.market_time import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,

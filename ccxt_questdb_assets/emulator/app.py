@@ -15,13 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ccxt_questdb_assets.testing.emulator.dialects import DIALECTS, route_for
-from ccxt_questdb_assets.testing.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
-from ccxt_questdb_assets.testing.emulator.dialects.binance import BinanceError
-from ccxt_questdb_assets.testing.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.testing.emulator.faults import ERROR_FAULTS
-from ccxt_questdb_assets.testing.emulator.state import Clock, EmulatorState
-from ccxt_questdb_assets.testing.emulator.weights import WeightBudget
+from ccxt_questdb_assets.emulator.dialects import DIALECTS, route_for
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
+from ccxt_questdb_assets.emulator.dialects.binance import BinanceError
+from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
+from ccxt_questdb_assets.emulator.faults import ERROR_FAULTS
+from ccxt_questdb_assets.emulator.state import Clock, EmulatorState
+from ccxt_questdb_assets.emulator.weights import WeightBudget
 
 __all__ = ["STATE_KEY", "BinanceError", "Clock", "EmulatorState", "create_app"]  # the state re-exported
 

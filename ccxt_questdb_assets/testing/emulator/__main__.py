@@ -1,3 +1,0 @@
-from ccxt_questdb_assets.testing.emulator.cli import main
-
-raise SystemExit(main())
