@@ -65,7 +65,8 @@ def _emulator(port: int) -> Iterator[dict[str, str]]:
     emulator = EmulatorServer(port=port)
     try:  # stop() also covers a start() interrupted after the process was spawned
         emulator.start()
-        print(f"exchange emulator (Binance REST dialect) at {emulator.base_url}", flush=True)
+        dialects = "binance, binanceusdm, okx, bybit, coinbase, kraken"
+        print(f"exchange emulator ({dialects} dialects) at {emulator.base_url}", flush=True)
         yield {ENV_EXCHANGE_URL: emulator.base_url}
     finally:
         emulator.stop()

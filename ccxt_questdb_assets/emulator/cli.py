@@ -1,4 +1,4 @@
-"""``ccxt-questdb emulator serve``: run the Binance-dialect exchange emulator until SIGTERM/SIGINT."""
+"""``ccxt-questdb emulator serve``: run the exchange emulator (every dialect) until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
