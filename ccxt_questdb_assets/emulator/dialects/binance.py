@@ -337,6 +337,20 @@ _ROUTES = {
 }
 
 
+def other_fault(kind: str, headers: dict[str, str], unknown_error: str) -> Answer:
+    """Binance's answer to an armed 403, 500 or gateway fault (spot and futures word the 500 apart)."""
+    if kind == "403":
+        return Answer(403, {"code": -1003, "msg": "Too many requests queued."}, headers)
+    if kind == "500":
+        return Answer(500, {"code": -1000, "msg": unknown_error}, headers)
+    return gateway_page(int(kind), headers)
+
+
+def mangle_bare_rows(rule: FaultRule, payload: Any) -> Any:
+    """A data fault on an answer that is a bare list of rows (Binance's)."""
+    return mangle_rows_at(rule, payload, payload if isinstance(payload, list) else None, lambda rows: rows)
+
+
 class _Binance:
     """Binance spot: weights per path against a per-minute budget, -1003 on 429/418."""
 
@@ -371,16 +385,10 @@ class _Binance:
                     "live updates to avoid bans."
                 )
             return Answer(int(kind), {"code": -1003, "msg": msg}, headers)
-        if kind == "403":
-            return Answer(403, {"code": -1003, "msg": "Too many requests queued."}, headers)
-        if kind == "500":
-            return Answer(
-                500, {"code": -1000, "msg": "An unknown error occurred while processing the request."}, headers
-            )
-        return gateway_page(int(kind), headers)
+        return other_fault(kind, headers, "An unknown error occurred while processing the request.")
 
     def mangle(self, rule: FaultRule, payload: Any) -> Any:
-        return mangle_rows_at(rule, payload, payload if isinstance(payload, list) else None, lambda rows: rows)
+        return mangle_bare_rows(rule, payload)
 
 
 BINANCE = _Binance()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Route
 from ccxt_questdb_assets.emulator.dialects.binance import (
     AGG_TRADES_MAX_WINDOW_MS,
     BinanceError,
@@ -22,11 +22,12 @@ from ccxt_questdb_assets.emulator.dialects.binance import (
     dec_formatter,
     klines_json,
     mandatory,
+    mangle_bare_rows,
+    other_fault,
     param_limit,
     param_long,
     param_symbol,
 )
-from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.market import TIMEFRAMES
 
 if TYPE_CHECKING:
@@ -277,16 +278,10 @@ class _BinanceUsdm:
                 "Please use the websocket for live updates to avoid bans."
             )
             return Answer(418, {"code": -1003, "msg": msg}, headers)
-        if kind == "403":
-            return Answer(403, {"code": -1003, "msg": "Too many requests queued."}, headers)
-        if kind == "500":
-            return Answer(
-                500, {"code": -1000, "msg": "An unknown error occured while processing the request."}, headers
-            )
-        return gateway_page(int(kind), headers)
+        return other_fault(kind, headers, "An unknown error occured while processing the request.")
 
     def mangle(self, rule: FaultRule, payload: Any) -> Any:
-        return mangle_rows_at(rule, payload, payload if isinstance(payload, list) else None, lambda rows: rows)
+        return mangle_bare_rows(rule, payload)
 
 
 BINANCEUSDM = _BinanceUsdm()
