@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
-from ccxt_questdb_assets.ratelimit.bucket import COOLDOWN, GO
+from ccxt_questdb_assets.ratelimit.admission import Admission, admission, drive_async, drive_sync
 from ccxt_questdb_assets.ratelimit.config import RateLimiterConfig
 from ccxt_questdb_assets.ratelimit.local import Grant, Ticket
 from ccxt_questdb_assets.ratelimit.primitives import HybridSemaphore
@@ -314,39 +314,17 @@ class RateLimiter:
         result = await self._call(fn, *args, refund_grant=refund_grant)
         return result, time.monotonic() - t0
 
+    def _admission(self, weight: float, deadline: float | None, started: float, timeout: float | None) -> Admission:
+        def check_deadline(wait: float) -> None:
+            self._check_deadline(deadline, wait, timeout, started)
+
+        return admission(weight, check_deadline=check_deadline, on_cooldown=lambda s: self._emit("cooldown_wait", s))
+
     async def _admit_async(
         self, weight: float, deadline: float | None, started: float, timeout: float | None
     ) -> tuple[Ticket, bool]:
-        backend = self._backend
-        cooldown_waited = False
-        while True:
-            grant, took = await self._timed(backend.reserve, weight, refund_grant=True)
-            if grant.ticket is None:  # a shared cooldown runs: wait it out, then ask again
-                self._check_deadline(deadline, grant.wait_s, timeout, started)
-                cooldown_waited = True
-                self._emit("cooldown_wait", grant.wait_s)
-                await asyncio.sleep(grant.wait_s)
-                continue
-            ticket = grant.ticket
-            if grant.admitted:
-                return ticket, cooldown_waited
-            wait, held_at = max(0.0, grant.wait_s - took), None
-            try:
-                while True:  # sleep for the turn, then pass the gate
-                    self._check_deadline(deadline, wait, timeout, started)
-                    await asyncio.sleep(wait)
-                    (kind, wait, slot), took = await self._timed(backend.admit, ticket, held_at)
-                    if kind == GO:
-                        return ticket, cooldown_waited
-                    if kind == COOLDOWN:
-                        break
-                    wait, held_at = max(0.0, wait - took), slot  # the gate's token at slot is ours
-            except BaseException:
-                self._refund_soon(ticket, held_at is not None)
-                raise
-            # a cooldown started while we slept: give the turn back, wait it out, queue again
-            self._refund_soon(ticket, held_at is not None)
-            cooldown_waited = True
+        machine = self._admission(weight, deadline, started, timeout)
+        return await drive_async(machine, self._backend, timed=self._timed, refund_soon=self._refund_soon)
 
     async def _enter_async(self, weight: float, timeout: float | None) -> Permit:
         started = time.monotonic()
@@ -398,37 +376,7 @@ class RateLimiter:
     def _admit_sync(
         self, weight: float, deadline: float | None, started: float, timeout: float | None
     ) -> tuple[Ticket, bool]:
-        backend = self._backend
-        cooldown_waited = False
-        while True:
-            t0 = time.monotonic()
-            grant: Grant = backend.reserve(weight)
-            if grant.ticket is None:
-                self._check_deadline(deadline, grant.wait_s, timeout, started)
-                cooldown_waited = True
-                self._emit("cooldown_wait", grant.wait_s)
-                time.sleep(grant.wait_s)
-                continue
-            ticket = grant.ticket
-            if grant.admitted:
-                return ticket, cooldown_waited
-            wait, held_at = max(0.0, grant.wait_s - (time.monotonic() - t0)), None
-            try:
-                while True:
-                    self._check_deadline(deadline, wait, timeout, started)
-                    time.sleep(wait)
-                    t0 = time.monotonic()
-                    kind, wait, slot = backend.admit(ticket, held_at)
-                    if kind == GO:
-                        return ticket, cooldown_waited
-                    if kind == COOLDOWN:
-                        break
-                    wait, held_at = max(0.0, wait - (time.monotonic() - t0)), slot
-            except BaseException:
-                backend.refund(ticket, held_at is not None)
-                raise
-            backend.refund(ticket, held_at is not None)
-            cooldown_waited = True
+        return drive_sync(self._admission(weight, deadline, started, timeout), self._backend)
 
     def _enter_sync(self, weight: float, timeout: float | None) -> Permit:
         started = time.monotonic()
