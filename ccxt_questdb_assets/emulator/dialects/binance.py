@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.emulator.market import HOUR_MS, TIMEFRAMES, Bars, TradesArr, next_bar_open
+from ccxt_questdb_assets.emulator.market import HOUR_MS, TIMEFRAMES, Bars, SymbolSpec, TradesArr, next_bar_open
 from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS
 
 if TYPE_CHECKING:
@@ -196,13 +197,7 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": fp(1),
-                "maxPrice": fp(10 ** (spec.price_decimals + 7)),
-                "tickSize": fp(1),
-            },
-            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals), "stepSize": fq(1)},
+            *price_and_lot_filters(spec, fp, fq),
             {"filterType": "ICEBERG_PARTS", "limit": 10},
             {
                 "filterType": "MARKET_LOT_SIZE",
@@ -335,6 +330,19 @@ _ROUTES = {
     "/api/v3/klines": _klines,
     "/api/v3/aggTrades": _agg_trades,
 }
+
+
+def price_and_lot_filters(spec: SymbolSpec, fp: Callable[[int], str], fq: Callable[[int], str]) -> list[dict[str, Any]]:
+    """The PRICE_FILTER and LOT_SIZE of a symbol (one tick, one lot), as spot and futures list them."""
+    return [
+        {
+            "filterType": "PRICE_FILTER",
+            "minPrice": fp(1),
+            "maxPrice": fp(10 ** (spec.price_decimals + 7)),
+            "tickSize": fp(1),
+        },
+        {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals), "stepSize": fq(1)},
+    ]
 
 
 def other_fault(kind: str, headers: dict[str, str], unknown_error: str) -> Answer:

@@ -27,6 +27,7 @@ from ccxt_questdb_assets.emulator.dialects.binance import (
     param_limit,
     param_long,
     param_symbol,
+    price_and_lot_filters,
 )
 from ccxt_questdb_assets.emulator.market import TIMEFRAMES
 
@@ -113,13 +114,7 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
         "marketTakeBound": "0.05",
         "maxMoveOrderLimit": 10000,
         "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": fp(1),
-                "maxPrice": fp(10 ** (spec.price_decimals + 7)),
-                "tickSize": fp(1),
-            },
-            {"filterType": "LOT_SIZE", "minQty": fq(1), "maxQty": fq(9000 * 10**spec.qty_decimals), "stepSize": fq(1)},
+            *price_and_lot_filters(spec, fp, fq),
             {
                 "filterType": "MARKET_LOT_SIZE",
                 "minQty": fq(1),
