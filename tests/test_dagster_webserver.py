@@ -282,6 +282,11 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
                         raise AssertionError(f"run {run_id} is {status} after {RUN_TIMEOUT_S} s")
                     page.wait_for_timeout(2000)
                 ui_seconds = time.monotonic() - ui_launched
+
+                step = "the partition shows as materialized in the grid"
+                page.goto(f"{url}/assets/{asset}?view=partitions&partition={UI_DAY}%7C{UI_SYMBOL.replace('/', '%2F')}")
+                expect(page.get_by_text("Materialized", exact=False).first).to_be_visible(timeout=60_000)
+                page.screenshot(path=str(tmp_path / f"partitions-{exchange}.png"), full_page=True)
             except (AssertionError, PlaywrightError) as exc:
                 try:
                     page.screenshot(path=str(shot), full_page=True)

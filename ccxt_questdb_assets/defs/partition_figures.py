@@ -20,9 +20,9 @@ import numpy as np
 
 from ccxt_questdb_assets.core.coverage import Coverage
 from ccxt_questdb_assets.core.node_ids import NodeId
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.partitions import MarketPartition
-from ccxt_questdb_assets.exchange.fetchers import Page
 from ccxt_questdb_assets.storage.series import SeriesStore
 
 

@@ -40,7 +40,8 @@ class TradePaging(enum.Enum):
     SECONDS_BACKWARD = "seconds_backward"
     """The newest ``limit`` trades of ``[start, end]`` in whole seconds (Coinbase)."""
     CURSOR_FORWARD = "cursor_forward"
-    """Oldest first after an exclusive cursor the answer returns; rows carry no id (Kraken ``last``)."""
+    """Oldest first after an exclusive cursor the answer returns (Kraken ``last``); rows without a
+    trade id get one made of their millisecond and order."""
     TIME_FORWARD = "time_forward"
     """Oldest first from ``since`` (an unproven exchange, at the user's risk)."""
     NONE = "none"

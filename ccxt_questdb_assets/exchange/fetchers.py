@@ -47,7 +47,7 @@ from ccxt_questdb_assets.exchange.dialects import TradePaging
 from ccxt_questdb_assets.exchange.session import ExchangeSession
 from ccxt_questdb_assets.exchange.trade_pages import dialect_trade_pages
 
-__all__ = ["CcxtOHLCVFetcher", "CcxtTradesFetcher", "Page"]
+__all__ = ["CcxtOHLCVFetcher", "CcxtTradesFetcher"]
 
 # Binance's parameter walking aggregate trades by id.
 _TRADE_ID_PARAM = "fromId"

@@ -82,7 +82,7 @@ def _page(frame: pd.DataFrame, lo: int, hi: int, requests: int, *, rows: TimeWin
     )
 
 
-async def _twice_if_empty(fetcher: PagingFetcher, ask) -> tuple[list, int]:
+async def _twice_if_empty(ask: Ask) -> tuple[list, int]:
     """``ask()``'s rows; an empty answer is believed only when asked again (a page that only pages by
     cursor has no other shape to probe with)."""
     raw = await ask()
@@ -106,7 +106,7 @@ async def _walk_back(
     frame: pd.DataFrame | None = None
     while upper > window.start_ms:
         ask, what = next_ask(upper, frame)
-        raw, requests = await _twice_if_empty(fetcher, ask)
+        raw, requests = await _twice_if_empty(ask)
         frame = _frame(fetcher, raw, f"{node} page {what}")
         full = len(raw) >= limit
         lo = max(window.start_ms, int(frame["ts"].iloc[0]) + 1) if full else window.start_ms
@@ -161,7 +161,7 @@ async def _cursor_forward(fetcher: PagingFetcher, node: NodeId, window: TimeWind
         def ask(cursor: str = cursor):
             return fetcher.call("fetch_trades", node.symbol, None, limit, params={"since": cursor})
 
-        raw, requests = await _twice_if_empty(fetcher, ask)
+        raw, requests = await _twice_if_empty(ask)
         full = len(raw) >= limit
         next_cursor = _appended_cursor(raw[-1]) if raw else None
         if not _rows_carry_ids(raw):
