@@ -33,49 +33,25 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from ccxt_questdb_assets.ratelimit import (
-    KNOWN_OPTIONS,
     LimiterEvent,
     LimiterStats,
     RateLimiter,
     RateLimiterConfig,
+    RateLimiterOptions,
     StatsScope,
     get_rate_limiter,
     redact_dsn,
     track,
 )
 
-# Every field named like a limiter option is passed through to the library's parser.
 ENV_LIMITER_REDIS = "CCXT_QUESTDB_RATE_LIMITER_REDIS"
 """Environment variable holding the cluster scope's Redis DSN (a secret: shown only by name)."""
 
-_OPTION_FIELDS = KNOWN_OPTIONS
 
+class RateLimiterResource(ConfigurableResource, RateLimiterOptions):
+    """Shared exchange rate limiter: the library's ``rate_limiter`` options as fields (declared once,
+    in ``RateLimiterOptions``; see docs/rate-limiting.md), plus how its waits reach the run log."""
 
-class RateLimiterResource(ConfigurableResource):
-    """Shared exchange rate limiter (see docs/rate-limiting.md for every option)."""
-
-    scope: str = Field(default="process", description="local (per fetcher), process (default) or cluster (Redis).")
-    max_concurrency: int = Field(default=1, description="In-flight requests per key in this process.")
-    min_interval_s: float | None = Field(default=None, description="Seconds between requests (one token each).")
-    min_interval_ms: float | None = Field(default=None, description="Same in milliseconds (must agree if both).")
-    tokens_per_interval: float | None = Field(default=None, description="Weight budget per interval_ms.")
-    interval_ms: float | None = Field(default=None, description="Window of tokens_per_interval (default 1000).")
-    burst_tokens: float | None = Field(default=None, description="Bucket capacity (burst).")
-    burst: float | None = Field(default=None, description="Alias of burst_tokens (the spec's quick start).")
-    local_semaphore: int | None = Field(default=None, description="In-flight cap per fetcher.")
-    key_suffix: str | None = Field(default=None, description="Partitions the budget (account, endpoint).")
-    key_template: str | None = Field(default=None, description="Custom key, e.g. ccxt:{exchange}:{account?}.")
-    penalty_backoff_ms: float = Field(default=1000, description="Minimum shared cooldown after a 429/418.")
-    redis_dsn: str | None = Field(
-        default=None,
-        description="Redis for scope=cluster; use EnvVar(...). Unset: CCXT_QUESTDB_RATE_LIMITER_REDIS, "
-        "then QMTL_CCXT_RATE_LIMITER_REDIS.",
-    )
-    on_redis_error: str = Field(default="fallback", description="fallback (in-process limiter) or raise.")
-    redis_retry_s: float = Field(default=1.0, description="Seconds between Redis probes during an outage.")
-    redis_timeout_s: float = Field(default=1.0, description="Redis connect and command timeout.")
-    fallback_fraction: float = Field(default=1.0, description="Share of the rate each process uses in fallback.")
-    endpoint_weights: dict[str, float] | None = Field(default=None, description="Weight overrides per endpoint.")
     log_waits_over_s: float = Field(default=5.0, description="Waits at least this long are logged at INFO.")
 
     def __repr_args__(self) -> Any:
@@ -86,16 +62,11 @@ class RateLimiterResource(ConfigurableResource):
     # ------------------------------------------------------------------ config and limiters
     def options(self) -> dict[str, Any]:
         """The spec-style ``rate_limiter`` mapping of this resource (unset fields left out)."""
-        out: dict[str, Any] = {}
-        for name in _OPTION_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+        return self.given()
 
     def to_config(self) -> RateLimiterConfig:
         """Validated config (raises ConfigError on bad values); pass it to the library layer."""
-        return RateLimiterConfig.from_mapping(self.options(), environ=os.environ)
+        return RateLimiterConfig.from_options(self, environ=os.environ)
 
     def get_limiter(self, exchange_id: str, context: Any = None) -> RateLimiter:
         """The limiter of ``exchange_id``'s key: for process and cluster scope the very object the

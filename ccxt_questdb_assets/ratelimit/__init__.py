@@ -7,8 +7,6 @@ docs/rate-limiting.md.
 from ccxt_questdb_assets.ratelimit.config import (
     CONNECTORS_DSN_KEY,
     ENV_DSN_VARS,
-    KNOWN_OPTIONS,
-    SCOPES,
     Band,
     RateLimiterConfig,
     redact_dsn,
@@ -21,6 +19,7 @@ from ccxt_questdb_assets.ratelimit.limiter import (
     RateLimitTimeout,
     parse_retry_after,
 )
+from ccxt_questdb_assets.ratelimit.options import KNOWN_OPTIONS, SCOPES, RateLimiterOptions
 from ccxt_questdb_assets.ratelimit.registry import (
     build_limiter,
     get_rate_limiter,
@@ -45,6 +44,7 @@ __all__ = [
     "RateLimitTimeout",
     "RateLimiter",
     "RateLimiterConfig",
+    "RateLimiterOptions",
     "StatsScope",
     "build_limiter",
     "get_rate_limiter",
