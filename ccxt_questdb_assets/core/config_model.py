@@ -84,13 +84,6 @@ class ConfigModel(BaseModel):
     #: How errors name the section when it has no path of its own (the top of a config).
     section_name: ClassVar[str] = ""
 
-    def __init__(self, **data: Any) -> None:
-        # built by keywords (a Dagster resource, a test): the same ConfigError as parse gives
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise config_error(exc, type(self), self.section_name) from exc
-
     @classmethod
     def parse(cls, raw: Any, path: str = "", *, where: str = "", context: Mapping[str, Any] | None = None) -> Self:
         """``raw`` as this model. ``path`` prefixes the keys in messages (``rate_limiter``); ``where``
@@ -108,7 +101,8 @@ class ConfigModel(BaseModel):
 
 def config_error(exc: ValidationError, model: type[BaseModel], path: str = "", where: str = "") -> ConfigError:
     """The first refusal of ``exc`` as a ConfigError that names the path, the value and the fix."""
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a misspelt key first
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):  # a cross-key rule: its sentence is already whole
         return ConfigError(f"{where}: {cause}" if where else str(cause))
@@ -116,7 +110,9 @@ def config_error(exc: ValidationError, model: type[BaseModel], path: str = "", w
     dotted = ".".join([path, *loc] if path else loc)
     prefix = f"{where} " if where else ""
     if error["type"] == "extra_forbidden":
-        return ConfigError(prefix + _unknown_key(model, loc, path or where or getattr(model, "section_name", "")))
+        section = ".".join([path, *loc[:-1]] if path else loc[:-1])
+        place = f"{prefix}{section}" if section else where or getattr(model, "section_name", "") or "the config"
+        return ConfigError(_unknown_key(model, loc, place))
     if error["type"] == "missing":
         return ConfigError(f"{prefix}{dotted or 'the config'} needs a value{_example(model, loc)}")
     phrase = _phrase(error)
@@ -166,13 +162,11 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _unknown_key(model: type[BaseModel], loc: list[str], where: str) -> str:
+def _unknown_key(model: type[BaseModel], loc: list[str], place: str) -> str:
     key = loc[-1]
     valid = _fields_at(model, loc)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    inner = ".".join(loc[:-1])
-    place = ".".join(p for p in (where, inner) if p) or "the config"
     return f"unknown option {key!r} in {place}{hint}; valid options: {', '.join(valid)}"
 
 

@@ -73,7 +73,7 @@ def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
                     options,
                     key,
                     table,
-                    ProviderConfig.from_mapping(ex.provider_mapping(OHLCV, timeframe=tf)),
+                    ex.provider_config(OHLCV, timeframe=tf),
                     checks=CandleChecks(key, table, ex.ohlcv.recheck, options.partitions_def),
                     tags=catalog_tags(ex.exchange_id, OHLCV, FETCHED, tf),
                     description=f"{tf} candles of {ex.exchange_id}, fetched through ccxt into QuestDB table "
@@ -89,7 +89,7 @@ def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
                     options,
                     trades_key(ex.exchange_id),
                     table,
-                    ProviderConfig.from_mapping(ex.provider_mapping(TRADES)),
+                    ex.provider_config(TRADES),
                     checks=None,
                     tags=catalog_tags(ex.exchange_id, TRADES, FETCHED),
                     description=f"Trades of {ex.exchange_id} with millisecond timestamps and the exchange's trade id, "

@@ -26,33 +26,27 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dagster._utils.schedules import is_valid_cron_string
+from pydantic import Field, StrictBool, field_validator
 
+from ccxt_questdb_assets.core.config_model import ConfigModel, invalid
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.defs.partitions import check_symbol_key
 from ccxt_questdb_assets.exchange.dialects import CandlePaging, TradePaging
-from ccxt_questdb_assets.history.config import TOP_LEVEL_KEYS, ProviderConfig, check_keys
+from ccxt_questdb_assets.history.config import ProviderConfig
+from ccxt_questdb_assets.history.options import FetchOptions, ProviderOptions, ResourceOptions
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
 
 ENV_PROJECT = "CCXT_QUESTDB_PROJECT"
 DEFAULT_PROJECT_FILE = Path(__file__).with_name("default_project.yaml")
-
-#: from_config keys that may be given once at the top and apply to every exchange.
-SHARED_KEYS = tuple(k for k in TOP_LEVEL_KEYS if k not in ("mode", "exchange", "exchange_id", "symbols", "timeframe"))
-PROJECT_KEYS = ("start_date", "exchanges", "alerts", "refresh", *SHARED_KEYS)
-EXCHANGE_ONLY_KEYS = ("trades", "resample_to", "listing_pattern")
-#: Set once at the top: they configure the shared QuestDB and rate limiter resources.
-RESOURCE_KEYS = ("questdb", "rate_limiter", "connectors")
-EXCHANGE_KEYS = (*EXCHANGE_ONLY_KEYS, "symbols", "timeframe", *(k for k in SHARED_KEYS if k not in RESOURCE_KEYS))
-ALERT_KEYS = ("webhook_url_env",)
-REFRESH_KEYS = ("cron", "running")
 DEFAULT_REFRESH_CRON = "*/5 * * * *"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9]*$")
@@ -81,6 +75,93 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str = "config") ->
     return value
 
 
+class ExchangeSection(FetchOptions):
+    """``exchanges.<id>``: one exchange's symbols and assets; fetch keys here override the top's."""
+
+    symbols: list[str] | None = Field(default=None, description="ccxt symbols, e.g. [BTC/USDT].")
+    timeframe: str | None = Field(default=None, description="One candle timeframe (or timeframes).")
+    trades: StrictBool = Field(default=False, description="A trades asset for this exchange.")
+    resample_to: list[str] = Field(
+        default_factory=list, description="Candles computed in QuestDB from the first timeframe, e.g. [1h]."
+    )
+    listing_pattern: str | None = Field(
+        default=None, description="The new-listings sensor adds the markets matching this glob, e.g. '*/USDT'."
+    )
+
+    @field_validator("resample_to", mode="before")
+    @classmethod
+    def _resample_to(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise invalid("must be a list of timeframes such as [1h]")
+        return [Timeframe.parse(tf).name for tf in value]
+
+    @field_validator("listing_pattern", mode="before")
+    @classmethod
+    def _pattern(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise invalid("must be a glob such as '*/USDT'")
+        return value
+
+
+class AlertOptions(ConfigModel):
+    """``alerts``: where failures are posted."""
+
+    webhook_url_env: str | None = Field(
+        default=None, description="Environment variable holding the webhook URL failures are posted to."
+    )
+
+
+class RefreshSettings(ConfigModel):
+    """The refresh schedule: when it ticks (a UTC cron) and whether it starts running."""
+
+    cron: str = Field(default=DEFAULT_REFRESH_CRON, description="When the refresh schedule ticks (UTC cron).")
+    running: StrictBool = Field(default=False, description="Whether the schedule starts running.")
+
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _cron(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not is_valid_cron_string(value):
+            raise invalid("is not a cron expression; e.g. '*/5 * * * *' (every 5 minutes, UTC)")
+        return value
+
+
+class ProjectOptions(FetchOptions, ResourceOptions):
+    """The project file: shared keys at the top, one section per exchange."""
+
+    start_date: str = Field(default="2024-01-01", description="First daily partition (UTC).")
+    exchanges: dict[str, ExchangeSection] = Field(
+        description="One section per ccxt exchange id.", examples=[{"binance": {"symbols": ["BTC/USDT"]}}]
+    )
+    alerts: AlertOptions = Field(default_factory=AlertOptions, description="Where failures are posted.")
+    refresh: RefreshSettings = Field(default_factory=RefreshSettings, description="The refresh schedule.")
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start_date(cls, value: Any) -> str:
+        text = value.isoformat() if isinstance(value, date) else str(value)
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise invalid("must be a date like '2024-01-01'") from None
+
+    @field_validator("exchanges", mode="before")
+    @classmethod
+    def _exchanges(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not value:
+            raise invalid("must name at least one exchange, e.g. exchanges: {binance: {symbols: [BTC/USDT]}}")
+        for ex_id in value:
+            if not isinstance(ex_id, str) or not _EXCHANGE_ID.match(ex_id):
+                raise ConfigError(f"exchange id {ex_id!r} must be a lowercase ccxt id such as 'binance'")
+        return {ex_id: {} if section is None else section for ex_id, section in value.items()}
+
+    @field_validator("alerts", "refresh", mode="before")
+    @classmethod
+    def _absent(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
 @dataclass(frozen=True)
 class ExchangeProject:
     """One exchange's part of the project: its provider configs and asset options."""
@@ -93,37 +174,15 @@ class ExchangeProject:
     listing_pattern: str | None
     ohlcv: ProviderConfig
     trades_config: ProviderConfig | None
-    mapping: Mapping[str, Any] = field(repr=False)
 
-    def provider_mapping(self, mode: str, *, timeframe: str | None = None) -> dict[str, Any]:
-        """The ``from_config`` mapping of one asset (one mode, one timeframe)."""
-        out = dict(self.mapping)
-        out["mode"] = mode
-        out.pop("timeframes", None)
-        if mode == "ohlcv":
-            out["timeframe"] = timeframe or self.timeframes[0]
-        return out
-
-
-@dataclass(frozen=True)
-class RefreshSettings:
-    """The refresh schedule: when it ticks (a UTC cron) and whether it starts running."""
-
-    cron: str = DEFAULT_REFRESH_CRON
-    running: bool = False
-
-    @classmethod
-    def from_mapping(cls, raw: Any, where: str) -> RefreshSettings:
-        check_keys(raw, REFRESH_KEYS, where)
-        cron = raw.get("cron", DEFAULT_REFRESH_CRON)
-        if not isinstance(cron, str) or not is_valid_cron_string(cron):
-            raise ConfigError(
-                f"{where}.cron {cron!r} is not a cron expression; e.g. '*/5 * * * *' (every 5 minutes, UTC)"
-            )
-        running = raw.get("running", False)
-        if not isinstance(running, bool):
-            raise ConfigError(f"{where}.running {running!r} must be true or false")
-        return cls(cron, running)
+    def provider_config(self, mode: Mode, *, timeframe: str | None = None) -> ProviderConfig:
+        """The engine config of one asset (one mode, one timeframe), derived without parsing again."""
+        if mode == TRADES:
+            if self.trades_config is None:
+                raise ConfigError(f"exchange {self.exchange_id!r} has no trades asset: set trades: true")
+            return self.trades_config
+        tf = timeframe or self.timeframes[0]
+        return replace(self.ohlcv, timeframes=(tf,), backfill=replace(self.ohlcv.backfill, timeframe=tf))
 
 
 @dataclass(frozen=True)
@@ -132,7 +191,8 @@ class ProjectConfig:
     exchanges: tuple[ExchangeProject, ...]
     webhook_url_env: str | None
     source: str
-    refresh: RefreshSettings = field(default_factory=RefreshSettings)
+    options: ProjectOptions
+    refresh: RefreshSettings
 
     @classmethod
     def load(
@@ -156,18 +216,13 @@ class ProjectConfig:
     ) -> ProjectConfig:
         environ = os.environ if environ is None else environ
         where = f"project config {source}"
-        check_keys(raw, PROJECT_KEYS, where)
-        raw = expand_env(raw, environ, where)
-        start = _start_date(raw.get("start_date", "2024-01-01"))
-        exchanges_raw = raw.get("exchanges")
-        if not isinstance(exchanges_raw, Mapping) or not exchanges_raw:
-            raise ConfigError(f"{where} needs exchanges, e.g. exchanges: {{binance: {{symbols: [BTC/USDT]}}}}")
-        shared = {k: raw[k] for k in SHARED_KEYS if k in raw}
-        exchanges = tuple(_exchange(ex_id, section, shared, environ, where) for ex_id, section in exchanges_raw.items())
-        alerts = raw.get("alerts") or {}
-        check_keys(alerts, ALERT_KEYS, f"{where} alerts")
-        refresh = RefreshSettings.from_mapping(raw.get("refresh") or {}, f"{where} refresh")
-        return cls(start, exchanges, alerts.get("webhook_url_env"), source, refresh)
+        if isinstance(raw, Mapping):
+            raw = expand_env(raw, environ, where)
+        options = ProjectOptions.parse(raw, where=where)
+        exchanges = tuple(
+            _exchange(ex_id, section, options, environ, where) for ex_id, section in options.exchanges.items()
+        )
+        return cls(options.start_date, exchanges, options.alerts.webhook_url_env, source, options, options.refresh)
 
     @property
     def connection(self) -> QuestDBConnection:
@@ -179,9 +234,8 @@ class ProjectConfig:
     def limiter_options(self) -> dict[str, Any]:
         """The shared rate limiter's options (``rate_limiter`` at the top), its Redis DSN from
         ``connectors.ccxt_rate_limiter_redis`` when the options give none."""
-        shared = self.exchanges[0].mapping  # the top-level keys, the same in every exchange's mapping
-        options = dict(shared.get("rate_limiter") or {})
-        redis = (shared.get("connectors") or {}).get("ccxt_rate_limiter_redis")
+        options = self.options.rate_limiter.given()
+        redis = self.options.connectors.get("ccxt_rate_limiter_redis")
         if "redis_dsn" not in options and redis:
             options["redis_dsn"] = redis
         return options
@@ -196,16 +250,8 @@ class ProjectConfig:
         )
 
 
-def _start_date(value: Any) -> str:
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise ConfigError(f"start_date {value!r} must be a date like '2024-01-01'") from None
-
-
 def _candle_timeframes(
-    ex_id: str, section: Mapping[str, Any], ohlcv: ProviderConfig, trades: bool, where: str
+    ex_id: str, section: ExchangeSection, ohlcv: ProviderConfig, trades: bool, where: str
 ) -> tuple[str, ...]:
     """The timeframes that become candle assets. An exchange serving only its latest candles (kraken:
     720 bars) cannot fill daily partitions of any age: it gets none, and its 1m bars come from its
@@ -213,7 +259,7 @@ def _candle_timeframes(
     dialect = ohlcv.backfill.dialect
     if dialect.candles is not CandlePaging.LATEST_ONLY:
         return ohlcv.timeframes
-    if "timeframes" in section or "timeframe" in section:
+    if section.timeframes is not None or section.timeframe is not None:
         raise ConfigError(
             f"{where} exchanges.{ex_id}.timeframes: {dialect.limits}. Daily partitions reach "
             f"further back, so {ex_id} has no candle asset: remove timeframes (and set trades: true)"
@@ -226,22 +272,38 @@ def _candle_timeframes(
     return ()
 
 
+def _provider_options(
+    ex_id: str, section: ExchangeSection, top: ProjectOptions, mode: Mode, where: str
+) -> ProviderOptions:
+    """One exchange's ``from_config`` options: the top's fetch keys, the section's over them."""
+    fetch = {**top.fetch_given(), **section.fetch_given()}
+    if mode == TRADES:
+        fetch.pop("timeframes", None)
+        timeframe = None
+    else:
+        timeframe = section.timeframe
+        if timeframe is None and "timeframes" not in fetch:
+            fetch["timeframes"] = ["1m"]
+    given = {
+        **fetch,
+        "mode": mode,
+        "exchange": ex_id,
+        "symbols": section.symbols,
+        "timeframe": timeframe,
+        "questdb": top.questdb,
+        "rate_limiter": top.rate_limiter,
+        "connectors": top.connectors,
+    }
+    return ProviderOptions.parse(given, where=f"{where} exchanges.{ex_id}")
+
+
 def _exchange(
-    ex_id: Any, section: Any, shared: Mapping[str, Any], environ: Mapping[str, str], where: str
+    ex_id: str, section: ExchangeSection, top: ProjectOptions, environ: Mapping[str, str], where: str
 ) -> ExchangeProject:
-    if not isinstance(ex_id, str) or not _EXCHANGE_ID.match(ex_id):
-        raise ConfigError(f"{where}: exchange id {ex_id!r} must be a lowercase ccxt id such as 'binance'")
-    check_keys(section, EXCHANGE_KEYS, f"{where} exchanges.{ex_id}")
-    trades = section.get("trades", False)
-    if not isinstance(trades, bool):
-        raise ConfigError(f"{where} exchanges.{ex_id}.trades {trades!r} must be true or false")
-    mapping: dict[str, Any] = {**shared, **{k: v for k, v in section.items() if k not in EXCHANGE_ONLY_KEYS}}
-    mapping["exchange"] = ex_id
-    if "timeframes" not in mapping and "timeframe" not in mapping:
-        mapping["timeframes"] = ["1m"]
-    ohlcv = ProviderConfig.from_mapping({**mapping, "mode": "ohlcv"}, environ=environ)
+    ohlcv = ProviderConfig.from_options(_provider_options(ex_id, section, top, OHLCV, where), environ=environ)
+    trades = section.trades
     timeframes = _candle_timeframes(ex_id, section, ohlcv, trades, where)
-    resample = tuple(Timeframe.parse(tf).name for tf in section.get("resample_to") or ())
+    resample = tuple(section.resample_to)
     if resample and not timeframes:
         raise ConfigError(
             f"{where} exchanges.{ex_id}.resample_to needs candles to compute from, and {ex_id} has "
@@ -256,14 +318,11 @@ def _exchange(
             )
     trades_cfg = None
     if trades:
-        trade_map = {k: v for k, v in mapping.items() if k not in ("timeframes", "timeframe")}
-        trades_cfg = ProviderConfig.from_mapping({**trade_map, "mode": "trades"}, environ=environ)
+        options = _provider_options(ex_id, section, top, TRADES, where)
+        trades_cfg = ProviderConfig.from_options(options, environ=environ)
         dialect = trades_cfg.backfill.dialect
         if dialect.trades is TradePaging.NONE:
             raise ConfigError(f"{where} exchanges.{ex_id}.trades: {dialect.limits}; set trades: false")
-    pattern = section.get("listing_pattern")
-    if pattern is not None and (not isinstance(pattern, str) or not pattern.strip()):
-        raise ConfigError(f"{where} exchanges.{ex_id}.listing_pattern {pattern!r} must be a glob such as '*/USDT'")
     symbols = tuple(ohlcv.backfill.symbols or ())
     for symbol in symbols:  # each becomes a dynamic partition key
         check_symbol_key(symbol, f"{where} exchanges.{ex_id}.symbols")
@@ -273,8 +332,7 @@ def _exchange(
         timeframes=timeframes,
         trades=trades,
         resample_to=resample,
-        listing_pattern=pattern,
+        listing_pattern=section.listing_pattern,
         ohlcv=ohlcv,
         trades_config=trades_cfg,
-        mapping=mapping,
     )

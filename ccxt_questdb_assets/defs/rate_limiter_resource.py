@@ -30,8 +30,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from ccxt_questdb_assets.core.config_model import config_error
 from ccxt_questdb_assets.ratelimit import (
     LimiterEvent,
     LimiterStats,
@@ -53,6 +54,13 @@ class RateLimiterResource(ConfigurableResource, RateLimiterOptions):
     in ``RateLimiterOptions``; see docs/rate-limiting.md), plus how its waits reach the run log."""
 
     log_waits_over_s: float = Field(default=5.0, description="Waits at least this long are logged at INFO.")
+
+    def __init__(self, **data: Any) -> None:
+        # a bad option reads as the library's ConfigError (path, value, fix), not a pydantic dump
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, RateLimiterOptions, "rate_limiter") from exc
 
     def __repr_args__(self) -> Any:
         # repr/str of a resource holding a resolved Redis DSN (inside a run, or from connectors) hide its password

@@ -69,27 +69,6 @@ class CcxtQuestDBProvider(AugmentedHistoryProvider):
             check_markets(config)
         return cls(config, exchange=exchange, **kwargs)
 
-    @classmethod
-    def from_config_multi(cls, cfg: Mapping[str, Any], **kwargs: Any) -> dict[str, CcxtQuestDBProvider]:
-        """One provider per node id: per (symbol, timeframe) for candles, per symbol for trades."""
-        base = ProviderConfig.from_mapping(cfg)
-        if kwargs.get("validate_markets", True):
-            check_markets(base)
-        kwargs["validate_markets"] = False
-        out: dict[str, CcxtQuestDBProvider] = {}
-        for symbol in base.backfill.symbols or []:
-            for tf in base.timeframes or (None,):
-                local = dict(cfg)
-                local.pop("timeframes", None)
-                local["symbols"] = [symbol]
-                if tf is not None:
-                    local["timeframe"] = tf
-                node_id = cls.make_node_id(
-                    exchange_id=base.backfill.exchange_id, symbol=symbol, timeframe=tf, mode=base.mode
-                )
-                out[node_id] = cls.from_config(local, **kwargs)
-        return out
-
     @staticmethod
     def make_node_id(*, exchange_id: str, symbol: str, timeframe: str | None = None, mode: str = "ohlcv") -> str:
         return make_node_id(exchange_id=exchange_id, symbol=symbol, timeframe=timeframe, mode=mode)
