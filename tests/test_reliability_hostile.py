@@ -26,6 +26,8 @@ from ccxt_questdb_assets.core.node_ids import NodeId, make_node_id
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
 from ccxt_questdb_assets.defs.partitions import slices_of, split_key
+from ccxt_questdb_assets.history.config import QUESTDB_TABLE_KEYS, TOP_LEVEL_KEYS
+from ccxt_questdb_assets.storage.connection import CONNECTION_KEYS
 from ccxt_questdb_assets.storage.identifiers import validate_table_name
 from ccxt_questdb_assets.storage.schema import TableNames
 
@@ -83,32 +85,9 @@ def raises_typed_or(fn, *args, **kwargs):
 
 # ---------------------------------------------------------------------------- configs
 
-CONFIG_KEYS = [
-    "mode",
-    "exchange",
-    "exchange_id",
-    "symbols",
-    "timeframe",
-    "timeframes",
-    "questdb",
-    "rate_limiter",
-    "connectors",
-    "max_retries",
-    "retry_backoff_s",
-    "window_size",
-    "base_url",
-    "ccxt_options",
-    "timeout_ms",
-    "api_key_env",
-    "secret_env",
-    "final_lag_ms",
-    "empty_recent_s",
-    "empty_recheck_after_s",
-    "password",
-    "tabel",
-    "__class__",
-]
-QUESTDB_KEYS = ["dsn", "host", "port", "http_port", "table", "table_prefix", "database", "user", "password"]
+# every key from_config documents (so a new key is attacked too), and keys it must refuse
+CONFIG_KEYS = [*TOP_LEVEL_KEYS, "password", "tabel", "__class__"]
+QUESTDB_KEYS = [*sorted(CONNECTION_KEYS), *QUESTDB_TABLE_KEYS]
 
 
 @HOSTILE
