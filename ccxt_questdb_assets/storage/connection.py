@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.redaction import REDACTED, redact_dsn
+from ccxt_questdb_assets.storage.questdb_dsn import dsn_fields
 
 __all__ = [
     "QuestDBConnection",
@@ -58,8 +59,6 @@ CONNECTION_KEYS: frozenset[str] = frozenset(
 )
 # Keys a DSN already sets; giving them next to a DSN is ambiguous.
 _DSN_PARTS = ("host", "port", "database", "user")
-_DSN_SCHEMES = ("postgresql", "postgres")
-_DSN_QUERY_KEYS = ("sslmode", "connect_timeout")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -191,54 +190,7 @@ class QuestDBConnection:
 
         ``overrides`` are constructor fields (e.g. ``password``, ``http_port``).
         """
-        shown = redact_dsn(dsn)
-        try:
-            parts = urlsplit(dsn.strip())
-            port = parts.port
-        except (ValueError, AttributeError):
-            raise ConfigError(
-                f"cannot parse QuestDB DSN {shown!r}; expected postgresql://user:password@host:8812/qdb"
-            ) from None
-        if parts.scheme not in _DSN_SCHEMES:
-            raise ConfigError(
-                f"QuestDB DSN {shown!r} must start with postgresql:// (PG wire); got scheme {parts.scheme!r}"
-            )
-        kwargs: dict[str, Any] = {}
-        if parts.hostname:
-            kwargs["host"] = parts.hostname
-        if port is not None:
-            kwargs["port"] = port
-        db = unquote(parts.path.lstrip("/"))
-        if "/" in db:
-            raise ConfigError(f"QuestDB DSN {shown!r} has a bad database name {db!r}")
-        if db:
-            kwargs["database"] = db
-        if parts.username:
-            kwargs["user"] = unquote(parts.username)
-        if parts.password is not None:
-            kwargs["password"] = unquote(parts.password)
-        if parts.query:
-            for item in parts.query.split("&"):
-                if not item:
-                    continue
-                key, _, value = item.partition("=")
-                key, value = unquote(key), unquote(value)
-                if key == "sslmode":
-                    if value in ("disable", "allow", "prefer"):
-                        kwargs["pg_tls"] = False
-                    elif value in ("require", "verify-ca", "verify-full"):
-                        kwargs["pg_tls"] = True
-                        kwargs["tls_verify"] = value != "require"
-                    else:
-                        raise ConfigError(f"QuestDB DSN {shown!r}: unknown sslmode {value!r}")
-                elif key == "connect_timeout":
-                    kwargs["connect_timeout"] = value
-                else:
-                    raise ConfigError(
-                        f"QuestDB DSN {shown!r}: unknown parameter {key!r}; valid: {', '.join(_DSN_QUERY_KEYS)}"
-                    )
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        return cls(**{**dsn_fields(dsn), **overrides})
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> QuestDBConnection:
