@@ -75,7 +75,7 @@ class DagsterSide:
 
     def _asset_and_resources(self, prefix: str) -> tuple[Any, dict[str, Any]]:
         from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
-        from ccxt_questdb_assets.defs.definitions import build_resources
+        from ccxt_questdb_assets.defs.build import build_resources
         from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
         from ccxt_questdb_assets.defs.project_config import ProjectConfig
 

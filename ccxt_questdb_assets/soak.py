@@ -99,7 +99,7 @@ def run_soak(settings: SoakSettings, *, say: Callable[[str], None] = print) -> S
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from ccxt_questdb_assets.defs.automation import ingest_job_name, refresh_schedule_name
-    from ccxt_questdb_assets.defs.definitions import build_definitions
+    from ccxt_questdb_assets.defs.build import build_definitions
     from ccxt_questdb_assets.defs.listings import sync_symbol_partitions
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
     from ccxt_questdb_assets.emulator.control import EmulatorControl

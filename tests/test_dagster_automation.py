@@ -26,7 +26,7 @@ from dagster import (
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.defs.alerts import redact_text, secret_values
 from ccxt_questdb_assets.defs.automation import build_automation
-from ccxt_questdb_assets.defs.definitions import build_resources
+from ccxt_questdb_assets.defs.build import build_resources
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
 from ccxt_questdb_assets.defs.listings import sync_symbol_partitions
 from ccxt_questdb_assets.defs.project_config import ProjectConfig

@@ -21,7 +21,7 @@ from ccxt_questdb_assets.core.coverage import CoverageSpan
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.defs.definitions import build_resources
+from ccxt_questdb_assets.defs.build import build_resources
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets, resampled_table, trade_bars_table
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets, ohlcv_table
 from ccxt_questdb_assets.defs.partitions import keys_for

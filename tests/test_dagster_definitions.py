@@ -3,11 +3,14 @@ every process, the catalog's keys, tags, kinds, descriptions, freshness and auto
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from dagster import AssetKey, DefaultSensorStatus, FreshnessPolicy
+
+from ccxt_questdb_assets.defs.project_config import ENV_PROJECT
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = (
@@ -16,14 +19,33 @@ SNAPSHOT = (
 )
 
 
-def python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+def python(code: str, *flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+    )
 
 
 def test_definitions_load_without_a_warning():
     done = python("import ccxt_questdb_assets.defs.definitions", "-W", "error")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr == ""
+
+
+def test_a_deployment_refuses_to_load_without_its_project_file(tmp_path):
+    """The deployment's definitions never fall back to the embedded default (a localhost emulator)."""
+    env = {k: v for k, v in os.environ.items() if k != ENV_PROJECT}
+    refused = python("import ccxt_questdb_assets.defs.deployment", env=env)
+    assert refused.returncode != 0
+    assert f"ConfigError: {ENV_PROJECT} is not set" in refused.stderr, refused.stderr[-2000:]
+    project = tmp_path / "project.yaml"
+    project.write_text("exchanges:\n  okx:\n    symbols: [ETH/USDT]\n")
+    code = (
+        "from ccxt_questdb_assets.defs.deployment import defs; "
+        "print(sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()))"
+    )
+    loaded = python(code, env={**env, ENV_PROJECT: str(project)})
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip() == "['okx/ohlcv/ohlcv_1m']"
 
 
 def test_the_job_snapshot_is_the_same_in_every_process():

@@ -23,7 +23,7 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.asset_keys import ohlcv_key, trade_bars_key, trades_key
-from ccxt_questdb_assets.defs.definitions import build_definitions
+from ccxt_questdb_assets.defs.build import build_definitions
 from ccxt_questdb_assets.defs.derived_assets import trade_bars_table
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig

@@ -16,7 +16,7 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
-from ccxt_questdb_assets.defs.definitions import build_definitions
+from ccxt_questdb_assets.defs.build import build_definitions
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.testing.candles import (

@@ -9,7 +9,7 @@ from dagster import AssetIn, DagsterInstance, asset, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.core.errors import ConfigError, InvalidFrameError
-from ccxt_questdb_assets.defs.definitions import build_resources
+from ccxt_questdb_assets.defs.build import build_resources
 from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager, series_metadata
 from ccxt_questdb_assets.defs.partitions import market_partitions, slices_of
 from ccxt_questdb_assets.defs.project_config import ProjectConfig

@@ -31,7 +31,7 @@ from dagster._serdes import serialize_value
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 from ccxt_questdb_assets.defs.alerts import DEFAULT_WEBHOOK_ENV
-from ccxt_questdb_assets.defs.definitions import build_definitions, build_resources
+from ccxt_questdb_assets.defs.build import build_definitions, build_resources
 from ccxt_questdb_assets.defs.io_manager import QuestDBIOManager
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource

@@ -196,10 +196,23 @@ class ProjectConfig:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        require_file: bool = False,
     ) -> ProjectConfig:
+        """The project file ``path``, else ``$CCXT_QUESTDB_PROJECT``, else (unless ``require_file``,
+        as a deployment asks) the embedded default."""
         environ = os.environ if environ is None else environ
-        chosen = Path(path) if path is not None else Path(environ.get(ENV_PROJECT) or DEFAULT_PROJECT_FILE)
+        named = path if path is not None else environ.get(ENV_PROJECT)
+        if not named and require_file:
+            raise ConfigError(
+                f"{ENV_PROJECT} is not set: a deployment loads its exchanges, symbols, QuestDB and rate "
+                f"limiter from a project file. Set {ENV_PROJECT} to that YAML file (deploy/project.yaml "
+                "is an example); the embedded default (a local exchange emulator) is for the demo and dev"
+            )
+        chosen = Path(named) if named else DEFAULT_PROJECT_FILE
         try:
             raw = yaml.safe_load(chosen.read_text())
         except FileNotFoundError:
@@ -234,7 +247,7 @@ class ProjectConfig:
     def limiter_options(self) -> dict[str, Any]:
         """The shared rate limiter's options (``rate_limiter`` at the top), its Redis DSN from
         ``connectors.ccxt_rate_limiter_redis`` when the options give none."""
-        options = self.options.rate_limiter.given()
+        options = self.options.rate_limiter.model_dump(exclude_unset=True)
         redis = self.options.connectors.get("ccxt_rate_limiter_redis")
         if "redis_dsn" not in options and redis:
             options["redis_dsn"] = redis

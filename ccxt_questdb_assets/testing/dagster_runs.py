@@ -133,7 +133,7 @@ def run_materialization(spec: RunSpec) -> dict[str, Any]:
     from dagster import AssetSelection, DagsterInstance, materialize
 
     from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
-    from ccxt_questdb_assets.defs.definitions import build_resources
+    from ccxt_questdb_assets.defs.build import build_resources
     from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
     from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
