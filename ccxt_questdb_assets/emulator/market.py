@@ -51,6 +51,7 @@ __all__ = [
     "SyntheticMarket",
     "Trade",
     "TradesArr",
+    "aggregate",
     "bar_open",
     "format_decimal",
     "listing_spec",
