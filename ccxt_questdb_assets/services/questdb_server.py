@@ -17,7 +17,6 @@ variable; nothing is written to ``server.conf``.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,15 @@ from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.services.java import JavaRuntime
 from ccxt_questdb_assets.services.ports import free_ports
 from ccxt_questdb_assets.services.process import parent_death_preexec
-from ccxt_questdb_assets.services.questdb_process import busy_ports, connection_for, prepare, stop_pid, wait_ready
+from ccxt_questdb_assets.services.questdb_process import (
+    busy_ports,
+    connection_for,
+    launch,
+    prepare,
+    stop_pid,
+    wait_exit,
+    wait_ready,
+)
 from ccxt_questdb_assets.services.questdb_release import QuestDBRelease, resolve_release
 from ccxt_questdb_assets.services.questdb_settings import DEFAULT_BIND_HOST, LOG_FILE, ServerPorts, ServerSettings
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
@@ -162,25 +169,9 @@ class QuestDBServer:
             self.settings, self.release, self.jar, self.java, self._env
         )
         t0 = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n--- ccxt-questdb: starting QuestDB {self.version}: {shlex.join(cmd)}\n".encode())
-            log.flush()
-            try:
-                self.process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=child_env,
-                    cwd=self.data_dir,
-                    preexec_fn=parent_death_preexec(),  # noqa: PLW1509
-                )
-            except OSError as exc:
-                raise ServiceError(f"cannot run {cmd[0]}: {exc}") from exc
+        self.process = launch(self.settings, cmd, child_env, self.version, preexec_fn=parent_death_preexec())
         try:
-            wait_ready(
-                self.settings, self.process.poll, self.log_path, f"QuestDB {self.version} (pid {self.process.pid})"
-            )
+            wait_ready(self.settings, self.process.poll, f"QuestDB {self.version} (pid {self.process.pid})")
         except BaseException:
             self.stop()
             raise
@@ -197,15 +188,7 @@ class QuestDBServer:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
-
-        def wait(t: float) -> bool:
-            try:
-                proc.wait(t)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-
-        stop_pid(proc.pid, timeout, wait)
+        stop_pid(proc.pid, timeout, lambda t: wait_exit(proc, t))
 
     def __enter__(self) -> QuestDBServer:
         return self.start()
