@@ -27,6 +27,7 @@ from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.services.java import JavaRuntime
 from ccxt_questdb_assets.services.ports import free_ports
 from ccxt_questdb_assets.services.process import parent_death_preexec
+from ccxt_questdb_assets.services.questdb_endpoints import QuestDBEndpoints
 from ccxt_questdb_assets.services.questdb_process import (
     busy_ports,
     connection_for,
@@ -41,8 +42,8 @@ from ccxt_questdb_assets.services.questdb_settings import DEFAULT_BIND_HOST, LOG
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
 
 
-class QuestDBServer:
-    """A QuestDB server child of this process.
+class QuestDBServer(QuestDBEndpoints):
+    """A QuestDB server child of this process (``http_url``, ``pg_dsn``, ``ilp_conf``: its endpoints).
 
     Ports left as None are picked free at construction. Example::
 
@@ -134,19 +135,6 @@ class QuestDBServer:
     @property
     def connection(self) -> QuestDBConnection:
         return connection_for(self.settings)
-
-    @property
-    def http_url(self) -> str:
-        return self.connection.rest_url
-
-    @property
-    def pg_dsn(self) -> str:
-        """The PG wire DSN, password included (default admin/quest)."""
-        return self.connection.to_dsn(include_password=True)
-
-    @property
-    def ilp_conf(self) -> str:
-        return self.connection.ilp_conf()
 
     @property
     def pid(self) -> int | None:

@@ -25,6 +25,7 @@ import pytest
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError, ServiceError
 from ccxt_questdb_assets.services.ports import port_is_free
+from ccxt_questdb_assets.services.questdb_endpoints import QuestDBEndpoints
 from ccxt_questdb_assets.services.questdb_process import pg_ready, ping
 from ccxt_questdb_assets.services.questdb_server import QuestDBServer
 from ccxt_questdb_assets.services.redis_server import RedisServer
@@ -50,25 +51,17 @@ ENV_TEST_HTTP = "CCXT_QUESTDB_TEST_HTTP"
 ENV_TEST_REDIS_URL = "CCXT_QUESTDB_TEST_REDIS_URL"
 
 
-class ExternalQuestDB:
+class ExternalQuestDB(QuestDBEndpoints):
     """An existing QuestDB named by the environment; the tests do not own it."""
 
     external = True
 
     def __init__(self, connection: QuestDBConnection) -> None:
-        self.connection = connection
+        self._connection = connection
 
     @property
-    def http_url(self) -> str:
-        return self.connection.rest_url
-
-    @property
-    def pg_dsn(self) -> str:
-        return self.connection.to_dsn(include_password=True)
-
-    @property
-    def ilp_conf(self) -> str:
-        return self.connection.ilp_conf()
+    def connection(self) -> QuestDBConnection:
+        return self._connection
 
     def is_running(self) -> bool:
         return pg_ready(self.connection)
