@@ -116,7 +116,7 @@ class RateLimiter:
     @property
     def stats(self) -> LimiterStats:
         """Counters of everything this limiter admitted in this process (snapshot)."""
-        return self._report.stats
+        return self._report.stats.snapshot()
 
     @property
     def concurrency(self) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsRecorder, active_scopes
+from ccxt_questdb_assets.ratelimit.stats import StatsRecorder, active_scopes
 
 __all__ = ["WAIT_EPSILON_S", "LimiterEvent", "LimiterReporter", "Listener"]
 
@@ -41,13 +41,9 @@ class LimiterReporter:
     def __init__(self, key: str, scope: str) -> None:
         self.key = key
         self.scope = scope
-        self._stats = StatsRecorder()
+        self.stats = StatsRecorder()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
-
-    @property
-    def stats(self) -> LimiterStats:
-        return self._stats.snapshot()
 
     def add_listener(self, listener: Listener) -> None:
         with self._listeners_lock:
@@ -75,7 +71,7 @@ class LimiterReporter:
         self.notify(LimiterEvent(kind, self.key, self.scope, seconds, info))
 
     def record(self, **deltas: float) -> None:
-        self._stats.add(**deltas)
+        self.stats.add(**deltas)
         for scope in active_scopes():
             scope.record(self.key, **deltas)
 
