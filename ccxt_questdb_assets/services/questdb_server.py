@@ -26,7 +26,7 @@ from pathlib import Path
 from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.services.java import JavaRuntime
 from ccxt_questdb_assets.services.ports import free_ports
-from ccxt_questdb_assets.services.process import parent_death_preexec
+from ccxt_questdb_assets.services.process import ChildProcess, parent_death_preexec
 from ccxt_questdb_assets.services.questdb_endpoints import QuestDBEndpoints
 from ccxt_questdb_assets.services.questdb_process import (
     busy_ports,
@@ -42,10 +42,11 @@ from ccxt_questdb_assets.services.questdb_settings import DEFAULT_BIND_HOST, LOG
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
 
 
-class QuestDBServer(QuestDBEndpoints):
+class QuestDBServer(QuestDBEndpoints, ChildProcess):
     """A QuestDB server child of this process (``http_url``, ``pg_dsn``, ``ilp_conf``: its endpoints).
 
-    Ports left as None are picked free at construction. Example::
+    Ports left as None are picked free at construction; ``restart()`` keeps them, and the data.
+    Example::
 
         with QuestDBServer(tmp_path / "qdb") as srv:
             with srv.connection.pg_connect() as c: ...
@@ -136,13 +137,6 @@ class QuestDBServer(QuestDBEndpoints):
     def connection(self) -> QuestDBConnection:
         return connection_for(self.settings)
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     # -- lifecycle
     def start(self) -> QuestDBServer:
         """Start and wait until ready. ServiceError (with the log tail) if it cannot."""
@@ -166,27 +160,15 @@ class QuestDBServer(QuestDBEndpoints):
         self.startup_seconds = time.monotonic() - t0
         return self
 
-    def restart(self) -> QuestDBServer:
-        """Stop, then start again with the same data dir and ports (data is kept)."""
-        self.stop()
-        return self.start()
-
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Safe to call twice."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        proc = self._take_running()
+        if proc is None:
             return
         stop_pid(proc.pid, timeout, lambda t: wait_exit(proc, t))
 
-    def __enter__(self) -> QuestDBServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
-        state = f"pid {self.pid}" if self.is_running() else "stopped"
         return (
             f"QuestDBServer(version={self.version!r}, data_dir={str(self.data_dir)!r}, http={self.http_port}, "
-            f"pg={self.pg_port}, ilp={self.ilp_port}, min={self.min_port}, {state})"
+            f"pg={self.pg_port}, ilp={self.ilp_port}, min={self.min_port}, {self._state()})"
         )
