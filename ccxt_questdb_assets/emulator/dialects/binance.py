@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.market import HOUR_MS, TIMEFRAMES, Bars, SymbolSpec, TradesArr, next_bar_open
 from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS
@@ -359,7 +359,7 @@ def mangle_bare_rows(rule: FaultRule, payload: Any) -> Any:
     return mangle_rows_at(rule, payload, payload if isinstance(payload, list) else None, lambda rows: rows)
 
 
-class _Binance:
+class _Binance(Dialect):
     """Binance spot: weights per path against a per-minute budget, -1003 on 429/418."""
 
     name = "binance"

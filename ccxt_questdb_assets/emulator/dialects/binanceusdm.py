@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, Route
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, Route
 from ccxt_questdb_assets.emulator.dialects.binance import (
     AGG_TRADES_MAX_WINDOW_MS,
     BinanceError,
@@ -242,7 +242,7 @@ def _too_many(limit: int) -> dict[str, Any]:
     }
 
 
-class _BinanceUsdm:
+class _BinanceUsdm(Dialect):
     """Binance USD-M futures: weights per path (klines by ``limit``) against 2400 per minute."""
 
     name = NAME

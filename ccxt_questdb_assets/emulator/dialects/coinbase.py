@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.market import HOUR_MS, SymbolSpec, TradesArr
 
@@ -345,16 +345,13 @@ _ROUTES = {
 }
 
 
-class _Coinbase:
+class _Coinbase(Dialect):
     """Coinbase Advanced Trade public REST: 10 requests per second per IP, no rate-limit headers."""
 
     name = "coinbase"
     routes = {path: Route(handler, 1) for path, handler in _ROUTES.items()}
     default_limit = PUBLIC_REQUESTS_PER_SECOND
     budget_window_s = 1
-
-    def headers(self, used: int) -> dict[str, str]:
-        return {}
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(429, RATE_LIMIT_BODY)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.kraken_assets import (
     KrakenPair,
     asset_entries,
@@ -264,16 +264,14 @@ _CLOUDFLARE_403 = (
 )
 
 
-class _Kraken:
-    """Kraken spot public REST: one call counter per IP, errors in the ``error`` array (HTTP 200)."""
+class _Kraken(Dialect):
+    """Kraken spot public REST: one call counter per IP, errors in the ``error`` array (HTTP 200), no
+    rate-limit headers."""
 
     name = "kraken"
     routes = {path: Route(handler, 1) for path, handler in _ROUTES.items()}
     default_limit = DEFAULT_BUDGET
     budget_window_s = BUDGET_WINDOW_S
-
-    def headers(self, used: int) -> dict[str, str]:
-        return {}  # Kraken sends no rate-limit headers
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(200, {"error": ["EGeneral:Too many requests"], "result": {}})
