@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,7 @@ __all__ = [
     "agg_json",
     "dec_formatter",
     "dec_template",
+    "kline_query",
     "klines_json",
     "mandatory",
     "param_limit",
@@ -74,6 +75,23 @@ def param_limit(q: Any, max_limit: int = MAX_LIMIT) -> int:
     if not 1 <= limit <= max_limit:
         raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
     return limit
+
+
+def kline_query(
+    state: EmulatorState, q: Any, intervals: Container[str], max_limit: int = MAX_LIMIT
+) -> tuple[str, str, int | None, int | None, int]:
+    """A klines query's symbol, interval, startTime, endTime and limit, refused in Binance's order:
+    symbol and interval sent, interval one of ``intervals``, symbol listed, numbers well formed."""
+    if not q.get("symbol"):
+        raise mandatory("symbol")
+    interval = q.get("interval")
+    if not interval:
+        raise mandatory("interval")
+    if interval not in intervals:
+        raise BinanceError(-1120, "Invalid interval.")
+    symbol = param_symbol(state, q)
+    start, end = param_long(q, "startTime"), param_long(q, "endTime")
+    return symbol, interval, start, end, param_limit(q, max_limit)
 
 
 def param_symbol(state: EmulatorState, q: Any) -> str:
@@ -283,17 +301,7 @@ def _exchange_info(state: EmulatorState, q: Any) -> Any:
 
 
 def _klines(state: EmulatorState, q: Any) -> Any:
-    symbol_raw = q.get("symbol")
-    if not symbol_raw:
-        raise mandatory("symbol")
-    interval = q.get("interval")
-    if not interval:
-        raise mandatory("interval")
-    if interval not in TIMEFRAMES:
-        raise BinanceError(-1120, "Invalid interval.")
-    symbol = param_symbol(state, q)
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q)
+    symbol, interval, start, end, limit = kline_query(state, q, TIMEFRAMES)
     tz = q.get("timeZone")
     if tz not in (None, "0", "+0", "0:00", "00:00", "+00:00"):
         raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")

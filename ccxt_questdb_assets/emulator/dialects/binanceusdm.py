@@ -20,8 +20,8 @@ from ccxt_questdb_assets.emulator.dialects.binance import (
     BinanceError,
     agg_json,
     dec_formatter,
+    kline_query,
     klines_json,
-    mandatory,
     mangle_bare_rows,
     other_fault,
     param_limit,
@@ -185,16 +185,7 @@ def _start_after_end() -> BinanceError:
 
 
 def _klines(state: EmulatorState, q: Any) -> Any:
-    if not q.get("symbol"):
-        raise mandatory("symbol")
-    interval = q.get("interval")
-    if not interval:
-        raise mandatory("interval")
-    if interval not in INTERVALS:
-        raise BinanceError(-1120, "Invalid interval.")
-    symbol = param_symbol(state, q)
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q, KLINES_MAX_LIMIT)
+    symbol, interval, start, end, limit = kline_query(state, q, INTERVALS, KLINES_MAX_LIMIT)
     if start is not None and end is not None and end < start:
         raise _start_after_end()
     bars = state.market.select_bars(
