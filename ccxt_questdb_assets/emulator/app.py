@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ccxt_questdb_assets.emulator.dialects import DIALECTS, route_for
 from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
-from ccxt_questdb_assets.emulator.dialects.binance import BinanceError
+from ccxt_questdb_assets.emulator.dialects.binance_params import BinanceError
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.faults import ERROR_FAULTS, FaultRule
 from ccxt_questdb_assets.emulator.state import Clock, EmulatorState

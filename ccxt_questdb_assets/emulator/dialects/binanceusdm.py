@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, Route
 from ccxt_questdb_assets.emulator.dialects.binance import (
-    AGG_TRADES_MAX_WINDOW_MS,
-    BinanceError,
     agg_json,
     dec_formatter,
-    kline_query,
     klines_json,
     mangle_bare_rows,
     other_fault,
-    param_limit,
-    param_long,
-    param_symbol,
     price_and_lot_filters,
+)
+from ccxt_questdb_assets.emulator.dialects.binance_params import (
+    AGG_TRADES_MAX_WINDOW_MS,
+    BinanceError,
+    agg_trades_query,
+    kline_query,
 )
 from ccxt_questdb_assets.emulator.market import TIMEFRAMES
 
@@ -195,10 +195,7 @@ def _klines(state: EmulatorState, q: Any) -> Any:
 
 
 def _agg_trades(state: EmulatorState, q: Any) -> Any:
-    symbol = param_symbol(state, q)
-    from_id = param_long(q, "fromId")
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q, AGG_MAX_LIMIT)
+    symbol, from_id, start, end, limit = agg_trades_query(state, q, AGG_MAX_LIMIT)
     if start is not None and end is not None:
         if end < start:
             raise _start_after_end()
