@@ -16,23 +16,27 @@ automation and code references.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from dagster import (
+    AssetCheckSpec,
     AssetsDefinition,
+    AssetSpec,
     AutomationCondition,
     BetaWarning,
     FreshnessPolicy,
     MultiPartitionsDefinition,
     PreviewWarning,
+    multi_asset,
     with_source_code_references,
 )
 from dagster._utils.schedules import get_smallest_cron_interval
 
+from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY
 from ccxt_questdb_assets.defs.partitions import BACKFILL_POLICY, market_partitions
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 
@@ -89,19 +93,29 @@ class AssetOptions:
     def pool(self) -> str:
         return pool_name(self.exchange_id)
 
-    def spec_kwargs(self, *, fetched: bool) -> dict[str, Any]:
-        """``AssetSpec`` fields: group, freshness, and for computed assets the follow-upstream condition."""
-        out: dict[str, Any] = {"group_name": self.exchange_id, "freshness_policy": self.freshness}
-        if not fetched:
-            out["automation_condition"] = follow_upstream()
-        return out
-
-    def asset_kwargs(self) -> dict[str, Any]:
-        """``multi_asset`` arguments: partitions and the multi-run backfill policy."""
-        return {"partitions_def": self.partitions_def, "backfill_policy": BACKFILL_POLICY}
-
-    @staticmethod
-    def with_code_references(assets_def: AssetsDefinition) -> AssetsDefinition:
-        """The asset with a link to its source in the catalog."""
+    def define(
+        self,
+        compute: Callable[..., Any],
+        spec: AssetSpec,
+        check_specs: Sequence[AssetCheckSpec] | None,
+        *,
+        fetched: bool,
+    ) -> AssetsDefinition:
+        """The asset of ``spec`` (key, description, tags, kinds, deps, metadata), made by ``compute``
+        with ``check_specs`` evaluated in the same step. It joins the exchange's group with its
+        freshness; a fetched asset takes a slot of the exchange's pool, a computed one follows its
+        upstream. Partitions, the multi-run backfill policy, the IO manager and a link to the
+        source in the catalog come with it."""
+        automation: dict[str, Any] = {} if fetched else {"automation_condition": follow_upstream()}
+        spec = spec.replace_attributes(group_name=self.exchange_id, freshness_policy=self.freshness, **automation)
         with chosen_features():
-            return with_source_code_references([assets_def])[0]
+            decorated = multi_asset(
+                name=spec.key.to_python_identifier(),
+                specs=[spec.with_io_manager_key(IO_MANAGER_KEY)],
+                check_specs=check_specs,
+                can_subset=True,
+                pool=self.pool if fetched else None,
+                partitions_def=self.partitions_def,
+                backfill_policy=BACKFILL_POLICY,
+            )(compute)
+            return with_source_code_references([decorated])[0]

@@ -30,8 +30,9 @@ project uses them); the SQL lives in ``storage.quality``, these functions choose
 windows and metadata.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -204,6 +205,14 @@ def _scope(p: MarketPartition) -> str:
     return f"{p.symbol} {p.day}"
 
 
+def _examples(p: MarketPartition, rows: Sequence[Sequence[Any]], columns: list[str]) -> MetadataValue:
+    """The first of a report's example rows (time, then ``columns``) as a markdown table, each row
+    led by the partition's symbol and its time as text."""
+    examples = [(p.symbol, format_ms(t), *values) for t, *values in rows]
+    frame = pd.DataFrame(examples[:EXAMPLES], columns=["symbol", "ts", *columns])
+    return MetadataValue.md(frame.to_markdown(index=False))
+
+
 def check_no_gaps(
     client: QuestDBClient, table: SeriesTable, policy: EmptyRecheckPolicy, p: MarketPartition
 ) -> AssetCheckResult:
@@ -263,9 +272,7 @@ def check_ohlc_sanity(client: QuestDBClient, table: SeriesTable, p: MarketPartit
     passed = report.bad_rows == 0
     metadata = {"rows_checked": report.rows, **report.violations, "checked": _scope(p)}
     if report.examples:
-        examples = [(p.symbol, format_ms(t), *values) for t, *values in report.examples]
-        frame = pd.DataFrame(examples[:EXAMPLES], columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
-        metadata["first_bad_rows"] = MetadataValue.md(frame.to_markdown(index=False))
+        metadata["first_bad_rows"] = _examples(p, report.examples, ["open", "high", "low", "close", "volume"])
     broken = ", ".join(f"{rule} {n}" for rule, n in report.violations.items() if n)
     return AssetCheckResult(
         passed=passed,
@@ -294,10 +301,8 @@ def check_agreement(
         "checked": _scope(p),
     }
     if cmp.examples:
-        columns = ["symbol", "ts", *(f"trades_{c}" for c in "ohlcv"), *(f"exchange_{c}" for c in "ohlcv")]
-        examples = [(p.symbol, format_ms(t), *values) for t, *values in cmp.examples]
-        frame = pd.DataFrame(examples[:EXAMPLES], columns=columns)
-        metadata["first_mismatches"] = MetadataValue.md(frame.to_markdown(index=False))
+        columns = [*(f"trades_{c}" for c in "ohlcv"), *(f"exchange_{c}" for c in "ohlcv")]
+        metadata["first_mismatches"] = _examples(p, cmp.examples, columns)
     return AssetCheckResult(
         passed=cmp.mismatches == 0,
         metadata=metadata,

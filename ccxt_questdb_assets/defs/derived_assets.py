@@ -23,7 +23,7 @@ into that day, bars computed, closed bars left uncovered); the IO manager waits 
 adds what each partition holds; the candle checks run per partition in the same step.
 """
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from dagster import (
@@ -34,16 +34,15 @@ from dagster import (
     AssetSpec,
     IdentityPartitionMapping,
     MaterializeResult,
-    multi_asset,
 )
 
 from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
+from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.asset_keys import (
     COMPUTED,
-    OHLCV,
     TRADE_BARS_TIMEFRAME,
     catalog_tags,
     ohlcv_key,
@@ -51,10 +50,10 @@ from ccxt_questdb_assets.defs.asset_keys import (
     trade_bars_key,
     trades_key,
 )
-from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
+from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
 from ccxt_questdb_assets.defs.ingest_assets import ohlcv_table, trades_table
-from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, StoredSlice, series_metadata
+from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
@@ -84,158 +83,111 @@ def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
     out: list[AssetsDefinition] = []
     for ex in project.exchanges:
         options = AssetOptions.of(project, ex)
-        for tf in ex.resample_to:  # computed from the first timeframe (the project file ensures there is one)
-            base_tf = ex.timeframes[0]
-            source, upstream = ohlcv_table(ex, base_tf), ohlcv_key(ex.exchange_id, base_tf)
-            target, key = resampled_table(ex, tf), resampled_key(ex.exchange_id, tf)
-            out.append(
-                _derived_asset(
-                    options,
-                    key,
-                    target=target,
-                    source=source,
-                    upstream=upstream,
-                    policy=ex.ohlcv.recheck,
-                    write=_resample_writer(source, target),
-                    checks=CandleChecks(key, target, ex.ohlcv.recheck, options.partitions_def),
-                    tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, tf),
-                    description=(
-                        f"{tf} candles of {ex.exchange_id}, computed inside QuestDB from the {base_tf} candles of "
-                        f"`{upstream.to_user_string()}` with `SAMPLE BY {tf} ALIGN TO CALENDAR`: open = first open, "
-                        f"high = max high, low = min low, close = last close, volume = sum of volumes. Only {tf} bars "
-                        f"lying wholly inside what the upstream's coverage claims are written, so each is final "
-                        f"(`closed`); the rest of the partition is reported as uncovered and computed once the "
-                        f"upstream covers it. Table `{target.table}`, coverage `{target.coverage_table}`."
-                    ),
-                )
-            )
+        out += [_resampled_asset(options, ex, tf) for tf in ex.resample_to]
         if ex.trades:
-            source, upstream = trades_table(ex), trades_key(ex.exchange_id)
-            target, key = trade_bars_table(ex), trade_bars_key(ex.exchange_id)
-            candles = (ohlcv_key(ex.exchange_id, TRADE_BARS_TIMEFRAME), ohlcv_table(ex, TRADE_BARS_TIMEFRAME))
-            out.append(
-                _derived_asset(
-                    options,
-                    key,
-                    target=target,
-                    source=source,
-                    upstream=upstream,
-                    policy=ex.trades_config.recheck,
-                    write=_trade_bars_writer(source, target),
-                    checks=CandleChecks(
-                        key,
-                        target,
-                        ex.trades_config.recheck,
-                        options.partitions_def,
-                        exchange_candles=candles if TRADE_BARS_TIMEFRAME in ex.timeframes else None,
-                    ),
-                    tags=catalog_tags(ex.exchange_id, OHLCV, COMPUTED, TRADE_BARS_TIMEFRAME),
-                    description=(
-                        f"1m bars of {ex.exchange_id} built inside QuestDB from the trades of "
-                        f"`{upstream.to_user_string()}` with `SAMPLE BY 1m`: open = first trade of the minute, close = "
-                        "last trade (by time, then trade id), high/low = max/min price, volume = sum of amounts. Only "
-                        "minutes wholly covered by the trades' coverage are written; a covered minute without trades "
-                        "has no bar and is recorded as empty. Checked against the exchange's own 1m candles. Table "
-                        f"`{target.table}`, coverage `{target.coverage_table}`."
-                    ),
-                )
-            )
+            out.append(_trade_bars_asset(options, ex))
     return out
 
 
-Writer = Callable[[QuestDBClient, str, TimeWindow], None]
+@dataclass(frozen=True)
+class Derivation:
+    """A computed series: ``target`` written from ``source`` (candles resampled, or trades made
+    into bars) wherever ``source``'s coverage (read with ``policy``) claims the bars."""
+
+    source: SeriesTable
+    target: SeriesTable
+    policy: EmptyRecheckPolicy
+
+    def write(self, client: QuestDBClient, symbol: str, window: TimeWindow) -> None:
+        """Compute ``symbol``'s target bars of ``window`` inside QuestDB (an upsert)."""
+        source, target, tf = self.source, self.target, Timeframe.parse(self.target.timeframe)
+        if source.kind == TRADES:
+            bars_from_trades(
+                client,
+                trades_table=source.table,
+                target_table=target.table,
+                exchange=source.exchange,
+                symbol=symbol,
+                timeframe=tf,
+                window=window,
+            )
+        else:
+            resample_candles(
+                client,
+                source_table=source.table,
+                target_table=target.table,
+                source=source.node(symbol),
+                target=tf,
+                window=window,
+            )
 
 
-def _resample_writer(source: SeriesTable, target: SeriesTable) -> Writer:
-    tf = Timeframe.parse(target.timeframe)
+def _resampled_asset(options: AssetOptions, ex: ExchangeProject, tf: str) -> AssetsDefinition:
+    """``tf`` candles computed from the first timeframe (the project file ensures there is one)."""
+    base_tf = ex.timeframes[0]
+    source, upstream = ohlcv_table(ex, base_tf), ohlcv_key(ex.exchange_id, base_tf)
+    target, key = resampled_table(ex, tf), resampled_key(ex.exchange_id, tf)
+    description = (
+        f"{tf} candles of {ex.exchange_id}, computed inside QuestDB from the {base_tf} candles of "
+        f"`{upstream.to_user_string()}` with `SAMPLE BY {tf} ALIGN TO CALENDAR`: open = first open, "
+        f"high = max high, low = min low, close = last close, volume = sum of volumes. Only {tf} bars "
+        f"lying wholly inside what the upstream's coverage claims are written, so each is final "
+        f"(`closed`); the rest of the partition is reported as uncovered and computed once the "
+        f"upstream covers it. Table `{target.table}`, coverage `{target.coverage_table}`."
+    )
+    derivation = Derivation(source, target, ex.ohlcv.recheck)
+    checks = CandleChecks(key, target, ex.ohlcv.recheck, options.partitions_def)
+    return _derived_asset(options, upstream, derivation, checks, description)
 
-    def write(client: QuestDBClient, symbol: str, window: TimeWindow) -> None:
-        resample_candles(
-            client,
-            source_table=source.table,
-            target_table=target.table,
-            source=source.node(symbol),
-            target=tf,
-            window=window,
-        )
 
-    return write
-
-
-def _trade_bars_writer(source: SeriesTable, target: SeriesTable) -> Writer:
-    tf = Timeframe.parse(target.timeframe)
-
-    def write(client: QuestDBClient, symbol: str, window: TimeWindow) -> None:
-        bars_from_trades(
-            client,
-            trades_table=source.table,
-            target_table=target.table,
-            exchange=source.exchange,
-            symbol=symbol,
-            timeframe=tf,
-            window=window,
-        )
-
-    return write
+def _trade_bars_asset(options: AssetOptions, ex: ExchangeProject) -> AssetsDefinition:
+    """1m bars built from the trades, checked against the exchange's own 1m candles if it has them."""
+    source, upstream = trades_table(ex), trades_key(ex.exchange_id)
+    target, key = trade_bars_table(ex), trade_bars_key(ex.exchange_id)
+    description = (
+        f"1m bars of {ex.exchange_id} built inside QuestDB from the trades of "
+        f"`{upstream.to_user_string()}` with `SAMPLE BY 1m`: open = first trade of the minute, close = "
+        "last trade (by time, then trade id), high/low = max/min price, volume = sum of amounts. Only "
+        "minutes wholly covered by the trades' coverage are written; a covered minute without trades "
+        "has no bar and is recorded as empty. Checked against the exchange's own 1m candles. Table "
+        f"`{target.table}`, coverage `{target.coverage_table}`."
+    )
+    policy = ex.trades_config.recheck
+    candles = (ohlcv_key(ex.exchange_id, TRADE_BARS_TIMEFRAME), ohlcv_table(ex, TRADE_BARS_TIMEFRAME))
+    exchange_candles = candles if TRADE_BARS_TIMEFRAME in ex.timeframes else None
+    derivation = Derivation(source, target, policy)
+    checks = CandleChecks(key, target, policy, options.partitions_def, exchange_candles=exchange_candles)
+    return _derived_asset(options, upstream, derivation, checks, description)
 
 
 def _derived_asset(
-    options: AssetOptions,
-    key: AssetKey,
-    *,
-    target: SeriesTable,
-    source: SeriesTable,
-    upstream: AssetKey,
-    policy: EmptyRecheckPolicy,
-    write: Writer,
-    checks: CandleChecks,
-    tags: dict[str, str],
-    description: str,
+    options: AssetOptions, upstream: AssetKey, derivation: Derivation, checks: CandleChecks, description: str
 ) -> AssetsDefinition:
-    spec = AssetSpec(
-        key,
-        description=description,
-        tags=tags,
-        kinds=KINDS,
-        deps=[AssetDep(upstream, partition_mapping=IdentityPartitionMapping())],
-        metadata={
-            **series_metadata(target),
-            "computed_from": upstream.to_user_string(),
-            "questdb/source_table": source.table,
-        },
-        **options.spec_kwargs(fetched=False),
-    ).with_io_manager_key(IO_MANAGER_KEY)
+    """The asset of ``derivation``'s target (the checks' asset), computed from ``upstream``'s partitions."""
+    key, source, target = checks.asset_key, derivation.source, derivation.target
 
     def derived(
         context: AssetExecutionContext, questdb: QuestDBResource
     ):  # yields MaterializeResult, then check evaluations
         client = questdb.client()
         if key in context.selected_asset_keys:
-            stored = run_derived(context, client, source=source, target=target, policy=policy, write=write)
-            yield MaterializeResult(asset_key=key, value=stored)
+            yield MaterializeResult(asset_key=key, value=run_derived(context, client, derivation))
         yield from checks.evaluate(context, client)
 
-    with chosen_features():
-        decorated = multi_asset(
-            name=key.to_python_identifier(),
-            specs=[spec],
-            check_specs=checks.specs(),
-            can_subset=True,
-            **options.asset_kwargs(),
-        )(derived)
-    return options.with_code_references(decorated)
+    metadata = {
+        **series_metadata(target),
+        "computed_from": upstream.to_user_string(),
+        "questdb/source_table": source.table,
+    }
+    deps = [AssetDep(upstream, partition_mapping=IdentityPartitionMapping())]
+    tags = catalog_tags(target.exchange, OHLCV, COMPUTED, target.timeframe)
+    spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS, deps=deps, metadata=metadata)
+    return options.define(derived, spec, checks.specs(), fetched=False)
 
 
-def run_derived(
-    context: AssetExecutionContext,
-    client: QuestDBClient,
-    *,
-    source: SeriesTable,
-    target: SeriesTable,
-    policy: EmptyRecheckPolicy,
-    write: Writer,
-) -> StoredSlice:
+def run_derived(context: AssetExecutionContext, client: QuestDBClient, derivation: Derivation) -> StoredSlice:
     """Compute every covered bar of the run's partitions, record the derived coverage, count per partition."""
+    source, target, policy = derivation.source, derivation.target, derivation.policy
     tf = Timeframe.parse(target.timeframe)
     now = wall_clock_ms()
     source_coverage = CoverageStore(client, source.coverage_table)
@@ -246,7 +198,7 @@ def run_derived(
         covered = source_coverage.load(str(source.node(sl.symbol))).covered(now, policy)
         todo = [w for window in sl.windows for w in bar_windows(covered, window, tf)]
         for w in todo:
-            write(client, sl.symbol, w)
+            derivation.write(client, sl.symbol, w)
         if todo:
             client.wait_visible(target.table)  # rows visible before their coverage is recorded
         spans, written = [], []

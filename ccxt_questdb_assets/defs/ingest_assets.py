@@ -19,7 +19,6 @@ from dagster import (
     AssetSpec,
     Config,
     MaterializeResult,
-    multi_asset,
 )
 from pydantic import Field
 
@@ -33,9 +32,9 @@ from ccxt_questdb_assets.defs.asset_keys import (
     ohlcv_key,
     trades_key,
 )
-from ccxt_questdb_assets.defs.asset_options import AssetOptions, chosen_features
+from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
-from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, StoredSlice, series_metadata
+from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partition_figures import PartitionLedger, coverage_by_partition, stored_by_partition
 from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
@@ -111,14 +110,6 @@ def _ingest_asset(
     description: str,
 ) -> AssetsDefinition:
     """``provider_config`` is checked at load: a bad config fails the code location, not a run."""
-    spec = AssetSpec(
-        key,
-        description=description,
-        tags=tags,
-        kinds=KINDS,
-        metadata={**series_metadata(table), "node_id_template": _node_template(table)},
-        **options.spec_kwargs(fetched=True),
-    ).with_io_manager_key(IO_MANAGER_KEY)
 
     async def ingest(
         context: AssetExecutionContext,
@@ -133,16 +124,9 @@ def _ingest_asset(
             for event in checks.evaluate(context, questdb.client()):
                 yield event
 
-    with chosen_features():
-        decorated = multi_asset(
-            name=key.to_python_identifier(),
-            specs=[spec],
-            check_specs=checks.specs() if checks else None,
-            can_subset=True,
-            pool=options.pool,
-            **options.asset_kwargs(),
-        )(ingest)
-    return options.with_code_references(decorated)
+    metadata = {**series_metadata(table), "node_id_template": _node_template(table)}
+    spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS, metadata=metadata)
+    return options.define(ingest, spec, checks.specs() if checks else None, fetched=True)
 
 
 def _node_template(table: SeriesTable) -> str:

@@ -21,6 +21,9 @@ from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnecti
 _clients: dict[QuestDBConnection, QuestDBClient] = {}
 _clients_lock = threading.Lock()
 
+#: The fields a resource shares, by name, with its ``QuestDBConnection`` (whose ``pg_tls`` is ``tls``).
+_CONNECTION_FIELDS = ("host", "port", "http_port", "database", "user")
+
 
 class QuestDBResource(ConfigurableResource):
     """A QuestDB server reached over PG wire (reads) and ILP/HTTP (bulk writes)."""
@@ -42,14 +45,8 @@ class QuestDBResource(ConfigurableResource):
             yield name, (REDACTED if name == "password" and value else value)
 
     def connection(self) -> QuestDBConnection:
-        settings: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
-            "http_port": self.http_port,
-            "database": self.database,
-            "user": self.user,
-            "tls": self.tls,
-        }
+        settings: dict[str, Any] = {name: getattr(self, name) for name in _CONNECTION_FIELDS}
+        settings["tls"] = self.tls
         password = self.password if self.password is not None else os.environ.get(ENV_PASSWORD)
         if password:
             settings["password"] = password
@@ -67,12 +64,4 @@ class QuestDBResource(ConfigurableResource):
     @classmethod
     def from_connection(cls, conn: QuestDBConnection, **overrides: Any) -> QuestDBResource:
         """The resource for an already parsed connection (its password is left to ``overrides``)."""
-        return cls(
-            host=conn.host,
-            port=conn.port,
-            http_port=conn.http_port,
-            database=conn.database,
-            user=conn.user,
-            tls=conn.pg_tls,
-            **overrides,
-        )
+        return cls(**{name: getattr(conn, name) for name in _CONNECTION_FIELDS}, tls=conn.pg_tls, **overrides)

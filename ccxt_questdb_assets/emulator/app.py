@@ -17,9 +17,9 @@ from aiohttp import web
 
 from ccxt_questdb_assets.emulator.dialects import DIALECTS, route_for
 from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
-from ccxt_questdb_assets.emulator.dialects.binance import BinanceError
+from ccxt_questdb_assets.emulator.dialects.binance_params import BinanceError
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.emulator.faults import ERROR_FAULTS
+from ccxt_questdb_assets.emulator.faults import ERROR_FAULTS, FaultRule
 from ccxt_questdb_assets.emulator.state import Clock, EmulatorState
 from ccxt_questdb_assets.emulator.weights import WeightBudget
 
@@ -142,15 +142,7 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
     async def add_fault(request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            rule = state.faults.add(
-                body.get("kind"),
-                int(body.get("count", 1)),
-                body.get("path"),
-                body.get("retry_after"),
-                body.get("delay_s"),
-                int(body.get("after") or 0),
-                body.get("rows"),
-            )
+            rule = state.faults.add(FaultRule.armed(body))
         except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"fault": rule.to_dict()})
@@ -177,11 +169,8 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
             raise ValueError(f"unknown dialect {name!r}; known: {', '.join(state.budgets)}")
         return state.budgets[name]
 
-    async def get_config(request: web.Request) -> web.Response:
-        try:
-            budget = _budget(request.query.get("dialect"))
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+    def _config_answer(budget: WeightBudget) -> web.Response:
+        """A dialect's budget, and every dialect's limit."""
         return web.json_response(
             {
                 "weight_limit": budget.limit,
@@ -190,6 +179,13 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
                 "limits": {n: b.limit for n, b in state.budgets.items()},
             }
         )
+
+    async def get_config(request: web.Request) -> web.Response:
+        try:
+            budget = _budget(request.query.get("dialect"))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return _config_answer(budget)
 
     async def set_config(request: web.Request) -> web.Response:
         body = await request.json()
@@ -204,14 +200,7 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
             budget.limit = limit
         if body.get("reset_weight"):
             budget.reset()
-        return web.json_response(
-            {
-                "weight_limit": budget.limit,
-                "used_weight": budget.used(),
-                "default_weight_limit": state.default_weight_limit,
-                "limits": {n: b.limit for n, b in state.budgets.items()},
-            }
-        )
+        return _config_answer(budget)
 
     async def reset(request: web.Request) -> web.Response:
         state.reset()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,6 +50,31 @@ class FaultRule:
     after: int = 0  # matching requests let through before the fault starts
     rows: Any = None  # the answer served by "rows"
 
+    @classmethod
+    def armed(cls, body: Mapping[str, Any]) -> FaultRule:
+        """The rule a ``POST /_emulator/faults`` body asks for (the arguments of
+        ``EmulatorControl.inject``); ValueError or TypeError naming what is wrong."""
+        count, after = int(body.get("count", 1)), int(body.get("after") or 0)
+        kind, rows = str(body.get("kind")), body.get("rows")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; valid: {', '.join(sorted(FAULT_KINDS))}")
+        if count < 1:
+            raise ValueError(f"fault count must be >= 1, got {count!r}")
+        if after < 0:
+            raise ValueError(f"fault after must be >= 0, got {after!r}")
+        if kind == "rows" and rows is None:
+            raise ValueError("fault 'rows' needs the rows to serve (any JSON value but null)")
+        retry_after, delay_s = body.get("retry_after"), body.get("delay_s")
+        return cls(
+            kind,
+            count,
+            body.get("path"),
+            None if retry_after is None else int(retry_after),
+            None if delay_s is None else float(delay_s),
+            after,
+            rows,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -60,34 +86,8 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
 
-    def add(
-        self,
-        kind: str,
-        count: int = 1,
-        path: str | None = None,
-        retry_after: int | None = None,
-        delay_s: float | None = None,
-        after: int = 0,
-        rows: Any = None,
-    ) -> FaultRule:
-        kind = str(kind)
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; valid: {', '.join(sorted(FAULT_KINDS))}")
-        if int(count) < 1:
-            raise ValueError(f"fault count must be >= 1, got {count!r}")
-        if int(after) < 0:
-            raise ValueError(f"fault after must be >= 0, got {after!r}")
-        if kind == "rows" and rows is None:
-            raise ValueError("fault 'rows' needs the rows to serve (any JSON value but null)")
-        rule = FaultRule(
-            kind,
-            int(count),
-            path,
-            None if retry_after is None else int(retry_after),
-            None if delay_s is None else float(delay_s),
-            int(after),
-            rows,
-        )
+    def add(self, rule: FaultRule) -> FaultRule:
+        """Arm ``rule`` after the rules already armed."""
         with self._lock:
             self._rules.append(rule)
         return rule

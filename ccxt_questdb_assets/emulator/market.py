@@ -2,32 +2,25 @@
 
 ``SyntheticMarket`` answers every query (bars of any timeframe, trades by time or by id, forward
 or backward) from the closed-form model of :mod:`.market_model`, at a cost proportional to the
-page asked for; complete hours and days are memoised.
+page asked for; complete hours and days are memoised (:mod:`.market_days`), trades are scanned by
+:mod:`.market_trades`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.market_model import (
-    DEFAULT_SYMBOLS,
-    Sym,
-    SymbolSpec,
-    listing_spec,
-    trades_to_bar,
-)
+from ccxt_questdb_assets.emulator.market_days import DayBars, minute_bars
+from ccxt_questdb_assets.emulator.market_model import DEFAULT_SYMBOLS, Sym, SymbolSpec, listing_spec
 from ccxt_questdb_assets.emulator.market_rows import (
     Bars,
     Trade,
     TradesArr,
     aggregate,
     concat_bars,
-    concat_trades,
     empty_bars,
     empty_trades,
 )
@@ -44,6 +37,7 @@ from ccxt_questdb_assets.emulator.market_time import (
     shift_bars,
     timeframe_ms,
 )
+from ccxt_questdb_assets.emulator.market_trades import scan_backward, scan_forward, trades_between
 
 # The market's vocabulary, from the modules that define it: importers need only this one.
 __all__ = [
@@ -57,6 +51,7 @@ __all__ = [
     "SyntheticMarket",
     "Trade",
     "TradesArr",
+    "aggregate",
     "bar_open",
     "format_decimal",
     "listing_spec",
@@ -72,13 +67,10 @@ class SyntheticMarket:
     Time ranges of the public methods are half-open ``[start_ms, end_ms)``.
     """
 
-    _DAY_BATCH = 32
-
     def __init__(self, specs: Iterable[SymbolSpec] = DEFAULT_SYMBOLS, *, cache_days: int = 12_000) -> None:
         self._syms = {s.symbol: Sym(s) for s in specs}
         self._by_ccxt = {s.ccxt_symbol: s.symbol for s in specs}
-        self._cache: OrderedDict[tuple[str, int], tuple[Bars, Bars]] = OrderedDict()
-        self._cache_days = cache_days
+        self._days = DayBars(cache_days)
         self._lock = threading.Lock()
 
     # ---- metadata
@@ -115,8 +107,7 @@ class SyntheticMarket:
         with self._lock:
             self._syms = {k: v for k, v in self._syms.items() if k != sym.spec.symbol}
             self._by_ccxt = {k: v for k, v in self._by_ccxt.items() if v != sym.spec.symbol}
-            for key in [k for k in self._cache if k[0] == sym.spec.symbol]:
-                del self._cache[key]
+        self._days.forget(sym.spec.symbol)
         return sym.spec
 
     def listing_ms(self, symbol: str) -> int:
@@ -126,75 +117,10 @@ class SyntheticMarket:
         return list(self._sym(symbol).spec.outages)
 
     # ---- bars
-    def _minute_bars(self, sym: Sym, m0: int, m1: int, now_ms: int | None) -> Bars:
-        """1m bars for minutes [m0, m1), the minute containing now partial."""
-        now_min = None if now_ms is None else now_ms // MINUTE_MS
-        m1c = m1 if now_min is None else min(m1, now_min)
-        mins = sym.valid_minutes(m0, m1c)
-        full = sym.bars_from_params(sym.minute_params(mins)) if mins.size else empty_bars()
-        if now_min is None or not (m0 <= now_min < m1):
-            return full
-        cur = sym.valid_minutes(now_min, now_min + 1)
-        if cur.size == 0:
-            return full
-        tr = sym.trades_for_minutes(cur)
-        tr = tr.take(tr.ts <= now_ms)
-        if len(tr) == 0:
-            return full
-        tb_frac = float(sym.minute_params(cur).tb_frac[0])
-        return concat_bars([full, trades_to_bar(tr, now_min, tb_frac)])
-
-    def _day_complete(self, day: int, now_ms: int | None) -> bool:
-        return now_ms is None or (day + 1) * DAY_MS - 1 <= now_ms
-
-    def _day_entries(self, sym: Sym, d0: int, d1: int, now_ms: int | None) -> list[tuple[Bars, Bars]]:
-        """(hour bars, day bar) for days [d0, d1); complete days memoised."""
-        listing_day = sym.spec.listing_ms // DAY_MS
-        now_day = None if now_ms is None else now_ms // DAY_MS
-        lo = max(d0, listing_day)
-        hi = d1 if now_day is None else min(d1, now_day + 1)
-        out: list[tuple[Bars, Bars]] = []
-        missing: list[int] = []
-        key = sym.spec.symbol
-        with self._lock:
-            for d in range(lo, hi):
-                if self._day_complete(d, now_ms) and (key, d) not in self._cache:
-                    missing.append(d)
-        i = 0
-        while i < len(missing):  # batch consecutive missing days
-            j = i
-            while j + 1 < len(missing) and missing[j + 1] == missing[j] + 1 and j - i + 1 < self._DAY_BATCH:
-                j += 1
-            a, b = missing[i], missing[j] + 1
-            mb = self._minute_bars(sym, a * 1440, b * 1440, None)
-            hours = aggregate(mb, mb.t - mb.t % HOUR_MS)
-            dkey = hours.t // DAY_MS
-            with self._lock:
-                for d in range(a, b):
-                    sel = np.flatnonzero(dkey == d)
-                    hb = hours.take(slice(sel[0], sel[-1] + 1)) if sel.size else empty_bars()
-                    db = aggregate(hb, hb.t - hb.t % DAY_MS)
-                    self._cache[(key, d)] = (hb, db)
-                while len(self._cache) > self._cache_days:
-                    self._cache.popitem(last=False)
-            i = j + 1
-        for d in range(lo, hi):
-            complete = self._day_complete(d, now_ms)
-            entry = None
-            if complete:
-                with self._lock:
-                    entry = self._cache.get((key, d))
-            if entry is None:  # the day containing now, or evicted meanwhile
-                mb = self._minute_bars(sym, d * 1440, (d + 1) * 1440, None if complete else now_ms)
-                hb = aggregate(mb, mb.t - mb.t % HOUR_MS)
-                entry = (hb, aggregate(hb, hb.t - hb.t % DAY_MS))
-            out.append(entry)
-        return out
-
     def _base_bars(self, sym: Sym, level: str, a: int, b: int, now_ms: int | None) -> Bars:
         """Bars of ``level`` ('1s', '1m', '1h' or '1d') with open time in [a, b) (aligned)."""
         if level == "1s":
-            tr = self._trades(sym, a, b, now_ms)
+            tr = trades_between(sym, a, b, now_ms)
             if len(tr) == 0:
                 return empty_bars()
             one = Bars(
@@ -210,8 +136,8 @@ class SyntheticMarket:
             )
             return aggregate(one, tr.ts - tr.ts % SECOND_MS)
         if level == "1m":
-            return self._minute_bars(sym, a // MINUTE_MS, -(-b // MINUTE_MS), now_ms)
-        entries = self._day_entries(sym, a // DAY_MS, -(-b // DAY_MS), now_ms)
+            return minute_bars(sym, a // MINUTE_MS, -(-b // MINUTE_MS), now_ms)
+        entries = self._days.entries(sym, a // DAY_MS, -(-b // DAY_MS), now_ms)
         idx = 0 if level == "1h" else 1
         bars = concat_bars([e[idx] for e in entries])
         if len(bars) and (bars.t[0] < a or bars.t[-1] >= b):
@@ -255,20 +181,9 @@ class SyntheticMarket:
         return [list(r) for r in zip(*cols, strict=True)]
 
     # ---- trades
-    def _trades(self, sym: Sym, start_ms: int, end_ms: int, now_ms: int | None) -> TradesArr:
-        if now_ms is not None:
-            end_ms = min(end_ms, now_ms + 1)
-        if end_ms <= start_ms:
-            return empty_trades()
-        mins = sym.valid_minutes(start_ms // MINUTE_MS, -(-end_ms // MINUTE_MS))
-        tr = sym.trades_for_minutes(mins)
-        if len(tr) and (tr.ts[0] < start_ms or tr.ts[-1] >= end_ms):
-            tr = tr.take((tr.ts >= start_ms) & (tr.ts < end_ms))
-        return tr
-
     def trades_array(self, symbol: str, start_ms: int, end_ms: int, now_ms: int | None = None) -> TradesArr:
         """Aggregate trades with timestamp in ``[start_ms, end_ms)`` (and ``<= now_ms``)."""
-        return self._trades(self._sym(symbol), start_ms, end_ms, now_ms)
+        return trades_between(self._sym(symbol), start_ms, end_ms, now_ms)
 
     def trades(self, symbol: str, start_ms: int, end_ms: int, now_ms: int | None = None) -> list[Trade]:
         """Like :meth:`trades_array` but as :class:`Trade` tuples with ccxt-parsed floats."""
@@ -280,65 +195,6 @@ class SyntheticMarket:
         amounts = (tr.qty / sym.lot_div).tolist()
         sides = np.where(tr.buyer_maker, "sell", "buy").tolist()
         return [Trade(*r) for r in zip(tr.id.tolist(), tr.ts.tolist(), prices, amounts, sides, strict=True)]
-
-    def _scan_forward(
-        self,
-        sym: Sym,
-        m: int,
-        limit: int,
-        now_ms: int | None,
-        *,
-        min_id: int | None = None,
-        t_lo: int | None = None,
-        t_hi: int | None = None,
-    ) -> TradesArr:
-        stop = math.inf
-        if now_ms is not None:
-            stop = now_ms // MINUTE_MS + 1
-        if t_hi is not None:
-            stop = min(stop, t_hi // MINUTE_MS + 1)
-        parts: list[TradesArr] = []
-        got = 0
-        while got < limit:
-            m = sym.skip_invalid_forward(m)
-            if m >= stop:
-                break
-            chunk = -(-(limit - got) // sym.spec.avg_per_minute) + 2
-            m1 = int(min(stop, m + chunk))
-            tr = sym.trades_for_minutes(sym.valid_minutes(m, m1))
-            mask = np.ones(len(tr), dtype=bool)
-            if min_id is not None:
-                mask &= tr.id >= min_id
-            if t_lo is not None:
-                mask &= tr.ts >= t_lo
-            if t_hi is not None:
-                mask &= tr.ts <= t_hi
-            if now_ms is not None:
-                mask &= tr.ts <= now_ms
-            tr = tr.take(mask)
-            parts.append(tr)
-            got += len(tr)
-            m = m1
-        return concat_trades(parts).take(slice(0, limit))
-
-    def _scan_backward(self, sym: Sym, t_hi: int, limit: int) -> TradesArr:
-        """The last ``limit`` trades with ``ts <= t_hi``."""
-        m1 = t_hi // MINUTE_MS + 1
-        parts: list[TradesArr] = []
-        got = 0
-        while got < limit and m1 > sym.listing_min:
-            chunk = -(-(limit - got) // sym.spec.avg_per_minute) + 2
-            m0 = max(sym.listing_min, m1 - chunk)
-            for s, e in sym.outage_min:  # jump over an outage in one step
-                if s < m1 <= e:
-                    m0 = max(sym.listing_min, min(m0, s - chunk))
-            tr = sym.trades_for_minutes(sym.valid_minutes(m0, m1))
-            tr = tr.take(tr.ts <= t_hi)
-            parts.insert(0, tr)
-            got += len(tr)
-            m1 = m0
-        out = concat_trades(parts)
-        return out.take(slice(max(0, len(out) - limit), None))
 
     def select_agg_trades(
         self,
@@ -353,17 +209,17 @@ class SyntheticMarket:
         """Binance ``aggTrades`` selection (params already validated; endTime inclusive)."""
         sym = self._sym(symbol)
         if from_id is not None:
-            return self._scan_forward(sym, sym.id_to_minute(from_id), limit, now_ms, min_id=from_id)
+            return scan_forward(sym, sym.id_to_minute(from_id), limit, now_ms, min_id=from_id)
         if start_ms is not None:
             if end_ms is not None and end_ms < start_ms:
                 return empty_trades()
-            return self._scan_forward(sym, start_ms // MINUTE_MS, limit, now_ms, t_lo=start_ms, t_hi=end_ms)
+            return scan_forward(sym, start_ms // MINUTE_MS, limit, now_ms, t_lo=start_ms, t_hi=end_ms)
         hi = end_ms if end_ms is not None else (now_ms if now_ms is not None else None)
         if now_ms is not None and hi is not None:
             hi = min(hi, now_ms)
         if hi is None:
             raise ValueError("select_agg_trades needs now_ms or a time bound")
-        return self._scan_backward(sym, hi, limit)
+        return scan_backward(sym, hi, limit)
 
     def trades_from_id(self, symbol: str, from_id: int, limit: int, now_ms: int | None = None) -> list[Trade]:
         """Up to ``limit`` trades with id >= ``from_id``, as ccxt parses them."""

@@ -35,8 +35,8 @@ from ccxt_questdb_assets.emulator.market_rows import Bars, TradesArr, empty_trad
 from ccxt_questdb_assets.emulator.market_time import DAY_MS, HOUR_MS, MINUTE_MS
 
 
-def _utc_ms(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> int:
-    return int(np.datetime64(f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}", "ms").astype(np.int64))
+def _utc_ms(iso: str) -> int:
+    return int(np.datetime64(iso, "ms").astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -65,50 +65,41 @@ class SymbolSpec:
         return f"{self.base}/{self.quote}"
 
 
-DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
-    SymbolSpec(
-        symbol="BTCUSDT",
-        base="BTC",
+#: The default markets (quoted in USDT, prices with 2 decimals): when each lists and its one
+#: outage [start, end), in UTC.
+_DEFAULT_LISTINGS: dict[str, tuple[str, tuple[str, str]]] = {
+    "BTC": ("2017-08-17T04:00", ("2020-02-19T12:00", "2020-02-19T15:30")),
+    "ETH": ("2017-08-17T04:00", ("2021-04-25T05:00", "2021-04-25T09:00")),
+    "SOL": ("2020-08-11T06:00", ("2023-03-24T12:40", "2023-03-24T14:20")),
+}
+#: Their model: qty decimals, base price, trades per hour, mean qty in lots, seed, wave phases.
+_DEFAULT_MODELS: dict[str, tuple[int, float, int, int, int, tuple[float, ...]]] = {
+    "BTC": (5, 30_000.0, 360, 2_000, 0x5EED_B7C, (0.3, 1.1, 2.9, 0.7, 4.2, 5.5, 1.9)),
+    "ETH": (4, 2_000.0, 240, 5_000, 0x5EED_E74, (2.2, 0.4, 1.7, 3.3, 0.9, 2.6, 4.4)),
+    "SOL": (3, 60.0, 180, 20_000, 0x5EED_501, (4.0, 3.1, 0.2, 1.5, 2.8, 0.6, 3.7)),
+}
+
+
+def _default_spec(base: str) -> SymbolSpec:
+    listed, (outage_start, outage_end) = _DEFAULT_LISTINGS[base]
+    qty_decimals, base_price, trades_per_hour, mean_qty_lots, seed, phases = _DEFAULT_MODELS[base]
+    return SymbolSpec(
+        symbol=f"{base}USDT",
+        base=base,
         quote="USDT",
-        listing_ms=_utc_ms(2017, 8, 17, 4),
-        outages=((_utc_ms(2020, 2, 19, 12, 0), _utc_ms(2020, 2, 19, 15, 30)),),
+        listing_ms=_utc_ms(listed),
+        outages=((_utc_ms(outage_start), _utc_ms(outage_end)),),
         price_decimals=2,
-        qty_decimals=5,
-        base_price=30_000.0,
-        trades_per_hour=360,
-        mean_qty_lots=2_000,
-        seed=0x5EED_B7C,
-        phases=(0.3, 1.1, 2.9, 0.7, 4.2, 5.5, 1.9),
-    ),
-    SymbolSpec(
-        symbol="ETHUSDT",
-        base="ETH",
-        quote="USDT",
-        listing_ms=_utc_ms(2017, 8, 17, 4),
-        outages=((_utc_ms(2021, 4, 25, 5, 0), _utc_ms(2021, 4, 25, 9, 0)),),
-        price_decimals=2,
-        qty_decimals=4,
-        base_price=2_000.0,
-        trades_per_hour=240,
-        mean_qty_lots=5_000,
-        seed=0x5EED_E74,
-        phases=(2.2, 0.4, 1.7, 3.3, 0.9, 2.6, 4.4),
-    ),
-    SymbolSpec(
-        symbol="SOLUSDT",
-        base="SOL",
-        quote="USDT",
-        listing_ms=_utc_ms(2020, 8, 11, 6),
-        outages=((_utc_ms(2023, 3, 24, 12, 40), _utc_ms(2023, 3, 24, 14, 20)),),
-        price_decimals=2,
-        qty_decimals=3,
-        base_price=60.0,
-        trades_per_hour=180,
-        mean_qty_lots=20_000,
-        seed=0x5EED_501,
-        phases=(4.0, 3.1, 0.2, 1.5, 2.8, 0.6, 3.7),
-    ),
-)
+        qty_decimals=qty_decimals,
+        base_price=base_price,
+        trades_per_hour=trades_per_hour,
+        mean_qty_lots=mean_qty_lots,
+        seed=seed,
+        phases=phases,
+    )
+
+
+DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = tuple(_default_spec(base) for base in _DEFAULT_LISTINGS)
 
 
 def listing_spec(base: str, quote: str, listing_ms: int, *, base_price: float = 10.0) -> SymbolSpec:

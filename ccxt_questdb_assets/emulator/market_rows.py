@@ -3,8 +3,8 @@ aggregate."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -35,12 +35,7 @@ def empty_bars() -> Bars:
 
 
 def concat_bars(parts: Sequence[Bars]) -> Bars:
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return empty_bars()
-    if len(parts) == 1:
-        return parts[0]
-    return Bars(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
+    return _concat(parts, empty_bars)
 
 
 def aggregate(bars: Bars, keys: np.ndarray) -> Bars:
@@ -84,12 +79,20 @@ def empty_trades() -> TradesArr:
 
 
 def concat_trades(parts: Sequence[TradesArr]) -> TradesArr:
+    return _concat(parts, empty_trades)
+
+
+Columns = TypeVar("Columns", Bars, TradesArr)
+
+
+def _concat(parts: Sequence[Columns], empty: Callable[[], Columns]) -> Columns:
+    """``parts`` end to end, column by column (the empty ones left out)."""
     parts = [p for p in parts if len(p)]
     if not parts:
-        return empty_trades()
+        return empty()
     if len(parts) == 1:
         return parts[0]
-    return TradesArr(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
+    return type(parts[0])(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
 
 
 class Trade(NamedTuple):

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 
 from ccxt_questdb_assets.core.errors import ConfigError
-from ccxt_questdb_assets.ratelimit.limiter import parse_retry_after
+from ccxt_questdb_assets.ratelimit.retry_after import parse_retry_after
 
 
 class MalformedResponse(Exception):

@@ -12,13 +12,7 @@ from ccxt_questdb_assets.ratelimit.config import (
     redact_dsn,
 )
 from ccxt_questdb_assets.ratelimit.keys import PLACEHOLDERS, parse_key_template, render_key
-from ccxt_questdb_assets.ratelimit.limiter import (
-    LimiterEvent,
-    Permit,
-    RateLimiter,
-    RateLimitTimeout,
-    parse_retry_after,
-)
+from ccxt_questdb_assets.ratelimit.limiter import Permit, RateLimiter, RateLimitTimeout
 from ccxt_questdb_assets.ratelimit.options import KNOWN_OPTIONS, SCOPES, RateLimiterOptions
 from ccxt_questdb_assets.ratelimit.registry import (
     build_limiter,
@@ -27,6 +21,8 @@ from ccxt_questdb_assets.ratelimit.registry import (
     reset_registry,
     shared_keys,
 )
+from ccxt_questdb_assets.ratelimit.reporting import LimiterEvent
+from ccxt_questdb_assets.ratelimit.retry_after import parse_retry_after
 from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsScope, track
 from ccxt_questdb_assets.ratelimit.weights import EndpointWeights
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import Any, NamedTuple
 
 from ccxt_questdb_assets.ratelimit.bucket import COOLDOWN, GO
 from ccxt_questdb_assets.ratelimit.local import Ticket
@@ -22,28 +21,24 @@ from ccxt_questdb_assets.ratelimit.local import Ticket
 __all__ = ["Admission", "admission", "drive_async", "drive_sync"]
 
 
-@dataclass(frozen=True, slots=True)
-class Reserve:
+class Reserve(NamedTuple):
     """Ask the backend for a turn of ``weight`` tokens (answered with a ``Grant``)."""
 
     weight: float
 
 
-@dataclass(frozen=True, slots=True)
-class Admit:
+class Admit(NamedTuple):
     """Pass the gate with a turn (answered with ``(kind, wait, slot)``)."""
 
     ticket: Ticket
     held_at: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class Refund:
+class Refund(NamedTuple):
     """Give a turn back (and the gate's token when ``gate``)."""
 
     ticket: Ticket
@@ -95,16 +90,40 @@ def admission(
         cooldown_waited = True
 
 
+class _Steps:
+    """The steps of a machine, each one's outcome (``answer`` or ``fail``) sent into it before the
+    next; ``admitted`` is what the machine returned once it is done."""
+
+    admitted: tuple[Ticket, bool]
+
+    def __init__(self, machine: Admission) -> None:
+        self._machine = machine
+        self._answer: Any = None
+        self._error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Step]:
+        while True:
+            answer, error = self._answer, self._error
+            self._answer, self._error = None, None
+            try:
+                step = self._machine.throw(error) if error is not None else self._machine.send(answer)
+            except StopIteration as done:
+                self.admitted = done.value
+                return
+            yield step
+
+    def answer(self, value: Any) -> None:
+        self._answer = value
+
+    def fail(self, error: BaseException) -> None:
+        """The step failed: the error is thrown into the machine, which refunds and re-raises."""
+        self._error = error
+
+
 def drive_sync(machine: Admission, backend: Any) -> tuple[Ticket, bool]:
     """Run ``machine`` in this thread: backend calls and sleeps block it."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = machine.throw(error) if error is not None else machine.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        result, error = None, None
+    steps = _Steps(machine)
+    for step in steps:
         try:
             if isinstance(step, Sleep):
                 time.sleep(step.seconds)
@@ -117,9 +136,10 @@ def drive_sync(machine: Admission, backend: Any) -> tuple[Ticket, bool]:
                     if isinstance(step, Reserve)
                     else backend.admit(step.ticket, step.held_at)
                 )
-                result = (answer, time.monotonic() - t0)
+                steps.answer((answer, time.monotonic() - t0))
         except BaseException as exc:  # noqa: BLE001 - handed to the machine, which refunds and re-raises
-            error = exc
+            steps.fail(exc)
+    return steps.admitted
 
 
 async def drive_async(
@@ -131,22 +151,17 @@ async def drive_async(
 ) -> tuple[Ticket, bool]:
     """Run ``machine`` on the event loop: ``timed(fn, *args)`` makes a backend call (off the loop
     when it blocks) and times it; ``refund_soon`` hands a refund to the backend's thread."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = machine.throw(error) if error is not None else machine.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        result, error = None, None
+    steps = _Steps(machine)
+    for step in steps:
         try:
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
             elif isinstance(step, Refund):
                 refund_soon(step.ticket, step.gate)
             elif isinstance(step, Reserve):
-                result = await timed(backend.reserve, step.weight, refund_grant=True)
+                steps.answer(await timed(backend.reserve, step.weight, refund_grant=True))
             else:
-                result = await timed(backend.admit, step.ticket, step.held_at)
+                steps.answer(await timed(backend.admit, step.ticket, step.held_at))
         except BaseException as exc:  # noqa: BLE001 - handed to the machine, which refunds and re-raises
-            error = exc
+            steps.fail(exc)
+    return steps.admitted

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import email.utils
-import logging
 import math
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
@@ -27,54 +24,13 @@ from ccxt_questdb_assets.ratelimit.admission import Admission, admission, drive_
 from ccxt_questdb_assets.ratelimit.config import RateLimiterConfig
 from ccxt_questdb_assets.ratelimit.local import Grant, Ticket
 from ccxt_questdb_assets.ratelimit.primitives import HybridSemaphore
-from ccxt_questdb_assets.ratelimit.stats import LimiterStats, StatsRecorder, active_scopes
-
-_log = logging.getLogger("ccxt_questdb_assets.ratelimit")
-
-#: Waits shorter than this are not counted as waits in the stats.
-WAIT_EPSILON_S = 0.001
+from ccxt_questdb_assets.ratelimit.reporting import LimiterReporter, Listener
+from ccxt_questdb_assets.ratelimit.retry_after import parse_retry_after
+from ccxt_questdb_assets.ratelimit.stats import LimiterStats
 
 
 class RateLimitTimeout(CcxtQuestDBError, TimeoutError):
     """``acquire(timeout=...)`` could not be admitted in time; nothing is held."""
-
-
-@dataclass(frozen=True)
-class LimiterEvent:
-    """Something a run log or a metrics exporter may want: ``kind`` is one of ``admitted`` (every
-    admission; ``seconds`` waited), ``wait`` (an admission that waited), ``cooldown_wait``,
-    ``penalty``, ``fallback``, ``resumed``, ``redis_error``, ``timeout``."""
-
-    kind: str
-    key: str
-    scope: str
-    seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-Listener = Callable[[LimiterEvent], None]
-
-
-def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` value: a number, delta-seconds text or an HTTP date."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return max(0.0, float(value)) if math.isfinite(value) else None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -148,9 +104,7 @@ class RateLimiter:
         self.signature = config.budget_signature()
         self._backend = backend
         self._semaphore = HybridSemaphore(config.concurrency)
-        self._stats = StatsRecorder()
-        self._listeners: list[Listener] = []
-        self._listeners_lock = threading.Lock()
+        self._report = LimiterReporter(key, self.scope)
         self._weights: dict[str | None, Any] = {}
 
     # ------------------------------------------------------------------ properties
@@ -162,7 +116,7 @@ class RateLimiter:
     @property
     def stats(self) -> LimiterStats:
         """Counters of everything this limiter admitted in this process (snapshot)."""
-        return self._stats.snapshot()
+        return self._report.stats.snapshot()
 
     @property
     def concurrency(self) -> int:
@@ -202,65 +156,19 @@ class RateLimiter:
 
         For one run or asset prefer ``ratelimit.track(listener)``: it sees only that code's events.
         """
-        with self._listeners_lock:
-            self._listeners.append(listener)
+        self._report.add_listener(listener)
         return lambda: self.remove_listener(listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        with self._listeners_lock:
-            try:
-                self._listeners.remove(listener)
-            except ValueError:
-                pass
-
-    def _notify(self, event: LimiterEvent, *, scopes: bool = True) -> None:
-        if scopes:
-            for scope in active_scopes():
-                scope.notify(event)
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not break rate limiting
-                _log.exception("rate limiter listener failed on %s", event.kind)
-
-    def _emit(self, kind: str, seconds: float = 0.0, **info: Any) -> None:
-        self._notify(LimiterEvent(kind, self.key, self.scope, seconds, info))
-
-    def _record(self, **deltas: float) -> None:
-        self._stats.add(**deltas)
-        for scope in active_scopes():
-            scope.record(self.key, **deltas)
+        self._report.remove_listener(listener)
 
     def _on_backend_event(self, kind: str, info: dict[str, Any]) -> None:
         """Backend events (Redis outage and recovery) happen on the backend's threads: they reach
         the process-wide listeners and the scopes active where the backend was called."""
-        deltas: dict[str, float] = {}
-        if kind == "fallback":
-            deltas["fallback_events"] = 1
-        elif kind == "redis_error":
-            deltas["redis_errors"] = 1
-        if deltas:
-            self._record(**deltas)
-        self._notify(LimiterEvent(kind, self.key, self.scope, float(info.get("outage_s", 0.0)), dict(info)))
-
-    def _admitted(self, weight: float, ticket: Ticket, waited: float, cooldown_waited: bool) -> None:
-        deltas: dict[str, float] = {"requests": 1, "tokens": weight}
-        if waited >= WAIT_EPSILON_S:
-            deltas.update(waits=1, wait_s=waited, max_wait_s=waited)
-        if cooldown_waited:
-            deltas["cooldown_waits"] = 1
-        if ticket.source == "fallback":
-            deltas["fallback_requests"] = 1
-        self._record(**deltas)
-        if waited >= WAIT_EPSILON_S:
-            self._emit("wait", waited, weight=weight, source=ticket.source, cooldown=cooldown_waited)
-        self._emit("admitted", waited, weight=weight, source=ticket.source)
+        self._report.backend_event(kind, info)
 
     def _timeout(self, timeout: float | None, waited: float) -> RateLimitTimeout:
-        self._record(timeouts=1)
-        self._emit("timeout", waited, timeout=timeout)
+        self._report.timed_out(timeout, waited)
         return RateLimitTimeout(
             f"rate limiter {self.key}: not admitted within {timeout} s (waited {waited:.3f} s); nothing is held"
         )
@@ -318,7 +226,9 @@ class RateLimiter:
         def check_deadline(wait: float) -> None:
             self._check_deadline(deadline, wait, timeout, started)
 
-        return admission(weight, check_deadline=check_deadline, on_cooldown=lambda s: self._emit("cooldown_wait", s))
+        return admission(
+            weight, check_deadline=check_deadline, on_cooldown=lambda s: self._report.emit("cooldown_wait", s)
+        )
 
     async def _admit_async(
         self, weight: float, deadline: float | None, started: float, timeout: float | None
@@ -341,10 +251,10 @@ class RateLimiter:
         except TimeoutError:
             raise self._timeout(timeout, time.monotonic() - started) from None
         except asyncio.CancelledError:
-            self._record(cancellations=1)
+            self._report.record(cancellations=1)
             raise
         waited = time.monotonic() - started
-        self._admitted(weight, ticket, waited, cooldown_waited)
+        self._report.admitted(weight, ticket.source, waited, cooldown_waited)
         return Permit(self, weight, waited, ticket.source)
 
     async def penalize(self, retry_after_s: Any = None, *, status: int | None = None) -> float:
@@ -355,7 +265,7 @@ class RateLimiter:
         """
         seconds = self._penalty_seconds(retry_after_s)
         applied = await self._call(self._backend.penalize, seconds)
-        self._penalized(seconds, applied, retry_after_s, status)
+        self._report.penalized(seconds, applied, retry_after_s, status)
         return applied
 
     # ------------------------------------------------------------------ sync path
@@ -389,34 +299,22 @@ class RateLimiter:
             self._semaphore.release()
             raise
         waited = time.monotonic() - started
-        self._admitted(weight, ticket, waited, cooldown_waited)
+        self._report.admitted(weight, ticket.source, waited, cooldown_waited)
         return Permit(self, weight, waited, ticket.source)
 
     def penalize_sync(self, retry_after_s: Any = None, *, status: int | None = None) -> float:
         seconds = self._penalty_seconds(retry_after_s)
         applied = self._backend.penalize(seconds)
-        self._penalized(seconds, applied, retry_after_s, status)
+        self._report.penalized(seconds, applied, retry_after_s, status)
         return applied
 
     def close(self) -> None:
         """Release the backend's resources (thread pool, Redis client). ``reset_registry`` does it."""
         self._backend.close()
 
-    # ------------------------------------------------------------------ penalties
     def _penalty_seconds(self, retry_after: Any) -> float:
         parsed = parse_retry_after(retry_after)
         return max(self.config.penalty_backoff_s, parsed or 0.0)
-
-    def _penalized(self, asked: float, applied: float, retry_after: Any, status: int | None) -> None:
-        self._record(penalties=1, cooldown_s=asked)
-        _log.warning(
-            "rate limiter %s: exchange answered %s (Retry-After %s); every holder of the key pauses %.3f s",
-            self.key,
-            status or "429/418",
-            retry_after,
-            applied,
-        )
-        self._emit("penalty", applied, status=status, retry_after=retry_after, requested_s=asked)
 
     def __repr__(self) -> str:
         return f"RateLimiter(key={self.key!r}, scope={self.scope!r}, mode={self.mode!r})"

@@ -17,6 +17,9 @@ __all__ = ["register", "main"]
 
 EXIT_NOT_RUNNING = 3
 
+#: The options of ``start``, each named (``dest``) as the ``ServerSettings.from_env`` argument it sets.
+_START_SETTINGS = ("data_dir", "http_port", "pg_port", "ilp_port", "min_port", "host", "heap", "start_timeout")
+
 
 def _common(p: argparse.ArgumentParser, *, ports: bool = True) -> None:
     p.add_argument("--data-dir", help="QuestDB root dir (env CCXT_QUESTDB_DATA_DIR; default <state dir>/questdb/data)")
@@ -48,9 +51,20 @@ def register(subparsers: Any) -> None:
 
     p = qs.add_parser("start", help="start a background QuestDB (no-op if already running there)")
     _common(p)
-    p.add_argument("--bind-host", help="interface to bind (env CCXT_QUESTDB_BIND_HOST; 127.0.0.1)")
+    p.add_argument(
+        "--bind-host",
+        dest="host",
+        metavar="BIND_HOST",
+        help="interface to bind (env CCXT_QUESTDB_BIND_HOST; 127.0.0.1)",
+    )
     p.add_argument("--heap", help="JVM max heap, e.g. 2g (env CCXT_QUESTDB_HEAP; 2g)")
-    p.add_argument("--timeout", type=float, help="seconds to wait for readiness (env CCXT_QUESTDB_START_TIMEOUT; 90)")
+    p.add_argument(
+        "--timeout",
+        dest="start_timeout",
+        metavar="TIMEOUT",
+        type=float,
+        help="seconds to wait for readiness (env CCXT_QUESTDB_START_TIMEOUT; 90)",
+    )
     p.set_defaults(func=_cmd_start)
 
     p = qs.add_parser("stop", help="stop the background QuestDB of a data dir (SIGTERM, then SIGKILL)")
@@ -85,16 +99,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
     from ccxt_questdb_assets.services.questdb_daemon import start_detached
     from ccxt_questdb_assets.services.questdb_settings import ServerSettings
 
-    settings = ServerSettings.from_env(
-        data_dir=args.data_dir,
-        http_port=args.http_port,
-        pg_port=args.pg_port,
-        ilp_port=args.ilp_port,
-        min_port=args.min_port,
-        host=args.bind_host,
-        heap=args.heap,
-        start_timeout=args.timeout,
-    )
+    settings = ServerSettings.from_env(**{name: getattr(args, name) for name in _START_SETTINGS})
     status = start_detached(settings, release=resolve_release(args.qdb_version))
     _emit(args, status.describe(), status.to_dict())
     return 0

@@ -12,6 +12,7 @@ import socket
 import time
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.storage.connection import _as_port
 
 __all__ = ["free_port", "free_ports", "port_is_free", "port_accepts", "wait_for_port", "validate_port"]
 
@@ -70,11 +71,6 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> 
 
 
 def validate_port(value: object, name: str) -> int:
-    """``value`` as a TCP port number (1..65535), or ConfigError naming ``name``."""
-    try:
-        port = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a TCP port number (1-65535), got {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{name} must be a TCP port number (1-65535), got {port}")
-    return port
+    """``value`` as a TCP port number (1..65535), or ConfigError naming ``name``: the rule the
+    connection settings apply to their own ports."""
+    return _as_port(value, name)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,7 +15,16 @@ from typing import Any
 
 from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.services.ports import port_accepts
-from ccxt_questdb_assets.services.questdb_process import busy_ports, ping, ports_text, prepare, stop_pid, wait_ready
+from ccxt_questdb_assets.services.questdb_process import (
+    busy_ports,
+    launch,
+    ping,
+    ports_text,
+    prepare,
+    stop_pid,
+    wait_exit,
+    wait_ready,
+)
 from ccxt_questdb_assets.services.questdb_release import QuestDBRelease, resolve_release
 from ccxt_questdb_assets.services.questdb_settings import (
     LOG_FILE,
@@ -178,22 +185,7 @@ def start_detached(
             "Choose other ports (--http-port/--pg-port/--ilp-port/--min-port or CCXT_QUESTDB_*_PORT)"
         )
     release, jar, java, cmd, child_env = prepare(settings, release, None, None, env)
-    log_path = settings.data_dir / LOG_FILE
-    with open(log_path, "ab") as log:
-        log.write(f"\n--- ccxt-questdb: starting QuestDB {release.version}: {shlex.join(cmd)}\n".encode())
-        log.flush()
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=child_env,
-                cwd=settings.data_dir,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise ServiceError(f"cannot run {cmd[0]}: {exc}") from exc
+    proc = launch(settings, cmd, child_env, release.version, start_new_session=True)
     started_at = time.time()
     state = {
         "pid": proc.pid,
@@ -212,22 +204,14 @@ def start_detached(
     tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, settings.data_dir / STATE_FILE)
     try:
-        waited = wait_ready(settings, proc.poll, log_path, f"QuestDB {release.version} (pid {proc.pid})")
+        waited = wait_ready(settings, proc.poll, f"QuestDB {release.version} (pid {proc.pid})")
     except BaseException:
-        stop_pid(proc.pid, 10.0, lambda t: _wait_popen(proc, t))
+        stop_pid(proc.pid, 10.0, lambda t: wait_exit(proc, t))
         _clear_state(settings.data_dir)
         raise
     status = server_status(settings.data_dir, env)
     status.startup_seconds = waited
     return status
-
-
-def _wait_popen(proc: subprocess.Popen[bytes], t: float) -> bool:
-    try:
-        proc.wait(t)
-        return True
-    except subprocess.TimeoutExpired:
-        return False
 
 
 def _wait_pid_gone(pid: int, t: float) -> bool:

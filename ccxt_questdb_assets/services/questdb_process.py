@@ -1,11 +1,14 @@
 """What starting and stopping a local QuestDB process takes: readiness probes (HTTP ``/ping``, PG
-wire ``select 1``), the log's tail, busy ports, the jar and Java, and stopping a pid."""
+wire ``select 1``), the log's tail, busy ports, the jar and Java, launching the JVM, and stopping a
+pid."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +22,7 @@ from ccxt_questdb_assets.services.ports import port_is_free
 from ccxt_questdb_assets.services.questdb_release import QuestDBRelease, fetch_release, resolve_release
 from ccxt_questdb_assets.services.questdb_settings import (
     ENV_START_TIMEOUT,
+    LOG_FILE,
     ServerPorts,
     ServerSettings,
     build_command,
@@ -77,8 +81,9 @@ def connection_for(settings: ServerSettings) -> QuestDBConnection:
     )
 
 
-def wait_ready(settings: ServerSettings, proc_alive: Any, log_path: Path, what: str) -> float:
-    """Poll until ready; returns seconds waited. ServiceError (with the log tail) on death/timeout."""
+def wait_ready(settings: ServerSettings, proc_alive: Any, what: str) -> float:
+    """Poll until ready; returns seconds waited. ServiceError (with the server log's tail) on death/timeout."""
+    log_path = settings.data_dir / LOG_FILE
     t0 = time.monotonic()
     deadline = t0 + settings.start_timeout
     conn = connection_for(settings)
@@ -128,6 +133,38 @@ def prepare(
     child_env = dict(env)
     child_env.update(build_qdb_env(settings))
     return release, jar, java, cmd, child_env
+
+
+def launch(
+    settings: ServerSettings, cmd: list[str], child_env: Mapping[str, str], version: str, **detach: Any
+) -> subprocess.Popen[bytes]:
+    """Run ``cmd`` (from :func:`prepare`) in the data dir, its output appended to the server log
+    after a line naming the start; ``detach`` ties the process to its parent or sets it free
+    (``preexec_fn``, ``start_new_session``). ServiceError if it cannot run."""
+    with open(settings.data_dir / LOG_FILE, "ab") as log:
+        log.write(f"\n--- ccxt-questdb: starting QuestDB {version}: {shlex.join(cmd)}\n".encode())
+        log.flush()
+        try:
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child_env,
+                cwd=settings.data_dir,
+                **detach,
+            )
+        except OSError as exc:
+            raise ServiceError(f"cannot run {cmd[0]}: {exc}") from exc
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True once ``proc`` has exited, waiting up to ``timeout`` seconds."""
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def stop_pid(pid: int, timeout: float, wait: Any) -> None:

@@ -17,7 +17,6 @@ variable; nothing is written to ``server.conf``.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -27,17 +26,27 @@ from pathlib import Path
 from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.services.java import JavaRuntime
 from ccxt_questdb_assets.services.ports import free_ports
-from ccxt_questdb_assets.services.process import parent_death_preexec
-from ccxt_questdb_assets.services.questdb_process import busy_ports, connection_for, prepare, stop_pid, wait_ready
+from ccxt_questdb_assets.services.process import ChildProcess, parent_death_preexec
+from ccxt_questdb_assets.services.questdb_endpoints import QuestDBEndpoints
+from ccxt_questdb_assets.services.questdb_process import (
+    busy_ports,
+    connection_for,
+    launch,
+    prepare,
+    stop_pid,
+    wait_exit,
+    wait_ready,
+)
 from ccxt_questdb_assets.services.questdb_release import QuestDBRelease, resolve_release
 from ccxt_questdb_assets.services.questdb_settings import DEFAULT_BIND_HOST, LOG_FILE, ServerPorts, ServerSettings
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
 
 
-class QuestDBServer:
-    """A QuestDB server child of this process.
+class QuestDBServer(QuestDBEndpoints, ChildProcess):
+    """A QuestDB server child of this process (``http_url``, ``pg_dsn``, ``ilp_conf``: its endpoints).
 
-    Ports left as None are picked free at construction. Example::
+    Ports left as None are picked free at construction; ``restart()`` keeps them, and the data.
+    Example::
 
         with QuestDBServer(tmp_path / "qdb") as srv:
             with srv.connection.pg_connect() as c: ...
@@ -128,26 +137,6 @@ class QuestDBServer:
     def connection(self) -> QuestDBConnection:
         return connection_for(self.settings)
 
-    @property
-    def http_url(self) -> str:
-        return self.connection.rest_url
-
-    @property
-    def pg_dsn(self) -> str:
-        """The PG wire DSN, password included (default admin/quest)."""
-        return self.connection.to_dsn(include_password=True)
-
-    @property
-    def ilp_conf(self) -> str:
-        return self.connection.ilp_conf()
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     # -- lifecycle
     def start(self) -> QuestDBServer:
         """Start and wait until ready. ServiceError (with the log tail) if it cannot."""
@@ -162,60 +151,24 @@ class QuestDBServer:
             self.settings, self.release, self.jar, self.java, self._env
         )
         t0 = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n--- ccxt-questdb: starting QuestDB {self.version}: {shlex.join(cmd)}\n".encode())
-            log.flush()
-            try:
-                self.process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=child_env,
-                    cwd=self.data_dir,
-                    preexec_fn=parent_death_preexec(),  # noqa: PLW1509
-                )
-            except OSError as exc:
-                raise ServiceError(f"cannot run {cmd[0]}: {exc}") from exc
+        self.process = launch(self.settings, cmd, child_env, self.version, preexec_fn=parent_death_preexec())
         try:
-            wait_ready(
-                self.settings, self.process.poll, self.log_path, f"QuestDB {self.version} (pid {self.process.pid})"
-            )
+            wait_ready(self.settings, self.process.poll, f"QuestDB {self.version} (pid {self.process.pid})")
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - t0
         return self
 
-    def restart(self) -> QuestDBServer:
-        """Stop, then start again with the same data dir and ports (data is kept)."""
-        self.stop()
-        return self.start()
-
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Safe to call twice."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        proc = self._take_running()
+        if proc is None:
             return
-
-        def wait(t: float) -> bool:
-            try:
-                proc.wait(t)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-
-        stop_pid(proc.pid, timeout, wait)
-
-    def __enter__(self) -> QuestDBServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        stop_pid(proc.pid, timeout, lambda t: wait_exit(proc, t))
 
     def __repr__(self) -> str:
-        state = f"pid {self.pid}" if self.is_running() else "stopped"
         return (
             f"QuestDBServer(version={self.version!r}, data_dir={str(self.data_dir)!r}, http={self.http_port}, "
-            f"pg={self.pg_port}, ilp={self.ilp_port}, min={self.min_port}, {state})"
+            f"pg={self.pg_port}, ilp={self.ilp_port}, min={self.min_port}, {self._state()})"
         )

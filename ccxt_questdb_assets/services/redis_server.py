@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.services.ports import free_port, port_is_free
-from ccxt_questdb_assets.services.process import parent_death_preexec
+from ccxt_questdb_assets.services.process import ChildProcess, parent_death_preexec
 
 __all__ = ["RedisServer", "find_redis_server", "redis_ping", "ENV_REDIS_SERVER"]
 
@@ -60,11 +60,11 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ChildProcess):
     """A ``redis-server`` child process.
 
     ``port`` None picks a free port once; it is kept across stop/start. Use as a context manager or
-    call ``start()``/``stop()``.
+    call ``start()``/``stop()``; ``restart()`` loses the data (there is no persistence).
     """
 
     def __init__(
@@ -93,13 +93,6 @@ class RedisServer:
     @property
     def log_path(self) -> Path:
         return self.workdir / "redis.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def ping(self) -> bool:
         return redis_ping(self.host, self.port)
@@ -163,8 +156,8 @@ class RedisServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (clean shutdown), then SIGKILL after ``timeout`` s. Safe to call twice."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        proc = self._take_running()
+        if proc is None:
             return
         proc.terminate()
         try:
@@ -175,16 +168,11 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would. Safe to call twice."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        proc = self._take_running()
+        if proc is None:
             return
         proc.kill()
         proc.wait(10)
-
-    def restart(self) -> RedisServer:
-        """Stop, then start again on the same port (data is lost: there is no persistence)."""
-        self.stop()
-        return self.start()
 
     def close(self) -> None:
         """Stop and remove the temp dir this object created."""
@@ -192,12 +180,8 @@ class RedisServer:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        state = f"pid {self.pid}" if self.is_running() else "stopped"
-        return f"RedisServer({self.url}, {state})"
+        return f"RedisServer({self.url}, {self._state()})"

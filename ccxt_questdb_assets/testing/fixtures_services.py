@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError, ServiceError
 from ccxt_questdb_assets.services.ports import port_is_free
+from ccxt_questdb_assets.services.questdb_endpoints import QuestDBEndpoints
 from ccxt_questdb_assets.services.questdb_process import pg_ready, ping
 from ccxt_questdb_assets.services.questdb_server import QuestDBServer
 from ccxt_questdb_assets.services.redis_server import RedisServer
@@ -50,25 +52,17 @@ ENV_TEST_HTTP = "CCXT_QUESTDB_TEST_HTTP"
 ENV_TEST_REDIS_URL = "CCXT_QUESTDB_TEST_REDIS_URL"
 
 
-class ExternalQuestDB:
+class ExternalQuestDB(QuestDBEndpoints):
     """An existing QuestDB named by the environment; the tests do not own it."""
 
     external = True
 
     def __init__(self, connection: QuestDBConnection) -> None:
-        self.connection = connection
+        self._connection = connection
 
     @property
-    def http_url(self) -> str:
-        return self.connection.rest_url
-
-    @property
-    def pg_dsn(self) -> str:
-        return self.connection.to_dsn(include_password=True)
-
-    @property
-    def ilp_conf(self) -> str:
-        return self.connection.ilp_conf()
+    def connection(self) -> QuestDBConnection:
+        return self._connection
 
     def is_running(self) -> bool:
         return pg_ready(self.connection)
@@ -113,6 +107,28 @@ class ExternalRedis:
         return "ExternalRedis(<from CCXT_QUESTDB_TEST_REDIS_URL>)"
 
 
+T = TypeVar("T")
+
+
+@contextmanager
+def _held(
+    open_: Callable[[], T],
+    close: Callable[[T], object],
+    failure: str,
+    errors: type[Exception] = CcxtQuestDBError,
+) -> Iterator[T]:
+    """What ``open_()`` gives, ``close``d when the block ends; the test fails with ``failure`` and
+    the error when ``open_`` raises one of ``errors``."""
+    try:
+        held = open_()
+    except errors as exc:
+        pytest.fail(f"{failure}: {exc}", pytrace=False)
+    try:
+        yield held
+    finally:
+        close(held)
+
+
 def _service_env(config: pytest.Config) -> dict[str, str]:
     env = dict(os.environ)
     if not env.get(ENV_HOME, "").strip():
@@ -152,14 +168,10 @@ def questdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         return
     env = _service_env(request.config)
     data_dir = tmp_path_factory.mktemp("questdb")
-    try:
-        server = _start_questdb(data_dir, env)
-    except CcxtQuestDBError as exc:
-        pytest.fail(f"QuestDB could not start for the tests: {exc}", pytrace=False)
-    try:
+    with _held(
+        lambda: _start_questdb(data_dir, env), QuestDBServer.stop, "QuestDB could not start for the tests"
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -170,14 +182,13 @@ def questdb_connection(questdb: Any) -> QuestDBConnection:
 @pytest.fixture
 def questdb_conn(questdb: Any) -> Iterator[Any]:
     """An autocommit psycopg connection to the session QuestDB."""
-    try:
-        conn = questdb.connection.pg_connect(autocommit=True)
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"cannot connect to QuestDB at {questdb.connection} over PG wire: {exc}", pytrace=False)
-    try:
+    with _held(
+        lambda: questdb.connection.pg_connect(autocommit=True),
+        lambda conn: conn.close(),
+        f"cannot connect to QuestDB at {questdb.connection} over PG wire",
+        errors=Exception,
+    ) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -190,14 +201,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield ext
         return
     server = RedisServer(workdir=tmp_path_factory.mktemp("redis"))
-    try:
-        server.start()
-    except CcxtQuestDBError as exc:
-        pytest.fail(f"Redis could not start for the tests: {exc}", pytrace=False)
-    try:
+    with _held(server.start, RedisServer.stop, "Redis could not start for the tests"):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ class Answer:
 
 
 class Dialect(Protocol):
-    """One exchange's REST dialect."""
+    """One exchange's REST dialect (each dialect class subclasses it, inheriting ``headers``)."""
 
     name: str
     routes: dict[str, Route]
@@ -77,8 +77,8 @@ class Dialect(Protocol):
     budget_window_s: int
 
     def headers(self, used: int) -> dict[str, str]:
-        """Headers every answer carries (e.g. the weight used)."""
-        ...
+        """Headers every answer carries (e.g. the weight used); none unless the dialect says so."""
+        return {}
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         """The answer to a request over the budget."""

@@ -5,15 +5,20 @@ docs/emulator.md for the sources)."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.binance_params import (
+    AGG_TRADES_MAX_WINDOW_MS,
+    BinanceError,
+    agg_trades_query,
+    kline_query,
+)
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.emulator.market import HOUR_MS, TIMEFRAMES, Bars, SymbolSpec, TradesArr, next_bar_open
+from ccxt_questdb_assets.emulator.market import TIMEFRAMES, Bars, SymbolSpec, TradesArr, next_bar_open
 from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WEIGHTS
 
 if TYPE_CHECKING:
@@ -22,68 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BINANCE",
-    "BinanceError",
     "agg_json",
     "dec_formatter",
     "dec_template",
     "klines_json",
-    "mandatory",
-    "param_limit",
-    "param_long",
-    "param_symbol",
     "split_units",
 ]
-
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 500
-AGG_TRADES_MAX_WINDOW_MS = HOUR_MS
-#: Binance spot symbol statuses; ccxt marks a market active only when ``TRADING``.
-_LONG_RE = re.compile(r"^[0-9]{1,20}$")
-
-
-class BinanceError(DialectError):
-    """An error answered as Binance does: HTTP status + ``{"code": .., "msg": ..}``."""
-
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(status, {"code": code, "msg": msg})
-        self.code, self.msg = code, msg
-
-
-def mandatory(name: str) -> BinanceError:
-    return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-
-
-# ----------------------------------------------------------------------------- parameters
-
-
-def param_long(q: Any, name: str) -> int | None:
-    raw = q.get(name)
-    if raw is None:
-        return None
-    if raw == "":
-        raise BinanceError(-1105, f"Parameter '{name}' was empty.")
-    if not _LONG_RE.match(raw):
-        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
-    return int(raw)
-
-
-def param_limit(q: Any, max_limit: int = MAX_LIMIT) -> int:
-    limit = param_long(q, "limit")
-    if limit is None:
-        return DEFAULT_LIMIT
-    if not 1 <= limit <= max_limit:
-        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
-    return limit
-
-
-def param_symbol(state: EmulatorState, q: Any) -> str:
-    symbol = q.get("symbol")
-    if not symbol:
-        raise mandatory("symbol")
-    if not state.market.has_symbol(symbol):
-        raise BinanceError(-1121, "Invalid symbol.")
-    return symbol
-
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -283,17 +232,7 @@ def _exchange_info(state: EmulatorState, q: Any) -> Any:
 
 
 def _klines(state: EmulatorState, q: Any) -> Any:
-    symbol_raw = q.get("symbol")
-    if not symbol_raw:
-        raise mandatory("symbol")
-    interval = q.get("interval")
-    if not interval:
-        raise mandatory("interval")
-    if interval not in TIMEFRAMES:
-        raise BinanceError(-1120, "Invalid interval.")
-    symbol = param_symbol(state, q)
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q)
+    symbol, interval, start, end, limit = kline_query(state, q, TIMEFRAMES)
     tz = q.get("timeZone")
     if tz not in (None, "0", "+0", "0:00", "00:00", "+00:00"):
         raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")
@@ -306,10 +245,7 @@ def _klines(state: EmulatorState, q: Any) -> Any:
 
 
 def _agg_trades(state: EmulatorState, q: Any) -> Any:
-    symbol = param_symbol(state, q)
-    from_id = param_long(q, "fromId")
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q)
+    symbol, from_id, start, end, limit = agg_trades_query(state, q)
     if from_id is not None and (start is not None or end is not None):
         raise BinanceError(-1128, "Combination of optional parameters invalid.")
     if start is not None and end is not None:
@@ -359,7 +295,7 @@ def mangle_bare_rows(rule: FaultRule, payload: Any) -> Any:
     return mangle_rows_at(rule, payload, payload if isinstance(payload, list) else None, lambda rows: rows)
 
 
-class _Binance:
+class _Binance(Dialect):
     """Binance spot: weights per path against a per-minute budget, -1003 on 429/418."""
 
     name = "binance"

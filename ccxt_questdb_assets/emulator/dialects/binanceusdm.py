@@ -14,20 +14,20 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, Route
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, Route
 from ccxt_questdb_assets.emulator.dialects.binance import (
-    AGG_TRADES_MAX_WINDOW_MS,
-    BinanceError,
     agg_json,
     dec_formatter,
     klines_json,
-    mandatory,
     mangle_bare_rows,
     other_fault,
-    param_limit,
-    param_long,
-    param_symbol,
     price_and_lot_filters,
+)
+from ccxt_questdb_assets.emulator.dialects.binance_params import (
+    AGG_TRADES_MAX_WINDOW_MS,
+    BinanceError,
+    agg_trades_query,
+    kline_query,
 )
 from ccxt_questdb_assets.emulator.market import TIMEFRAMES
 
@@ -185,16 +185,7 @@ def _start_after_end() -> BinanceError:
 
 
 def _klines(state: EmulatorState, q: Any) -> Any:
-    if not q.get("symbol"):
-        raise mandatory("symbol")
-    interval = q.get("interval")
-    if not interval:
-        raise mandatory("interval")
-    if interval not in INTERVALS:
-        raise BinanceError(-1120, "Invalid interval.")
-    symbol = param_symbol(state, q)
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q, KLINES_MAX_LIMIT)
+    symbol, interval, start, end, limit = kline_query(state, q, INTERVALS, KLINES_MAX_LIMIT)
     if start is not None and end is not None and end < start:
         raise _start_after_end()
     bars = state.market.select_bars(
@@ -204,10 +195,7 @@ def _klines(state: EmulatorState, q: Any) -> Any:
 
 
 def _agg_trades(state: EmulatorState, q: Any) -> Any:
-    symbol = param_symbol(state, q)
-    from_id = param_long(q, "fromId")
-    start, end = param_long(q, "startTime"), param_long(q, "endTime")
-    limit = param_limit(q, AGG_MAX_LIMIT)
+    symbol, from_id, start, end, limit = agg_trades_query(state, q, AGG_MAX_LIMIT)
     if start is not None and end is not None:
         if end < start:
             raise _start_after_end()
@@ -242,7 +230,7 @@ def _too_many(limit: int) -> dict[str, Any]:
     }
 
 
-class _BinanceUsdm:
+class _BinanceUsdm(Dialect):
     """Binance USD-M futures: weights per path (klines by ``limit``) against 2400 per minute."""
 
     name = NAME

@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.market import bar_open
 
@@ -347,16 +347,13 @@ def _limit_headers(reset_ms: int) -> dict[str, str]:
     return {"X-Bapi-Limit": str(IP_LIMIT), "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset_ms)}
 
 
-class _Bybit:
+class _Bybit(Dialect):
     """Bybit v5: every request costs 1 against 600 per 5-second window (the IP limit), 403 past it."""
 
     name = "bybit"
     routes = {path: Route(_stamped(handler), 1) for path, handler in _ROUTES.items()}
     default_limit = IP_LIMIT
     budget_window_s = IP_WINDOW_S
-
-    def headers(self, used: int) -> dict[str, str]:
-        return {}
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(403, "access too frequent", {}, "text/plain")

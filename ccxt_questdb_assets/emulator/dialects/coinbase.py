@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.market import HOUR_MS, SymbolSpec, TradesArr
 
@@ -195,20 +195,15 @@ def _product(state: EmulatorState, q: Any) -> SymbolSpec:
     return spec
 
 
-def _unix(q: Any, name: str) -> int | None:
+def _int(q: Any, name: str, *, unix: bool = False) -> int | None:
+    """The whole number ``name`` of the query (None if absent); Coinbase's 400 if it is not one,
+    worded as Coinbase words a bad UNIX time (``unix``) or a bad number."""
     raw = q.get(name)
     if raw is None or raw == "":
         return None
     if not _INT_RE.match(raw):
-        raise _invalid(f"{name} argument is invalid - {raw!r} is not a UNIX timestamp in seconds")
-    return int(raw)
-
-
-def _int(q: Any, name: str) -> int | None:
-    raw = q.get(name)
-    if raw is None or raw == "":
-        return None
-    if not _INT_RE.match(raw):
+        if unix:
+            raise _invalid(f"{name} argument is invalid - {raw!r} is not a UNIX timestamp in seconds")
         raise _invalid(f"invalid value for {name}: {raw!r}")
     return int(raw)
 
@@ -256,7 +251,7 @@ def _candles(state: EmulatorState, q: Any) -> Any:
     if granularity not in GRANULARITIES:
         raise _invalid(f"granularity argument is invalid - {granularity!r} is not one of {', '.join(GRANULARITIES)}")
     timeframe, seconds = GRANULARITIES[granularity]
-    start, end = _unix(q, "start"), _unix(q, "end")
+    start, end = _int(q, "start", unix=True), _int(q, "end", unix=True)
     if start is None or end is None:
         raise _invalid("start and end argument is invalid - start and end are required")
     if end < start:
@@ -306,7 +301,7 @@ def _ticker(state: EmulatorState, q: Any) -> Any:
         raise CoinbaseError(500, "INTERNAL", "Internal error")
     if limit < 0:
         raise _invalid("limit argument is invalid - must be positive")
-    start, end = _unix(q, "start"), _unix(q, "end")
+    start, end = _int(q, "start", unix=True), _int(q, "end", unix=True)
     if start is not None and end is not None and end < start:
         raise _invalid("start and end argument is invalid - start must be before end")
     now = state.clock.now_ms()
@@ -345,16 +340,13 @@ _ROUTES = {
 }
 
 
-class _Coinbase:
+class _Coinbase(Dialect):
     """Coinbase Advanced Trade public REST: 10 requests per second per IP, no rate-limit headers."""
 
     name = "coinbase"
     routes = {path: Route(handler, 1) for path, handler in _ROUTES.items()}
     default_limit = PUBLIC_REQUESTS_PER_SECOND
     budget_window_s = 1
-
-    def headers(self, used: int) -> dict[str, str]:
-        return {}
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(429, RATE_LIMIT_BODY)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, RawJSON, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.kraken_assets import (
     KrakenPair,
     asset_entries,
@@ -28,7 +28,7 @@ from ccxt_questdb_assets.emulator.dialects.kraken_assets import (
     pairs,
 )
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
-from ccxt_questdb_assets.emulator.market import MINUTE_MS, Bars, TradesArr
+from ccxt_questdb_assets.emulator.market import MINUTE_MS, TradesArr, aggregate
 
 if TYPE_CHECKING:
     from ccxt_questdb_assets.emulator.faults import FaultRule
@@ -115,27 +115,6 @@ def _fmt(units: np.ndarray, decimals: int, width: int) -> list[str]:
     return [tpl % qr for qr in zip(q.tolist(), r.tolist(), strict=True)]
 
 
-def _aggregate(b: Bars, dur_ms: int) -> Bars:
-    """Day bars merged into epoch-aligned bars of ``dur_ms`` (Kraken's 1w and 15d)."""
-    if len(b) == 0:
-        return b
-    keys = b.t - b.t % dur_ms
-    s = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    e = np.r_[s[1:], len(keys)] - 1
-    add = np.add.reduceat
-    return Bars(
-        keys[s],
-        b.o[s],
-        np.maximum.reduceat(b.h, s),
-        np.minimum.reduceat(b.l, s),
-        b.c[e],
-        add(b.v, s),
-        add(b.n, s),
-        add(b.qv, s),
-        add(b.tb, s),
-    )
-
-
 # ----------------------------------------------------------------------------- handlers
 
 
@@ -195,7 +174,8 @@ def _ohlc(state: EmulatorState, q: Any) -> Any:
     if since is not None:  # bars opening after since (seconds); the open bar whatever since says
         lo = min(max(lo, (int(since * 1000) // dur + 1) * dur), open_now)
     if minutes >= 10080:
-        bars = _aggregate(state.market.bars(pair.symbol, "1d", lo, open_now + dur, now), dur)
+        days = state.market.bars(pair.symbol, "1d", lo, open_now + dur, now)
+        bars = aggregate(days, days.t - days.t % dur)  # epoch-aligned weeks (1w, 15d)
     else:
         bars = state.market.bars(pair.symbol, INTERVALS[minutes], lo, open_now + dur, now)
     spec = state.market.spec(pair.symbol)
@@ -284,16 +264,14 @@ _CLOUDFLARE_403 = (
 )
 
 
-class _Kraken:
-    """Kraken spot public REST: one call counter per IP, errors in the ``error`` array (HTTP 200)."""
+class _Kraken(Dialect):
+    """Kraken spot public REST: one call counter per IP, errors in the ``error`` array (HTTP 200), no
+    rate-limit headers."""
 
     name = "kraken"
     routes = {path: Route(handler, 1) for path, handler in _ROUTES.items()}
     default_limit = DEFAULT_BUDGET
     budget_window_s = BUDGET_WINDOW_S
-
-    def headers(self, used: int) -> dict[str, str]:
-        return {}  # Kraken sends no rate-limit headers
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(200, {"error": ["EGeneral:Too many requests"], "result": {}})

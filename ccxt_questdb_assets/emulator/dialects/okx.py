@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ccxt_questdb_assets.emulator.dialects.base import Answer, DialectError, Route, mangle_rows_at
+from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.pages import gateway_page
 from ccxt_questdb_assets.emulator.market import (
     DAY_MS,
@@ -244,16 +244,14 @@ _FORBIDDEN_PAGE = (
 )
 
 
-class _Okx:
-    """OKX v5: one 2-second budget (OKX's per-endpoint limits as weights), 429 + code 50011 over it."""
+class _Okx(Dialect):
+    """OKX v5: one 2-second budget (OKX's per-endpoint limits as weights), 429 + code 50011 over it;
+    no rate-limit headers on public endpoints."""
 
     name = "okx"
     routes = {path: Route(handler, WEIGHTS[path]) for path, handler in _ROUTES.items()}
     default_limit = BUDGET_PER_2S
     budget_window_s = 2
-
-    def headers(self, used: int) -> dict[str, str]:
-        return {}  # OKX sends no rate-limit headers on public endpoints
 
     def rate_limited(self, retry_after_s: int, used: int, limit: int) -> Answer:
         return Answer(429, dict(_RATE_LIMIT_BODY))  # no Retry-After
