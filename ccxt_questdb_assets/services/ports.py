@@ -12,9 +12,8 @@ import socket
 import time
 
 from ccxt_questdb_assets.core.errors import ConfigError
-from ccxt_questdb_assets.storage.connection import _as_port
 
-__all__ = ["free_port", "free_ports", "port_is_free", "port_accepts", "wait_for_port", "validate_port"]
+__all__ = ["free_port", "free_ports", "port_is_free", "port_accepts", "wait_for_port"]
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -68,9 +67,3 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> 
             return True
         time.sleep(0.05)
     return False
-
-
-def validate_port(value: object, name: str) -> int:
-    """``value`` as a TCP port number (1..65535), or ConfigError naming ``name``: the rule the
-    connection settings apply to their own ports."""
-    return _as_port(value, name)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.services.java import JavaRuntime
-from ccxt_questdb_assets.services.ports import validate_port
 from ccxt_questdb_assets.services.state import state_dir
+from ccxt_questdb_assets.storage.connection import port_number
 
 ENV_DATA_DIR = "CCXT_QUESTDB_DATA_DIR"
 ENV_HTTP_PORT = "CCXT_QUESTDB_HTTP_PORT"
@@ -95,9 +95,9 @@ class ServerSettings:
 
         def port(arg: int | None, label: str, name: str, default: int) -> int:
             if arg is not None:
-                return validate_port(arg, label)
+                return port_number(arg, label)
             raw = env.get(name, "").strip()
-            return validate_port(raw, name) if raw else default
+            return port_number(raw, name) if raw else default
 
         ports = ServerPorts(
             http=port(http_port, "http port", ENV_HTTP_PORT, DEFAULT_PORTS.http),
@@ -132,7 +132,7 @@ class ServerSettings:
     def __post_init__(self) -> None:
         seen: dict[int, str] = {}
         for name, p in self.ports.as_list():
-            validate_port(p, f"{name} port")
+            port_number(p, f"{name} port")
             if p in seen:
                 raise ConfigError(f"QuestDB {name} port {p} is also the {seen[p]} port; give each a different port")
             seen[p] = name

@@ -85,7 +85,8 @@ def _as_bool(value: object, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def _as_port(value: object, name: str) -> int:
+def port_number(value: object, name: str) -> int:
+    """``value`` as a TCP port number (1..65535), or a ConfigError naming ``name``."""
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be a TCP port number (1-65535), got {value!r}")
     try:
@@ -129,11 +130,11 @@ def parse_http_address(value: str, name: str = "http") -> tuple[str | None, int 
     if raw.startswith("["):  # [::1]:9000
         host_part, _, rest = raw[1:].partition("]")
         port_part = rest[1:] if rest.startswith(":") else None
-        return _as_host(host_part, name), (_as_port(port_part, name) if port_part else None), tls
+        return _as_host(host_part, name), (port_number(port_part, name) if port_part else None), tls
     host_part, sep, port_part = raw.rpartition(":")
     if not sep:
         return _as_host(raw, name), None, tls
-    return (_as_host(host_part, name) if host_part else None), _as_port(port_part, name), tls
+    return (_as_host(host_part, name) if host_part else None), port_number(port_part, name), tls
 
 
 def _ilp_escape(value: str) -> str:
@@ -163,9 +164,9 @@ class QuestDBConnection:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "host", _as_host(self.host, "host"))
-        object.__setattr__(self, "port", _as_port(self.port, "port"))
+        object.__setattr__(self, "port", port_number(self.port, "port"))
         object.__setattr__(self, "http_host", _as_host(self.http_host, "http_host") if self.http_host else self.host)
-        object.__setattr__(self, "http_port", _as_port(self.http_port, "http_port"))
+        object.__setattr__(self, "http_port", port_number(self.http_port, "http_port"))
         for name in ("database", "user"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v.strip():
