@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ccxt_questdb_assets.archive.layout import ArchiveMarket
+from ccxt_questdb_assets.archive.source import ArchiveSettings
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.exchange.dialects import ExchangeDialect, dialect_for
@@ -38,6 +40,8 @@ class CcxtBackfillConfig:
     final_lag_ms: int = 2_000
     # Page an exchange whose dialect this project has not proven exact (see exchange/dialects.py).
     allow_unproven_exchange: bool = False
+    # Closed history from the exchange's public archive (archive/), the rest through REST.
+    archive: ArchiveSettings | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.exchange_id, str) or not self.exchange_id.strip():
@@ -62,6 +66,8 @@ class CcxtBackfillConfig:
         if not isinstance(self.allow_unproven_exchange, bool):
             raise ConfigError(f"allow_unproven_exchange {self.allow_unproven_exchange!r} must be true or false")
         RetryPolicy(max_retries=self.max_retries, backoff_s=self.retry_backoff_s)  # validates
+        if self.archive is not None:
+            ArchiveMarket.of(self.exchange_id)  # refuses an exchange without an archive
         # refuses an exchange whose dialect is not proven, unless opted in
         dialect_for(self.exchange_id, allow_unproven=self.allow_unproven_exchange)
 

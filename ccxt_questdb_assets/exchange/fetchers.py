@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pandas as pd
 
+from ccxt_questdb_assets.archive.source import ArchiveSource
 from ccxt_questdb_assets.core.clock import Clock, wall_clock_ms
 from ccxt_questdb_assets.core.errors import (
     CcxtQuestDBError,
@@ -62,6 +63,7 @@ class _Fetcher:
         self.config = config
         self.session = ExchangeSession(config, exchange=exchange)
         self.clock = clock
+        self.archive = ArchiveSource(config.exchange_id, config.archive) if config.archive is not None else None
 
     def node(self, node_id: str | NodeId) -> NodeId:
         node = node_id if isinstance(node_id, NodeId) else NodeId.parse(node_id)
@@ -101,11 +103,32 @@ class _Fetcher:
     def align(self, node: NodeId, window: TimeWindow) -> TimeWindow:
         return window
 
-    def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+    async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+        """The pages covering ``window``: from the archive where it has the closed history (when one
+        is configured), through the exchange's REST paging elsewhere."""
+        if self.archive is None or not self.archive.serves(node):
+            async for page in self._rest_pages(node, window):
+                yield page
+            return
+        market = await self.session.require_symbol(node.symbol)
+        archived = self.archive.pages(
+            node,
+            window,
+            market["id"],
+            lambda span: self._rest_pages(node, span),
+            now_ms=self.clock(),
+            final_until=self.final_until(),
+        )
+        async for page in archived:
+            yield page
+
+    def _rest_pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
         raise NotImplementedError
 
     async def close(self) -> None:
         await self.session.close()
+        if self.archive is not None:
+            await self.archive.close()
 
     def final_until(self) -> int:
         """Rows before this millisecond are final now (the exchange publishes late)."""
@@ -182,7 +205,7 @@ class CcxtOHLCVFetcher(_Fetcher):
         tf = node.timeframe
         return TimeWindow(tf.floor(window.start_ms), tf.ceil(window.end_ms))
 
-    async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+    async def _rest_pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
         market = await self.session.require_symbol(node.symbol)
         limit = self.session.page_limit("fetchOHLCV", market)
         async for page in candle_pages(self, node, window, limit):
@@ -194,7 +217,7 @@ class CcxtTradesFetcher(_Fetcher):
 
     mode: Mode = TRADES
 
-    async def pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
+    async def _rest_pages(self, node: NodeId, window: TimeWindow) -> AsyncIterator[Page]:
         await self.session.require_symbol(node.symbol)
         dialect_pages = dialect_trade_pages(self, node, window)
         if dialect_pages is not None:

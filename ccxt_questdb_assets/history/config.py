@@ -66,6 +66,7 @@ class ProviderConfig:
             secret_env=options.secret_env,
             final_lag_ms=options.final_lag_ms,
             allow_unproven_exchange=options.allow_unproven_exchange,
+            archive=options.archive.settings() if options.archive is not None else None,
         )
         connection, tables = _questdb(options.questdb, options.mode, environ)
         recheck = EmptyRecheckPolicy(

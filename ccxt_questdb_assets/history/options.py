@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from ccxt_questdb_assets.archive.options import ArchiveOptions
 from ccxt_questdb_assets.core.config_model import ConfigModel, Number, Whole, invalid
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import Mode, parse_mode
@@ -60,6 +61,10 @@ class FetchOptions(ConfigModel):
     final_lag_ms: Milliseconds = Field(default=2_000, description="A bar counts as final this long after it closed.")
     empty_recheck_after_s: Seconds = Field(default=15 * 60, description="Recheck a recent empty window after this.")
     empty_recent_s: Seconds = Field(default=6 * 3600, description="Empty windows this recent are rechecked.")
+    archive: ArchiveOptions | None = Field(
+        default=None,
+        description="Closed history from the exchange's public archive (binance, binanceusdm): true or settings.",
+    )
     allow_unproven_exchange: StrictBool = Field(
         default=False, description="Page an exchange whose dialect this project has not proven exact."
     )
@@ -69,6 +74,11 @@ class FetchOptions(ConfigModel):
     def _timeframes(cls, value: Any) -> Any:
         names = _names(value, example="['1m', '1h']")
         return None if names is None else [Timeframe.parse(v).name for v in names]
+
+    @field_validator("archive", mode="before")
+    @classmethod
+    def _archive(cls, value: Any) -> Any:
+        return None if value is False else value
 
     @field_validator("base_url", "api_key_env", "secret_env", mode="before")
     @classmethod
