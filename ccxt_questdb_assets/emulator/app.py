@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ccxt_questdb_assets.emulator import archive
 from ccxt_questdb_assets.emulator.dialects import DIALECTS, route_for
 from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, DialectError, RawJSON
 from ccxt_questdb_assets.emulator.dialects.binance_params import BinanceError
@@ -26,6 +27,7 @@ from ccxt_questdb_assets.emulator.weights import WeightBudget
 __all__ = ["STATE_KEY", "BinanceError", "Clock", "EmulatorState", "create_app"]  # the state re-exported
 
 CONTROL_PREFIX = "/_emulator"
+ARCHIVE_PREFIX = "/data/"
 
 
 # ----------------------------------------------------------------------------- API
@@ -49,6 +51,8 @@ def _api_handler(state: EmulatorState):
         path = request.path
         if path.startswith(CONTROL_PREFIX):
             return web.json_response({"error": f"unknown control route {request.method} {path}"}, status=404)
+        if path.startswith(ARCHIVE_PREFIX):
+            return _archive(state, request)
         seq = state.next_seq()
         params = dict(request.query)
         found = route_for(path) if request.method in ("GET", "HEAD") else None
@@ -114,6 +118,25 @@ def _api_handler(state: EmulatorState):
         return _json_response(200, payload, headers)
 
     return handle
+
+
+def _archive(state: EmulatorState, request: web.Request) -> web.Response:
+    """A file of the public archive: logged (dialect ``archive``), never charged to a budget."""
+    entry: dict[str, Any] = {
+        "seq": state.next_seq(),
+        "time_ms": int(time.time() * 1000),
+        "method": request.method,
+        "path": request.path,
+        "params": {},
+        "status": None,
+        "weight": 0,
+        "fault": None,
+        "dialect": "archive",
+    }
+    state.record(entry)
+    status, body, content_type = archive.answer(state, request.path)
+    entry["status"] = status
+    return web.Response(status=status, body=body, content_type=content_type)
 
 
 # ----------------------------------------------------------------------------- control routes
@@ -216,6 +239,16 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
             "status": state.status.get(s, "TRADING"),
         }
 
+    async def get_archive(request: web.Request) -> web.Response:
+        return web.json_response(state.archive.to_dict())
+
+    async def set_archive(request: web.Request) -> web.Response:
+        try:
+            state.archive.update(await request.json())
+        except (TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(state.archive.to_dict())
+
     async def market_info(request: web.Request) -> web.Response:
         return web.json_response({"symbols": [_market_entry(s) for s in state.market.symbols]})
 
@@ -250,6 +283,8 @@ def _control_routes(state: EmulatorState) -> list[web.RouteDef]:
         web.post(f"{p}/config", set_config),
         web.post(f"{p}/reset", reset),
         web.get(f"{p}/market", market_info),
+        web.get(f"{p}/archive", get_archive),
+        web.post(f"{p}/archive", set_archive),
         web.post(f"{p}/market", list_market),
     ]
 

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ccxt_questdb_assets.emulator.archive import ArchiveState
 from ccxt_questdb_assets.emulator.faults import FaultInjector
 from ccxt_questdb_assets.emulator.market import SyntheticMarket, listing_spec
 from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget
@@ -53,6 +54,7 @@ class EmulatorState:
         self.budgets: dict[str, WeightBudget] = {"binance": self.weights}
         self._budget_defaults: dict[str, int] = {}
         self.faults = FaultInjector()
+        self.archive = ArchiveState()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.log_size)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
@@ -96,6 +98,7 @@ class EmulatorState:
 
     def reset(self) -> None:
         self.faults.clear()
+        self.archive = ArchiveState()
         with self._lock:
             self.log.clear()
         self.clock.frozen_ms, self.clock.offset_ms = None, 0
