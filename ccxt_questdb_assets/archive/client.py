@@ -32,18 +32,26 @@ class ArchiveMiss:
 
 
 class ArchiveClient:
-    """One HTTP session to the archive at ``base_url`` (``https://data.binance.vision``)."""
+    """One HTTP session to the archive at ``base_url`` (``https://data.binance.vision``), opened and
+    closed on one event loop: ``async with ArchiveClient(url) as client: ...``."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
+    async def __aenter__(self) -> ArchiveClient:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s), raise_for_status=False
-            )
+        if self._session is None:
+            raise RuntimeError("ArchiveClient is used outside 'async with'")
         return self._session
 
     async def read(self, file: ArchiveFile) -> bytes | ArchiveMiss:
@@ -54,6 +62,7 @@ class ArchiveClient:
                 data, checksum = await asyncio.gather(self._get(file.path), self._get(file.checksum_path))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+                _log.info("archive file %s: %s; asking again", file.name, reason)
                 continue
             if isinstance(data, int) or isinstance(checksum, int):
                 status = data if isinstance(data, int) else checksum
@@ -66,6 +75,7 @@ class ArchiveClient:
             if expected == actual:
                 return data
             reason = f"SHA-256 {actual} differs from its .CHECKSUM {expected or '(empty)'}"
+            _log.info("archive file %s: %s; asking again", file.name, reason)
         _log.warning("archive file %s: %s; reading its span through the REST API", file.name, reason)
         return ArchiveMiss(file, reason, missing=False)
 
@@ -74,8 +84,3 @@ class ArchiveClient:
             if response.status != 200:
                 return response.status
             return await response.read()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

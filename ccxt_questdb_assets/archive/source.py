@@ -63,10 +63,9 @@ class ArchiveCounts:
 class ArchiveSource:
     """The archive of one exchange (``binance`` spot, ``binanceusdm`` USD-M futures)."""
 
-    def __init__(self, exchange_id: str, settings: ArchiveSettings, *, client: ArchiveClient | None = None) -> None:
+    def __init__(self, exchange_id: str, settings: ArchiveSettings) -> None:
         self.market = ArchiveMarket.of(exchange_id)
         self.settings = settings
-        self.client = client or ArchiveClient(settings.base_url)
         self.counts = ArchiveCounts()
 
     def serves(self, node: NodeId) -> bool:
@@ -92,21 +91,23 @@ class ArchiveSource:
             key=lambda item: item.span.start_ms if isinstance(item, ArchiveFile) else item.start_ms,
         )
         files = [item for item in spans if isinstance(item, ArchiveFile)]
-        reads = _Prefetch(self.client, files, self.settings.prefetch)
-        try:
-            for item in spans:
-                if isinstance(item, TimeWindow):
-                    async for page in rest(item):
+        async with ArchiveClient(self.settings.base_url) as client:
+            reads = _Prefetch(client, files, self.settings.prefetch)
+            try:
+                for item in spans:
+                    if isinstance(item, TimeWindow):
+                        async for page in rest(item):
+                            yield page
+                        continue
+                    got = await reads.next()
+                    async for page in self._file_pages(client, node, series, item, got, window, rest, final_until):
                         yield page
-                    continue
-                got = await reads.next()
-                async for page in self._file_pages(node, series, item, got, window, rest, final_until):
-                    yield page
-        finally:
-            reads.cancel()
+            finally:
+                await reads.cancel()
 
     async def _file_pages(
         self,
+        client: ArchiveClient,
         node: NodeId,
         series: ArchiveSeries,
         file: ArchiveFile,
@@ -119,8 +120,8 @@ class ArchiveSource:
             self.counts.fallbacks.append(f"{file.name}: {got.reason}")
             if file.monthly:  # the month's days may be there
                 for day in series.days_of(file):
-                    got_day = await self.client.read(day)
-                    async for page in self._file_pages(node, series, day, got_day, window, rest, final_until):
+                    got_day = await client.read(day)
+                    async for page in self._file_pages(client, node, series, day, got_day, window, rest, final_until):
                         yield page
                 return
             async for page in rest(_clip(file.span, window)):
@@ -130,9 +131,6 @@ class ArchiveSource:
         page = await asyncio.to_thread(_file_page, node, file, got, window, final_until)
         self.counts.rows += len(page.rows)
         yield page
-
-    async def close(self) -> None:
-        await self.client.close()
 
 
 def _start(item: ArchiveFile | TimeWindow) -> int:
@@ -189,7 +187,8 @@ class _Prefetch:
         self._fill()
         return result
 
-    def cancel(self) -> None:
+    async def cancel(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

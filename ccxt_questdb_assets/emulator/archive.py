@@ -71,7 +71,9 @@ class ArchiveState:
                     raise ValueError(f"archive {key} must be milliseconds >= 0, got {value!r}")
                 setattr(self, key, value)
             else:
-                raise ValueError(f"unknown archive setting {key!r}; valid: missing, corrupt, daily_publish_ms, monthly_publish_ms")
+                raise ValueError(
+                    f"unknown archive setting {key!r}; valid: missing, corrupt, daily_publish_ms, monthly_publish_ms"
+                )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -132,10 +134,15 @@ class ArchiveRequest:
         return self.spot and self.start_ms >= _ms(SPOT_MICROSECONDS_FROM)
 
 
+def _plain(decimals: int) -> str:
+    """A decimal's %-template as the archive's CSV writes it: unquoted, 8 places."""
+    return dec_template(decimals).strip('"')
+
+
 def kline_csv(bars: Bars, request: ArchiveRequest, price_decimals: int, qty_decimals: int) -> str:
     """Binance's 12-field kline lines (times in the file's unit)."""
     unit = 1000 if request.microseconds else 1
-    p, q, qv = dec_template(price_decimals), dec_template(qty_decimals), dec_template(price_decimals + qty_decimals)
+    p, q, qv = _plain(price_decimals), _plain(qty_decimals), _plain(price_decimals + qty_decimals)
     row = f"%d,{p},{p},{p},{p},{q},%d,{qv},%d,{q},{qv},0"
     dur = TIMEFRAMES[request.interval or "1m"] or 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -160,7 +167,7 @@ def kline_csv(bars: Bars, request: ArchiveRequest, price_decimals: int, qty_deci
 def agg_trades_csv(trades: TradesArr, request: ArchiveRequest, price_decimals: int, qty_decimals: int) -> str:
     """Aggregated trade lines (spot: ``True``/``False`` and the best-match column; futures: ``true``)."""
     unit = 1000 if request.microseconds else 1
-    p, q = dec_template(price_decimals), dec_template(qty_decimals)
+    p, q = _plain(price_decimals), _plain(qty_decimals)
     tail = ",True" if request.spot else ""
     row = f"%d,{p},{q},%d,%d,%d,%s{tail}"
     flags = ("True", "False") if request.spot else ("true", "false")
@@ -179,10 +186,13 @@ def agg_trades_csv(trades: TradesArr, request: ArchiveRequest, price_decimals: i
 
 
 def zipped(name: str, csv: str) -> bytes:
-    """One CSV (named like the zip) in a deflated zip file."""
+    """One CSV (named like the zip) in a deflated zip file, the same bytes every time it is asked
+    (a fixed member date: a zip and its checksum are made by separate requests)."""
+    member = zipfile.ZipInfo(name.removesuffix(".zip") + ".csv", date_time=(2020, 1, 1, 0, 0, 0))
+    member.compress_type = zipfile.ZIP_DEFLATED
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        archive.writestr(name.removesuffix(".zip") + ".csv", csv)
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr(member, csv, compresslevel=1)
     return buf.getvalue()
 
 

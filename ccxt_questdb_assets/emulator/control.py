@@ -111,6 +111,29 @@ class EmulatorControl:
     def used_weight(self, dialect: str | None = None) -> int:
         return int(self.config(dialect)["used_weight"])
 
+    # ---- public archive
+    def archive(self) -> dict[str, Any]:
+        """The archive's publication lags and its missing and corrupt file names."""
+        return self._call("GET", "archive")
+
+    def set_archive(
+        self,
+        *,
+        missing: list[str] | None = None,
+        corrupt: list[str] | None = None,
+        daily_publish_ms: int | None = None,
+        monthly_publish_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Files (by name, ``BTCUSDT-1m-2024-02-10.zip``) that answer 404 or disagree with their
+        checksum, and how long after its span a file appears; ``reset()`` restores the defaults."""
+        body = {
+            "missing": missing,
+            "corrupt": corrupt,
+            "daily_publish_ms": daily_publish_ms,
+            "monthly_publish_ms": monthly_publish_ms,
+        }
+        return self._call("POST", "archive", {k: v for k, v in body.items() if v is not None})
+
     # ---- misc
     def market(self) -> list[dict[str, Any]]:
         return self._call("GET", "market")["symbols"]

@@ -127,8 +127,6 @@ class _Fetcher:
 
     async def close(self) -> None:
         await self.session.close()
-        if self.archive is not None:
-            await self.archive.close()
 
     def final_until(self) -> int:
         """Rows before this millisecond are final now (the exchange publishes late)."""
