@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.exchange.bulk_candles import install_bulk_candles
 from ccxt_questdb_assets.exchange.loops import PerLoop
 from ccxt_questdb_assets.exchange.retry import MalformedResponse
 
@@ -175,6 +176,7 @@ def build_exchange(
         ctor = _deep_merge(ctor, _deep_merge(defaults or {}, config or {}))
     exchange = cls(ctor)
     _require_json_bodies(exchange)
+    install_bulk_candles(exchange)
     if base is not None:
         for section in _URL_SECTIONS:
             if section in exchange.urls:

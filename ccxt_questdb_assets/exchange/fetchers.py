@@ -42,6 +42,7 @@ from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.timeframes import Timeframe, parse_duration_ms
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms, to_epoch_ms
+from ccxt_questdb_assets.exchange.bulk_candles import bulk_rows
 from ccxt_questdb_assets.exchange.candle_pages import candle_pages
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.dialects import TradePaging
@@ -145,7 +146,8 @@ class _Fetcher:
         """``session.call``; ccxt's parser failing on a malformed answer (a ValueError or TypeError
         from inside ccxt, e.g. a price 'NaN' or a null time) becomes ``ExchangeDataError``."""
         try:
-            return await self.session.call(method, *args, **kwargs)
+            with bulk_rows():  # candle answers as one array (exchange/bulk_candles.py)
+                return await self.session.call(method, *args, **kwargs)
         except CcxtQuestDBError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
@@ -176,15 +178,15 @@ class _Fetcher:
             for _ in range(2):
                 raw = await ask()
                 requests += 1
-                if raw:
+                if len(raw):
                     return raw, requests
             try:
                 seen = await probe()
             except PermanentExchangeError:  # the exchange cannot answer the probe: two empties stand
                 return [], requests + 1
             requests += 1
-            found = inside(seen) if seen else None
-            if found is None and (seen or not held_before):
+            found = inside(seen) if len(seen) else None
+            if found is None and (len(seen) > 0 or not held_before):
                 return [], requests
         where = f"a row at {format_ms(found)}" if found is not None else "no row at all before its end"
         raise TransientExchangeError(
