@@ -79,7 +79,6 @@ def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> p
         raise ExchangeDataError(
             f"{what}: a trade lacks a numeric timestamp, price or amount ({exc}); first trade {_brief(trades[0])}"
         ) from None
-    _check_trade_numbers(ts, price, amount, trades, what)
     ids = [t.get("id") for t in trades]
     sides = [t.get("side") for t in trades]
     _refuse(
@@ -94,7 +93,7 @@ def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> p
         what,
         "has a side other than buy/sell",
     )
-    return _trade_frame(ts, [str(i) for i in ids], price, amount, [s or "" for s in sides], what)
+    return trade_columns_frame(ts, [str(i) for i in ids], price, amount, [s or "" for s in sides], trades, what=what)
 
 
 def trade_columns_frame(
@@ -110,25 +109,9 @@ def trade_columns_frame(
     """Validate trades given as columns (``ts`` in ms as floats or ints, ids as strings, sides
     ``buy``/``sell``) into the trades frame; ``rows`` are what a refusal quotes (row ``i``)."""
     ts = np.asarray(ts, dtype=np.float64)
-    _check_trade_numbers(ts, price, amount, rows, what)
-    return _trade_frame(ts, trade_ids, price, amount, sides, what)
-
-
-def _check_trade_numbers(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, rows: Sequence[Any], what: str) -> None:
-    bad_ts = ~np.isfinite(ts) | (ts != np.floor(ts))
-    _refuse(bad_ts, rows, what, "has a timestamp that is not whole milliseconds")
+    _refuse(~np.isfinite(ts) | (ts != np.floor(ts)), rows, what, "has a timestamp that is not whole milliseconds")
     _refuse(~np.isfinite(price) | (price <= 0), rows, what, "has a price that is not a positive number")
     _refuse(~np.isfinite(amount) | (amount < 0), rows, what, "has an amount that is not a number >= 0")
-
-
-def _trade_frame(
-    ts: np.ndarray,
-    trade_ids: Sequence[str] | np.ndarray,
-    price: np.ndarray,
-    amount: np.ndarray,
-    sides: Sequence[str] | np.ndarray,
-    what: str,
-) -> pd.DataFrame:
     frame = pd.DataFrame(
         {"ts": ts.astype(np.int64), "trade_id": trade_ids, "price": price, "amount": amount, "side": sides}
     )
