@@ -19,4 +19,5 @@ TARGET_MODULES = (
     "benchmarks.ratelimit_target",  # 5 rate-limit utilisation
     "benchmarks.memory_target",  # 6 backfill peak RSS
     "benchmarks.launch_target",  # 7 one-partition run launched as the UI does, through dagster dev
+    "benchmarks.scale_target",  # 8 a desk's scale: definitions load, partition status, backfill launch, ticks
 )

@@ -313,7 +313,7 @@ class Bench:
             "memory_gib": round(mem_kb / 2**20, 1),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "questdb": getattr(self._server, "version", "external"),
+            "questdb": getattr(self._server, "version", None) or ("external" if self._questdb_dsn else "not used"),
             "load_average_1m": [round(self.load_before, 1), round(os.getloadavg()[0], 1)],
         }
 
