@@ -141,7 +141,8 @@ class PostgresServer:
         self._create_database()
         return self
 
-    def _connect(self, dbname: str):  # noqa: ANN202  (a psycopg connection)
+    def connect(self, dbname: str | None = None):  # noqa: ANN201  (a psycopg connection)
+        """An autocommit connection to ``dbname`` (the server's database by default)."""
         import psycopg
 
         return psycopg.connect(
@@ -149,7 +150,7 @@ class PostgresServer:
             port=self.port,
             user=self.user,
             password=self._password,
-            dbname=dbname,
+            dbname=dbname or self.database,
             connect_timeout=2,
             autocommit=True,
         )
@@ -164,7 +165,7 @@ class PostgresServer:
                     f"postgres exited with code {self.process.returncode} during startup:\n{self._log_tail()}"
                 )
             try:
-                with self._connect("postgres") as conn:
+                with self.connect("postgres") as conn:
                     conn.execute("select 1")
                 return
             except Exception as exc:  # noqa: BLE001
@@ -180,7 +181,7 @@ class PostgresServer:
     def _create_database(self) -> None:
         if self.database == "postgres":
             return
-        with self._connect("postgres") as conn:
+        with self.connect("postgres") as conn:
             conn.execute(f'CREATE DATABASE "{self.database}" OWNER "{self.user}"')
 
     def stop(self, timeout_s: float = 15.0) -> None:
