@@ -62,8 +62,8 @@ if [ ! -x "$VENV/bin/dagster" ]; then
 fi
 
 mkdir -p "$DAGSTER_HOME"
-if [ ! -e "$DAGSTER_HOME/dagster.yaml" ] && [ ! -L "$DAGSTER_HOME/dagster.yaml" ]; then
-    ln -s "$DEPLOY/dagster.yaml" "$DAGSTER_HOME/dagster.yaml" 2>/dev/null || true  # another role may link it first
+if [ ! -e "$DAGSTER_HOME/dagster.yaml" ]; then  # absent, or a link whose checkout moved
+    ln -sfn "$DEPLOY/dagster.yaml" "$DAGSTER_HOME/dagster.yaml" 2>/dev/null || true  # another role may link it first
 fi
 
 # Starting a run waits for its process to import the project on the run host, which on a busy host
