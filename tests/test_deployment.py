@@ -221,7 +221,7 @@ def _project(dep_address: str, questdb: QuestDBServer, emulator: EmulatorServer,
             "interval_ms": 1000,
             "burst_tokens": BURST,
             "max_concurrency": 2,
-            "fallback_fraction": 0.5,  # two run hosts: half each while Redis is away
+            "fallback_fraction": 0.5,  # the pool lets two processes fetch at once: half each while Redis is away
         },
         "exchanges": {
             "binance": {
