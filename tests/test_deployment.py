@@ -78,6 +78,8 @@ EVERY_HOST, CONTROL_HOST = "every host", "control host"
 RUN_HOSTS = ("h1", "h2")
 CODE_SERVER_PORT = 4000  # a run host's code server, on the documented port: each host has its own ports
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+#: Each fault's backfill: two runs, one per run host (the pool lets both fetch at once).
+FAULT_SYMBOLS = SYMBOLS[:2]
 ASSET_PATH = ["binance", "ohlcv", "ohlcv_1m"]
 POOL = "ccxt_binance"
 KLINES = "/api/v3/klines"
@@ -601,6 +603,10 @@ def test_backfill_runs_on_both_hosts_exact_at_minimal_requests_within_the_cluste
     assert set(placed) == set(RUN_HOSTS), f"runs placed on {dict(placed)}"
     kline_hosts = Counter(dep.host_of_address(r.get("client")) for rs in klines.values() for r in rs)
     assert set(kline_hosts) == set(RUN_HOSTS), f"kline requests came from {dict(kline_hosts)}"
+    # the pool (2 steps of ccxt_binance across the deployment): never three symbols fetching at once
+    spans = [(rs[0]["time_ms"], rs[-1]["time_ms"]) for rs in klines.values()]
+    fetching_at_once = max(sum(1 for a, b in spans if a <= t <= b) for t, _ in spans)
+    assert fetching_at_once <= 2, f"{fetching_at_once} symbols fetched at once across the hosts (pool limit 2)"
 
     points = [(r["time_ms"] / 1000, float(r["weight"]), dep.host_of_address(r.get("client"))) for r in log]
     worst, worst_shared, shared_windows = worst_window(points)
@@ -613,9 +619,9 @@ def test_backfill_runs_on_both_hosts_exact_at_minimal_requests_within_the_cluste
     print(
         f"backfill {backfill.id}: COMPLETED_SUCCESS {elapsed:.0f} s after launch; runs {describe_runs(dep, runs)}; "
         f"kline requests {sum(map(len, klines.values()))} (minimum {minimum} x {len(SYMBOLS)}), by host "
-        f"{dict(kline_hosts)}; all requests by host {dict(by_host)}; limiter: worst 1 s window {worst:g} weight "
-        f"(bound {WINDOW_BOUND:g}; {worst_shared:g} in the worst of {shared_windows} windows holding both hosts' "
-        f"requests), {weight:g} weight over {span:.1f} s "
+        f"{dict(kline_hosts)}; all requests by host {dict(by_host)}; at most {fetching_at_once} symbols fetching "
+        f"at once; limiter: worst 1 s window {worst:g} weight (bound {WINDOW_BOUND:g}; {worst_shared:g} in the "
+        f"worst of {shared_windows} windows holding both hosts' requests), {weight:g} weight over {span:.1f} s "
         f"({weight / max(span, 1e-9):.1f}/s)"
     )
 
@@ -640,8 +646,8 @@ def test_daemon_killed_mid_backfill_resumes_without_duplicate_runs(deployment: D
         dep.start("daemon")
         return f"daemon SIGKILLed while {fetching} fetched, restarted 2 s later"
 
-    backfill, runs, _ = recovered(dep, "2024-03-01", SYMBOLS, "daemon killed", kill_daemon)
-    assert len(runs) == len(SYMBOLS), f"one run per symbol, no duplicate: {describe_runs(dep, runs)}"
+    backfill, runs, _ = recovered(dep, "2024-03-01", FAULT_SYMBOLS, "daemon killed", kill_daemon)
+    assert len(runs) == len(FAULT_SYMBOLS), f"one run per symbol, no duplicate: {describe_runs(dep, runs)}"
 
 
 def test_run_process_killed_mid_backfill_is_retried_and_alerted(deployment: Deployment):
@@ -656,9 +662,9 @@ def test_run_process_killed_mid_backfill_is_retried_and_alerted(deployment: Depl
         killed.update(host=host, pid=pids[0], at=time.time(), slots=claimed_slots(dep))
         return f"run process {pids[0]} on {host} SIGKILLed while fetching (pool slots then: {len(killed['slots'])})"
 
-    backfill, runs, _ = recovered(dep, "2024-03-11", SYMBOLS, "run process killed", kill_run)
+    backfill, runs, _ = recovered(dep, "2024-03-11", FAULT_SYMBOLS, "run process killed", kill_run)
     failed = [r for r in runs if r["status"] == "FAILURE"]
-    assert len(failed) == 1 and len(runs) == len(SYMBOLS) + 1, f"one failed run, one retry: {describe_runs(dep, runs)}"
+    assert len(failed) == 1 and len(runs) == len(FAULT_SYMBOLS) + 1, f"one failed, a retry: {describe_runs(dep, runs)}"
     held = [slot for slot in killed["slots"] if slot["runId"] == failed[0]["runId"]]
     assert held, f"the killed run held no pool slot when killed: {killed['slots']}"  # and none is left (recovered)
     took = wait_alert(dep, failed[0]["runId"])
@@ -678,8 +684,8 @@ def test_redis_killed_mid_backfill_loses_no_run(deployment: Deployment):
         dep.redis.start()
         return f"Redis SIGKILLed while {fetching} fetched, back 3 s later (empty)"
 
-    backfill, runs, _ = recovered(dep, "2024-03-21", SYMBOLS, "Redis killed", kill_redis)
-    assert len(runs) == len(SYMBOLS), f"the limiter fell back, no run failed: {describe_runs(dep, runs)}"
+    backfill, runs, _ = recovered(dep, "2024-03-21", FAULT_SYMBOLS, "Redis killed", kill_redis)
+    assert len(runs) == len(FAULT_SYMBOLS), f"the limiter fell back, no run failed: {describe_runs(dep, runs)}"
     said = Counter()
     for run in runs:
         events = dep.web.graphql(RUN_MESSAGES, {"id": run["runId"]})["logsForRun"]["events"]
@@ -702,7 +708,7 @@ def test_run_host_lost_mid_backfill_its_runs_are_retried_on_the_other(deployment
             f"(pool slots then: {len(lost['slots'])})"
         )
 
-    backfill, runs, _ = recovered(dep, "2024-04-01", SYMBOLS, "run host lost", lose_host)
+    backfill, runs, _ = recovered(dep, "2024-04-01", FAULT_SYMBOLS, "run host lost", lose_host)
     survivor = next(h for h in RUN_HOSTS if h != lost["host"])
     failed = [r for r in runs if r["status"] == "FAILURE"]
     assert failed and all(run_host(dep, r) == lost["host"] for r in failed), describe_runs(dep, runs)
