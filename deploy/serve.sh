@@ -18,7 +18,7 @@ DEPLOY="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$DEPLOY")"
 ROLE="${1:-}"
 LOCATION=ccxt_questdb_assets
-MODULE=ccxt_questdb_assets.defs.definitions
+MODULE=ccxt_questdb_assets.defs.deployment  # refuses to load without CCXT_QUESTDB_PROJECT
 
 say() { printf '[ccxt-questdb %s] %s\n' "${ROLE:-serve}" "$*" >&2; }
 
