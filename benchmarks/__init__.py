@@ -19,4 +19,6 @@ TARGET_MODULES = (
     "benchmarks.ratelimit_target",  # 5 rate-limit utilisation
     "benchmarks.memory_target",  # 6 backfill peak RSS
     "benchmarks.launch_target",  # 7 one-partition run launched as the UI does, through dagster dev
+    "benchmarks.peer_target",  # 8 freqtrade vs this project, whole processes, issue 15's workloads
+    "benchmarks.archive_target",  # 9 four years from the emulated archive vs a floor script; memory
 )
