@@ -104,6 +104,7 @@ def test_publication_lags_missing_and_corrupt_files(emulator, emulator_control):
 
 def test_generated_files_are_kept_in_a_bounded_cache():
     from ccxt_questdb_assets.emulator import archive
+    from ccxt_questdb_assets.emulator.archive_state import FileCache
     from ccxt_questdb_assets.emulator.state import EmulatorState
 
     state = EmulatorState()
@@ -120,7 +121,7 @@ def test_generated_files_are_kept_in_a_bounded_cache():
     state.reset()
     assert len(state.archive.cache) == 0
 
-    cache = archive.FileCache(max_bytes=9)
+    cache = FileCache(max_bytes=9)
     cache.put(("a",), b"1234", "da")
     cache.put(("b",), b"5678", "db")
     assert cache.get(("a",)) == (b"1234", "da")  # a is now the most recently used
