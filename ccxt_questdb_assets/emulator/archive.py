@@ -176,16 +176,22 @@ def _ms(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
+#: The archive's answer for a file it does not have (an S3 bucket's).
+NOT_FOUND = (404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
+
+
 def answer(state: EmulatorState, path: str) -> tuple[int, bytes, str]:
     """``(status, body, content type)`` of an archive path: the zip, its checksum, or 404."""
     request = ArchiveRequest.parse(path)
     archive = state.archive
-    if request is None or not state.market.has_symbol(request.symbol) or request.name in archive.missing:
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
-    if request.kind == "klines" and request.interval not in TIMEFRAMES:
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
-    if not request.published(archive, state.clock.now_ms()):
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
+    if (
+        request is None
+        or not state.market.has_symbol(request.symbol)
+        or request.name in archive.missing
+        or (request.kind == "klines" and request.interval not in TIMEFRAMES)
+        or not request.published(archive, state.clock.now_ms())
+    ):
+        return NOT_FOUND
     key = (request.spot, request.kind, request.interval, request.name)
     cached = archive.cache.get(key)
     if cached is None:
@@ -199,7 +205,7 @@ def answer(state: EmulatorState, path: str) -> tuple[int, bytes, str]:
             rows = len(trades)
             csv = agg_trades_csv(trades, request, spec.price_decimals, spec.qty_decimals)
         if rows == 0:  # nothing traded (before the listing): the archive has no file
-            return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
+            return NOT_FOUND
         zip_bytes = zipped(request.name, csv)
         cached = (zip_bytes, hashlib.sha256(zip_bytes).hexdigest())
         archive.cache.put(key, *cached)
