@@ -6,8 +6,10 @@ every page waiting (at most ``MAX_BATCH_PAGES``) and writes them as one request;
 previous batch is waited for (WAL applied) and its claims recorded, in page order. When storing
 is faster than fetching, a batch is one page; when it is slower (a loaded database, an
 unthrottled exchange), batches grow and the per-request costs are shared, so storage keeps up
-with the exchange. Memory stays bounded by ``MAX_PAGES_IN_FLIGHT`` pages, and a crash loses at
-most those: a rerun resumes from the recorded coverage.
+with the exchange. Memory stays bounded by ``MAX_PAGES_IN_FLIGHT`` pages and, for sources of
+large pages (an archive's month file is one page of 44,640 candles), by ``MAX_ROWS_IN_FLIGHT``
+rows, a batch closing at ``MAX_BATCH_ROWS``; a crash loses at most those: a rerun resumes from
+the recorded coverage.
 
 Claims of consecutive pages extend one coverage row in place. Empty sub-windows (outages,
 before listing) are recorded as empty spans; a recent one splits the run so that it alone
@@ -19,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -39,6 +42,11 @@ BATCH_LINGER_S = 0.2
 MAX_PAGES_IN_FLIGHT = 3 * MAX_BATCH_PAGES + 1
 """Pages fetched but not yet covered at any moment: a batch being covered, one being written, a
 full queue, and one being fetched."""
+MAX_BATCH_ROWS = 40_000
+"""A batch also closes once it holds this many rows (the write's buffer stays a few MB)."""
+MAX_ROWS_IN_FLIGHT = 100_000
+"""Rows queued, being written or being covered: the fetcher waits for room before it queues a
+page (a page alone always fits). REST pages (1,000 rows) never reach it: pages bound them first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +160,12 @@ class FetcherBackfillStrategy:
     ) -> None:
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
         queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)
+        rows_in_flight = _RowBudget(MAX_ROWS_IN_FLIGHT)
 
         async def cover(batch: list[Page]) -> None:
             await backend.wait_visible()  # every batch written so far, this one included
             await recorder.pages(batch)
+            await rows_in_flight.give(sum(len(p.rows) for p in batch))
 
         async def store() -> None:
             covering: asyncio.Task[None] | None = None
@@ -191,6 +201,7 @@ class FetcherBackfillStrategy:
                     report.requests += page.requests
                     if storer.done():
                         break
+                    await _unless_failed(rows_in_flight.take(len(page.rows)), storer)
                     await _put(queue, page, storer)
             except Exception:
                 # The exchange failed mid-gap: keep what it did send (stored and covered), then
@@ -211,16 +222,18 @@ class FetcherBackfillStrategy:
 async def _next_batch(queue: asyncio.Queue[Page | None]) -> tuple[list[Page], bool]:
     """The next pages to store together, and whether the fetcher has finished.
 
-    A batch closes at ``MAX_BATCH_PAGES`` pages, when the fetcher finishes, or ``BATCH_LINGER_S``
-    after its first page: a throttled backfill stores each page as it comes, a fast one in few,
-    large requests (each request costs the server a commit).
+    A batch closes at ``MAX_BATCH_PAGES`` pages or ``MAX_BATCH_ROWS`` rows, when the fetcher
+    finishes, or ``BATCH_LINGER_S`` after its first page: a throttled backfill stores each page as
+    it comes, a fast one in few, large requests (each request costs the server a commit).
     """
     batch: list[Page] = []
+    rows = 0
     item = await queue.get()
     deadline = time.monotonic() + BATCH_LINGER_S
     while item is not None:
         batch.append(item)
-        if len(batch) == MAX_BATCH_PAGES:
+        rows += len(item.rows)
+        if len(batch) == MAX_BATCH_PAGES or rows >= MAX_BATCH_ROWS:
             return batch, False
         if queue.empty():
             remaining = deadline - time.monotonic()
@@ -237,9 +250,34 @@ async def _next_batch(queue: asyncio.Queue[Page | None]) -> tuple[list[Page], bo
 
 async def _put(queue: asyncio.Queue[Page | None], item: Page | None, storer: asyncio.Task[None]) -> None:
     """Queue ``item`` unless the storer failed (then raise its error)."""
-    put = asyncio.ensure_future(queue.put(item))
-    done, _ = await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
-    if put not in done:
-        put.cancel()
+    await _unless_failed(queue.put(item), storer)
+
+
+async def _unless_failed(step: Coroutine[Any, Any, None], storer: asyncio.Task[None]) -> None:
+    """Wait for ``step`` unless the storer fails first (then ``step`` is cancelled and the
+    storer's error raised): a failed storer never frees room or takes a page."""
+    waiting = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({waiting, storer}, return_when=asyncio.FIRST_COMPLETED)
+    if waiting not in done:
+        waiting.cancel()
     if storer in done and storer.exception() is not None:
         raise storer.exception()  # type: ignore[misc]
+
+
+class _RowBudget:
+    """Rows taken by pages not yet covered; ``take`` waits until a page fits (or nothing is taken)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+        self._room = asyncio.Condition()
+
+    async def take(self, rows: int) -> None:
+        async with self._room:
+            await self._room.wait_for(lambda: self.taken == 0 or self.taken + rows <= self.limit)
+            self.taken += rows
+
+    async def give(self, rows: int) -> None:
+        async with self._room:
+            self.taken -= rows
+            self._room.notify_all()
