@@ -147,6 +147,24 @@ def test_trades_hour_with_bursts_is_exact(questdb, emulator, emulator_control):
     assert [r for r in emulator_control.requests() if r["path"] == AGG] == []
 
 
+def test_a_quiet_day_of_trades_is_paged_by_id_after_its_first_hour(questdb, emulator, emulator_control):
+    """Binance: the first page asks an hour by time; once it holds a trade, the next pages follow
+    the last trade id, 1,000 trades a request, however few trades each hour has (by time it
+    would be a request an hour, 24 a day)."""
+    provider = make_provider(questdb, emulator, mode="trades", symbols=("ETH/USDT",))
+    start, end = utc_ms(2024, 2, 12), utc_ms(2024, 2, 13)
+    frame = provider.fetch_sync(start / 1000, end / 1000, node_id="trades:binance:ETH/USDT")
+    truth = emulator.market.trades("ETHUSDT", start, end)
+    first_hour = emulator.market.trades("ETHUSDT", start, start + 3_600_000)
+    assert 0 < len(first_hour) < 1000 and len(truth) > 3000  # quiet hours, a busy day
+    assert sorted(frame["trade_id"].astype(int)) == sorted(t.id for t in truth)
+    asked = [r for r in emulator_control.requests() if r["path"] == AGG]
+    by_id = [r for r in asked if "fromId" in r["params"]]
+    assert len(asked) - len(by_id) == 1 and "startTime" in asked[0]["params"]
+    # the rest of the day by id: full pages, the last one reaching past the day's end
+    assert len(by_id) == (len(truth) - len(first_hour)) // 1000 + 1, (len(by_id), len(truth))
+
+
 def test_force_refetches_a_covered_window_without_duplicates(questdb, emulator, emulator_control):
     provider = make_provider(questdb, emulator)
     start, end, node = utc_ms(2024, 4, 1) / 1000, utc_ms(2024, 4, 2) / 1000, "ohlcv:binance:BTC/USDT:1m"

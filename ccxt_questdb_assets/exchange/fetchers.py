@@ -261,6 +261,10 @@ class CcxtTradesFetcher(_Fetcher):
             else:
                 # Nothing more in the slice (by time) or nothing newer at all (by id).
                 complete_to = min(slice_end, final_until)
+                if id_param and not by_id and not frame.empty and complete_to < min(window.end_ms, final_until):
+                    # Every trade of the slice is held: the next ones follow its last id, a full page
+                    # a request however quiet the hours (by time, a request an hour).
+                    next_id = str(int(frame["trade_id"].iloc[-1]) + 1)
             claim_end = min(complete_to, final_until)
             claim = TimeWindow(cursor, claim_end) if claim_end > cursor else None
             yield Page(
