@@ -1,5 +1,10 @@
-"""What every asset of one exchange shares: partitions, backfill policy, pool, group, freshness,
-automation and code references.
+"""What every asset of one exchange and data type shares: partitions, backfill policy, pool, group,
+freshness, automation and code references.
+
+* Partitions: ``date`` x ``symbol`` of the data type's grain (``partitions.py``); computed assets
+  take their upstream's (resampled candles the candles', trade bars the trades'), so they map to it
+  one to one. The backfill policy runs at most about a quarter of one symbol per run (92 days or 3
+  months).
 
 * Freshness: each asset carries a ``FreshnessPolicy.time_window`` sized from the refresh
   schedule's cron (warn after two intervals without a materialization, fail after four), so the
@@ -36,8 +41,9 @@ from dagster import (
 )
 from dagster._utils.schedules import get_smallest_cron_interval
 
+from ccxt_questdb_assets.core.node_ids import Mode
 from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY
-from ccxt_questdb_assets.defs.partitions import BACKFILL_POLICY, market_partitions
+from ccxt_questdb_assets.defs.partitions import Grain, market_partitions
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 
 #: A materialization older than this many refresh intervals makes an asset WARN, then FAIL.
@@ -67,7 +73,7 @@ def freshness_policy(refresh_cron: str) -> FreshnessPolicy:
 
 
 def follow_upstream() -> AutomationCondition:
-    """Dagster's ``eager`` condition on every partition (not only the latest day), gated on the
+    """Dagster's ``eager`` condition on every partition (not only the latest period), gated on the
     upstream's blocking checks: a derived partition follows its upstream partition."""
     return (
         AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
@@ -78,14 +84,18 @@ def follow_upstream() -> AutomationCondition:
 @dataclass(frozen=True)
 class AssetOptions:
     exchange_id: str
+    grain: Grain
     partitions_def: MultiPartitionsDefinition
     freshness: FreshnessPolicy
 
     @classmethod
-    def of(cls, project: ProjectConfig, ex: ExchangeProject) -> AssetOptions:
+    def of(cls, project: ProjectConfig, ex: ExchangeProject, mode: Mode) -> AssetOptions:
+        """The options of ``ex``'s assets of data type ``mode`` (and of those computed from them)."""
+        grain = ex.grain(mode)
         return cls(
             ex.exchange_id,
-            market_partitions(ex.exchange_id, project.start_date),
+            grain,
+            market_partitions(ex.exchange_id, project.start_date, grain),
             freshness_policy(project.refresh.cron),
         )
 
@@ -116,6 +126,6 @@ class AssetOptions:
                 can_subset=True,
                 pool=self.pool if fetched else None,
                 partitions_def=self.partitions_def,
-                backfill_policy=BACKFILL_POLICY,
+                backfill_policy=self.grain.backfill_policy,
             )(compute)
             return with_source_code_references([decorated])[0]

@@ -3,7 +3,8 @@
 One YAML file drives the Dagster project. Its keys are ``from_config``'s keys (shared ones at the
 top, per-exchange ones under ``exchanges.<id>``) plus a few that only make sense for assets::
 
-    start_date: "2024-01-01"          # first daily partition (UTC)
+    start_date: "2024-01-01"          # the first partition is the day (or month) holding it (UTC)
+    partitions: {ohlcv: day, trades: day}   # the time grain per data type: day (default) or month
     questdb: {table_prefix: crypto}   # from_config's questdb keys; password: $CCXT_QUESTDB_PASSWORD
     rate_limiter: {scope: cluster, min_interval_s: 1.2, burst: 1}
     alerts: {webhook_url_env: CCXT_QUESTDB_ALERT_WEBHOOK}
@@ -15,6 +16,7 @@ top, per-exchange ones under ``exchanges.<id>``) plus a few that only make sense
         trades: true                  # a trades asset for this exchange
         resample_to: [1h]             # candles computed in QuestDB from the first timeframe
         listing_pattern: "*/USDT"     # the new-listings sensor adds matching markets
+        partitions: {trades: month}   # this exchange's grains, over the top's
 
 String values may name environment variables as ``${NAME}`` or ``${NAME:-default}``; secrets are
 never values here (credentials are read from the variables ``api_key_env``/``secret_env`` name).
@@ -33,13 +35,13 @@ from typing import Any
 
 import yaml
 from dagster._utils.schedules import is_valid_cron_string
-from pydantic import Field, StrictBool, field_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from ccxt_questdb_assets.core.config_model import ConfigModel, invalid
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode
 from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.defs.partitions import check_symbol_key
+from ccxt_questdb_assets.defs.partitions import Grain, check_symbol_key
 from ccxt_questdb_assets.exchange.dialects import CandlePaging, TradePaging
 from ccxt_questdb_assets.history.config import ProviderConfig
 from ccxt_questdb_assets.history.options import FetchOptions, ProviderOptions, ResourceOptions
@@ -75,6 +77,52 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str = "config") ->
     return value
 
 
+_GRAIN_FIX = "must be 'day' or 'month' (month for candles at a desk's scale: docs/dagster.md)"
+
+
+def _grain(value: Any) -> Any:
+    if value is None or isinstance(value, Grain):
+        return value
+    if not isinstance(value, str) or value not in {g.value for g in Grain}:
+        raise invalid(_GRAIN_FIX)
+    return Grain(value)
+
+
+class PartitionGrains(ConfigModel):
+    """``exchanges.<id>.partitions``: an exchange's time grain per data type, over the top's.
+
+    Derived assets take their upstream's grain: resampled candles the candles', trade bars the
+    trades'. A bare grain (``partitions: month``) sets every data type."""
+
+    ohlcv: Grain | None = Field(default=None, description="Grain of the candle assets and those resampled from them.")
+    trades: Grain | None = Field(default=None, description="Grain of the trades asset and the bars built from it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            return {"ohlcv": value, "trades": value}
+        return value
+
+    @field_validator("ohlcv", "trades", mode="before")
+    @classmethod
+    def _grains(cls, value: Any) -> Any:
+        return _grain(value)
+
+
+class PartitionsOptions(PartitionGrains):
+    """``partitions``: the time grain per data type."""
+
+    ohlcv: Grain | None = Field(
+        default=Grain.DAY, description="Grain of the candle assets and those resampled from them: day or month."
+    )
+    trades: Grain | None = Field(
+        default=Grain.DAY, description="Grain of the trades asset and the bars built from it: day or month."
+    )
+
+
 class ExchangeSection(FetchOptions):
     """``exchanges.<id>``: one exchange's symbols and assets; fetch keys here override the top's."""
 
@@ -86,6 +134,9 @@ class ExchangeSection(FetchOptions):
     )
     listing_pattern: str | None = Field(
         default=None, description="The new-listings sensor adds the markets matching this glob, e.g. '*/USDT'."
+    )
+    partitions: PartitionGrains = Field(
+        default_factory=PartitionGrains, description="This exchange's time grain per data type, over the top's."
     )
 
     @field_validator("resample_to", mode="before")
@@ -130,7 +181,14 @@ class RefreshSettings(ConfigModel):
 class ProjectOptions(FetchOptions, ResourceOptions):
     """The project file: shared keys at the top, one section per exchange."""
 
-    start_date: str = Field(default="2024-01-01", description="First daily partition (UTC).")
+    start_date: str = Field(
+        default="2024-01-01", description="The first partition is the day (or month) holding this date (UTC)."
+    )
+    partitions: PartitionsOptions = Field(
+        default_factory=PartitionsOptions,
+        description="Time grain per data type: day or month.",
+        examples=[{"ohlcv": "month", "trades": "month"}],
+    )
     exchanges: dict[str, ExchangeSection] = Field(
         description="One section per ccxt exchange id.", examples=[{"binance": {"symbols": ["BTC/USDT"]}}]
     )
@@ -161,6 +219,11 @@ class ProjectOptions(FetchOptions, ResourceOptions):
     def _absent(cls, value: Any) -> Any:
         return {} if value is None else value
 
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _top_partitions(cls, value: Any) -> Any:
+        return {} if value is None else value
+
 
 @dataclass(frozen=True)
 class ExchangeProject:
@@ -174,6 +237,12 @@ class ExchangeProject:
     listing_pattern: str | None
     ohlcv: ProviderConfig
     trades_config: ProviderConfig | None
+    ohlcv_grain: Grain = Grain.DAY
+    trades_grain: Grain = Grain.DAY
+
+    def grain(self, mode: Mode) -> Grain:
+        """The time grain of ``mode``'s assets (and of those computed from them)."""
+        return self.trades_grain if mode == TRADES else self.ohlcv_grain
 
     def provider_config(self, mode: Mode, *, timeframe: str | None = None) -> ProviderConfig:
         """The engine config of one asset (one mode, one timeframe), derived without parsing again."""
@@ -339,6 +408,7 @@ def _exchange(
     symbols = tuple(ohlcv.backfill.symbols or ())
     for symbol in symbols:  # each becomes a dynamic partition key
         check_symbol_key(symbol, f"{where} exchanges.{ex_id}.symbols")
+    shared, own = top.partitions, section.partitions
     return ExchangeProject(
         exchange_id=ex_id,
         symbols=symbols,
@@ -348,4 +418,6 @@ def _exchange(
         listing_pattern=section.listing_pattern,
         ohlcv=ohlcv,
         trades_config=trades_cfg,
+        ohlcv_grain=own.ohlcv or shared.ohlcv or Grain.DAY,
+        trades_grain=own.trades or shared.trades or Grain.DAY,
     )
