@@ -7,13 +7,17 @@ nothing, a month with a seeded hole fails its own check only, and a downstream a
 whole month through the IO manager. Computed assets take their upstream's grain and follow it:
 the automation condition requests an old month once its upstream month was updated, and the
 resampled and trade bars of a month equal the emulator's. Candles and trades of different grains
-get a job and a refresh schedule each, whose current partition is the grain's.
+get a job and a refresh schedule each, whose current partition is the grain's. A project over the
+partitions budget is refused at load with the asset, the count and the fix; new listings are added
+only within it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
+import warnings
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -27,11 +31,13 @@ from dagster import (
     MonthlyPartitionsDefinition,
     asset,
     build_schedule_context,
+    build_sensor_context,
     evaluate_automation_conditions,
     instance_for_test,
     materialize,
     mem_io_manager,
 )
+from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ccxt_questdb_assets.core.clock import wall_clock_ms
@@ -41,6 +47,7 @@ from ccxt_questdb_assets.defs.asset_keys import ohlcv_key, resampled_key, trade_
 from ccxt_questdb_assets.defs.build import build_definitions, build_resources
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets, resampled_table, trade_bars_table
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets, ohlcv_table
+from ccxt_questdb_assets.defs.partition_budget import PartitionBudgetWarning
 from ccxt_questdb_assets.defs.partitions import Grain, slices_of
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.storage.client import QuestDBClient
@@ -365,13 +372,85 @@ def desk(n: int = 300, start: str = "2018-01-01", partitions=None, **top) -> dic
     return raw
 
 
+def test_a_project_over_the_partitions_budget_is_refused_at_load_with_the_asset_the_count_and_the_fix(tmp_path):
+    today = datetime.now(UTC).date()
+    days, months = Grain.DAY.periods("2018-01-01", today), Grain.MONTH.periods("2018-01-01", today)
+    with pytest.raises(ConfigError) as refused:
+        ProjectConfig.from_mapping(desk(), environ={})
+    text = str(refused.value)
+    for needed in (
+        "binance/ohlcv/ohlcv_1m",
+        "binance/trades",
+        f"300 symbols x {days:,} days = {300 * days:,} partitions",
+        "over the 100,000 per asset",
+        f"partitions: {{ohlcv: month, trades: month}} (300 x {months:,} months = {300 * months:,})",
+        "a later start_date",
+        "partitions.max_per_asset",
+    ):
+        assert needed in text, (needed, text)
+
+    # the desk-scale grain is one line, and Dagster counts what the budget counted
+    cfg = ProjectConfig.from_mapping(desk(partitions=MONTHLY), environ={})
+    assert ProjectConfig.from_mapping(desk(partitions="month"), environ={}).exchanges == cfg.exchanges
+    defs = build_definitions(cfg)
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions("binance_symbols", list(cfg.exchanges[0].symbols))
+        graph = defs.resolve_asset_graph()
+        with partition_loading_context(dynamic_partitions_store=instance):
+            counts = {
+                k.to_user_string(): graph.get(k).partitions_def.get_num_partitions() for k in graph.get_all_asset_keys()
+            }
+    assert counts == {
+        k: 300 * months
+        for k in (
+            "binance/ohlcv/ohlcv_1m",
+            "binance/ohlcv/ohlcv_1h_resampled",
+            "binance/trades",
+            "binance/ohlcv/trade_bars_1m",
+        )
+    }
+    assert 300 * months <= 100_000
+
+    # only the trades over the budget: the fix names them alone; an exchange's own grain counts
+    with pytest.raises(ConfigError, match=r"binance/trades .* Choose a coarser grain, partitions: \{trades: month\}"):
+        ProjectConfig.from_mapping(desk(partitions={"ohlcv": "month"}), environ={})
+    mixed = desk(partitions={"ohlcv": "month"})
+    mixed["exchanges"]["binance"]["partitions"] = {"trades": "month"}
+    assert ProjectConfig.from_mapping(mixed, environ={}).exchanges[0].trades_grain == Grain.MONTH
+
+    # months are not enough for ever more symbols: a later start_date or fewer symbols
+    with pytest.raises(
+        ConfigError, match=r"1,000 symbols x [\d,]+ months .* Choose a later start_date \(\d{4}-\d\d-01"
+    ):
+        ProjectConfig.from_mapping(desk(1000, partitions=MONTHLY), environ={})
+    # a deployment that measured its instance may raise the budget, knowingly
+    raised = desk(partitions={"max_per_asset": 2_000_000})
+    assert ProjectConfig.from_mapping(raised, environ={}).max_partitions_per_asset == 2_000_000
+
+
+def test_an_asset_passing_the_budget_within_a_year_is_warned_about_with_the_date():
+    today = datetime.now(UTC).date()
+    days = Grain.DAY.periods("2024-01-01", today)
+    with pytest.warns(
+        PartitionBudgetWarning, match=r"passes the .* partitions per asset on \d{4}-\d\d-\d\d \(in 100 days\)"
+    ):
+        ProjectConfig.from_mapping(desk(2, "2024-01-01", {"max_per_asset": 2 * (days + 99)}), environ={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ProjectConfig.from_mapping(desk(2, "2024-01-01", {"max_per_asset": 2 * (days + 400)}), environ={})
+    with pytest.raises(ConfigError, match=r"2 symbols x [\d,]+ days"):
+        ProjectConfig.from_mapping(desk(2, "2024-01-01", {"max_per_asset": 2 * days - 1}), environ={})
+
+
 @pytest.mark.parametrize(
     ("partitions", "where", "message"),
     [
         ({"ohlcv": "weekly"}, "top", r"partitions\.ohlcv must be 'day' or 'month' .*, got 'weekly'"),
         ("hourly", "top", r"partitions\.ohlcv must be 'day' or 'month'"),
         ({"trades": "month", "candles": "month"}, "top", r"unknown option 'candles' in .*partitions"),
+        ({"max_per_asset": 0}, "top", r"partitions\.max_per_asset must be >= 1, got 0"),
         ({"trades": 7}, "exchange", r"exchanges\.binance\.partitions\.trades must be 'day' or 'month'.*, got 7"),
+        ({"max_per_asset": 5}, "exchange", r"unknown option 'max_per_asset' in .*exchanges\.binance\.partitions"),
     ],
 )
 def test_a_bad_grain_is_refused_naming_the_key_the_value_and_the_choices(partitions, where, message):
@@ -382,6 +461,34 @@ def test_a_bad_grain_is_refused_naming_the_key_the_value_and_the_choices(partiti
         raw["exchanges"]["binance"]["partitions"] = partitions
     with pytest.raises(ConfigError, match=message):
         ProjectConfig.from_mapping(raw, environ={})
+
+
+def test_new_listings_are_added_only_within_the_partitions_budget(questdb, emulator, emulator_control, tmp_path):
+    months = Grain.MONTH.periods("2024-01-01", datetime.now(UTC).date())
+    raw = mapping(questdb, emulator, {**MONTHLY, "max_per_asset": 3 * months}, listing_pattern="*/USDT")
+    cfg = ProjectConfig.from_mapping(raw)  # 2 symbols: room for one more
+    sensor = build_definitions(cfg).resolve_sensor_def("binance_symbols")
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as instance:
+
+        def tick(cursor):
+            data = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor))
+            for request in data.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            return data
+
+        baseline = tick(None)  # the config's symbols, and the markets listed now as the baseline
+        assert sorted(instance.get_dynamic_partitions("binance_symbols")) == ["BTC/USDT", "ETH/USDT"]
+        suffix = uuid.uuid4().hex[:4].upper()
+        first, second = f"NEWA{suffix}", f"NEWB{suffix}"
+        emulator_control.list_market(first, "USDT")
+        emulator_control.list_market(second, "USDT")
+        listed = tick(baseline.cursor)
+        assert [list(r.partition_keys) for r in listed.dynamic_partitions_requests] == [[f"{first}/USDT"]]
+        assert f"{second}/USDT" not in json.loads(listed.cursor)["known"]  # asked again every tick
+        again = tick(listed.cursor)
+        assert again.dynamic_partitions_requests == []
+        assert f"{second}/USDT" not in json.loads(again.cursor)["known"]
+        assert f"{second}/USDT" not in instance.get_dynamic_partitions("binance_symbols")
 
 
 def test_partition_keys_map_to_their_grains_windows():

@@ -18,7 +18,7 @@ its candles they get a job and a schedule of their own, ``{exchange}_trades_inge
   every tick for every symbol, so a project turns it on deliberately (``refresh: {running:
   true}``; the embedded default does), or in the UI.
 * sensor ``{exchange}_symbols`` (:mod:`.listings`): the config's symbols and new listings become
-  partitions.
+  partitions, new listings only within the partitions budget.
 
 For the code location: sensor ``follow_upstream`` (an automation condition sensor, every 30 s,
 default RUNNING): requests the computed assets' partitions whose upstream partitions were updated
@@ -134,7 +134,7 @@ def build_automation(
             job = _ingest_job(project, group, assets)
             jobs.append(job)
             schedules.append(_refresh_schedule(project, group, job))
-        sensors.append(symbols_sensor(ex, pattern, symbols_interval_s))
+        sensors.append(symbols_sensor(project, ex, pattern, symbols_interval_s))
     sensors.append(
         AutomationConditionSensorDefinition(
             FOLLOW_UPSTREAM_SENSOR_NAME,

@@ -43,6 +43,8 @@ from ccxt_questdb_assets.core.windows import TimeWindow
 DATE_DIM = "date"
 SYMBOL_DIM = "symbol"
 DAY_MS = 86_400_000
+#: Dagster's recommended most partitions per asset: the project file's default budget.
+DAGSTER_PARTITIONS_PER_ASSET = 100_000
 
 
 class Grain(StrEnum):

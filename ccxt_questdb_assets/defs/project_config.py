@@ -18,6 +18,10 @@ top, per-exchange ones under ``exchanges.<id>``) plus a few that only make sense
         listing_pattern: "*/USDT"     # the new-listings sensor adds matching markets
         partitions: {trades: month}   # this exchange's grains, over the top's
 
+At a desk's scale the grain matters: Dagster handles up to about 100,000 partitions per asset
+well, and an asset has symbols x periods since ``start_date`` of them. A project over that budget
+is refused at load (``partition_budget``), naming the asset, its count and the fix.
+
 String values may name environment variables as ``${NAME}`` or ``${NAME:-default}``; secrets are
 never values here (credentials are read from the variables ``api_key_env``/``secret_env`` name).
 The file is ``$CCXT_QUESTDB_PROJECT`` if set, else the embedded default (the local emulator).
@@ -31,17 +35,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from dagster._utils.schedules import is_valid_cron_string
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from ccxt_questdb_assets.core.config_model import ConfigModel, invalid
+from ccxt_questdb_assets.core.config_model import ConfigModel, Whole, invalid
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode
 from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.defs.partitions import Grain, check_symbol_key
+from ccxt_questdb_assets.defs.partitions import DAGSTER_PARTITIONS_PER_ASSET, Grain, check_symbol_key
 from ccxt_questdb_assets.exchange.dialects import CandlePaging, TradePaging
 from ccxt_questdb_assets.history.config import ProviderConfig
 from ccxt_questdb_assets.history.options import FetchOptions, ProviderOptions, ResourceOptions
@@ -113,13 +117,18 @@ class PartitionGrains(ConfigModel):
 
 
 class PartitionsOptions(PartitionGrains):
-    """``partitions``: the time grain per data type."""
+    """``partitions``: the time grain per data type, and the most partitions an asset may have."""
 
     ohlcv: Grain | None = Field(
         default=Grain.DAY, description="Grain of the candle assets and those resampled from them: day or month."
     )
     trades: Grain | None = Field(
         default=Grain.DAY, description="Grain of the trades asset and the bars built from it: day or month."
+    )
+    max_per_asset: Annotated[Whole, Field(ge=1)] = Field(
+        default=DAGSTER_PARTITIONS_PER_ASSET,
+        description="A project whose configured symbols x periods since start_date exceed this for some asset "
+        "is refused at load (Dagster recommends at most 100,000 partitions per asset).",
     )
 
 
@@ -186,7 +195,7 @@ class ProjectOptions(FetchOptions, ResourceOptions):
     )
     partitions: PartitionsOptions = Field(
         default_factory=PartitionsOptions,
-        description="Time grain per data type: day or month.",
+        description="Time grain per data type (day or month) and the partitions budget per asset.",
         examples=[{"ohlcv": "month", "trades": "month"}],
     )
     exchanges: dict[str, ExchangeSection] = Field(
@@ -304,7 +313,15 @@ class ProjectConfig:
         exchanges = tuple(
             _exchange(ex_id, section, options, environ, where) for ex_id, section in options.exchanges.items()
         )
-        return cls(options.start_date, exchanges, options.alerts.webhook_url_env, source, options, options.refresh)
+        project = cls(options.start_date, exchanges, options.alerts.webhook_url_env, source, options, options.refresh)
+        from ccxt_questdb_assets.defs.partition_budget import check_budget  # it reads ExchangeProject
+
+        check_budget(project)
+        return project
+
+    @property
+    def max_partitions_per_asset(self) -> int:
+        return self.options.partitions.max_per_asset
 
     @property
     def connection(self) -> QuestDBConnection:
