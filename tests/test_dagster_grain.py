@@ -25,10 +25,12 @@ import pytest
 from dagster import (
     AssetIn,
     AssetKey,
+    AssetMaterialization,
     AssetSelection,
     DagsterInstance,
     IdentityPartitionMapping,
     MonthlyPartitionsDefinition,
+    MultiPartitionsDefinition,
     asset,
     build_schedule_context,
     build_sensor_context,
@@ -489,6 +491,34 @@ def test_new_listings_are_added_only_within_the_partitions_budget(questdb, emula
         assert again.dynamic_partitions_requests == []
         assert f"{second}/USDT" not in json.loads(again.cursor)["known"]
         assert f"{second}/USDT" not in instance.get_dynamic_partitions("binance_symbols")
+
+
+def test_a_follow_upstream_tick_at_a_desks_scale_reads_what_changed_not_every_partition(tmp_path, monkeypatch):
+    """Dagster's eager condition lists every partition key of an asset on each tick (its newly
+    missing partitions); the project's condition never does, so its ticks cost with what changed."""
+    cfg = ProjectConfig.from_mapping(desk(partitions=MONTHLY), environ={})
+    defs = build_definitions(cfg)
+    listed: list[int] = []
+    keys = MultiPartitionsDefinition.get_partition_keys
+
+    def counting(self, *args, **kwargs):
+        out = keys(self, *args, **kwargs)
+        listed.append(len(out))
+        return out
+
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions("binance_symbols", list(cfg.exchanges[0].symbols))
+        monkeypatch.setattr(MultiPartitionsDefinition, "get_partition_keys", counting)
+        cursor = None
+        for _ in range(3):
+            tick = evaluate_automation_conditions(defs, instance, cursor=cursor)
+            assert tick.total_requested == 0
+            cursor = tick.cursor
+        instance.report_runless_asset_event(AssetMaterialization(CANDLES, partition="2019-05-01|AAC/USDT"))
+        tick = evaluate_automation_conditions(defs, instance, cursor=cursor)
+    assert listed == [], f"partition keys listed: {listed}"
+    # the upstream month was updated, yet its blocking checks have not passed (a runless report): held
+    assert tick.total_requested == 0
 
 
 def test_partition_keys_map_to_their_grains_windows():

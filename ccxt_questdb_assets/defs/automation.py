@@ -23,7 +23,8 @@ its candles they get a job and a schedule of their own, ``{exchange}_trades_inge
 For the code location: sensor ``follow_upstream`` (an automation condition sensor, every 30 s,
 default RUNNING): requests the computed assets' partitions whose upstream partitions were updated
 (``asset_options.follow_upstream``), whoever updated them; it only computes inside QuestDB, never
-calls an exchange, so it is on by default. And sensor ``run_failure_webhook`` (:mod:`.alerts`).
+calls an exchange, so it is on by default. A tick costs with what changed since the last one, not
+with the number of partitions. And sensor ``run_failure_webhook`` (:mod:`.alerts`).
 
 ``listings.sync_symbol_partitions(instance, project)`` adds the config's symbols at once (the CLI and the
 demo), without waiting for a sensor tick.
