@@ -3,8 +3,8 @@ freshness, automation and code references.
 
 * Partitions: ``date`` x ``symbol`` of the data type's grain (``partitions.py``); computed assets
   take their upstream's (resampled candles the candles', trade bars the trades'), so they map to it
-  one to one. The backfill policy runs at most about a quarter of one symbol per run (92 days or 3
-  months).
+  one to one. The backfill policy's runs hold at most 92 days of one symbol, or with months a
+  year of candles (12) or a quarter of trades (3) (``Grain.max_partitions_per_run``).
 
 * Freshness: each asset carries a ``FreshnessPolicy.time_window`` sized from the refresh
   schedule's cron (warn after two intervals without a materialization, fail after four), so the
@@ -102,6 +102,7 @@ def follow_upstream(grain: Grain) -> AutomationCondition:
 @dataclass(frozen=True)
 class AssetOptions:
     exchange_id: str
+    mode: Mode
     grain: Grain
     partitions_def: MultiPartitionsDefinition
     freshness: FreshnessPolicy
@@ -112,6 +113,7 @@ class AssetOptions:
         grain = ex.grain(mode)
         return cls(
             ex.exchange_id,
+            mode,
             grain,
             market_partitions(ex.exchange_id, project.start_date, grain),
             freshness_policy(project.refresh.cron),
@@ -144,6 +146,6 @@ class AssetOptions:
                 can_subset=True,
                 pool=self.pool if fetched else None,
                 partitions_def=self.partitions_def,
-                backfill_policy=self.grain.backfill_policy,
+                backfill_policy=self.grain.backfill_policy(self.mode),
             )(compute)
             return with_source_code_references([decorated])[0]

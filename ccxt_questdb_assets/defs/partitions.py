@@ -38,6 +38,7 @@ from dagster import (
 )
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.node_ids import TRADES
 from ccxt_questdb_assets.core.windows import TimeWindow
 
 DATE_DIM = "date"
@@ -57,15 +58,19 @@ class Grain(StrEnum):
     def plural(self) -> str:
         return f"{self.value}s"
 
-    @property
-    def max_partitions_per_run(self) -> int:
-        """A backfill's run holds at most this many partitions of one symbol: about a quarter
-        whatever the grain (92 days, 3 months), so a year of one symbol is 4 runs."""
-        return 92 if self is Grain.DAY else 3
+    def max_partitions_per_run(self, mode: str) -> int:
+        """A backfill's run holds at most this many partitions of one symbol of data type ``mode``.
 
-    @property
-    def backfill_policy(self) -> BackfillPolicy:
-        return BackfillPolicy.multi_run(max_partitions_per_run=self.max_partitions_per_run)
+        Days: 92 (a quarter; a year of one symbol is 4 runs). Months: a year of candles (12; 525,600
+        1m bars, about 530 requests: a year of one symbol is one run, and a desk's backfill of every
+        symbol since 2018 is 9 runs per symbol, not 36), a quarter of trades (3, the span of 92 days:
+        a month of a liquid symbol's trades is already tens of millions of rows)."""
+        if self is Grain.DAY:
+            return 92
+        return 3 if mode == TRADES else 12
+
+    def backfill_policy(self, mode: str) -> BackfillPolicy:
+        return BackfillPolicy.multi_run(max_partitions_per_run=self.max_partitions_per_run(mode))
 
     @property
     def recent(self) -> timedelta:
