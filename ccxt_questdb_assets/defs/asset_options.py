@@ -3,8 +3,8 @@ freshness, automation and code references.
 
 * Partitions: ``date`` x ``symbol`` of the data type's grain (``partitions.py``); computed assets
   take their upstream's (resampled candles the candles', trade bars the trades'), so they map to it
-  one to one. The backfill policy's runs hold at most 92 days of one symbol, or with months a
-  year of candles (12) or a quarter of trades (3) (``Grain.max_partitions_per_run``).
+  one to one. The backfill policy's runs hold at most 92 days, or with months 12 partitions of
+  candles or 3 of trades (``Grain.max_partitions_per_run``).
 
 * Freshness: each asset carries a ``FreshnessPolicy.time_window`` sized from the refresh
   schedule's cron (warn after two intervals without a materialization, fail after four), so the
@@ -81,7 +81,7 @@ def follow_upstream(grain: Grain) -> AutomationCondition:
 
     Dagster's ``eager`` is the same condition except for the reach of "became missing": eager
     asks it of every partition on every tick, which enumerates every partition key (978,900 per
-    asset at a desk's scale with days: 30 to 50 s a tick, over the sensor's 30 s interval).
+    asset at a desk's scale with days: 20 to 50 s a tick, over the sensor's 30 s interval).
     Here "updated" is read from the upstream's new materializations (as many as there are) and
     "became missing" only in ``in_latest_time_window(grain.recent)`` (the open period and the one
     before: 2 x the symbols), so a tick costs with what changed, not with the partitions. The

@@ -59,12 +59,14 @@ class Grain(StrEnum):
         return f"{self.value}s"
 
     def max_partitions_per_run(self, mode: str) -> int:
-        """A backfill's run holds at most this many partitions of one symbol of data type ``mode``.
+        """A backfill's run holds at most this many partitions of data type ``mode``.
 
-        Days: 92 (a quarter; a year of one symbol is 4 runs). Months: a year of candles (12; 525,600
-        1m bars, about 530 requests: a year of one symbol is one run, and a desk's backfill of every
-        symbol since 2018 is 9 runs per symbol, not 36), a quarter of trades (3, the span of 92 days:
-        a month of a liquid symbol's trades is already tens of millions of rows)."""
+        Dagster cuts a backfill into ranges along whichever dimension has fewer keys in it: a
+        symbol's periods (a year of one symbol), or one period's symbols (a month of 300 symbols),
+        then runs of at most this many. Days: 92 (a quarter; a year of one symbol is 4 runs).
+        Months: 12 for candles (a year of one symbol is one run, 525,600 1m bars, about 530
+        requests; a month of 300 symbols is 25 runs), 3 for trades (a month of a liquid symbol's
+        trades is already tens of millions of rows)."""
         if self is Grain.DAY:
             return 92
         return 3 if mode == TRADES else 12
