@@ -165,12 +165,9 @@ def _ms(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
-def parse_grain(value: Any, where: str) -> Grain:
-    """``value`` as a grain, or a ConfigError naming ``where``, the value and the choices."""
-    try:
-        return Grain(value)
-    except ValueError:
-        raise ConfigError(f"{where} must be 'day' or 'month', got {value!r}") from None
+def day_window(day: str) -> TimeWindow:
+    """The UTC window of the day partition ``day`` (``2024-01-02``)."""
+    return Grain.DAY.window(day)
 
 
 def symbols_partitions(exchange_id: str) -> DynamicPartitionsDefinition:
