@@ -3,8 +3,8 @@ freshness, automation and code references.
 
 * Partitions: ``date`` x ``symbol`` of the data type's grain (``partitions.py``); computed assets
   take their upstream's (resampled candles the candles', trade bars the trades'), so they map to it
-  one to one. The backfill policy's runs hold at most 92 days, or with months 12 partitions of
-  candles or 3 of trades (``Grain.max_partitions_per_run``).
+  one to one. The backfill policy's runs hold at most 92 days or 12 months
+  (``Grain.max_partitions_per_run``).
 
 * Freshness: each asset carries a ``FreshnessPolicy.time_window`` sized from the refresh
   schedule's cron (warn after two intervals without a materialization, fail after four), so the
@@ -102,7 +102,6 @@ def follow_upstream(grain: Grain) -> AutomationCondition:
 @dataclass(frozen=True)
 class AssetOptions:
     exchange_id: str
-    mode: Mode
     grain: Grain
     partitions_def: MultiPartitionsDefinition
     freshness: FreshnessPolicy
@@ -113,7 +112,6 @@ class AssetOptions:
         grain = ex.grain(mode)
         return cls(
             ex.exchange_id,
-            mode,
             grain,
             market_partitions(ex.exchange_id, project.start_date, grain),
             freshness_policy(project.refresh.cron),
@@ -146,6 +144,6 @@ class AssetOptions:
                 can_subset=True,
                 pool=self.pool if fetched else None,
                 partitions_def=self.partitions_def,
-                backfill_policy=self.grain.backfill_policy(self.mode),
+                backfill_policy=self.grain.backfill_policy,
             )(compute)
             return with_source_code_references([decorated])[0]

@@ -38,7 +38,6 @@ from dagster import (
 )
 
 from ccxt_questdb_assets.core.errors import ConfigError
-from ccxt_questdb_assets.core.node_ids import TRADES
 from ccxt_questdb_assets.core.windows import TimeWindow
 
 DATE_DIM = "date"
@@ -58,21 +57,21 @@ class Grain(StrEnum):
     def plural(self) -> str:
         return f"{self.value}s"
 
-    def max_partitions_per_run(self, mode: str) -> int:
-        """A backfill's run holds at most this many partitions of data type ``mode``.
+    @property
+    def max_partitions_per_run(self) -> int:
+        """A backfill's run holds at most this many partitions.
 
         Dagster cuts a backfill into ranges along whichever dimension has fewer keys in it: a
         symbol's periods (a year of one symbol), or one period's symbols (a month of 300 symbols),
         then runs of at most this many. Days: 92 (a quarter; a year of one symbol is 4 runs).
-        Months: 12 for candles (a year of one symbol is one run, 525,600 1m bars, about 530
-        requests; a month of 300 symbols is 25 runs), 3 for trades (a month of a liquid symbol's
-        trades is already tens of millions of rows)."""
-        if self is Grain.DAY:
-            return 92
-        return 3 if mode == TRADES else 12
+        Months: 12 (a year of one symbol is one run: 525,600 1m bars, about 530 requests; a month
+        of 300 symbols is 25 runs). One number per grain, whatever the data type: a job holds the
+        candles and trades of a grain, and Dagster warns about a job whose assets' policies differ."""
+        return 92 if self is Grain.DAY else 12
 
-    def backfill_policy(self, mode: str) -> BackfillPolicy:
-        return BackfillPolicy.multi_run(max_partitions_per_run=self.max_partitions_per_run(mode))
+    @property
+    def backfill_policy(self) -> BackfillPolicy:
+        return BackfillPolicy.multi_run(max_partitions_per_run=self.max_partitions_per_run)
 
     @property
     def recent(self) -> timedelta:
