@@ -20,4 +20,6 @@ TARGET_MODULES = (
     "benchmarks.memory_target",  # 6 backfill peak RSS
     "benchmarks.launch_target",  # 7 one-partition run launched as the UI does, through dagster dev
     "benchmarks.scale_target",  # 8 a desk's scale: definitions load, partition status, backfill launch, ticks
+    "benchmarks.peer_target",  # 9 freqtrade vs this project, whole processes, issue 15's workloads
+    "benchmarks.archive_target",  # 10 four years from the emulated archive vs a floor script; memory
 )

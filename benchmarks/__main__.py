@@ -1,7 +1,8 @@
 """``python -m benchmarks``: run the library benchmarks and print every figure as a ratio.
 
-    uv run python -m benchmarks                  # the full pass (about 11 min on 2 cores)
-    uv run python -m benchmarks --quick          # fewer runs, smaller secondary sizes (< 5 min)
+    uv run python -m benchmarks                  # the full pass (about 25 min on 2 cores)
+    uv run python -m benchmarks --quick          # fewer runs, smaller secondary sizes (about 11 min)
+    uv run python -m benchmarks --targets peer   # one target (each target's --quick pass is under 5 min)
     uv run python -m benchmarks --targets read,coverage --runs 7
     uv run python -m benchmarks --questdb-dsn postgresql://admin:quest@db:8812/qdb --questdb-http db:9000
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="targets:\n" + listing,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller secondary sizes (< 5 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller secondary sizes")
     parser.add_argument("--targets", metavar="LIST", help="comma-separated names or numbers (default: all)")
     parser.add_argument("--runs", type=int, metavar="N", help="runs per figure (default: 3 quick, 5 full)")
     parser.add_argument("--questdb-dsn", metavar="DSN", help="use this QuestDB instead of starting one")

@@ -27,7 +27,15 @@ from typing import Any
 from ccxt_questdb_assets.core.errors import ServiceError
 from ccxt_questdb_assets.dagster_graphql import ADD_DYNAMIC_PARTITION, LAUNCH_RUN, RUN_ERRORS, RUNS, WORKSPACE
 
-__all__ = ["DEFAULT_ENV", "DEFAULT_MODULE", "FINISHED_STATUSES", "DagsterDev", "DagsterDevError", "start_dagster_dev"]
+__all__ = [
+    "DEFAULT_ENV",
+    "DEFAULT_MODULE",
+    "FINISHED_STATUSES",
+    "DagsterDev",
+    "DagsterDevError",
+    "start_dagster_dev",
+    "wait_ready",
+]
 
 DEFAULT_MODULE = "ccxt_questdb_assets.defs.definitions"
 
@@ -208,7 +216,9 @@ def _location_error(entry: dict[str, Any]) -> str | None:
     return f"code location {entry['name']} failed to load: {msg}\n{''.join(loc.get('stack') or [])}"
 
 
-def _wait_ready(dev: DagsterDev, timeout_s: float) -> None:
+def wait_ready(dev: DagsterDev, timeout_s: float) -> None:
+    """Until the webserver answers and every code location has loaded; the first location's names
+    go to ``dev``. :class:`DagsterDevError` with the log's tail if a location fails or time runs out."""
     deadline = time.monotonic() + timeout_s
     last = "no answer from /server_info yet"
     while time.monotonic() < deadline:
@@ -278,7 +288,7 @@ def start_dagster_dev(
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     dev = DagsterDev(url=f"http://{client_host}:{port}", home=home, log_path=log_path, proc=proc, env=full_env)
     try:
-        _wait_ready(dev, startup_timeout_s)
+        wait_ready(dev, startup_timeout_s)
     except BaseException:
         dev.stop(stop_grace_s)
         raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import yaml
@@ -64,11 +63,22 @@ def test_the_local_home_links_the_project_config_and_a_home_of_your_own_keeps_it
     assert os.listdir(own) == ["dagster.yaml"]
 
 
-def test_the_documented_multi_machine_config_loads_except_its_postgres_storage(tmp_path):
-    text = (ROOT / "docs" / "operations.md").read_text()
-    block = re.search(r"## Dagster instance.*?```yaml\n(.*?)```", text, re.S)
-    assert block, "docs/operations.md lost its dagster.yaml example"
-    config = yaml.safe_load(block.group(1))
-    assert "postgres" in config.pop("storage")  # needs a Postgres server; the rest loads here
+def test_the_deployment_instance_loads_as_documented_except_its_postgres_storage(tmp_path):
+    """deploy/dagster.yaml (docs/operations.md): everything but the storage, which needs a Postgres
+    server (tests/test_deployment.py starts one), loads here with the settings the docs give."""
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    storage = config.pop("storage")["postgres"]["postgres_db"]
+    assert storage["scheme"] == "postgresql+psycopg2"
+    assert all(isinstance(storage[k], dict) and "env" in storage[k] for k in storage if k != "scheme")
     with load_instance(config, tmp_path / "home") as instance:
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
+        assert type(instance.run_launcher).__name__ == "PlacingRunLauncher"
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_launcher.lost_after_seconds == 30
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.run_queue_config.max_concurrent_runs == 8
+        assert concurrency.pool_config.default_pool_limit == 2
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 10
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert type(instance.compute_log_manager).__name__ == "NoOpComputeLogManager"
+        assert instance.get_settings("telemetry") == {"enabled": False}

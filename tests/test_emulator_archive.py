@@ -100,3 +100,34 @@ def test_publication_lags_missing_and_corrupt_files(emulator, emulator_control):
     with pytest.raises(Exception, match="unknown archive setting"):
         emulator_control._call("POST", "archive", {"misssing": []})
     assert [r["dialect"] for r in emulator_control.requests()] == ["archive"] * len(emulator_control.requests())
+
+
+def test_generated_files_are_kept_in_a_bounded_cache():
+    from ccxt_questdb_assets.emulator import archive
+    from ccxt_questdb_assets.emulator.archive_state import FileCache
+    from ccxt_questdb_assets.emulator.state import EmulatorState
+
+    state = EmulatorState()
+    path = "/data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-02.zip"
+    status, data, _ = archive.answer(state, path)
+    assert status == 200 and len(state.archive.cache) == 1
+    _, checksum, _ = archive.answer(state, path + ".CHECKSUM")  # from the cache, the same bytes
+    assert checksum.decode() == f"{hashlib.sha256(data).hexdigest()}  BTCUSDT-1m-2024-02.zip\n"
+    assert archive.answer(state, path)[1] is data and len(state.archive.cache) == 1
+    state.archive.update({"corrupt": ["BTCUSDT-1m-2024-02.zip"]})
+    assert archive.answer(state, path)[1] != data  # a corrupt file is corrupted on the way out ...
+    state.archive.update({"corrupt": []})
+    assert archive.answer(state, path)[1] == data  # ... never in the cache
+    state.reset()
+    assert len(state.archive.cache) == 0
+
+    cache = FileCache(max_bytes=9)
+    cache.put(("a",), b"1234", "da")
+    cache.put(("b",), b"5678", "db")
+    assert cache.get(("a",)) == (b"1234", "da")  # a is now the most recently used
+    cache.put(("c",), b"90", "dc")  # 10 bytes > 9: the least recently used (b) goes
+    cache.put(("big",), b"x" * 10, "dx")  # larger than the whole cache: not kept
+    assert (cache.get(("b",)), cache.get(("big",)), cache.size, len(cache)) == (None, None, 6, 2)
+    cache.put(("d",), b"abcd", "dd")  # a is now the oldest ask
+    assert (cache.get(("a",)), cache.size) == (None, 6)
+    assert [cache.get((k,))[1] for k in "cd"] == ["dc", "dd"]

@@ -265,12 +265,23 @@ class ExchangeProject:
 
 @dataclass(frozen=True)
 class ProjectConfig:
-    start_date: str
+    """The parsed project file (``options``) and each exchange's part of it."""
+
     exchanges: tuple[ExchangeProject, ...]
-    webhook_url_env: str | None
     source: str
     options: ProjectOptions
-    refresh: RefreshSettings
+
+    @property
+    def start_date(self) -> str:
+        return self.options.start_date
+
+    @property
+    def webhook_url_env(self) -> str | None:
+        return self.options.alerts.webhook_url_env
+
+    @property
+    def refresh(self) -> RefreshSettings:
+        return self.options.refresh
 
     @classmethod
     def load(
@@ -313,7 +324,7 @@ class ProjectConfig:
         exchanges = tuple(
             _exchange(ex_id, section, options, environ, where) for ex_id, section in options.exchanges.items()
         )
-        project = cls(options.start_date, exchanges, options.alerts.webhook_url_env, source, options, options.refresh)
+        project = cls(exchanges, source, options)
         from ccxt_questdb_assets.defs.partition_budget import check_budget  # it reads ExchangeProject
 
         check_budget(project)

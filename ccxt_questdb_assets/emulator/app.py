@@ -67,6 +67,7 @@ def _api_handler(state: EmulatorState):
             "weight": 0,
             "fault": None,
             "dialect": dialect.name if dialect else None,
+            "client": request.remote,  # the caller's address: which host a request came from
         }
         # logged on arrival and completed in place: a slow request finishing after reset() stays out of the log
         state.record(entry)

@@ -12,7 +12,10 @@ and ``.../aggTrades/<SYMBOL>/<SYMBOL>-aggTrades-<period>.zip``, each with its ``
   after the month ends (404 before); files named in ``missing`` answer 404, those in ``corrupt``
   a zip whose bytes disagree with their ``.CHECKSUM``.
 
-The rows are the REST API's: the same market, so a file equals the pages of its span.
+The rows are the REST API's: the same market, so a file equals the pages of its span. A file's bytes
+never change once it is published, so generated zips (CSV formatting in Python: about 0.2 s for a
+month of 1m klines) are kept in a bounded in-memory cache (:class:`archive_state.FileCache`, least recently used
+first out), and a zip, its ``.CHECKSUM`` and every later ask of it cost one generation.
 """
 
 from __future__ import annotations
@@ -21,20 +24,21 @@ import hashlib
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ccxt_questdb_assets.emulator.dialects.binance import dec_template, split_units
+from ccxt_questdb_assets.emulator.archive_state import DAY_MS, ArchiveState
+from ccxt_questdb_assets.emulator.decimals import dec_template, split_units
 from ccxt_questdb_assets.emulator.market_rows import Bars, TradesArr
 from ccxt_questdb_assets.emulator.market_time import TIMEFRAMES
 
 if TYPE_CHECKING:
     from ccxt_questdb_assets.emulator.state import EmulatorState
 
-DAY_MS = 86_400_000
+
 #: Spot files switched to microsecond times with this day.
 SPOT_MICROSECONDS_FROM = date(2025, 1, 1)
 KLINE_HEADER = (
@@ -48,40 +52,6 @@ _PATH = re.compile(
     r"(?P<name>(?P=symbol)-(?:(?P=interval)|aggTrades)-(?P<stamp>[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?)\.zip)"
     r"(?P<checksum>\.CHECKSUM)?$"
 )
-
-
-@dataclass
-class ArchiveState:
-    """When files appear, and which ones are missing or corrupt (``/_emulator/archive``)."""
-
-    daily_publish_ms: int = 6 * 3_600_000
-    monthly_publish_ms: int = 2 * DAY_MS
-    missing: set[str] = field(default_factory=set)
-    corrupt: set[str] = field(default_factory=set)
-
-    def update(self, changes: dict[str, object]) -> None:
-        """Apply ``{"missing": [names], "corrupt": [names], "daily_publish_ms": n, ...}``."""
-        for key, value in changes.items():
-            if key in ("missing", "corrupt"):
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ValueError(f"archive {key} must be a list of file names, got {value!r}")
-                setattr(self, key, set(value))
-            elif key in ("daily_publish_ms", "monthly_publish_ms"):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"archive {key} must be milliseconds >= 0, got {value!r}")
-                setattr(self, key, value)
-            else:
-                raise ValueError(
-                    f"unknown archive setting {key!r}; valid: missing, corrupt, daily_publish_ms, monthly_publish_ms"
-                )
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "missing": sorted(self.missing),
-            "corrupt": sorted(self.corrupt),
-            "daily_publish_ms": self.daily_publish_ms,
-            "monthly_publish_ms": self.monthly_publish_ms,
-        }
 
 
 @dataclass(frozen=True)
@@ -196,10 +166,6 @@ def zipped(name: str, csv: str) -> bytes:
     return buf.getvalue()
 
 
-def checksum_text(name: str, data: bytes) -> str:
-    return f"{hashlib.sha256(data).hexdigest()}  {name}\n"
-
-
 def _with_header(lines: list[str], header: str, request: ArchiveRequest) -> str:
     if not request.spot:
         lines.insert(0, header)
@@ -210,30 +176,42 @@ def _ms(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
+#: The archive's answer for a file it does not have (an S3 bucket's).
+NOT_FOUND = (404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
+
+
 def answer(state: EmulatorState, path: str) -> tuple[int, bytes, str]:
     """``(status, body, content type)`` of an archive path: the zip, its checksum, or 404."""
     request = ArchiveRequest.parse(path)
     archive = state.archive
-    if request is None or not state.market.has_symbol(request.symbol) or request.name in archive.missing:
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
-    if request.kind == "klines" and request.interval not in TIMEFRAMES:
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
-    if not request.published(archive, state.clock.now_ms()):
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
-    spec = state.market.spec(request.symbol)
-    if request.kind == "klines":
-        bars = state.market.bars(request.symbol, request.interval or "1m", request.start_ms, request.end_ms)
-        rows = len(bars)
-        csv = kline_csv(bars, request, spec.price_decimals, spec.qty_decimals)
-    else:
-        trades = state.market.trades_array(request.symbol, request.start_ms, request.end_ms)
-        rows = len(trades)
-        csv = agg_trades_csv(trades, request, spec.price_decimals, spec.qty_decimals)
-    if rows == 0:  # nothing traded (before the listing): the archive has no file
-        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
-    data = zipped(request.name, csv)
+    if (
+        request is None
+        or not state.market.has_symbol(request.symbol)
+        or request.name in archive.missing
+        or (request.kind == "klines" and request.interval not in TIMEFRAMES)
+        or not request.published(archive, state.clock.now_ms())
+    ):
+        return NOT_FOUND
+    key = (request.spot, request.kind, request.interval, request.name)
+    cached = archive.cache.get(key)
+    if cached is None:
+        spec = state.market.spec(request.symbol)
+        if request.kind == "klines":
+            bars = state.market.bars(request.symbol, request.interval or "1m", request.start_ms, request.end_ms)
+            rows = len(bars)
+            csv = kline_csv(bars, request, spec.price_decimals, spec.qty_decimals)
+        else:
+            trades = state.market.trades_array(request.symbol, request.start_ms, request.end_ms)
+            rows = len(trades)
+            csv = agg_trades_csv(trades, request, spec.price_decimals, spec.qty_decimals)
+        if rows == 0:  # nothing traded (before the listing): the archive has no file
+            return NOT_FOUND
+        zip_bytes = zipped(request.name, csv)
+        cached = (zip_bytes, hashlib.sha256(zip_bytes).hexdigest())
+        archive.cache.put(key, *cached)
+    data, digest = cached
     if request.checksum:
-        return 200, checksum_text(request.name, data).encode(), "text/plain"
+        return 200, f"{digest}  {request.name}\n".encode(), "text/plain"
     if request.name in archive.corrupt:
         data = data[:-1] + bytes([data[-1] ^ 0xFF])
     return 200, data, "application/zip"

@@ -41,7 +41,7 @@ class EmulatorControl:
 
     # ---- request log
     def requests(self, path: str | None = None, since_seq: int = 0) -> list[dict[str, Any]]:
-        """Logged API requests (oldest first): seq, time_ms, method, path, params, status, weight, fault."""
+        """Logged API requests (oldest first): seq, time_ms, method, path, params, status, weight, fault, client."""
         return self._call("GET", "requests", query={"path": path, "since_seq": since_seq or None})["requests"]
 
     def count(self, path: str | None = None) -> int:

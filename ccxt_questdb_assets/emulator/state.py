@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccxt_questdb_assets.emulator.archive import ArchiveState
+from ccxt_questdb_assets.emulator.archive_state import ArchiveState
 from ccxt_questdb_assets.emulator.faults import FaultInjector
 from ccxt_questdb_assets.emulator.market import SyntheticMarket, listing_spec
 from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ccxt_questdb_assets.emulator.dialects.base import Dialect, Route
 from ccxt_questdb_assets.emulator.dialects.binance import BINANCE
+from ccxt_questdb_assets.emulator.dialects.binancecoinm import BINANCECOINM
 from ccxt_questdb_assets.emulator.dialects.binanceusdm import BINANCEUSDM
 from ccxt_questdb_assets.emulator.dialects.bybit import BYBIT
 from ccxt_questdb_assets.emulator.dialects.coinbase import COINBASE
@@ -17,7 +18,7 @@ from ccxt_questdb_assets.emulator.dialects.okx import OKX
 __all__ = ["DIALECTS", "route_for"]
 
 #: Every dialect served; the first answers faults on paths no dialect owns.
-DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BYBIT, COINBASE, KRAKEN, OKX)
+DIALECTS: tuple[Dialect, ...] = (BINANCE, BINANCEUSDM, BINANCECOINM, BYBIT, COINBASE, KRAKEN, OKX)
 
 _EXACT: dict[str, tuple[Dialect, Route]] = {}
 _TEMPLATES: list[tuple[list[str], Dialect, Route]] = []

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ccxt_questdb_assets.emulator.decimals import dec_formatter, dec_template, split_units
 from ccxt_questdb_assets.emulator.dialects.base import Answer, Dialect, RawJSON, Route, mangle_rows_at
 from ccxt_questdb_assets.emulator.dialects.binance_params import (
     AGG_TRADES_MAX_WINDOW_MS,
@@ -35,32 +36,6 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def dec_formatter(decimals: int, width: int = 8):
-    """Formatter of integer units of 10**-decimals as a decimal with at least ``width`` places
-    (spot pads to 8; USD-M futures print exactly ``decimals``: ``width=0``)."""
-    pad = "0" * max(0, width - decimals)
-    scale = 10**decimals
-    if decimals == 0:
-        return (lambda x: f"{x}.{pad}") if pad else (lambda x: f"{x}")
-    fmt = "{}.{:0" + str(decimals) + "d}" + pad
-    return lambda x: fmt.format(*divmod(x, scale))
-
-
-def dec_template(decimals: int, width: int = 8) -> str:
-    """%-template of a quoted decimal with at least ``width`` places from (integer part, fraction) arguments."""
-    pad = "0" * max(0, width - decimals)
-    if decimals:
-        return f'"%d.%0{decimals}d{pad}"'
-    return f'"%d.{pad}"' if pad else '"%d"'
-
-
-def split_units(units: np.ndarray, decimals: int) -> list[list[int]]:
-    if decimals == 0:
-        return [units.tolist()]
-    q, r = np.divmod(units, 10**decimals)
-    return [q.tolist(), r.tolist()]
 
 
 def klines_json(state: EmulatorState, symbol: str, timeframe: str, bars: Bars, width: int = 8) -> RawJSON:
