@@ -466,6 +466,24 @@ def claimed_slots(dep: Deployment) -> list[dict[str, str]]:
     return dep.web.graphql(POOL_SLOTS, {"key": POOL})["instance"]["concurrencyLimit"]["claimedSlots"]
 
 
+def wait_for_slot_holder(
+    dep: Deployment, backfill: Backfill, timeout_s: float = 180
+) -> tuple[str, list[dict[str, str]]]:
+    """Until one of the backfill's runs holds a pool slot; that run's host and the claimed slots.
+    The emulator first stalls the next kline answers, so the holder is still fetching (still holds
+    its slot) when the caller acts on it."""
+    dep.emulator.control.inject("delay", count=2 * len(backfill.symbols), path=KLINES, delay_s=4)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        slots = claimed_slots(dep)
+        holders = {slot["runId"] for slot in slots}
+        for run in backfill_runs(dep, backfill):
+            if run["runId"] in holders:
+                return run_host(dep, run), slots
+        time.sleep(0.2)
+    raise AssertionError(f"no run of backfill {backfill.id} held a {POOL} slot within {timeout_s} s\n{dep.logs()}")
+
+
 def wait_slots_free(dep: Deployment, timeout_s: float = 60) -> float:
     t0 = time.monotonic()
     while claimed_slots(dep):
@@ -655,11 +673,12 @@ def test_run_process_killed_mid_backfill_is_retried_and_alerted(deployment: Depl
     killed: dict[str, Any] = {}
 
     def kill_run(backfill: Backfill) -> str:
-        host = wait_for_fetching(dep, backfill)
+        host, slots = wait_for_slot_holder(dep, backfill)
         pids = run_processes(dep.services[("code-server", host)])
         assert pids, f"no run process under {host}'s code server"
         os.kill(pids[0], signal.SIGKILL)
-        killed.update(host=host, pid=pids[0], at=time.time(), slots=claimed_slots(dep))
+        killed.update(host=host, pid=pids[0], at=time.time(), slots=slots)
+        dep.emulator.control.clear_faults()
         return f"run process {pids[0]} on {host} SIGKILLed while fetching (pool slots then: {len(killed['slots'])})"
 
     backfill, runs, _ = recovered(dep, "2024-03-11", FAULT_SYMBOLS, "run process killed", kill_run)
@@ -701,8 +720,9 @@ def test_run_host_lost_mid_backfill_its_runs_are_retried_on_the_other(deployment
     lost: dict[str, Any] = {}
 
     def lose_host(backfill: Backfill) -> str:
-        host = wait_for_fetching(dep, backfill)
-        lost.update(host=host, at=time.time(), pids=dep.net.hosts[host].lose(), slots=claimed_slots(dep))
+        host, slots = wait_for_slot_holder(dep, backfill)
+        lost.update(host=host, slots=slots, at=time.time(), pids=dep.net.hosts[host].lose())
+        dep.emulator.control.clear_faults()
         return (
             f"run host {host} lost ({len(lost['pids'])} processes SIGKILLed, its link down) while fetching "
             f"(pool slots then: {len(lost['slots'])})"
