@@ -1,7 +1,7 @@
 """The project's ``QuestDBIOManager`` driven the way a Dagster run drives it, for targets 1 and 2.
 
 ``handle_output`` and ``load_input`` get contexts for a range of daily partitions of one symbol
-(what a multi-partition run of ``BACKFILL_POLICY`` hands them), built with Dagster's own
+(what a multi-partition run of the backfill policy hands them), built with Dagster's own
 ``build_output_context``/``build_input_context`` on an ephemeral instance that knows the symbol.
 """
 

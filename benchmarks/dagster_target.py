@@ -1,7 +1,7 @@
 """Target 4: a 90-day backfill of 1m candles through Dagster vs a plain ccxt + ``Sender`` script.
 
 Subject: one run materializing the project's ``binance/ohlcv/ohlcv_1m`` ingest asset for 90 daily
-partitions of one symbol (a partition-range run, as ``BACKFILL_POLICY`` makes of a 90-day
+partitions of one symbol (a partition-range run, as the daily grain's backfill policy makes of a 90-day
 backfill), in an ephemeral Dagster instance (in-memory run and event storage), against the
 unthrottled emulator, into a fresh table. It includes what such a run does: the run and step
 machinery, resources, the market check, the coverage engine (fetch, write, WAL wait and coverage

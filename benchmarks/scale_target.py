@@ -3,7 +3,10 @@
 Two deployments of the project side by side, each a real Dagster instance (a temporary
 ``DAGSTER_HOME`` with the repository's ``dagster.yaml``, SQLite storage) and a project file shaped
 like the embedded default (binance: 1m candles, trades, 1h resampled, the refresh schedule running;
-no listing pattern) pointed at by ``CCXT_QUESTDB_PROJECT``:
+no listing pattern) with the partitions design :data:`PARTITIONS` (the grain a desk chooses:
+months; ``CCXT_BENCH_SCALE_PARTITIONS``, a YAML mapping, measures another, e.g. the days of the
+before figures: ``{ohlcv: day, trades: day, max_per_asset: 2000000}``, a budget the project
+otherwise refuses), pointed at by ``CCXT_QUESTDB_PROJECT``:
 
 * **desk**: 300 symbols (BTC/USDT, ETH/USDT, then AAA/USDT, AAB/USDT, ...) from 2018-01-01;
 * **small** (the baseline): 3 of them from a year before today.
@@ -74,6 +77,9 @@ from benchmarks.launch_target import ASSET_NODES, find_candle_asset
 from benchmarks.scale_daemon import REPLY
 
 MODULE = "ccxt_questdb_assets.defs.definitions"
+#: The project file's ``partitions``: the desk-scale grain of docs/dagster.md.
+PARTITIONS: dict[str, Any] = {"ohlcv": "month", "trades": "month"}
+ENV_PARTITIONS = "CCXT_BENCH_SCALE_PARTITIONS"
 DESK_SYMBOLS, DESK_START = 300, date(2018, 1, 1)
 SMALL_SYMBOLS, SMALL_DAYS = 3, 365
 PARTITION_BUDGET = 100_000  # Dagster's recommended most partitions per asset
@@ -192,6 +198,19 @@ class BoundExceeded(Exception):
 # -- the two deployments ---------------------------------------------------------------------------
 
 
+def partitions_design() -> dict[str, Any]:
+    """:data:`PARTITIONS`, or the mapping ``$CCXT_BENCH_SCALE_PARTITIONS`` gives."""
+    given = os.environ.get(ENV_PARTITIONS)
+    if not given:
+        return dict(PARTITIONS)
+    design = yaml.safe_load(given)
+    if not isinstance(design, dict):
+        raise SystemExit(
+            f"{ENV_PARTITIONS} must be a YAML mapping such as '{{ohlcv: day, trades: day}}', got {given!r}"
+        )
+    return design
+
+
 def desk_symbols(n: int) -> list[str]:
     """``n`` symbols: the embedded default's two, then three-letter bases (AAA/USDT, AAB/USDT, ...)."""
     first = ["BTC/USDT", "ETH/USDT"]
@@ -236,6 +255,7 @@ class Deployment:
             yaml.safe_dump(
                 {
                     "start_date": self.start.isoformat(),
+                    "partitions": partitions_design(),
                     "questdb": {
                         "host": "127.0.0.1",
                         "port": nobody,
@@ -706,7 +726,11 @@ def scale_target(bench: Bench) -> None:
         for dep in deps.values():
             dep.setup()
         path = candle_asset_path(desk)
-        log(f"scale: desk {desk.label}, small {small.label}; the 1m candle asset is {'/'.join(path)}")
+        log(
+            f"scale: desk {desk.label}, small {small.label}, partitions {partitions_design()}; the 1m candle "
+            f"asset is {'/'.join(path)}"
+        )
+        lines.append(f"partitions design (the project file's partitions): {partitions_design()}")
         counts = measure_load(bench, deps, lines)
         start_services(deps, path, today)
         measure_status(bench, deps, path, counts, lines)

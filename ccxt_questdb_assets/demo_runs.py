@@ -1,6 +1,8 @@
 """The demo's runs: one per exchange and symbol over the last full UTC days, launched as the UI does.
 
-A run is the exchange's job ``{exchange}_ingest`` with Dagster's partition-range tags, launched
+A run is the exchange's job ``{exchange}_ingest`` (and ``{exchange}_trades_ingest`` when its
+trades have a grain of their own) with Dagster's partition-range tags over the partitions holding
+those days (days, or the months holding them with the month grain), launched
 through the webserver's GraphQL (``launchRun``), so the code location's job (not a copy built in
 this process) runs: the run carries the location's origin and job snapshot, and shows in the UI
 (runs list, Overview timeline, re-execute) like one launched there.
@@ -16,8 +18,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.dagster_dev_process import DagsterDev
-from ccxt_questdb_assets.defs.automation import TRIGGER_TAG, ingest_job_name
-from ccxt_questdb_assets.defs.partitions import partition_key
+from ccxt_questdb_assets.defs.automation import TRIGGER_TAG, ingest_groups
+from ccxt_questdb_assets.defs.partitions import Grain, partition_key
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
 __all__ = ["DemoRun", "launch", "plan_runs"]
@@ -27,21 +29,21 @@ DEMO_SYMBOLS_PER_EXCHANGE = 2
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One run to launch: a job over the days ``first..last`` (inclusive) of one symbol."""
+    """One run to launch: ``job`` over the partitions ``first..last`` (inclusive; days, or months
+    named by their first day) of one symbol."""
 
     exchange_id: str
     symbol: str
     first: date
     last: date
-
-    @property
-    def job(self) -> str:
-        return ingest_job_name(self.exchange_id)
+    job: str
+    grain: Grain = Grain.DAY
 
     @property
     def label(self) -> str:
-        days = str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
-        return f"{self.job} {self.symbol} {days}"
+        periods = str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
+        unit = "" if self.grain is Grain.DAY else f" ({self.grain.plural})"
+        return f"{self.job} {self.symbol} {periods}{unit}"
 
     def tags(self) -> dict[str, str]:
         return {
@@ -68,7 +70,12 @@ def plan_runs(project: ProjectConfig, days: int, today: date, symbols: Sequence[
     runs = []
     for ex in project.exchanges:
         chosen = [s for s in symbols if s in ex.symbols] if symbols else list(ex.symbols[:DEMO_SYMBOLS_PER_EXCHANGE])
-        runs.extend(DemoRun(ex.exchange_id, s, first, last) for s in chosen)
+        for group in ingest_groups(ex):
+            g = group.grain
+            runs.extend(
+                DemoRun(ex.exchange_id, s, g.period_start(first), g.period_start(last), group.job_name, g)
+                for s in chosen
+            )
     return runs
 
 

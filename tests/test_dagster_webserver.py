@@ -1,11 +1,13 @@
 """The Dagster project through a real ``dagster dev``: webserver, daemon, code server, real runs.
 
 One ``dagster dev`` (module scope) on the test QuestDB and the exchange emulator serves the tests;
-its project has two exchanges, Binance and OKX, each served by the emulator in its own dialect:
+its project has two exchanges, Binance (day partitions) and OKX (month partitions, ``partitions:
+month``), each served by the emulator in its own dialect:
 
 * a headless Chromium (Debian's ``/usr/bin/chromium``) opens the lineage and partitions pages,
-  launches one partition of each exchange from its Materialize dialog, sees the run succeed, and
-  the partition's 1,440 candles are in QuestDB, fetched at the fewest requests of the dialect;
+  launches one partition of each exchange from its Materialize dialog (a day of Binance, a month
+  of OKX), sees the run succeed, and the partition's candles (1,440; 44,640) are in QuestDB,
+  fetched at the fewest requests of the dialect, with the partition's own row count in the UI;
 * a 30-day x 2-symbol backfill of ``binance/ohlcv/ohlcv_1m`` launched through GraphQL finishes in a
   few runs (the asset's multi-run backfill policy) with exact candles and the minimum of requests;
 * after it, the UI (GraphQL and the browser) shows every backfilled partition with its own row
@@ -53,10 +55,13 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 KLINES = "/api/v3/klines"
 DAY_MS = 86_400_000
 BACKFILL_DAYS = [str(date(2024, 4, 1) + timedelta(days=i)) for i in range(30)]
-UI_DAY, UI_SYMBOL = "2024-03-06", "BTC/USDT"  # outside the backfill window: its own requests
+UI_SYMBOL = "BTC/USDT"
 EXCHANGES = ("binance", "okx")
-#: What one UI-launched day costs per exchange: Binance pages 1,000 bars forward, OKX 300 backward.
-UI_DAY_REQUESTS = {"binance": math.ceil(1440 / 1000), "okx": math.ceil(1440 / 300)}
+#: The partition each exchange's UI test launches (outside the backfill window: its own requests)
+#: and how many days it spans: a day of Binance's, a month (March 2024) of OKX's monthly assets.
+UI_PERIOD = {"binance": ("2024-03-06", 1), "okx": ("2024-03-01", 31)}
+#: What it costs: Binance pages 1,000 bars forward, OKX 300 backward.
+UI_REQUESTS = {"binance": math.ceil(1440 / 1000), "okx": math.ceil(31 * 1440 / 300)}
 BACKFILL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 420
 
@@ -102,6 +107,7 @@ def project_mapping(questdb, emulator, prefix: str) -> dict:
                 "base_url": emulator.base_url,
                 "symbols": [UI_SYMBOL],
                 "timeframes": ["1m"],
+                "partitions": "month",
                 "retry_backoff_s": 0.01,
             },
         },
@@ -202,6 +208,8 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
     of the project: its own asset, group and partitions, launched from its own page."""
     _require_chromium()
     asset = f"{exchange}/ohlcv/{NODE_LABEL}"
+    period, days = UI_PERIOD[exchange]
+    key = f"{period}|{UI_SYMBOL}"
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
@@ -242,9 +250,9 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
                 dialog = page.get_by_role("dialog").filter(has_text=title)
                 expect(dialog).to_be_visible()
 
-                step = "select one date"
+                step = f"select one date ({period})"
                 dates = dialog.get_by_placeholder(re.compile(r"^ex: \d{4}-\d{2}-\d{2}"))
-                dates.fill(UI_DAY)
+                dates.fill(period)
                 dates.press("Enter")
 
                 step = "select one symbol"
@@ -255,13 +263,11 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
 
                 step = "launch"
                 ui_launched = time.monotonic()
-                before = {r["runId"] for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"})}
+                before = {r["runId"] for r in server.runs({"dagster/partition": key})}
                 dialog.get_by_role("button", name="Launch 1 run").click()
                 expect(page.get_by_text("Launched run")).to_be_visible(timeout=120_000)  # the toast
-                launched = [
-                    r for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"}) if r["runId"] not in before
-                ]
-                assert len(launched) == 1, f"runs of {UI_DAY}|{UI_SYMBOL} after the launch: {launched}"
+                launched = [r for r in server.runs({"dagster/partition": key}) if r["runId"] not in before]
+                assert len(launched) == 1, f"runs of {key} after the launch: {launched}"
                 run_id = launched[0]["runId"]
 
                 step = f"run page of {run_id} shows Success"
@@ -284,8 +290,13 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
                 ui_seconds = time.monotonic() - ui_launched
 
                 step = "the partition shows as materialized in the grid"
-                page.goto(f"{url}/assets/{asset}?view=partitions&partition={UI_DAY}%7C{UI_SYMBOL.replace('/', '%2F')}")
+                page.goto(f"{url}/assets/{asset}?view=partitions&partition={period}%7C{UI_SYMBOL.replace('/', '%2F')}")
                 expect(page.get_by_text("Materialized", exact=False).first).to_be_visible(timeout=60_000)
+                step = f"the partition's own row count ({days * 1440})"
+                row = page.locator("tr").filter(has=page.get_by_text("dagster/row_count", exact=True))
+                expect(row.first).to_contain_text(str(days * 1440))
+                preview = page.locator("tr").filter(has=page.get_by_text("preview", exact=True))
+                expect(preview.first).to_contain_text(f"{period} 00:00:00")  # the first candles, as a table
                 page.screenshot(path=str(tmp_path / f"partitions-{exchange}.png"), full_page=True)
             except (AssertionError, PlaywrightError) as exc:
                 try:
@@ -297,20 +308,27 @@ def test_materialize_one_partition_from_the_ui(dev, backfill, questdb, emulator,
         finally:
             browser.close()
 
-    runs = [r for r in server.runs({"dagster/partition": f"{UI_DAY}|{UI_SYMBOL}"}) if r["runId"] == run_id]
+    runs = [r for r in server.runs({"dagster/partition": key}) if r["runId"] == run_id]
     assert runs and runs[0]["status"] == "SUCCESS", runs
-    start = utc_ms(UI_DAY)
-    got = stored_candles(questdb, dev.tables[exchange], UI_SYMBOL, start, start + DAY_MS, exchange=exchange)
-    assert len(got) == 1440
-    assert_candles_exact(
-        got, truth_candles(emulator, UI_SYMBOL, start, start + DAY_MS), f"{exchange} {UI_SYMBOL} {UI_DAY}"
-    )
+    start = utc_ms(period)
+    end = start + days * DAY_MS
+    got = stored_candles(questdb, dev.tables[exchange], UI_SYMBOL, start, end, exchange=exchange)
+    assert len(got) == days * 1440
+    assert_candles_exact(got, truth_candles(emulator, UI_SYMBOL, start, end), f"{exchange} {key}")
     asked = (
-        kline_requests(emulator, UI_SYMBOL, start, start + DAY_MS)
+        kline_requests(emulator, UI_SYMBOL, start, end)
         if exchange == "binance"
         else okx_candle_requests(emulator, UI_SYMBOL, start)
     )
-    assert len(asked) == UI_DAY_REQUESTS[exchange]
+    assert len(asked) == UI_REQUESTS[exchange]
+    events = server.graphql(MATERIALIZATIONS, {"key": {"path": asset.split("/")}, "partitions": [key]})
+    (event,) = [e for e in events["assetOrError"]["assetMaterializations"] if e["runId"] == run_id]
+    shown = {m["label"]: m.get("intValue", m.get("floatValue")) for m in event["metadataEntries"]}
+    assert (shown["dagster/row_count"], shown["exchange_requests"], shown["coverage_after"]) == (
+        days * 1440,
+        UI_REQUESTS[exchange],
+        1.0,
+    ), f"{key}'s metadata: {shown}"
     print(f"UI run {run_id} ({exchange}): Success on the run page {ui_seconds:.1f} s after the launch")
 
 

@@ -3,8 +3,9 @@
 The checks are ``check_specs`` of their asset, evaluated in the asset's own step right after the
 IO manager has stored the partitions and made them visible: no extra process per check, and the
 asset and its checks run as one unit. A run of many partitions (a backfill range) records one
-evaluation per date x symbol partition, each against that partition's own materialization, so the
-UI's partition view shows every partition checked. When only checks are selected (the UI's
+evaluation per date x symbol partition (a symbol's day, or month with the month grain), each
+against that partition's own materialization, so the UI's partition view shows every partition
+checked. When only checks are selected (the UI's
 "Execute checks"), the asset is not materialized and each partition is checked against its latest
 materialization.
 
@@ -55,7 +56,7 @@ from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import format_ms
 from ccxt_questdb_assets.defs.asset_options import chosen_features
-from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
+from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, slices_of
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.quality import (
@@ -152,6 +153,10 @@ class CandleChecks:
     def specs(self) -> list[AssetCheckSpec]:
         return [spec for spec, _ in self._checks()]
 
+    @property
+    def grain(self) -> Grain:
+        return Grain.of(self.partitions_def)
+
     def evaluate(
         self, context: AssetExecutionContext, client: QuestDBClient
     ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -163,7 +168,7 @@ class CandleChecks:
         checks = [(spec, fn) for spec, fn in self._checks() if spec.key in selected]
         if not checks:
             return
-        partitions = [p for sl in slices_of(context.partition_keys) for p in sl.partitions]
+        partitions = [p for sl in slices_of(context.partition_keys, self.grain) for p in sl.partitions]
         targets = _targets(context, self.asset_key, partitions)
         for spec, fn in checks:
             for p in partitions:
@@ -200,9 +205,9 @@ def _targets(
     return out
 
 
-# -- evaluations: one partition (a symbol's UTC day) each -------------------------------------
+# -- evaluations: one partition (a symbol's UTC day or month) each ----------------------------
 def _scope(p: MarketPartition) -> str:
-    return f"{p.symbol} {p.day}"
+    return str(p)
 
 
 def _examples(p: MarketPartition, rows: Sequence[Sequence[Any]], columns: list[str]) -> MetadataValue:
@@ -219,8 +224,8 @@ def check_no_gaps(
     tf = Timeframe.parse(table.timeframe)
     node = table.node(p.symbol)
     coverage = CoverageStore(client, table.coverage_table).load(str(node))
-    stored, closed = stored_opens(client, table.table, node, p.day)
-    report = bar_gaps(coverage, stored, closed, p.day, tf, wall_clock_ms(), policy)
+    stored, closed = stored_opens(client, table.table, node, p.window)
+    report = bar_gaps(coverage, stored, closed, p.window, tf, wall_clock_ms(), policy)
     passed = report.missing_bars == 0
     description = (
         f"{report.expected_bars} covered closed bars stored"
@@ -249,7 +254,7 @@ def check_no_gaps(
 
 
 def check_unique_timestamps(client: QuestDBClient, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
-    report = timestamp_report(client, table.table, table.node(p.symbol), p.day)
+    report = timestamp_report(client, table.table, table.node(p.symbol), p.window)
     passed = report.rows == report.distinct and report.off_grid == 0
     duplicates = [f"{p.symbol} {format_ms(t)} x{n}" for t, n in report.duplicates]
     return AssetCheckResult(
@@ -268,7 +273,7 @@ def check_unique_timestamps(client: QuestDBClient, table: SeriesTable, p: Market
 
 
 def check_ohlc_sanity(client: QuestDBClient, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
-    report = ohlc_report(client, table.table, table.node(p.symbol), p.day)
+    report = ohlc_report(client, table.table, table.node(p.symbol), p.window)
     passed = report.bad_rows == 0
     metadata = {"rows_checked": report.rows, **report.violations, "checked": _scope(p)}
     if report.examples:
@@ -290,7 +295,7 @@ def check_agreement(
         bars.node(p.symbol),
         candles.table,
         candles.node(p.symbol),
-        p.day,
+        p.window,
         volume_rel_tol=VOLUME_REL_TOL,
     )
     metadata = {

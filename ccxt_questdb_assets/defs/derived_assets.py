@@ -13,13 +13,14 @@ is reported as ``uncovered_closed_bars`` and computed by a later run once the up
 Each run recomputes its partitions' covered bars (an upsert: the tables' DEDUP keys replace the
 previous values), then records the derived series' own coverage beside its table (bars without
 upstream rows as empty spans), once the rows are visible, so the ``no_gaps`` check treats
-ingested and derived candles alike. Bars longer than a day are computed only by runs whose
-partition range holds the whole bar.
+ingested and derived candles alike. Bars longer than a partition (a day or a month) are computed
+only by runs whose partition range holds the whole bar. The assets take their upstream's grain,
+so a partition maps to the same partition upstream (identity).
 
 The assets follow their upstream (``asset_options.follow_upstream``): a partition the UI, a
 backfill or the refresh updates upstream is computed next, once the upstream's blocking checks
 passed. The assets return a :class:`StoredSlice` with each partition's own figures (bars written
-into that day, bars computed, closed bars left uncovered); the IO manager waits for the WAL and
+into that day or month, bars computed, closed bars left uncovered); the IO manager waits for the WAL and
 adds what each partition holds; the candle checks run per partition in the same step.
 """
 
@@ -54,7 +55,7 @@ from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
 from ccxt_questdb_assets.defs.ingest_assets import ohlcv_table, trades_table
 from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
-from ccxt_questdb_assets.defs.partitions import MarketPartition, slices_of
+from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.storage.client import QuestDBClient
@@ -82,10 +83,10 @@ def trade_bars_table(ex: ExchangeProject) -> SeriesTable:
 def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
     out: list[AssetsDefinition] = []
     for ex in project.exchanges:
-        options = AssetOptions.of(project, ex)
-        out += [_resampled_asset(options, ex, tf) for tf in ex.resample_to]
+        candles = AssetOptions.of(project, ex, OHLCV)  # a derived asset takes its upstream's grain
+        out += [_resampled_asset(candles, ex, tf) for tf in ex.resample_to]
         if ex.trades:
-            out.append(_trade_bars_asset(options, ex))
+            out.append(_trade_bars_asset(AssetOptions.of(project, ex, TRADES), ex))
     return out
 
 
@@ -171,7 +172,7 @@ def _derived_asset(
     ):  # yields MaterializeResult, then check evaluations
         client = questdb.client()
         if key in context.selected_asset_keys:
-            yield MaterializeResult(asset_key=key, value=run_derived(context, client, derivation))
+            yield MaterializeResult(asset_key=key, value=run_derived(context, client, derivation, options.grain))
         yield from checks.evaluate(context, client)
 
     metadata = {
@@ -185,7 +186,9 @@ def _derived_asset(
     return options.define(derived, spec, checks.specs(), fetched=False)
 
 
-def run_derived(context: AssetExecutionContext, client: QuestDBClient, derivation: Derivation) -> StoredSlice:
+def run_derived(
+    context: AssetExecutionContext, client: QuestDBClient, derivation: Derivation, grain: Grain
+) -> StoredSlice:
     """Compute every covered bar of the run's partitions, record the derived coverage, count per partition."""
     source, target, policy = derivation.source, derivation.target, derivation.policy
     tf = Timeframe.parse(target.timeframe)
@@ -194,7 +197,7 @@ def run_derived(context: AssetExecutionContext, client: QuestDBClient, derivatio
     target_coverage = CoverageStore(client, target.coverage_table)
     figures: dict[str, dict[str, object]] = {}
     uncovered_total = 0
-    for sl in slices_of(context.partition_keys):
+    for sl in slices_of(context.partition_keys, grain):
         covered = source_coverage.load(str(source.node(sl.symbol))).covered(now, policy)
         todo = [w for window in sl.windows for w in bar_windows(covered, window, tf)]
         for w in todo:
@@ -229,15 +232,16 @@ def _opens_in(window: TimeWindow, tf: Timeframe) -> np.ndarray:
 def _partition_figures(
     p: MarketPartition, tf: Timeframe, now_ms: int, computed: np.ndarray, stored: np.ndarray, source_table: str
 ) -> dict[str, object]:
-    """A partition's bars (each counted in the day it opens): written, computed, closed but uncovered."""
-    closed_end = min(p.day.end_ms, tf.floor(now_ms))
-    first = tf.ceil(p.day.start_ms)
+    """A partition's bars (each counted in the day or month it opens): written, computed, closed but uncovered."""
+    w = p.window
+    closed_end = min(w.end_ms, tf.floor(now_ms))
+    first = tf.ceil(w.start_ms)
     closed = tf.bars_between(first, closed_end) if closed_end > first else 0
-    in_day = ((computed >= p.day.start_ms) & (computed < p.day.end_ms)).sum()
+    inside = int(((computed >= w.start_ms) & (computed < w.end_ms)).sum())
     return {
-        "rows_written": int(((stored >= p.day.start_ms) & (stored < p.day.end_ms)).sum()),
-        "bars_computed": int(in_day),
-        "uncovered_closed_bars": int(closed - in_day),
-        "coverage_after": round(int(in_day) / closed, 6) if closed else 0.0,
+        "rows_written": int(((stored >= w.start_ms) & (stored < w.end_ms)).sum()),
+        "bars_computed": inside,
+        "uncovered_closed_bars": int(closed - inside),
+        "coverage_after": round(inside / closed, 6) if closed else 0.0,
         "computed_from": source_table,
     }

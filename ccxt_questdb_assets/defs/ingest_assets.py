@@ -4,8 +4,8 @@ A run covers its partitions through the library's coverage engine, so a covered 
 no exchange request of any kind (unless ``force``): the exchange's markets are loaded only when a
 gap must be fetched. A partial partition fetches only its gaps. The engine writes page by page
 (memory bounded by a page, a crash loses at most the pages in flight); the asset returns a
-:class:`StoredSlice` with each partition's own figures (rows written into that day, the requests
-of pages starting in it, coverage before and after), the IO manager waits for visibility and adds
+:class:`StoredSlice` with each partition's own figures (rows written into that day or month, the
+requests of pages starting in it, coverage before and after), the IO manager waits for visibility and adds
 what each partition holds, and the candle checks are evaluated per partition in the same step.
 What belongs to the whole run (gaps, rate-limiter waits) goes to the run's log.
 """
@@ -36,7 +36,7 @@ from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
 from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partition_figures import PartitionLedger, coverage_by_partition, stored_by_partition
-from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
+from ccxt_questdb_assets.defs.partitions import Grain, SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
@@ -64,7 +64,7 @@ def trades_table(ex: ExchangeProject) -> SeriesTable:
 def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
     out: list[AssetsDefinition] = []
     for ex in project.exchanges:
-        options = AssetOptions.of(project, ex)
+        options = AssetOptions.of(project, ex, OHLCV)
         for tf in ex.timeframes:
             key, table = ohlcv_key(ex.exchange_id, tf), ohlcv_table(ex, tf)
             out.append(
@@ -85,7 +85,7 @@ def build_ingest_assets(project: ProjectConfig) -> list[AssetsDefinition]:
             table = trades_table(ex)
             out.append(
                 _ingest_asset(
-                    options,
+                    AssetOptions.of(project, ex, TRADES),
                     trades_key(ex.exchange_id),
                     table,
                     ex.provider_config(TRADES),
@@ -118,7 +118,9 @@ def _ingest_asset(
         rate_limiter: RateLimiterResource,
     ):  # yields MaterializeResult, then check evaluations
         if key in context.selected_asset_keys:
-            stored = await run_ingest(context, provider_config, table, questdb, rate_limiter, force=config.force)
+            stored = await run_ingest(
+                context, provider_config, table, questdb, rate_limiter, force=config.force, grain=options.grain
+            )
             yield MaterializeResult(asset_key=key, value=stored)
         if checks is not None:
             for event in checks.evaluate(context, questdb.client()):
@@ -141,13 +143,14 @@ async def run_ingest(
     rate_limiter: RateLimiterResource,
     *,
     force: bool,
+    grain: Grain,
 ) -> StoredSlice:
-    """Cover every (symbol, days) of the run; count what each partition got."""
+    """Cover every (symbol, periods) of the run; count what each partition got."""
     client = questdb.client()
     figures: dict[str, dict[str, object]] = {}
     reports: list[BackfillReport] = []
     with rate_limiter.track(context, add_metadata=False):
-        for sl in slices_of(context.partition_keys):
+        for sl in slices_of(context.partition_keys, grain):
             async with CcxtQuestDBProvider.from_config(  # markets: loaded by a gap's first page, if any
                 _for_symbol(config, sl.symbol, rate_limiter), client=client, validate_markets=False
             ) as provider:
@@ -164,7 +167,7 @@ async def _cover_symbol(
     force: bool,
     reports: list[BackfillReport],
 ) -> dict[str, dict[str, object]]:
-    """Cover one symbol's days; each partition's rows written, requests, rows held before and coverage."""
+    """Cover one symbol's periods; each partition's rows written, requests, rows held before and coverage."""
     node = table.node(sl.symbol)
     held_before = stored_by_partition(table.store(provider.backend.client), node, sl.partitions)
     coverage_before = coverage_by_partition(await provider.backend.load_coverage(node), sl.partitions, wall_clock_ms())

@@ -2,7 +2,8 @@
 
 Each asset names its table and series in its definition metadata (:class:`SeriesTable`); a
 partition (``date|symbol``, or a range of them) maps to one ``WHERE exchange = ? AND symbol = ?
-AND ts >= ? AND ts < ?`` per symbol, always with bound parameters.
+AND ts >= ? AND ts < ?`` per symbol, always with bound parameters. The window of a key is read
+with the grain of the asset's partitions definition (a day or a month: ``2024-03-01`` is either).
 
 Outputs go through a type handler:
 
@@ -43,7 +44,7 @@ from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.defs.partition_figures import stored_by_partition
-from ccxt_questdb_assets.defs.partitions import SymbolSlice, slices_of
+from ccxt_questdb_assets.defs.partitions import Grain, SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.series_table import SeriesTable
@@ -158,7 +159,7 @@ class DataFrameHandler:
             store.write(table.node(symbol), rows)
             ts = rows["ts"].to_numpy()
             for p in by_symbol[symbol].partitions:
-                figures[p.key] = {"rows_written": int(((ts >= p.day.start_ms) & (ts < p.day.end_ms)).sum())}
+                figures[p.key] = {"rows_written": int(((ts >= p.window.start_ms) & (ts < p.window.end_ms)).sum())}
         return figures
 
     @staticmethod
@@ -267,7 +268,7 @@ class QuestDBIOManager(ConfigurableIOManager):
                     md["first_ts"] = MetadataValue.timestamp(held.first_ms / 1000)
                     md["last_ts"] = MetadataValue.timestamp(held.last_ms / 1000)
                     if self.preview_rows:
-                        head = store.read(node, p.day, limit=self.preview_rows)
+                        head = store.read(node, p.window, limit=self.preview_rows)
                         md["preview"] = MetadataValue.md(head.to_markdown(index=False))
                 out[p.key] = md
         return out
@@ -290,9 +291,10 @@ def _attach(context: OutputContext, by_partition: Mapping[str, Mapping[str, Any]
 
 
 def _slices(context: InputContext | OutputContext, asset: str) -> list[SymbolSlice]:
+    """The partitions of the output (or, for an input, of the upstream asset), read with their grain."""
     if not context.has_asset_partitions:
         raise ConfigError(f"asset {asset} is not partitioned: the QuestDB IO manager stores date x symbol partitions")
-    return slices_of(context.asset_partition_keys)
+    return slices_of(context.asset_partition_keys, Grain.of(context.asset_partitions_def))
 
 
 def _window_text(w: TimeWindow) -> str:

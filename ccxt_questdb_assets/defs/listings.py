@@ -8,6 +8,12 @@ hundreds of ``*/USDT`` markets; put existing ones you want under ``symbols``); e
 loads the markets again (fresh, through the shared rate limiter, one ``load_markets`` request)
 and adds matching active spot markets the baseline did not have. Delisted markets are never
 removed (their stored data stays). A bad pattern fails at load.
+
+A new listing adds a partition per period since ``start_date`` to each of the exchange's assets,
+so listings are added only while every asset stays within the project's partitions budget
+(``partitions.max_per_asset``, :mod:`.partition_budget`); the config's symbols were counted at
+load. A listing left out is logged as an error on every tick (it stays out of the cursor's
+baseline) until the budget has room: a coarser grain, a later ``start_date``, or a raised budget.
 """
 
 # No ``from __future__ import annotations``: Dagster resolves the sensor's annotations at
@@ -34,6 +40,7 @@ from dagster import (
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.defs.alerts import redact_text
+from ccxt_questdb_assets.defs.partition_budget import symbols_room, today_utc
 from ccxt_questdb_assets.defs.partitions import is_partition_safe, symbols_partitions
 from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
 from ccxt_questdb_assets.exchange.client import clear_markets_cache
@@ -104,7 +111,18 @@ def _parse_cursor(cursor: str | None) -> set[str] | None:
     return set(known) if isinstance(known, list) else None
 
 
-def symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interval_s: int) -> SensorDefinition:
+def within_budget(
+    project: ProjectConfig, ex: ExchangeProject, existing: int, listed: list[str]
+) -> tuple[list[str], list[str]]:
+    """The new listings that fit the partitions budget beside ``existing`` symbols, and the rest."""
+    room = symbols_room(ex, project.start_date, project.max_partitions_per_asset, today_utc())
+    fits = max(0, room - existing)
+    return listed[:fits], listed[fits:]
+
+
+def symbols_sensor(
+    project: ProjectConfig, ex: ExchangeProject, pattern: re.Pattern[str] | None, interval_s: int
+) -> SensorDefinition:
     partitions_name = symbols_partitions(ex.exchange_id).name
     config = ex.ohlcv.backfill
     listing = f" and new listings matching {ex.listing_pattern!r}" if pattern else ""
@@ -141,11 +159,19 @@ def symbols_sensor(ex: ExchangeProject, pattern: re.Pattern[str] | None, interva
                     )
                 else:
                     listed = sorted(matching - baseline - existing - set(to_add))
+                listed, left_out = within_budget(project, ex, len(existing) + len(to_add), listed)
+                if left_out:
+                    context.log.error(
+                        f"{ex.exchange_id}: new listings {', '.join(left_out)} not added: each would put the "
+                        f"{ex.exchange_id} assets over {project.max_partitions_per_asset:,} partitions (partitions."
+                        "max_per_asset). Choose a coarser grain (partitions: {ohlcv: month, trades: month}) or a "
+                        "later start_date; they are retried every tick"
+                    )
                 cursor = json.dumps(
                     {
                         "pattern": ex.listing_pattern,
                         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "known": sorted(matching),
+                        "known": sorted(matching - set(left_out)),
                     }
                 )
         if listed:

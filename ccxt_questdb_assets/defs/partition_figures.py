@@ -2,13 +2,13 @@
 
 A run may cover many partitions (a backfill range), yet each materialization Dagster records is
 one partition's: its rows, first and last timestamps, coverage, rows written and requests are
-that day's alone, never the run's totals copied onto every day. What belongs to the run (gaps,
-rate-limiter waits) goes to the run's log.
+that period's alone (a day, or a month with the month grain), never the run's totals copied onto
+every partition. What belongs to the run (gaps, rate-limiter waits) goes to the run's log.
 
 * :class:`PartitionLedger` counts, page by page as the engine stores them, the rows written into
-  each day and the exchange requests, each request in the day its page started from.
-* :func:`coverage_by_partition`: the share of each day the series' coverage claims.
-* :func:`stored_by_partition`: rows and first/last timestamps per day, one query per symbol.
+  each partition and the exchange requests, each request in the partition its page started from.
+* :func:`coverage_by_partition`: the share of each partition's window the series' coverage claims.
+* :func:`stored_by_partition`: rows and first/last timestamps per partition, one query per symbol.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ class PartitionLedger:
     """Rows written and exchange requests by partition, for one symbol's partitions (a ``PageObserver``)."""
 
     def __init__(self, partitions: Sequence[MarketPartition]) -> None:
-        self.partitions = tuple(sorted(partitions, key=lambda p: p.day.start_ms))
-        self._starts = np.array([p.day.start_ms for p in self.partitions], dtype=np.int64)
-        self._ends = np.array([p.day.end_ms for p in self.partitions], dtype=np.int64)
+        self.partitions = tuple(sorted(partitions, key=lambda p: p.window.start_ms))
+        self._starts = np.array([p.window.start_ms for p in self.partitions], dtype=np.int64)
+        self._ends = np.array([p.window.end_ms for p in self.partitions], dtype=np.int64)
         self.rows = np.zeros(len(self.partitions), dtype=np.int64)
         self.requests = np.zeros(len(self.partitions), dtype=np.int64)
 
@@ -57,8 +57,8 @@ class PartitionLedger:
 
 
 def coverage_by_partition(coverage: Coverage, partitions: Iterable[MarketPartition], now_ms: int) -> dict[str, float]:
-    """The share of each partition's day that coverage claims (stored, or known to be empty)."""
-    return {p.key: round(coverage.covered_ms(p.day, now_ms) / p.day.duration_ms, 6) for p in partitions}
+    """The share of each partition's window that coverage claims (stored, or known to be empty)."""
+    return {p.key: round(coverage.covered_ms(p.window, now_ms) / p.window.duration_ms, 6) for p in partitions}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +73,17 @@ class StoredFigures:
 def stored_by_partition(
     store: SeriesStore, node: NodeId, partitions: Sequence[MarketPartition]
 ) -> dict[str, StoredFigures]:
-    """Rows and first/last timestamps of each partition of one series (one query)."""
+    """Rows and first/last timestamps of each partition of one series (one query; the partitions
+    share a grain)."""
     if not partitions:
         return {}
-    span = TimeWindow(min(p.day.start_ms for p in partitions), max(p.day.end_ms for p in partitions))
-    days = store.daily_stats(node, span)
+    grains = {p.grain for p in partitions}
+    if len(grains) != 1:
+        raise ValueError(f"partitions of one grain expected, got {sorted(grains)}")
+    span = TimeWindow(min(p.window.start_ms for p in partitions), max(p.window.end_ms for p in partitions))
+    periods = store.period_stats(node, span, grains.pop().sql_unit)
     out = {}
     for p in partitions:
-        n, first, last = days.get(p.day.start_ms, (0, None, None))
+        n, first, last = periods.get(p.window.start_ms, (0, None, None))
         out[p.key] = StoredFigures(n, first, last)
     return out

@@ -3,7 +3,8 @@
 One YAML file drives the Dagster project. Its keys are ``from_config``'s keys (shared ones at the
 top, per-exchange ones under ``exchanges.<id>``) plus a few that only make sense for assets::
 
-    start_date: "2024-01-01"          # first daily partition (UTC)
+    start_date: "2024-01-01"          # the first partition is the day (or month) holding it (UTC)
+    partitions: {ohlcv: day, trades: day}   # the time grain per data type: day (default) or month
     questdb: {table_prefix: crypto}   # from_config's questdb keys; password: $CCXT_QUESTDB_PASSWORD
     rate_limiter: {scope: cluster, min_interval_s: 1.2, burst: 1}
     alerts: {webhook_url_env: CCXT_QUESTDB_ALERT_WEBHOOK}
@@ -15,6 +16,11 @@ top, per-exchange ones under ``exchanges.<id>``) plus a few that only make sense
         trades: true                  # a trades asset for this exchange
         resample_to: [1h]             # candles computed in QuestDB from the first timeframe
         listing_pattern: "*/USDT"     # the new-listings sensor adds matching markets
+        partitions: {trades: month}   # this exchange's grains, over the top's
+
+At a desk's scale the grain matters: Dagster handles up to about 100,000 partitions per asset
+well, and an asset has symbols x periods since ``start_date`` of them. A project over that budget
+is refused at load (``partition_budget``), naming the asset, its count and the fix.
 
 String values may name environment variables as ``${NAME}`` or ``${NAME:-default}``; secrets are
 never values here (credentials are read from the variables ``api_key_env``/``secret_env`` name).
@@ -29,17 +35,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from dagster._utils.schedules import is_valid_cron_string
-from pydantic import Field, StrictBool, field_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
-from ccxt_questdb_assets.core.config_model import ConfigModel, invalid
+from ccxt_questdb_assets.core.config_model import ConfigModel, Whole, invalid
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode
 from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.defs.partitions import check_symbol_key
+from ccxt_questdb_assets.defs.partitions import DAGSTER_PARTITIONS_PER_ASSET, Grain, check_symbol_key
 from ccxt_questdb_assets.exchange.dialects import CandlePaging, TradePaging
 from ccxt_questdb_assets.history.config import ProviderConfig
 from ccxt_questdb_assets.history.options import FetchOptions, ProviderOptions, ResourceOptions
@@ -75,6 +81,57 @@ def expand_env(value: Any, environ: Mapping[str, str], where: str = "config") ->
     return value
 
 
+_GRAIN_FIX = "must be 'day' or 'month' (month for candles at a desk's scale: docs/dagster.md)"
+
+
+def _grain(value: Any) -> Any:
+    if value is None or isinstance(value, Grain):
+        return value
+    if not isinstance(value, str) or value not in {g.value for g in Grain}:
+        raise invalid(_GRAIN_FIX)
+    return Grain(value)
+
+
+class PartitionGrains(ConfigModel):
+    """``exchanges.<id>.partitions``: an exchange's time grain per data type, over the top's.
+
+    Derived assets take their upstream's grain: resampled candles the candles', trade bars the
+    trades'. A bare grain (``partitions: month``) sets every data type."""
+
+    ohlcv: Grain | None = Field(default=None, description="Grain of the candle assets and those resampled from them.")
+    trades: Grain | None = Field(default=None, description="Grain of the trades asset and the bars built from it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            return {"ohlcv": value, "trades": value}
+        return value
+
+    @field_validator("ohlcv", "trades", mode="before")
+    @classmethod
+    def _grains(cls, value: Any) -> Any:
+        return _grain(value)
+
+
+class PartitionsOptions(PartitionGrains):
+    """``partitions``: the time grain per data type, and the most partitions an asset may have."""
+
+    ohlcv: Grain | None = Field(
+        default=Grain.DAY, description="Grain of the candle assets and those resampled from them: day or month."
+    )
+    trades: Grain | None = Field(
+        default=Grain.DAY, description="Grain of the trades asset and the bars built from it: day or month."
+    )
+    max_per_asset: Annotated[Whole, Field(ge=1)] = Field(
+        default=DAGSTER_PARTITIONS_PER_ASSET,
+        description="A project whose configured symbols x periods since start_date exceed this for some asset "
+        "is refused at load (Dagster recommends at most 100,000 partitions per asset).",
+    )
+
+
 class ExchangeSection(FetchOptions):
     """``exchanges.<id>``: one exchange's symbols and assets; fetch keys here override the top's."""
 
@@ -86,6 +143,9 @@ class ExchangeSection(FetchOptions):
     )
     listing_pattern: str | None = Field(
         default=None, description="The new-listings sensor adds the markets matching this glob, e.g. '*/USDT'."
+    )
+    partitions: PartitionGrains = Field(
+        default_factory=PartitionGrains, description="This exchange's time grain per data type, over the top's."
     )
 
     @field_validator("resample_to", mode="before")
@@ -130,7 +190,14 @@ class RefreshSettings(ConfigModel):
 class ProjectOptions(FetchOptions, ResourceOptions):
     """The project file: shared keys at the top, one section per exchange."""
 
-    start_date: str = Field(default="2024-01-01", description="First daily partition (UTC).")
+    start_date: str = Field(
+        default="2024-01-01", description="The first partition is the day (or month) holding this date (UTC)."
+    )
+    partitions: PartitionsOptions = Field(
+        default_factory=PartitionsOptions,
+        description="Time grain per data type (day or month) and the partitions budget per asset.",
+        examples=[{"ohlcv": "month", "trades": "month"}],
+    )
     exchanges: dict[str, ExchangeSection] = Field(
         description="One section per ccxt exchange id.", examples=[{"binance": {"symbols": ["BTC/USDT"]}}]
     )
@@ -161,6 +228,11 @@ class ProjectOptions(FetchOptions, ResourceOptions):
     def _absent(cls, value: Any) -> Any:
         return {} if value is None else value
 
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _top_partitions(cls, value: Any) -> Any:
+        return {} if value is None else value
+
 
 @dataclass(frozen=True)
 class ExchangeProject:
@@ -174,6 +246,12 @@ class ExchangeProject:
     listing_pattern: str | None
     ohlcv: ProviderConfig
     trades_config: ProviderConfig | None
+    ohlcv_grain: Grain = Grain.DAY
+    trades_grain: Grain = Grain.DAY
+
+    def grain(self, mode: Mode) -> Grain:
+        """The time grain of ``mode``'s assets (and of those computed from them)."""
+        return self.trades_grain if mode == TRADES else self.ohlcv_grain
 
     def provider_config(self, mode: Mode, *, timeframe: str | None = None) -> ProviderConfig:
         """The engine config of one asset (one mode, one timeframe), derived without parsing again."""
@@ -246,7 +324,15 @@ class ProjectConfig:
         exchanges = tuple(
             _exchange(ex_id, section, options, environ, where) for ex_id, section in options.exchanges.items()
         )
-        return cls(exchanges, source, options)
+        project = cls(exchanges, source, options)
+        from ccxt_questdb_assets.defs.partition_budget import check_budget  # it reads ExchangeProject
+
+        check_budget(project)
+        return project
+
+    @property
+    def max_partitions_per_asset(self) -> int:
+        return self.options.partitions.max_per_asset
 
     @property
     def connection(self) -> QuestDBConnection:
@@ -350,6 +436,7 @@ def _exchange(
     symbols = tuple(ohlcv.backfill.symbols or ())
     for symbol in symbols:  # each becomes a dynamic partition key
         check_symbol_key(symbol, f"{where} exchanges.{ex_id}.symbols")
+    shared, own = top.partitions, section.partitions
     return ExchangeProject(
         exchange_id=ex_id,
         symbols=symbols,
@@ -359,4 +446,6 @@ def _exchange(
         listing_pattern=section.listing_pattern,
         ohlcv=ohlcv,
         trades_config=trades_cfg,
+        ohlcv_grain=own.ohlcv or shared.ohlcv or Grain.DAY,
+        trades_grain=own.trades or shared.trades or Grain.DAY,
     )

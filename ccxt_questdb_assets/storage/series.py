@@ -30,6 +30,8 @@ TRADE_COLUMNS = ("ts", "trade_id", "price", "amount", "side")
 EXPORT_MIN_ROWS = 5_000
 #: Trades have no row count to expect from a window: export windows of at least an hour.
 EXPORT_MIN_TRADES_WINDOW_MS = 3_600_000
+#: ``timestamp_floor`` units a period may be: a day or a month.
+PERIOD_UNITS = ("d", "M")
 
 # Characters a key value may have to be written into SQL as a literal (no quote, backslash,
 # semicolon, whitespace or control character).
@@ -173,14 +175,17 @@ class SeriesStore:
         rows = self.client.query(f"SELECT count() FROM {quote_ident(self.table)} {where}", params)
         return int(rows[0][0]) if rows else 0
 
-    def daily_stats(self, node: NodeId, window: TimeWindow) -> dict[int, tuple[int, int, int]]:
-        """``{UTC day start ms: (rows, first ts ms, last ts ms)}`` of ``node`` in ``[start, end)``,
-        for the days holding rows: one query for any number of days."""
+    def period_stats(self, node: NodeId, window: TimeWindow, unit: str = "d") -> dict[int, tuple[int, int, int]]:
+        """``{UTC period start ms: (rows, first ts ms, last ts ms)}`` of ``node`` in ``[start, end)``,
+        for the periods holding rows: one query for any number of periods. ``unit`` is QuestDB's
+        ``timestamp_floor`` unit of a period: ``d`` (days) or ``M`` (months)."""
+        if unit not in PERIOD_UNITS:
+            raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
         self.ensure()
         where, params = self._in_window(node, window)
         rows = self.client.query(
-            f"SELECT cast(timestamp_floor('d', ts) AS long), count(), cast(min(ts) AS long), cast(max(ts) AS long) "
-            f"FROM {quote_ident(self.table)} {where} GROUP BY 1 ORDER BY 1",
+            f"SELECT cast(timestamp_floor('{unit}', ts) AS long), count(), cast(min(ts) AS long), "
+            f"cast(max(ts) AS long) FROM {quote_ident(self.table)} {where} GROUP BY 1 ORDER BY 1",
             params,
         )
         return {int(day) // 1000: (int(n), int(lo) // 1000, int(hi) // 1000) for day, n, lo, hi in rows}
