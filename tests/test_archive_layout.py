@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ccxt_questdb_assets.archive.layout import ArchiveKind, ArchiveMarket, ArchiveSeries, plan
-from ccxt_questdb_assets.archive.parse import agg_trade_frame, kline_frame, unzip_one
+from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline_frame
 from ccxt_questdb_assets.core.errors import ConfigError, ExchangeDataError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
@@ -101,8 +101,8 @@ def test_bad_files_are_refused_naming_the_file_and_the_row():
         kline_frame(kline_csv([t0, t0 + 30_000]), Timeframe.parse("1m"), "f.zip")
     with pytest.raises(ExchangeDataError, match="not what the archive's layout says"):
         kline_frame(b"1,2,x\n", Timeframe.parse("1m"), "f.zip")
-    with pytest.raises(ExchangeDataError, match="not a valid zip file"):
-        unzip_one(b"not a zip", "f.zip")
+    with pytest.raises(ExchangeDataError, match="not a valid zip file"), csv_member(b"not a zip", "f.zip"):
+        pass
 
 
 def test_agg_trades_become_trades_with_the_takers_side():
@@ -122,9 +122,22 @@ def test_agg_trades_become_trades_with_the_takers_side():
         agg_trade_frame(f"7,-1,0.25,9,9,{t0},true\n".encode(), "t.zip")
 
 
-def test_unzip_one_reads_the_single_csv():
+def test_the_single_csv_is_read_as_it_is_decompressed():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("a.csv", b"1,2\n")
-    assert unzip_one(buf.getvalue(), "a.zip") == b"1,2\n"
+    with csv_member(buf.getvalue(), "a.zip") as member:
+        assert member.read() == b"1,2\n"
     assert hashlib.sha256(buf.getvalue()).hexdigest()  # what a .CHECKSUM names
+
+
+def test_a_file_whose_content_fails_its_crc_is_refused_while_parsed():
+    t0 = ms(2024, 3, 1)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("f.csv", kline_csv([t0, t0 + 60_000]))
+    data = bytearray(buf.getvalue())
+    data[data.index(str(t0).encode()) + 3] ^= 1  # one digit of the first open time
+    with pytest.raises(ExchangeDataError, match=r"archive file f\.zip is not a valid zip file \(Bad CRC-32"):
+        with csv_member(bytes(data), "f.zip") as member:
+            kline_frame(member, Timeframe.parse("1m"), "f.zip")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -29,23 +31,30 @@ _KLINE_TYPES = {"f0": pa.int64(), **{f"f{i}": pa.float64() for i in range(1, 6)}
 _TRADE_TYPES = {"f0": pa.int64(), "f1": pa.float64(), "f2": pa.float64(), "f5": pa.int64(), "f6": pa.bool_()}
 
 
-def unzip_one(data: bytes, name: str) -> bytes:
-    """The single CSV inside an archive zip file."""
+@contextmanager
+def csv_member(data: bytes, name: str) -> Iterator[zipfile.ZipExtFile]:
+    """The single CSV inside an archive zip file, as a stream: the parser reads it as it is
+    decompressed (a month of 1m klines is 6 MB of CSV, never held whole)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.namelist()
             if len(members) != 1:
                 raise ExchangeDataError(f"archive file {name} holds {len(members)} files, expected one CSV")
-            return archive.read(members[0])
-    except zipfile.BadZipFile as exc:
+            with archive.open(members[0]) as member:
+                yield member
+    except zipfile.BadZipFile as exc:  # at opening, or a bad CRC once read
         raise ExchangeDataError(f"archive file {name} is not a valid zip file ({exc})") from exc
 
 
-def _table(csv: bytes, name: str, types: dict[str, pa.DataType]) -> pa.Table:
-    header = bool(csv) and not csv[:1].isdigit()
+def _table(csv: bytes | zipfile.ZipExtFile, name: str, types: dict[str, pa.DataType]) -> pa.Table:
+    if isinstance(csv, bytes):
+        first, csv = csv[:1], io.BytesIO(csv)
+    else:
+        first = csv.peek(1)[:1]
+    header = bool(first) and not first.isdigit()
     try:
         return pa_csv.read_csv(
-            io.BytesIO(csv),
+            csv,
             read_options=pa_csv.ReadOptions(autogenerate_column_names=True, skip_rows=1 if header else 0),
             convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=list(types)),
         )
@@ -68,7 +77,7 @@ def milliseconds(times: np.ndarray, name: str) -> np.ndarray:
     return times
 
 
-def kline_frame(csv: bytes, timeframe: Timeframe, name: str) -> pd.DataFrame:
+def kline_frame(csv: bytes | zipfile.ZipExtFile, timeframe: Timeframe, name: str) -> pd.DataFrame:
     """The candles of a klines file (``ts`` epoch ms), checked like a REST page."""
     table = _table(csv, name, _KLINE_TYPES)
     matrix = np.empty((table.num_rows, 6), dtype=np.float64)
@@ -78,7 +87,7 @@ def kline_frame(csv: bytes, timeframe: Timeframe, name: str) -> pd.DataFrame:
     return candles_frame(matrix, timeframe, what=f"archive file {name}")
 
 
-def agg_trade_frame(csv: bytes, name: str) -> pd.DataFrame:
+def agg_trade_frame(csv: bytes | zipfile.ZipExtFile, name: str) -> pd.DataFrame:
     """The trades of an aggTrades file: its aggregate id as the trade id (as ccxt's aggTrades
     paging gives it), the taker's side (a buyer-maker trade is a sell)."""
     table = _table(csv, name, _TRADE_TYPES)

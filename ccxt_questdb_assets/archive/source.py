@@ -24,7 +24,7 @@ from ccxt_questdb_assets.archive.layout import (
     ArchiveSeries,
     plan,
 )
-from ccxt_questdb_assets.archive.parse import agg_trade_frame, kline_frame, unzip_one
+from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline_frame
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.node_ids import TRADES, NodeId
 from ccxt_questdb_assets.core.pages import Page
@@ -144,10 +144,10 @@ def _clip(span: TimeWindow, window: TimeWindow) -> TimeWindow:
 def _file_page(node: NodeId, file: ArchiveFile, data: bytes, window: TimeWindow, final_until: int) -> Page:
     """One file as one page: its rows inside the window, proving the span up to what is final.
     Parsed off the event loop (pyarrow releases the GIL while it reads)."""
-    csv = unzip_one(data, file.name)
     span = _clip(file.span, window)
     if node.mode == TRADES:
-        rows = agg_trade_frame(csv, file.name)
+        with csv_member(data, file.name) as csv:
+            rows = agg_trade_frame(csv, file.name)
         rows = rows[(rows["ts"] >= span.start_ms) & (rows["ts"] < span.end_ms)].reset_index(drop=True)
         claim_end = min(span.end_ms, final_until)
         claim = TimeWindow(span.start_ms, claim_end) if claim_end > span.start_ms else None
@@ -155,7 +155,8 @@ def _file_page(node: NodeId, file: ArchiveFile, data: bytes, window: TimeWindow,
             rows=rows, start_ms=span.start_ms, claim=claim, empty=[claim] if claim and rows.empty else [], requests=0
         )
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
-    rows = kline_frame(csv, tf, file.name)
+    with csv_member(data, file.name) as csv:
+        rows = kline_frame(csv, tf, file.name)
     rows = rows[(rows["ts"] >= span.start_ms) & (rows["ts"] < span.end_ms)].reset_index(drop=True)
     closed_until = tf.floor(final_until)
     rows["closed"] = rows["ts"] + tf.ms <= closed_until
