@@ -88,7 +88,10 @@ def test_dataframe_outputs_round_trip_and_load_input_spans_days_and_symbols(setu
         for key, md in events.items():  # each partition its own day: rows, span, preview
             assert md["dagster/row_count"].value == md["rows_written"].value == 1440
             assert pd.Timestamp(md["first_ts"].value, unit="s", tz="UTC").isoformat().startswith(key[:10])
-            assert key[:10] in md["preview"].value
+            preview = md["preview"].value.splitlines()  # a header, its rule, then the day's first 5 minutes
+            assert (
+                len(preview) == 2 + 5 and f"{key[:10]} 00:00:00" in preview[2] and f"{key[:10]} 00:04:00" in preview[-1]
+            )
         got = seen["frame"]
         assert len(got) == 3 * 1440 and set(got["symbol"]) == {symbol}
         assert got["ts"].is_monotonic_increasing and got["ts"].iloc[0] == T0

@@ -52,7 +52,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from ccxt_questdb_assets.core.clock import wall_clock_ms
-from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
+from ccxt_questdb_assets.core.coverage import Coverage, EmptyRecheckPolicy
+from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import format_ms
 from ccxt_questdb_assets.defs.asset_options import chosen_features
@@ -73,7 +74,22 @@ from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 VOLUME_REL_TOL = 1e-9
 
-CheckFn = Callable[[QuestDBClient, MarketPartition], AssetCheckResult]
+CheckFn = Callable[["CheckReads", MarketPartition], AssetCheckResult]
+
+
+class CheckReads:
+    """What a run's evaluations read: the client, and each series' coverage read once for all
+    of the run's partitions (the series was stored before the checks run; it holds still)."""
+
+    def __init__(self, client: QuestDBClient) -> None:
+        self.client = client
+        self._coverage: dict[tuple[str, str], Coverage] = {}
+
+    def coverage(self, table: SeriesTable, node: NodeId) -> Coverage:
+        key = (table.coverage_table, str(node))
+        if key not in self._coverage:
+            self._coverage[key] = CoverageStore(self.client, table.coverage_table).load(str(node))
+        return self._coverage[key]
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,7 @@ class CandleChecks:
                     "is stored (missing bars fail); closed time coverage does not claim is "
                     "reported.",
                 ),
-                lambda client, p: check_no_gaps(client, table, policy, p),
+                lambda reads, p: check_no_gaps(reads, table, policy, p),
             ),
             (
                 self._spec(
@@ -111,7 +127,7 @@ class CandleChecks:
                     "per series and window, every timestamp on the bar "
                     "grid.",
                 ),
-                lambda client, p: check_unique_timestamps(client, table, p),
+                lambda reads, p: check_unique_timestamps(reads.client, table, p),
             ),
             (
                 self._spec(
@@ -119,7 +135,7 @@ class CandleChecks:
                     True,
                     "No bar with high < max(open, close), low > min(open, close), high < low, volume < 0, or a NaN.",
                 ),
-                lambda client, p: check_ohlc_sanity(client, table, p),
+                lambda reads, p: check_ohlc_sanity(reads.client, table, p),
             ),
         ]
         if self.exchange_candles is not None:
@@ -134,7 +150,7 @@ class CandleChecks:
                         f"{VOLUME_REL_TOL:g} relative.",
                         additional_deps=[key],
                     ),
-                    lambda client, p: check_agreement(client, table, candles, p),
+                    lambda reads, p: check_agreement(reads.client, table, candles, p),
                 )
             )
         return out
@@ -170,9 +186,10 @@ class CandleChecks:
             return
         partitions = [p for sl in slices_of(context.partition_keys, self.grain) for p in sl.partitions]
         targets = _targets(context, self.asset_key, partitions)
+        reads = CheckReads(client)
         for spec, fn in checks:
             for p in partitions:
-                result = fn(client, p)
+                result = fn(reads, p)
                 yield AssetCheckEvaluation(
                     asset_key=self.asset_key,
                     check_name=spec.name,
@@ -191,17 +208,29 @@ def _targets(
     context: AssetExecutionContext, asset_key: AssetKey, partitions: list[MarketPartition]
 ) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """Each partition's materialization the evaluation is about: this run's when the run
-    materialized it, else the partition's latest (a check-only run)."""
-    out = {}
-    for p in partitions:
+    materialized it, else the partition's latest (a check-only run).
+
+    One query for the run's partitions: after a materializing run their newest materializations
+    are this run's, one each. A partition it leaves out (another partition's older
+    materializations took its place, as in a check-only run) is asked alone."""
+    keys = [p.key for p in partitions]
+    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+
+    def latest(wanted: list[str], limit: int) -> None:
         records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[p.key]), limit=1
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=wanted), limit=limit
         ).records
-        if records:
-            latest = records[0]
-            out[p.key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=latest.storage_id, run_id=latest.event_log_entry.run_id, timestamp=latest.timestamp
-            )
+        for record in records:  # newest first
+            key = record.partition_key
+            if key is not None and key not in out:
+                out[key] = AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=record.event_log_entry.run_id, timestamp=record.timestamp
+                )
+
+    latest(keys, len(keys))
+    for key in keys:
+        if key not in out:
+            latest([key], 1)
     return out
 
 
@@ -219,12 +248,12 @@ def _examples(p: MarketPartition, rows: Sequence[Sequence[Any]], columns: list[s
 
 
 def check_no_gaps(
-    client: QuestDBClient, table: SeriesTable, policy: EmptyRecheckPolicy, p: MarketPartition
+    reads: CheckReads, table: SeriesTable, policy: EmptyRecheckPolicy, p: MarketPartition
 ) -> AssetCheckResult:
     tf = Timeframe.parse(table.timeframe)
     node = table.node(p.symbol)
-    coverage = CoverageStore(client, table.coverage_table).load(str(node))
-    stored, closed = stored_opens(client, table.table, node, p.window)
+    coverage = reads.coverage(table, node)
+    stored, closed = stored_opens(reads.client, table.table, node, p.window)
     report = bar_gaps(coverage, stored, closed, p.window, tf, wall_clock_ms(), policy)
     passed = report.missing_bars == 0
     description = (

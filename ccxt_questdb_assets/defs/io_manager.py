@@ -43,7 +43,7 @@ from ccxt_questdb_assets.core.node_ids import MODES, OHLCV
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
-from ccxt_questdb_assets.defs.partition_figures import stored_by_partition
+from ccxt_questdb_assets.defs.partition_figures import previews_by_partition, stored_by_partition
 from ccxt_questdb_assets.defs.partitions import Grain, SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.storage.client import QuestDBClient
@@ -261,15 +261,15 @@ class QuestDBIOManager(ConfigurableIOManager):
         for sl in slices:
             node = table.node(sl.symbol)
             stored = stored_by_partition(store, node, sl.partitions)
+            heads = previews_by_partition(store, node, sl.partitions, self.preview_rows)
             for p in sl.partitions:
                 held = stored[p.key]
                 md: dict[str, Any] = {"dagster/row_count": held.rows, **figures.get(p.key, {})}
                 if held.rows:
                     md["first_ts"] = MetadataValue.timestamp(held.first_ms / 1000)
                     md["last_ts"] = MetadataValue.timestamp(held.last_ms / 1000)
-                    if self.preview_rows:
-                        head = store.read(node, p.window, limit=self.preview_rows)
-                        md["preview"] = MetadataValue.md(head.to_markdown(index=False))
+                    if p.key in heads:
+                        md["preview"] = MetadataValue.md(heads[p.key].to_markdown(index=False))
                 out[p.key] = md
         return out
 

@@ -9,6 +9,7 @@ every partition. What belongs to the run (gaps, rate-limiter waits) goes to the 
   each partition and the exchange requests, each request in the partition its page started from.
 * :func:`coverage_by_partition`: the share of each partition's window the series' coverage claims.
 * :func:`stored_by_partition`: rows and first/last timestamps per partition, one query per symbol.
+* :func:`previews_by_partition`: each partition's first rows, one query per symbol.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ccxt_questdb_assets.core.coverage import Coverage
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.defs.partitions import MarketPartition
+from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition
 from ccxt_questdb_assets.storage.series import SeriesStore
 
 
@@ -77,13 +79,32 @@ def stored_by_partition(
     share a grain)."""
     if not partitions:
         return {}
-    grains = {p.grain for p in partitions}
-    if len(grains) != 1:
-        raise ValueError(f"partitions of one grain expected, got {sorted(grains)}")
-    span = TimeWindow(min(p.window.start_ms for p in partitions), max(p.window.end_ms for p in partitions))
-    periods = store.period_stats(node, span, grains.pop().sql_unit)
+    grain, span = _grain_and_span(partitions)
+    periods = store.period_stats(node, span, grain.sql_unit)
     out = {}
     for p in partitions:
         n, first, last = periods.get(p.window.start_ms, (0, None, None))
         out[p.key] = StoredFigures(n, first, last)
     return out
+
+
+def previews_by_partition(
+    store: SeriesStore, node: NodeId, partitions: Sequence[MarketPartition], rows: int
+) -> dict[str, pd.DataFrame]:
+    """The first ``rows`` rows of each partition of one series holding any (one query; the
+    partitions share a grain); none when ``rows`` is 0."""
+    if not partitions or rows <= 0:
+        return {}
+    grain, span = _grain_and_span(partitions)
+    heads = store.period_heads(node, span, grain.sql_unit, rows)
+    return {p.key: heads[p.window.start_ms] for p in partitions if p.window.start_ms in heads}
+
+
+def _grain_and_span(partitions: Sequence[MarketPartition]) -> tuple[Grain, TimeWindow]:
+    """The partitions' one grain, and the window from the first one's start to the last one's end."""
+    grains = {p.grain for p in partitions}
+    if len(grains) != 1:
+        raise ValueError(f"partitions of one grain expected, got {sorted(grains)}")
+    return grains.pop(), TimeWindow(
+        min(p.window.start_ms for p in partitions), max(p.window.end_ms for p in partitions)
+    )

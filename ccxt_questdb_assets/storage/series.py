@@ -154,6 +154,30 @@ class SeriesStore:
             frame = frame.astype({c: _EMPTY_DTYPES.get(dtypes.get(c, ""), object) for c in columns})
         return frame
 
+    def period_heads(self, node: NodeId, window: TimeWindow, unit: str, rows: int) -> dict[int, pd.DataFrame]:
+        """``{UTC period start ms: its first rows}``, at most ``rows`` a period, as ``read`` gives
+        them: the periods of ``[start, end)`` holding rows, in one query (a row number per period)."""
+        if unit not in PERIOD_UNITS:
+            raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
+        self.ensure()
+        columns = self.kind.value_columns
+        wanted = ", ".join(columns)
+        order = "ts, trade_id" if "trade_id" in self.kind.schema.column_names else "ts"
+        where, params = self._in_window(node, window)
+        numbered = (
+            f"SELECT cast(timestamp_floor('{unit}', ts) AS long) period, cast(ts AS long) ts_us, {wanted}, "
+            f"row_number() OVER (PARTITION BY timestamp_floor('{unit}', ts) ORDER BY {order}) n "
+            f"FROM {quote_ident(self.table)} {where}"
+        )
+        sql = f"SELECT period, ts_us, {wanted} FROM ({numbered}) WHERE n <= {int(rows)} ORDER BY period, n"
+        frame = self.client.query_frame(sql, params, ("period", "ts_us", *columns))
+        out = {}
+        for period, head in frame.groupby("period", sort=True):
+            head = head.drop(columns="period").reset_index(drop=True)
+            head.insert(0, "ts", pd.to_datetime(head.pop("ts_us").to_numpy(dtype=np.int64), unit="us", utc=True))
+            out[int(period) // 1000] = head
+        return out
+
     def _worth_exporting(self, node: NodeId, window: TimeWindow, limit: int | None) -> bool:
         if node.timeframe is None:
             long_enough = window.end_ms - window.start_ms >= EXPORT_MIN_TRADES_WINDOW_MS
