@@ -17,7 +17,9 @@ Rows outside the range asked are dropped, never claimed. The bar still open is n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
 import pandas as pd
 
@@ -76,22 +78,27 @@ def _checked_rows(node: NodeId, since: int, rows: list, limit: int) -> list:
 
 
 async def _forward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit_max: int) -> AsyncIterator[Page]:
+    """Pages from the window's start on. The next page's cursor is known once an answer is in (its
+    last bar), so the next request is sent before this answer is checked and turned into a page:
+    checking overlaps the exchange's answer time, and the requests are the ones the loop would make
+    one after the other (a page whose checked end differs from the cursor read early, which only
+    an answer the checks refuse can do, has its early request cancelled)."""
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
-    cursor = window.start_ms
-    while cursor < window.end_ms:
+
+    def asking(cursor: int) -> tuple[int, Awaitable[tuple[list, int]]]:
         limit = max(1, min(limit_max, tf.bars_between(cursor, window.end_ms)))
         since, end = cursor, window.end_ms
 
-        async def ask(since: int = since, end: int = end, limit: int = limit) -> list:
+        async def ask() -> list:
             rows = await fetcher.call(
                 "fetch_ohlcv", node.symbol, tf.name, since=since, limit=limit, params={"until": end - 1}
             )
             return _checked_rows(node, since, rows, limit)
 
-        def probe(end: int = end):  # the last bar at or before the window's end
+        def probe():  # the last bar at or before the window's end
             return fetcher.call("fetch_ohlcv", node.symbol, tf.name, since=None, limit=1, params={"until": end - 1})
 
-        raw, requests = await fetcher.confirmed(
+        answer = fetcher.confirmed(
             node,
             TimeWindow(since, end),
             ask,
@@ -99,14 +106,50 @@ async def _forward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, lim
             fetcher.first_bar_in(since, end),
             held_before=cursor > window.start_ms,
         )
-        frame = _frame(fetcher, node, raw, cursor, window.end_ms)
-        complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
-        if len(raw) >= limit and frame.empty:
-            raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the window asked")
-        yield _page(fetcher, node, frame, cursor, complete_to, requests)
-        if complete_to <= cursor:
-            break
-        cursor = complete_to
+        return limit, answer
+
+    cursor = window.start_ms
+    ahead: tuple[int, int, asyncio.Future[tuple[list, int]]] | None = None  # (cursor, limit, answer)
+    try:
+        while cursor < window.end_ms:
+            if ahead is not None and ahead[0] == cursor:
+                _, limit, answer = ahead
+            else:
+                if ahead is not None:  # asked for a cursor the checked page did not end at
+                    await _cancel(ahead[2])
+                limit, coroutine = asking(cursor)
+                answer = asyncio.ensure_future(coroutine)
+            ahead = None
+            raw, requests = await answer
+            early = _next_cursor(raw, cursor, window.end_ms, limit, tf)
+            if early is not None:
+                next_limit, coroutine = asking(early)
+                ahead = (early, next_limit, asyncio.ensure_future(coroutine))
+            frame = _frame(fetcher, node, raw, cursor, window.end_ms)
+            complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
+            if len(raw) >= limit and frame.empty:
+                raise ExchangeDataError(f"{node}: a full page of {len(raw)} candles lies outside the window asked")
+            yield _page(fetcher, node, frame, cursor, complete_to, requests)
+            if complete_to <= cursor:
+                break
+            cursor = complete_to
+    finally:
+        if ahead is not None:
+            await _cancel(ahead[2])
+
+
+async def _cancel(answer: asyncio.Future[Any]) -> None:
+    answer.cancel()
+    await asyncio.gather(answer, return_exceptions=True)
+
+
+def _next_cursor(raw: Any, cursor: int, end: int, limit: int, tf: Timeframe) -> int | None:
+    """Where the page after a full answer starts, read from the answer before it is checked: after
+    its last bar (ccxt's rows come sorted), when that bar lies inside the window; else None."""
+    if len(raw) < limit:
+        return None
+    last = int(raw[-1][0])
+    return last + tf.ms if cursor <= last and last + tf.ms < end else None
 
 
 async def _backward(

@@ -39,9 +39,9 @@ MAX_BATCH_PAGES = 8
 """Most pages stored by one write (and one visibility wait, one coverage record)."""
 BATCH_LINGER_S = 0.2
 """How long a batch waits for more pages after its first (a page is never held longer)."""
-MAX_PAGES_IN_FLIGHT = 3 * MAX_BATCH_PAGES + 1
+MAX_PAGES_IN_FLIGHT = 3 * MAX_BATCH_PAGES + 2
 """Pages fetched but not yet covered at any moment: a batch being covered, one being written, a
-full queue, and one being fetched."""
+full queue, the one waiting for a place in it and the one asked ahead (candles page forward)."""
 MAX_BATCH_ROWS = 40_000
 """A batch also closes once it holds this many rows (the write's buffer stays a few MB)."""
 MAX_ROWS_IN_FLIGHT = 100_000
