@@ -1,7 +1,7 @@
 """The page pipeline's memory bound by rows (pure logic: a fake page source and a fake, slow backend).
 
 A source of large pages (the archive's month files: 44,640 one-minute candles each) must not fill
-the pipeline's 25 page places with a year of rows; REST-sized pages batch as before. The real
+the pipeline's 26 page places with a year of rows; REST-sized pages batch as before. The real
 path (archive, QuestDB, peak RSS) is measured by benchmark target 10.
 """
 
@@ -98,7 +98,7 @@ def test_month_pages_are_held_by_rows_not_by_page_places():
     source, backend = fill(month, 12, write_s=0.02)
     assert MAX_BATCH_ROWS <= month < MAX_ROWS_IN_FLIGHT
     assert backend.writes == [month] * 12  # a month is a batch of its own: the write's buffer is one month
-    assert source.most_in_flight <= MAX_ROWS_IN_FLIGHT, source.most_in_flight  # two months, not twelve
+    assert source.most_in_flight <= MAX_ROWS_IN_FLIGHT, source.most_in_flight  # a month at a time, not twelve
 
 
 def test_rest_sized_pages_still_batch_by_pages():

@@ -55,7 +55,10 @@ def _table(csv: bytes | zipfile.ZipExtFile, name: str, types: dict[str, pa.DataT
     try:
         return pa_csv.read_csv(
             csv,
-            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, skip_rows=1 if header else 0),
+            # one thread: the stream is decompressed no faster, and parallel blocks cost memory
+            read_options=pa_csv.ReadOptions(
+                autogenerate_column_names=True, skip_rows=1 if header else 0, use_threads=False
+            ),
             convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=list(types)),
         )
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:

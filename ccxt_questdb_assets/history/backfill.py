@@ -44,7 +44,7 @@ MAX_PAGES_IN_FLIGHT = 3 * MAX_BATCH_PAGES + 2
 full queue, the one waiting for a place in it and the one asked ahead (candles page forward)."""
 MAX_BATCH_ROWS = 40_000
 """A batch also closes once it holds this many rows (the write's buffer stays a few MB)."""
-MAX_ROWS_IN_FLIGHT = 100_000
+MAX_ROWS_IN_FLIGHT = 50_000
 """Rows queued, being written or being covered: the fetcher waits for room before it queues a
 page (a page alone always fits). REST pages (1,000 rows) never reach it: pages bound them first."""
 
