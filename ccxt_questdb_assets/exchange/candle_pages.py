@@ -51,8 +51,12 @@ def _frame(fetcher: PagingFetcher, node: NodeId, raw: list, lo: int, hi: int) ->
     """The rows of ``[lo, hi)`` (oldest first), each marked closed or not by the fetcher's clock."""
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
     frame = candles_frame(raw, tf, what=f"{node} page from {lo}")
-    frame = frame[(frame["ts"] >= lo) & (frame["ts"] < hi)].reset_index(drop=True)
-    frame["closed"] = frame["ts"] + tf.ms <= fetcher.closed_until(tf)
+    ts = frame["ts"].to_numpy()
+    inside = (ts >= lo) & (ts < hi)
+    if not inside.all():  # (a page is nearly always inside its range: no copy then)
+        frame = frame[inside].reset_index(drop=True)
+        ts = frame["ts"].to_numpy()
+    frame["closed"] = ts + tf.ms <= fetcher.closed_until(tf)
     return frame
 
 
@@ -125,6 +129,8 @@ async def _forward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, lim
             if early is not None:
                 next_limit, coroutine = asking(early)
                 ahead = (early, next_limit, asyncio.ensure_future(coroutine))
+                for _ in range(4):  # let it send the request before this answer is checked
+                    await asyncio.sleep(0)
             frame = _frame(fetcher, node, raw, cursor, window.end_ms)
             complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
             if len(raw) >= limit and frame.empty:
