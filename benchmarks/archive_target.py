@@ -217,7 +217,7 @@ def archive_target(bench: Bench) -> None:
     t = alternate(runs, ours=ours, floor=floor)
     counts = requests[-1]
     bench.record(
-        "9 archive",
+        "10 archive",
         f"4 years ({len(truth):,} 1m candles, 48 monthly files) via the archive vs floor script",
         value=median(t["ours"]),
         baseline=median(t["floor"]),
@@ -233,7 +233,7 @@ def archive_target(bench: Bench) -> None:
     log("archive: the same span through REST paging (once, for information)")
     rest, rest_counts = _ours(bench, truth, archive=False)
     bench.record(
-        "9 archive",
+        "10 archive",
         "same span via REST paging vs via the archive (how many times faster the archive is)",
         value=median(t["ours"]),
         baseline=rest,
@@ -254,7 +254,7 @@ def archive_target(bench: Bench) -> None:
         years = _memory_child(bench, YEARS_4, Path(logdir))  # once: where the bound lies
     a, b = [r["max_rss_mib"] for r in short], [r["max_rss_mib"] for r in long]
     bench.record(
-        "9 archive",
+        "10 archive",
         "peak RSS, archive backfill of 365 days (12 monthly files) vs 30 days (30 daily files)",
         value=median(b),
         baseline=median(a),
@@ -267,7 +267,7 @@ def archive_target(bench: Bench) -> None:
         f"30 days {median([r['seconds'] for r in short]):.1f} s (whole processes)",
     )
     bench.record(
-        "9 archive",
+        "10 archive",
         "peak RSS, archive backfill of 4 years (48 monthly files) vs 365 days",
         value=years["max_rss_mib"],
         baseline=median(b),

@@ -399,7 +399,7 @@ def _record(bench: Bench, samples: dict[tuple[str, str], list[Sample]], runs: in
             ratio_rss = _med(ours, "rss_mib") / _med(theirs, "rss_mib")
             rss[path].append((ratio_rss, work.title))
             bench.record(
-                f"8 peer ({path})",
+                f"9 peer ({path})",
                 f"{work.title}: ours/freqtrade, whole processes",
                 value=_med(ours, "seconds"),
                 baseline=_med(theirs, "seconds"),
@@ -425,7 +425,7 @@ def _record(bench: Bench, samples: dict[tuple[str, str], list[Sample]], runs: in
             continue
         worst = max(ratios)
         bench.record(
-            f"8 peer ({path})",
+            f"9 peer ({path})",
             "peak RSS ours/freqtrade, the workload where it is highest",
             value=worst[0],
             baseline=1.0,
