@@ -43,9 +43,10 @@ from dagster import (
 from dagster._utils.schedules import get_smallest_cron_interval
 
 from ccxt_questdb_assets.core.node_ids import Mode
+from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY
 from ccxt_questdb_assets.defs.partitions import Grain, market_partitions
-from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
 #: A materialization older than this many refresh intervals makes an asset WARN, then FAIL.
 WARN_AFTER_INTERVALS, FAIL_AFTER_INTERVALS = 2, 4

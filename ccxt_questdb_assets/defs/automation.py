@@ -59,6 +59,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode
 from ccxt_questdb_assets.defs.alerts import failure_sensor
+from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.listings import (
     SYMBOLS_SENSOR_INTERVAL_S,
     compile_listing_pattern,
@@ -66,7 +67,7 @@ from ccxt_questdb_assets.defs.listings import (
     symbols_sensor_name,
 )
 from ccxt_questdb_assets.defs.partitions import Grain, market_partitions, partition_key, symbols_partitions
-from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
 
 log = logging.getLogger(__name__)
 

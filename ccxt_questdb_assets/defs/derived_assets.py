@@ -53,10 +53,11 @@ from ccxt_questdb_assets.defs.asset_keys import (
 )
 from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
+from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.ingest_assets import ohlcv_table, trades_table
 from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, slices_of
-from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore

@@ -34,10 +34,11 @@ from ccxt_questdb_assets.defs.asset_keys import (
 )
 from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
+from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
 from ccxt_questdb_assets.defs.partition_figures import PartitionLedger, coverage_by_partition, stored_by_partition
 from ccxt_questdb_assets.defs.partitions import Grain, SymbolSlice, slices_of
-from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import RateLimiterResource
 from ccxt_questdb_assets.history.backfill import BackfillReport

@@ -40,9 +40,10 @@ from dagster import (
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.defs.alerts import redact_text
+from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.partition_budget import symbols_room, today_utc
 from ccxt_questdb_assets.defs.partitions import is_partition_safe, symbols_partitions
-from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.exchange.client import clear_markets_cache
 from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.loops import run_sync

@@ -7,7 +7,7 @@ scale of 300 symbols since 2018 with daily partitions, an asset has 978,900 of t
 its grain from the one holding ``start_date`` through the open one; candles (and what is resampled
 from them) share one grain, trades (and the bars built from them) another.
 
-* At load (:func:`check_budget`, called by ``ProjectConfig``): a project whose configured symbols
+* At load (:func:`check_budget`, called by ``ProjectConfig`` as it loads): a project whose configured symbols
   put an asset over ``partitions.max_per_asset`` (default 100,000) is **refused** with a
   ConfigError naming the asset, its count and the fixes (a coarser grain, a later ``start_date``,
   fewer symbols). A refusal at load is seen before anything runs; a warning in a code server's
@@ -25,17 +25,16 @@ is a decision, not a default.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES, Mode
 from ccxt_questdb_assets.defs.asset_keys import ohlcv_key, resampled_key, trade_bars_key, trades_key
+from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.partitions import Grain
-
-if TYPE_CHECKING:
-    from ccxt_questdb_assets.defs.project_config import ExchangeProject, ProjectConfig
+from ccxt_questdb_assets.defs.project_options import ProjectOptions
 
 #: An asset that will pass the budget within this many days is warned about at load.
 WARN_WITHIN_DAYS = 365
@@ -95,20 +94,24 @@ def symbols_room(ex: ExchangeProject, start_date: str, budget: int, today: date)
     return min((budget // p for p in periods if p), default=budget)
 
 
-def check_budget(project: ProjectConfig, today: date | None = None) -> None:
-    """Refuse a project with an asset over its budget; warn about one that will be within a year."""
+def check_budget(
+    exchanges: Sequence[ExchangeProject], options: ProjectOptions, source: str, today: date | None = None
+) -> None:
+    """Refuse a project (its ``exchanges``, parsed from ``options`` of the file ``source``) with an
+    asset over its budget; warn about one that will be within a year."""
     today = today or today_utc()
-    budget = project.max_partitions_per_asset
-    for ex in project.exchanges:
-        counts = asset_partitions(ex, project.start_date, today)
+    budget = options.partitions.max_per_asset
+    for ex in exchanges:
+        counts = asset_partitions(ex, options.start_date, today)
         over = [c for c in counts if c.count > budget]
         if over:
-            raise ConfigError(_refusal(project, ex, over, budget, today))
+            raise ConfigError(_refusal(options, source, ex, over, budget, today))
         horizon = today + timedelta(days=WARN_WITHIN_DAYS)
         for counted in counts:
-            if counted.symbols * counted.grain.periods(project.start_date, horizon) > budget:
-                passes = _passes_on(counted, project.start_date, budget)
-                warnings.warn(_warning(project, counted, budget, passes, today), PartitionBudgetWarning, stacklevel=2)
+            if counted.symbols * counted.grain.periods(options.start_date, horizon) > budget:
+                passes = _passes_on(counted, options.start_date, budget)
+                warning = _warning(options, source, counted, budget, passes, today)
+                warnings.warn(warning, PartitionBudgetWarning, stacklevel=2)
 
 
 def _assets_text(counted: AssetPartitions) -> str:
@@ -116,13 +119,15 @@ def _assets_text(counted: AssetPartitions) -> str:
     return first + (f" (and {', '.join(rest)}, of the same grain)" if rest else "")
 
 
-def _refusal(project: ProjectConfig, ex: ExchangeProject, over: list[AssetPartitions], budget: int, today: date) -> str:
+def _refusal(
+    options: ProjectOptions, source: str, ex: ExchangeProject, over: list[AssetPartitions], budget: int, today: date
+) -> str:
     """One message for every data type of ``ex`` over the budget: the assets, the counts, the fixes."""
     fixes = []
     daily = [c for c in over if c.grain is Grain.DAY]
-    symbols, months = over[0].symbols, Grain.MONTH.periods(project.start_date, today)
+    symbols, months = over[0].symbols, Grain.MONTH.periods(options.start_date, today)
     if daily and symbols * months <= budget:
-        own = any(_exchange_sets(project, ex, c.mode) for c in daily)
+        own = any(_exchange_sets(options, ex, c.mode) for c in daily)
         where = f"exchanges.{ex.exchange_id}.partitions" if own else "partitions"
         grains = ", ".join(f"{c.mode}: month" for c in daily)
         fixes.append(f"a coarser grain, {where}: {{{grains}}} ({symbols:,} x {months:,} months = {symbols * months:,})")
@@ -130,29 +135,31 @@ def _refusal(project: ProjectConfig, ex: ExchangeProject, over: list[AssetPartit
     if all(s is not None for s in starts):
         fixes.append(f"a later start_date ({max(s for s in starts if s is not None).isoformat()} or after)")
     fixes.append(
-        f"fewer symbols (at most {min(budget // max(c.periods, 1) for c in over):,} since {project.start_date})"
+        f"fewer symbols (at most {min(budget // max(c.periods, 1) for c in over):,} since {options.start_date})"
     )
     counts = "; ".join(f"{_assets_text(c)} would have {c.describe()}" for c in over)
     return (
-        f"project config {project.source}: {counts} since {project.start_date}, over the {budget:,} per asset "
+        f"project config {source}: {counts} since {options.start_date}, over the {budget:,} per asset "
         f"Dagster handles well (partitions.max_per_asset). Choose {'; or '.join(fixes)}. Raise "
         "partitions.max_per_asset only knowingly: every partition is evaluated by the UI, backfills and "
         "automation (docs/dagster.md, 'Partitions at a desk's scale')"
     )
 
 
-def _warning(project: ProjectConfig, counted: AssetPartitions, budget: int, passes: date, today: date) -> str:
+def _warning(
+    options: ProjectOptions, source: str, counted: AssetPartitions, budget: int, passes: date, today: date
+) -> str:
     days = (passes - today).days
     return (
-        f"project config {project.source}: {_assets_text(counted)} has {counted.describe()} and passes the "
+        f"project config {source}: {_assets_text(counted)} has {counted.describe()} and passes the "
         f"{budget:,} partitions per asset on {passes.isoformat()} (in {days} day{'' if days == 1 else 's'}), when the "
         f"project will be refused at load: choose a coarser grain or a later start_date before then "
         "(docs/dagster.md, 'Partitions at a desk's scale')"
     )
 
 
-def _exchange_sets(project: ProjectConfig, ex: ExchangeProject, mode: Mode) -> bool:
-    section = project.options.exchanges[ex.exchange_id].partitions
+def _exchange_sets(options: ProjectOptions, ex: ExchangeProject, mode: Mode) -> bool:
+    section = options.exchanges[ex.exchange_id].partitions
     return getattr(section, str(mode)) is not None
 
 
