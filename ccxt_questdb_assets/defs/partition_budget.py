@@ -52,7 +52,6 @@ def today_utc() -> date:
 class AssetPartitions:
     """The assets of one exchange and data type (they share a grain), and their partition count."""
 
-    exchange_id: str
     mode: Mode
     assets: tuple[str, ...]
     grain: Grain
@@ -83,7 +82,7 @@ def asset_partitions(
     symbols, or ``symbols`` of them)."""
     n = len(ex.symbols) if symbols is None else symbols
     return [
-        AssetPartitions(ex.exchange_id, mode, keys, ex.grain(mode), n, ex.grain(mode).periods(start_date, today))
+        AssetPartitions(mode, keys, ex.grain(mode), n, ex.grain(mode).periods(start_date, today))
         for mode, keys in data_type_assets(ex).items()
     ]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ccxt_questdb_assets.emulator.dialects.base import Route
-from ccxt_questdb_assets.emulator.dialects.binanceusdm import _BinanceUsdm
+from ccxt_questdb_assets.emulator.dialects.binanceusdm import _BinanceUsdm, futures_rate_limits
 
 if TYPE_CHECKING:
     from ccxt_questdb_assets.emulator.state import EmulatorState
@@ -38,15 +38,7 @@ def _exchange_info(state: EmulatorState, q: Any) -> Any:
     return {
         "timezone": "UTC",
         "serverTime": state.clock.now_ms(),
-        "rateLimits": [
-            {
-                "rateLimitType": "REQUEST_WEIGHT",
-                "interval": "MINUTE",
-                "intervalNum": 1,
-                "limit": state.budgets[NAME].limit,
-            },
-            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-        ],
+        "rateLimits": futures_rate_limits(state.budgets[NAME].limit),
         "exchangeFilters": [],
         "symbols": [],  # the synthetic market lists no coin-margined contract
     }

@@ -146,6 +146,14 @@ def _symbol_info(state: EmulatorState, symbol: str) -> dict[str, Any]:
     }
 
 
+def futures_rate_limits(weight_limit: int) -> list[dict[str, Any]]:
+    """The request weight (a minute) and order (a minute) limits a Binance futures API announces."""
+    return [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit},
+        {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+    ]
+
+
 def _exchange_info(state: EmulatorState, q: Any) -> Any:
     names = state.market.symbols
     quotes = sorted({state.market.spec(s).quote for s in names})
@@ -154,13 +162,7 @@ def _exchange_info(state: EmulatorState, q: Any) -> Any:
         "serverTime": state.clock.now_ms(),
         "futuresType": "U_MARGINED",
         "rateLimits": [
-            {
-                "rateLimitType": "REQUEST_WEIGHT",
-                "interval": "MINUTE",
-                "intervalNum": 1,
-                "limit": state.budgets[NAME].limit,
-            },
-            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            *futures_rate_limits(state.budgets[NAME].limit),
             {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
         ],
         "exchangeFilters": [],
