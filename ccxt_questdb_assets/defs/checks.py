@@ -31,10 +31,11 @@ project uses them); the SQL lives in ``storage.quality``, these functions choose
 windows and metadata.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckEvaluation,
@@ -55,7 +56,7 @@ from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import Coverage, EmptyRecheckPolicy
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.core.windows import format_ms
+from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.defs.asset_options import chosen_features
 from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, slices_of
 from ccxt_questdb_assets.storage.client import QuestDBClient
@@ -78,18 +79,35 @@ CheckFn = Callable[["CheckReads", MarketPartition], AssetCheckResult]
 
 
 class CheckReads:
-    """What a run's evaluations read: the client, and each series' coverage read once for all
-    of the run's partitions (the series was stored before the checks run; it holds still)."""
+    """What a run's evaluations read, read once for all of the run's partitions (the series were
+    stored before the checks run; they hold still): each series' coverage, and its bar opens over
+    the run's span of its symbol (``spans``), which each partition's window cuts."""
 
-    def __init__(self, client: QuestDBClient) -> None:
+    def __init__(self, client: QuestDBClient, spans: Mapping[str, TimeWindow]) -> None:
         self.client = client
+        self.spans = spans
         self._coverage: dict[tuple[str, str], Coverage] = {}
+        self._opens: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def coverage(self, table: SeriesTable, node: NodeId) -> Coverage:
         key = (table.coverage_table, str(node))
         if key not in self._coverage:
             self._coverage[key] = CoverageStore(self.client, table.coverage_table).load(str(node))
         return self._coverage[key]
+
+    def opens(self, table: SeriesTable, p: MarketPartition) -> tuple[np.ndarray, np.ndarray]:
+        """``(all bar opens, opens of closed bars)`` of ``p``'s series in ``p``'s window, epoch ms."""
+        node = table.node(p.symbol)
+        key = (table.table, str(node))
+        if key not in self._opens:
+            every, closed = stored_opens(self.client, table.table, node, self.spans.get(p.symbol, p.window))
+            self._opens[key] = (np.sort(every), np.sort(closed))
+        return tuple(_cut(opens, p.window) for opens in self._opens[key])  # type: ignore[return-value]
+
+
+def _cut(opens: np.ndarray, window: TimeWindow) -> np.ndarray:
+    lo, hi = np.searchsorted(opens, [window.start_ms, window.end_ms])
+    return opens[lo:hi]
 
 
 @dataclass(frozen=True)
@@ -184,9 +202,14 @@ class CandleChecks:
         checks = [(spec, fn) for spec, fn in self._checks() if spec.key in selected]
         if not checks:
             return
-        partitions = [p for sl in slices_of(context.partition_keys, self.grain) for p in sl.partitions]
+        slices = slices_of(context.partition_keys, self.grain)
+        partitions = [p for sl in slices for p in sl.partitions]
         targets = _targets(context, self.asset_key, partitions)
-        reads = CheckReads(client)
+        spans = {
+            sl.symbol: TimeWindow(min(w.start_ms for w in sl.windows), max(w.end_ms for w in sl.windows))
+            for sl in slices
+        }
+        reads = CheckReads(client, spans)
         for spec, fn in checks:
             for p in partitions:
                 result = fn(reads, p)
@@ -253,7 +276,7 @@ def check_no_gaps(
     tf = Timeframe.parse(table.timeframe)
     node = table.node(p.symbol)
     coverage = reads.coverage(table, node)
-    stored, closed = stored_opens(reads.client, table.table, node, p.window)
+    stored, closed = reads.opens(table, p)
     report = bar_gaps(coverage, stored, closed, p.window, tf, wall_clock_ms(), policy)
     passed = report.missing_bars == 0
     description = (
