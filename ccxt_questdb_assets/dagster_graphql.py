@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ADD_DYNAMIC_PARTITION", "LAUNCH_BACKFILL", "LAUNCH_RUN", "RUNS", "RUN_ERRORS", "WORKSPACE"]
+__all__ = [
+    "ADD_DYNAMIC_PARTITION",
+    "BACKFILL_STATUS",
+    "LAUNCH_BACKFILL",
+    "LAUNCH_RUN",
+    "RUNS",
+    "RUN_ERRORS",
+    "WORKSPACE",
+]
 
 WORKSPACE = """
 {
@@ -58,6 +66,17 @@ mutation($params: LaunchBackfillParams!) {
     ... on UnauthorizedError { message }
     ... on InvalidStepError { invalidStepKey }
     ... on InvalidOutputError { invalidOutputName }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions error { message } }
+    ... on PythonError { message }
+    ... on BackfillNotFoundError { message }
   }
 }
 """

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ccxt_questdb_assets.dagster_graphql import LAUNCH_BACKFILL
+from ccxt_questdb_assets.dagster_graphql import BACKFILL_STATUS, LAUNCH_BACKFILL
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.testing.candles import (
@@ -67,17 +67,6 @@ RUN_TIMEOUT_S = 420
 
 pytestmark = pytest.mark.timeout(1200)  # dagster dev start-up counts against the first test
 
-
-BACKFILL_STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status numPartitions error { message } }
-    ... on PythonError { message }
-    ... on BackfillNotFoundError { message }
-  }
-}
-"""
 
 RUN_STATUS = """
 query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }

@@ -47,7 +47,7 @@ import yaml
 
 from ccxt_questdb_assets.core.errors import CcxtQuestDBError
 from ccxt_questdb_assets.dagster_dev_process import DagsterDev, DagsterDevError, wait_ready
-from ccxt_questdb_assets.dagster_graphql import LAUNCH_BACKFILL
+from ccxt_questdb_assets.dagster_graphql import BACKFILL_STATUS, LAUNCH_BACKFILL
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.deployment.run_launcher import RUN_HOST_TAG, RunHost, parse_run_hosts
 from ccxt_questdb_assets.emulator.market import SyntheticMarket
@@ -104,17 +104,6 @@ def utc_ms(day: str) -> int:
     d = date.fromisoformat(day)
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
-
-BACKFILL_STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status numPartitions error { message } }
-    ... on PythonError { message }
-    ... on BackfillNotFoundError { message }
-  }
-}
-"""
 
 RUN_MESSAGES = """
 query($id: ID!) {
