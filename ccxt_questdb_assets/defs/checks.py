@@ -102,7 +102,8 @@ class CheckReads:
         if key not in self._opens:
             every, closed = stored_opens(self.client, table.table, node, self.spans.get(p.symbol, p.window))
             self._opens[key] = (np.sort(every), np.sort(closed))
-        return tuple(_cut(opens, p.window) for opens in self._opens[key])  # type: ignore[return-value]
+        every, closed = self._opens[key]
+        return _cut(every, p.window), _cut(closed, p.window)
 
 
 def _cut(opens: np.ndarray, window: TimeWindow) -> np.ndarray:
@@ -205,11 +206,7 @@ class CandleChecks:
         slices = slices_of(context.partition_keys, self.grain)
         partitions = [p for sl in slices for p in sl.partitions]
         targets = _targets(context, self.asset_key, partitions)
-        spans = {
-            sl.symbol: TimeWindow(min(w.start_ms for w in sl.windows), max(w.end_ms for w in sl.windows))
-            for sl in slices
-        }
-        reads = CheckReads(client, spans)
+        reads = CheckReads(client, {sl.symbol: sl.span for sl in slices})
         for spec, fn in checks:
             for p in partitions:
                 result = fn(reads, p)

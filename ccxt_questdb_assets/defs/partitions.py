@@ -208,6 +208,11 @@ class SymbolSlice:
     windows: tuple[TimeWindow, ...]
     partitions: tuple[MarketPartition, ...] = ()
 
+    @property
+    def span(self) -> TimeWindow:
+        """From the first window's start to the last one's end (the gaps between them included)."""
+        return TimeWindow(min(w.start_ms for w in self.windows), max(w.end_ms for w in self.windows))
+
 
 def split_key(key: str | MultiPartitionKey) -> tuple[str, str]:
     """``(date, symbol)`` of a partition key, with a clear error for anything else."""

@@ -129,8 +129,8 @@ async def _forward(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, lim
             if early is not None:
                 next_limit, coroutine = asking(early)
                 ahead = (early, next_limit, asyncio.ensure_future(coroutine))
-                for _ in range(4):  # let it send the request before this answer is checked
-                    await asyncio.sleep(0)
+                for _ in range(2):  # let it send the request before this answer is checked: its
+                    await asyncio.sleep(0)  # socket write comes in the second loop step
             frame = _frame(fetcher, node, raw, cursor, window.end_ms)
             complete_to = window.end_ms if len(raw) < limit else int(frame["ts"].iloc[-1]) + tf.ms
             if len(raw) >= limit and frame.empty:
