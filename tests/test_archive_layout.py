@@ -84,11 +84,29 @@ def kline_csv(times: list[int], header: bool = False) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def zipped(csv: bytes) -> bytes:
+    """``csv`` as the archive ships it: the one file of a zip."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("f.csv", csv)
+    return buf.getvalue()
+
+
+def klines(csv: bytes, name: str = "f.zip"):
+    with csv_member(zipped(csv), name) as member:
+        return kline_frame(member, Timeframe.parse("1m"), name)
+
+
+def agg_trades(csv: bytes, name: str = "t.zip"):
+    with csv_member(zipped(csv), name) as member:
+        return agg_trade_frame(member, name)
+
+
 def test_kline_files_in_milliseconds_or_microseconds_with_or_without_a_header():
     t0 = ms(2025, 1, 1)
     minutes = [t0 + i * 60_000 for i in range(3)]
-    ms_frame = kline_frame(kline_csv(minutes, header=True), Timeframe.parse("1m"), "f.zip")
-    us_frame = kline_frame(kline_csv([t * 1000 for t in minutes]), Timeframe.parse("1m"), "f.zip")
+    ms_frame = klines(kline_csv(minutes, header=True))
+    us_frame = klines(kline_csv([t * 1000 for t in minutes]))
     assert ms_frame["ts"].tolist() == minutes == us_frame["ts"].tolist()
     assert np.allclose(us_frame[["open", "high", "low", "close", "volume"]].to_numpy()[0], [100.5, 101, 99.5, 100, 2.5])
 
@@ -96,11 +114,11 @@ def test_kline_files_in_milliseconds_or_microseconds_with_or_without_a_header():
 def test_bad_files_are_refused_naming_the_file_and_the_row():
     t0 = ms(2025, 1, 1)
     with pytest.raises(ExchangeDataError, match=r"f\.zip: row 1 .*not a whole millisecond"):
-        kline_frame(kline_csv([t0 * 1000, t0 * 1000 + 60_000_001]), Timeframe.parse("1m"), "f.zip")
+        klines(kline_csv([t0 * 1000, t0 * 1000 + 60_000_001]))
     with pytest.raises(ExchangeDataError, match=r"archive file f\.zip: row 1 has a timestamp off the 1m grid"):
-        kline_frame(kline_csv([t0, t0 + 30_000]), Timeframe.parse("1m"), "f.zip")
+        klines(kline_csv([t0, t0 + 30_000]))
     with pytest.raises(ExchangeDataError, match="not what the archive's layout says"):
-        kline_frame(b"1,2,x\n", Timeframe.parse("1m"), "f.zip")
+        klines(b"1,2,x\n")
     with pytest.raises(ExchangeDataError, match="not a valid zip file"), csv_member(b"not a zip", "f.zip"):
         pass
 
@@ -113,30 +131,25 @@ def test_agg_trades_become_trades_with_the_takers_side():
         f"7,100.5,0.25,9,9,{t0},true\n8,100.6,0.5,10,11,{t0 + 1},false\n"
     ).encode()
     for csv in (spot, futures):
-        frame = agg_trade_frame(csv, "t.zip")
+        frame = agg_trades(csv)
         assert frame["trade_id"].tolist() == ["7", "8"]
         assert frame["side"].tolist() == ["sell", "buy"]
         assert frame["ts"].tolist() == [t0, t0 + 1]
         assert frame["price"].tolist() == [100.5, 100.6] and frame["amount"].tolist() == [0.25, 0.5]
     with pytest.raises(ExchangeDataError, match=r"t\.zip: row 0 has a price that is not a positive number"):
-        agg_trade_frame(f"7,-1,0.25,9,9,{t0},true\n".encode(), "t.zip")
+        agg_trades(f"7,-1,0.25,9,9,{t0},true\n".encode())
 
 
 def test_the_single_csv_is_read_as_it_is_decompressed():
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("a.csv", b"1,2\n")
-    with csv_member(buf.getvalue(), "a.zip") as member:
+    data = zipped(b"1,2\n")
+    with csv_member(data, "a.zip") as member:
         assert member.read() == b"1,2\n"
-    assert hashlib.sha256(buf.getvalue()).hexdigest()  # what a .CHECKSUM names
+    assert hashlib.sha256(data).hexdigest()  # what a .CHECKSUM names
 
 
 def test_a_file_whose_content_fails_its_crc_is_refused_while_parsed():
     t0 = ms(2024, 3, 1)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-        z.writestr("f.csv", kline_csv([t0, t0 + 60_000]))
-    data = bytearray(buf.getvalue())
+    data = bytearray(zipped(kline_csv([t0, t0 + 60_000])))  # stored, not compressed: the digits stand in it
     data[data.index(str(t0).encode()) + 3] ^= 1  # one digit of the first open time
     with pytest.raises(ExchangeDataError, match=r"archive file f\.zip is not a valid zip file \(Bad CRC-32"):
         with csv_member(bytes(data), "f.zip") as member:

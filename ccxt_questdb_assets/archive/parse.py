@@ -46,11 +46,8 @@ def csv_member(data: bytes, name: str) -> Iterator[zipfile.ZipExtFile]:
         raise ExchangeDataError(f"archive file {name} is not a valid zip file ({exc})") from exc
 
 
-def _table(csv: bytes | zipfile.ZipExtFile, name: str, types: dict[str, pa.DataType]) -> pa.Table:
-    if isinstance(csv, bytes):
-        first, csv = csv[:1], io.BytesIO(csv)
-    else:
-        first = csv.peek(1)[:1]
+def _table(csv: zipfile.ZipExtFile, name: str, types: dict[str, pa.DataType]) -> pa.Table:
+    first = csv.peek(1)[:1]
     header = bool(first) and not first.isdigit()
     try:
         return pa_csv.read_csv(
@@ -80,7 +77,7 @@ def milliseconds(times: np.ndarray, name: str) -> np.ndarray:
     return times
 
 
-def kline_frame(csv: bytes | zipfile.ZipExtFile, timeframe: Timeframe, name: str) -> pd.DataFrame:
+def kline_frame(csv: zipfile.ZipExtFile, timeframe: Timeframe, name: str) -> pd.DataFrame:
     """The candles of a klines file (``ts`` epoch ms), checked like a REST page."""
     table = _table(csv, name, _KLINE_TYPES)
     matrix = np.empty((table.num_rows, 6), dtype=np.float64)
@@ -90,7 +87,7 @@ def kline_frame(csv: bytes | zipfile.ZipExtFile, timeframe: Timeframe, name: str
     return candles_frame(matrix, timeframe, what=f"archive file {name}")
 
 
-def agg_trade_frame(csv: bytes | zipfile.ZipExtFile, name: str) -> pd.DataFrame:
+def agg_trade_frame(csv: zipfile.ZipExtFile, name: str) -> pd.DataFrame:
     """The trades of an aggTrades file: its aggregate id as the trade id (as ccxt's aggTrades
     paging gives it), the taker's side (a buyer-maker trade is a sell)."""
     table = _table(csv, name, _TRADE_TYPES)
