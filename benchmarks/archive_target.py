@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from benchmarks.child_args import service_args
 from benchmarks.harness import REPO_ROOT, Bench, alternate, log, median, target
 from ccxt_questdb_assets.emulator.market import SyntheticMarket
 from ccxt_questdb_assets.storage.schema import CANDLES
@@ -161,13 +162,11 @@ def _floor(bench: Bench, truth_rows: int) -> float:
 
 def _memory_child(bench: Bench, days: int, logdir: Path) -> dict:
     """One archive backfill of ``days`` from 2022-01-01 in a fresh process: its peak RSS."""
-    conn = bench.connection
     start = _ms(date(2022, 1, 1))
     cmd = [
         sys.executable, "-m", "benchmarks.peer_child", "--path", "library", "--start-ms", str(start),
-        "--end-ms", str(start + days * 86_400_000), "--base-url", bench.emulator.base_url,
-        "--archive-url", bench.emulator.base_url, "--host", conn.host, "--port", str(conn.port),
-        "--http-port", str(conn.http_port), "--prefix", bench.table_prefix(f"arcmem{days}"),
+        "--end-ms", str(start + days * 86_400_000), "--archive-url", bench.emulator.base_url,
+        *service_args(bench.emulator.base_url, bench.connection, bench.table_prefix(f"arcmem{days}")),
     ]  # fmt: skip
     logfile = logdir / f"mem{days}-{time.monotonic_ns()}.log"
     done = subprocess.run(

@@ -17,6 +17,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from benchmarks.child_args import add_service_args, questdb_config
+
 START = datetime(2022, 1, 1, tzinfo=UTC)
 NODE = "ohlcv:binance:BTC/USDT:1m"
 
@@ -29,7 +31,7 @@ def backfill(args: argparse.Namespace) -> None:
             "exchange": "binance",
             "symbols": ["BTC/USDT"],
             "timeframe": "1m",
-            "questdb": {"host": args.host, "port": args.port, "http_port": args.http_port, "table_prefix": args.prefix},
+            "questdb": questdb_config(args),
             "base_url": args.base_url,
             # A fast limiter rate keeps ccxt's own throttle off; the emulator is not the bottleneck.
             "rate_limiter": {"scope": "local", "max_concurrency": 1, "min_interval_s": 0.001},
@@ -62,11 +64,7 @@ def main() -> None:
         description="one backfill in this process; prints its peak RSS as JSON",
     )
     parser.add_argument("--days", type=int, required=True)
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--http-port", type=int, required=True)
-    parser.add_argument("--prefix", required=True)
+    add_service_args(parser)
     parser.add_argument("--in-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.in_child:

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 
+from benchmarks.child_args import service_args
 from benchmarks.harness import REPO_ROOT, Bench, log, median, target
 
 
@@ -29,16 +30,7 @@ def _spawn(bench: Bench, days: int) -> dict:
         "benchmarks.backfill_child",
         "--days",
         str(days),
-        "--base-url",
-        bench.emulator.base_url,
-        "--host",
-        conn.host,
-        "--port",
-        str(conn.port),
-        "--http-port",
-        str(conn.http_port),
-        "--prefix",
-        bench.table_prefix(f"mem{days}"),
+        *service_args(bench.emulator.base_url, conn, bench.table_prefix(f"mem{days}")),
     ]
     env = dict(os.environ)
     if conn.password:

@@ -21,12 +21,10 @@ import resource
 import time
 from datetime import UTC, datetime, timedelta
 
+from benchmarks.child_args import add_service_args, questdb_config
+
 SYMBOL = "BTC/USDT"
 UNTHROTTLED = {"scope": "local", "max_concurrency": 1, "min_interval_s": 0.001}
-
-
-def _questdb(args: argparse.Namespace) -> dict:
-    return {"host": args.host, "port": args.port, "http_port": args.http_port, "table_prefix": args.prefix}
 
 
 def library(args: argparse.Namespace) -> dict:
@@ -36,7 +34,7 @@ def library(args: argparse.Namespace) -> dict:
         "exchange": "binance",
         "mode": args.mode,
         "symbols": [SYMBOL],
-        "questdb": _questdb(args),
+        "questdb": questdb_config(args),
         "base_url": args.base_url,
         "rate_limiter": UNTHROTTLED,
     }
@@ -70,7 +68,7 @@ def dagster(args: argparse.Namespace) -> dict:
     project = ProjectConfig.from_mapping(
         {
             "start_date": "2017-01-01",
-            "questdb": _questdb(args),
+            "questdb": questdb_config(args),
             "rate_limiter": UNTHROTTLED,
             "exchanges": {"binance": {"base_url": args.base_url, "symbols": [SYMBOL], "timeframes": ["1m"]}},
         },
@@ -105,12 +103,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("ohlcv", "trades"), default="ohlcv")
     parser.add_argument("--start-ms", type=int, required=True)
     parser.add_argument("--end-ms", type=int, required=True)
-    parser.add_argument("--base-url", required=True)
     parser.add_argument("--archive-url")
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--http-port", type=int, required=True)
-    parser.add_argument("--prefix", required=True)
+    add_service_args(parser)
     args = parser.parse_args()
     t0 = time.perf_counter()
     result = library(args) if args.path == "library" else dagster(args)

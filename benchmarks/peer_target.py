@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import peer_freqtrade as ft
+from benchmarks.child_args import service_args
 from benchmarks.harness import REPO_ROOT, Bench, log, median, target
 from ccxt_questdb_assets.emulator.market import SyntheticMarket
 from ccxt_questdb_assets.testing.candles import stored_candles, truth_candles
@@ -252,16 +253,7 @@ class Peer:
             str(S),
             "--end-ms",
             str(work.end_ms),
-            "--base-url",
-            self.bench.emulator.base_url,
-            "--host",
-            conn.host,
-            "--port",
-            str(conn.port),
-            "--http-port",
-            str(conn.http_port),
-            "--prefix",
-            prefix,
+            *service_args(self.bench.emulator.base_url, conn, prefix),
         ]
         self.bench.emulator.control.clear_requests()
         logfile = self._log()
