@@ -1,3 +1,4 @@
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -6,6 +7,7 @@ from ccxt_questdb_assets.core.coverage import (
     CoverageSpan,
     EmptyRecheckPolicy,
     gaps,
+    holes,
     merge,
     to_inclusive_bars,
 )
@@ -55,3 +57,32 @@ def test_gaps_and_coverage_partition_the_request(raw, start, length):
     assert points_holes == request_points - points_covered
     assert all(not h.empty for h in holes)
     assert holes == merge(holes)
+
+
+def _holes_one_bar_at_a_time(opens: list[int], window: TimeWindow, step: int) -> list[TimeWindow]:
+    """The definition ``holes`` computes in bulk: walk the bars, a hole wherever one starts past
+    the reach of those before it."""
+    out, cursor = [], window.start_ms
+    for ts in opens:
+        if ts > cursor:
+            out.append(W(cursor, ts))
+        cursor = max(cursor, ts + step)
+    if cursor < window.end_ms:
+        out.append(W(cursor, window.end_ms))
+    return out
+
+
+@given(st.lists(st.integers(-5, 60), max_size=30), st.integers(-10, 40), st.integers(0, 80), st.integers(1, 7))
+def test_holes_in_bulk_are_the_bar_by_bar_holes(raw, start, length, step):
+    opens = sorted(raw)
+    window = W(start, start + length)
+    expected = _holes_one_bar_at_a_time(opens, window, step)
+    assert holes(opens, window, step) == expected
+    assert holes(np.array(opens, dtype=np.int64), window, step) == expected
+
+
+def test_holes_of_a_page_with_a_missing_hour():
+    opens = [m * 60_000 for m in range(120) if not 30 <= m < 90]
+    assert holes(opens, W(0, 180 * 60_000), 60_000) == [W(30 * 60_000, 90 * 60_000), W(120 * 60_000, 180 * 60_000)]
+    assert holes([], W(5, 9), 1) == [W(5, 9)]
+    assert holes([], W(5, 5), 1) == []

@@ -162,7 +162,7 @@ def _file_page(node: NodeId, file: ArchiveFile, data: bytes, window: TimeWindow,
     rows["closed"] = rows["ts"] + tf.ms <= closed_until
     claim_end = min(span.end_ms, closed_until)
     claim = TimeWindow(span.start_ms, claim_end) if claim_end > span.start_ms else None
-    empty = holes(rows["ts"].tolist(), claim, tf.ms) if claim else []
+    empty = holes(rows["ts"].to_numpy(), claim, tf.ms) if claim else []
     return Page(rows=rows, start_ms=span.start_ms, claim=claim, empty=empty, requests=0)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ccxt_questdb_assets.core.windows import TimeWindow
 
 
@@ -111,14 +113,19 @@ def to_inclusive_bars(windows: Iterable[TimeWindow], interval_ms: int) -> list[t
     return out
 
 
-def holes(bar_opens_ms: Sequence[int], window: TimeWindow, step_ms: int) -> list[TimeWindow]:
-    """Sub-windows of ``window`` with no bar, given the sorted bar open times inside it."""
-    result: list[TimeWindow] = []
-    cursor = window.start_ms
-    for ts in bar_opens_ms:
-        if ts > cursor:
-            result.append(TimeWindow(cursor, ts))
-        cursor = max(cursor, ts + step_ms)
-    if cursor < window.end_ms:
-        result.append(TimeWindow(cursor, window.end_ms))
+def holes(bar_opens_ms: Sequence[int] | np.ndarray, window: TimeWindow, step_ms: int) -> list[TimeWindow]:
+    """Sub-windows of ``window`` with no bar, given the sorted bar open times inside it.
+
+    Vectorised (a page is a thousand bars): the bars reach, after bar ``i``, to
+    ``max(window.start, open_i + step)`` (sorted opens: the latest bar reaches furthest), and a
+    hole lies before each bar that opens past the reach of those before it."""
+    opens = np.asarray(bar_opens_ms, dtype=np.int64)
+    if len(opens) == 0:
+        return [window] if window.start_ms < window.end_ms else []
+    reach = np.maximum(opens + step_ms, window.start_ms)
+    before = np.concatenate(([window.start_ms], reach[:-1]))
+    at = np.flatnonzero(opens > before)
+    result = [TimeWindow(int(before[i]), int(opens[i])) for i in at]
+    if int(reach[-1]) < window.end_ms:
+        result.append(TimeWindow(int(reach[-1]), window.end_ms))
     return result

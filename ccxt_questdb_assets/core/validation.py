@@ -40,10 +40,16 @@ def _float_matrix(rows: Sequence[Sequence[Any]] | np.ndarray, what: str) -> np.n
     return matrix
 
 
-def candles_frame(rows: Sequence[Sequence[Any]], timeframe: Timeframe, *, what: str = "candles") -> pd.DataFrame:
-    """Validate ccxt OHLCV rows into a frame with ``ts`` as int64 epoch ms."""
+def candles_frame(
+    rows: Sequence[Sequence[Any]], timeframe: Timeframe, *, what: str = "candles", closed_until: int | None = None
+) -> pd.DataFrame:
+    """Validate ccxt OHLCV rows into a frame with ``ts`` as int64 epoch ms; with ``closed_until``,
+    a ``closed`` column says which bars had ended by then (built with the frame, not added to it)."""
     if len(rows) == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "ts" else "float64") for c in CANDLE_FIELDS})
+        frame = pd.DataFrame({c: pd.Series(dtype="int64" if c == "ts" else "float64") for c in CANDLE_FIELDS})
+        if closed_until is not None:
+            frame["closed"] = pd.Series(dtype="bool")
+        return frame
     m = _float_matrix(rows, what)
     bad = ~np.isfinite(m).all(axis=1)
     _refuse(bad, rows, what, "has a value that is not a finite number")
@@ -55,7 +61,12 @@ def candles_frame(rows: Sequence[Sequence[Any]], timeframe: Timeframe, *, what: 
     _refuse((low <= 0) | (o <= 0) | (c <= 0), rows, what, "has a price that is not positive")
     _refuse(h < low, rows, what, "has high below low")
     _refuse((h < np.maximum(o, c)) | (low > np.minimum(o, c)), rows, what, "has open/close outside [low, high]")
-    frame = pd.DataFrame({"ts": ts, "open": o, "high": h, "low": low, "close": c, "volume": v})
+    columns = {"ts": ts, "open": o, "high": h, "low": low, "close": c, "volume": v}
+    if closed_until is not None:
+        columns["closed"] = ts + timeframe.ms <= closed_until
+    frame = pd.DataFrame(columns)
+    if (ts[1:] > ts[:-1]).all():
+        return frame  # strictly increasing (the usual page): already sorted, no duplicate
     return _sorted_unique(frame, ["ts"], what)
 
 
@@ -119,10 +130,6 @@ def trade_columns_frame(
 
 
 def _sorted_unique(frame: pd.DataFrame, keys: list[str], what: str) -> pd.DataFrame:
-    if len(keys) == 1:
-        key = frame[keys[0]].to_numpy()
-        if (key[1:] > key[:-1]).all():
-            return frame  # strictly increasing (the usual page): already sorted, no duplicate
     frame = frame.drop_duplicates().sort_values(keys, kind="stable").reset_index(drop=True)
     clash = frame.duplicated(subset=keys, keep=False)
     if clash.any():

@@ -181,9 +181,8 @@ class DataFrameHandler:
                 values = part[columns].to_numpy(dtype="float64", copy=True)
                 values[:, 0] = ts
                 tf = Timeframe.parse(table.timeframe)
-                rows = candles_frame(values, tf, what=what)
                 # A bar is final only once it has closed, whatever the frame says.
-                rows["closed"] = rows["ts"] + tf.ms <= wall_clock_ms()
+                rows = candles_frame(values, tf, what=what, closed_until=wall_clock_ms())
                 if "closed" in part:
                     given = pd.DataFrame({"ts": ts, "given": part["closed"].to_numpy(dtype=bool)})
                     given = given.drop_duplicates("ts", keep="last")

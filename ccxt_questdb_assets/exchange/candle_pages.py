@@ -50,13 +50,11 @@ def candle_pages(fetcher: PagingFetcher, node: NodeId, window: TimeWindow, limit
 def _frame(fetcher: PagingFetcher, node: NodeId, raw: list, lo: int, hi: int) -> pd.DataFrame:
     """The rows of ``[lo, hi)`` (oldest first), each marked closed or not by the fetcher's clock."""
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
-    frame = candles_frame(raw, tf, what=f"{node} page from {lo}")
+    frame = candles_frame(raw, tf, what=f"{node} page from {lo}", closed_until=fetcher.closed_until(tf))
     ts = frame["ts"].to_numpy()
     inside = (ts >= lo) & (ts < hi)
     if not inside.all():  # (a page is nearly always inside its range: no copy then)
         frame = frame[inside].reset_index(drop=True)
-        ts = frame["ts"].to_numpy()
-    frame["closed"] = ts + tf.ms <= fetcher.closed_until(tf)
     return frame
 
 
@@ -65,7 +63,7 @@ def _page(fetcher: PagingFetcher, node: NodeId, frame: pd.DataFrame, lo: int, hi
     tf: Timeframe = node.timeframe  # type: ignore[assignment]
     claim_end = min(hi, fetcher.closed_until(tf))
     claim = TimeWindow(lo, claim_end) if claim_end > lo else None
-    empty = holes(frame["ts"].tolist(), claim, tf.ms) if claim else []
+    empty = holes(frame["ts"].to_numpy(), claim, tf.ms) if claim else []
     return Page(rows=frame, start_ms=lo, claim=claim, empty=empty, requests=requests)
 
 

@@ -143,7 +143,7 @@ def derived_spans(
     """Coverage of a window a derived series computed: the window as data, each bar without a row
     as an empty span. A recent empty stays out of the data span (as the ingestion engine does),
     so it lapses and is recomputed once the upstream has been rechecked."""
-    empty = holes(opens.tolist(), window, tf.ms)
+    empty = holes(opens, window, tf.ms)
     recent = [w for w in empty if w.end_ms > now_ms - policy.recent_ms]
     spans = [CoverageSpan(w.start_ms, w.end_ms, True, now_ms) for w in empty]
     spans += [CoverageSpan(w.start_ms, w.end_ms, False, now_ms) for w in gaps(window, recent)]
