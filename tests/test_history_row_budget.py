@@ -103,5 +103,5 @@ def test_month_pages_are_held_by_rows_not_by_page_places():
 
 def test_rest_sized_pages_still_batch_by_pages():
     source, backend = fill(1000, 40, write_s=0.05)
-    assert max(backend.writes) == MAX_BATCH_PAGES * 1000  # a slow store takes full batches of 8 pages
+    assert max(backend.writes) == MAX_BATCH_PAGES * 1000  # a slow store takes full batches of pages
     assert source.most_in_flight > MAX_BATCH_PAGES * 1000  # pages, not rows, bound them
