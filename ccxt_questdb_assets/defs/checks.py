@@ -63,13 +63,16 @@ from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.quality import (
     EXAMPLES,
+    NO_ROWS_OHLC,
+    OhlcReport,
+    TimestampReport,
     bar_gaps,
     bar_runs,
     compare_candles,
     ms_list,
-    ohlc_report,
+    ohlc_reports,
     stored_opens,
-    timestamp_report,
+    timestamp_reports,
 )
 from ccxt_questdb_assets.storage.series_table import SeriesTable
 
@@ -83,11 +86,14 @@ class CheckReads:
     stored before the checks run; they hold still): each series' coverage, and its bar opens over
     the run's span of its symbol (``spans``), which each partition's window cuts."""
 
-    def __init__(self, client: QuestDBClient, spans: Mapping[str, TimeWindow]) -> None:
+    def __init__(self, client: QuestDBClient, spans: Mapping[str, TimeWindow], grain: Grain) -> None:
         self.client = client
         self.spans = spans
+        self.grain = grain
         self._coverage: dict[tuple[str, str], Coverage] = {}
         self._opens: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._timestamps: dict[tuple[str, str], dict[int, TimestampReport]] = {}
+        self._ohlc: dict[tuple[str, str], dict[int, OhlcReport]] = {}
 
     def coverage(self, table: SeriesTable, node: NodeId) -> Coverage:
         key = (table.coverage_table, str(node))
@@ -104,6 +110,24 @@ class CheckReads:
             self._opens[key] = (np.sort(every), np.sort(closed))
         every, closed = self._opens[key]
         return _cut(every, p.window), _cut(closed, p.window)
+
+    def timestamps(self, table: SeriesTable, p: MarketPartition) -> TimestampReport:
+        """``p``'s timestamp report, read by period for the run's span of its symbol."""
+        node = table.node(p.symbol)
+        key = (table.table, str(node))
+        if key not in self._timestamps:
+            span = self.spans.get(p.symbol, p.window)
+            self._timestamps[key] = timestamp_reports(self.client, table.table, node, span, self.grain.sql_unit)
+        return self._timestamps[key].get(p.window.start_ms, TimestampReport(0, 0, 0))
+
+    def ohlc(self, table: SeriesTable, p: MarketPartition) -> OhlcReport:
+        """``p``'s OHLC report, read by period for the run's span of its symbol."""
+        node = table.node(p.symbol)
+        key = (table.table, str(node))
+        if key not in self._ohlc:
+            span = self.spans.get(p.symbol, p.window)
+            self._ohlc[key] = ohlc_reports(self.client, table.table, node, span, self.grain.sql_unit)
+        return self._ohlc[key].get(p.window.start_ms, NO_ROWS_OHLC)
 
 
 def _cut(opens: np.ndarray, window: TimeWindow) -> np.ndarray:
@@ -146,7 +170,7 @@ class CandleChecks:
                     "per series and window, every timestamp on the bar "
                     "grid.",
                 ),
-                lambda reads, p: check_unique_timestamps(reads.client, table, p),
+                lambda reads, p: check_unique_timestamps(reads, table, p),
             ),
             (
                 self._spec(
@@ -154,7 +178,7 @@ class CandleChecks:
                     True,
                     "No bar with high < max(open, close), low > min(open, close), high < low, volume < 0, or a NaN.",
                 ),
-                lambda reads, p: check_ohlc_sanity(reads.client, table, p),
+                lambda reads, p: check_ohlc_sanity(reads, table, p),
             ),
         ]
         if self.exchange_candles is not None:
@@ -206,7 +230,7 @@ class CandleChecks:
         slices = slices_of(context.partition_keys, self.grain)
         partitions = [p for sl in slices for p in sl.partitions]
         targets = _targets(context, self.asset_key, partitions)
-        reads = CheckReads(client, {sl.symbol: sl.span for sl in slices})
+        reads = CheckReads(client, {sl.symbol: sl.span for sl in slices}, self.grain)
         for spec, fn in checks:
             for p in partitions:
                 result = fn(reads, p)
@@ -302,8 +326,8 @@ def check_no_gaps(
     )
 
 
-def check_unique_timestamps(client: QuestDBClient, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
-    report = timestamp_report(client, table.table, table.node(p.symbol), p.window)
+def check_unique_timestamps(reads: CheckReads, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
+    report = reads.timestamps(table, p)
     passed = report.rows == report.distinct and report.off_grid == 0
     duplicates = [f"{p.symbol} {format_ms(t)} x{n}" for t, n in report.duplicates]
     return AssetCheckResult(
@@ -321,8 +345,8 @@ def check_unique_timestamps(client: QuestDBClient, table: SeriesTable, p: Market
     )
 
 
-def check_ohlc_sanity(client: QuestDBClient, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
-    report = ohlc_report(client, table.table, table.node(p.symbol), p.window)
+def check_ohlc_sanity(reads: CheckReads, table: SeriesTable, p: MarketPartition) -> AssetCheckResult:
+    report = reads.ohlc(table, p)
     passed = report.bad_rows == 0
     metadata = {"rows_checked": report.rows, **report.violations, "checked": _scope(p)}
     if report.examples:

@@ -1,4 +1,4 @@
-"""Data-quality questions asked of a candle table, one node and one window at a time.
+"""Data-quality questions asked of a candle table, one node at a time, over a window or by period.
 
 Every query binds its values (exchange, symbol, timeframe, the UTC window in microseconds) and
 formats only validated table names. QuestDB stores a NaN or infinite double as NULL, so "not a
@@ -7,9 +7,9 @@ rows for a report.
 
 * :func:`bar_gaps`: closed bars that coverage says are stored (and not known to be empty) but are
   not, and closed time that coverage does not claim at all.
-* :func:`timestamp_report`: duplicate and off-grid bar timestamps.
-* :func:`ohlc_report`: rows breaking high >= max(open, close), low <= min(open, close),
-  high >= low, volume >= 0, or holding a NaN.
+* :func:`timestamp_reports`: duplicate and off-grid bar timestamps, by day or month.
+* :func:`ohlc_reports`: rows breaking high >= max(open, close), low <= min(open, close),
+  high >= low, volume >= 0, or holding a NaN, by day or month.
 * :func:`compare_candles`: two candle series of the same bars (trade-built vs exchange), value by
   value on the bars both hold.
 """
@@ -17,6 +17,7 @@ rows for a report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.identifiers import quote_ident
 from ccxt_questdb_assets.storage.schema import CANDLES
+from ccxt_questdb_assets.storage.series import PERIOD_UNITS
 
 #: Offending rows or timestamps kept per report.
 EXAMPLES = 5
@@ -43,6 +45,23 @@ _OHLC_CONDITIONS = {
 
 def _us(ms: int) -> int:
     return ms * 1000
+
+
+def _period(unit: str) -> str:
+    """The select expression of a row's UTC period start (microseconds), for ``GROUP BY 1``."""
+    if unit not in PERIOD_UNITS:
+        raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
+    return f"cast(timestamp_floor('{unit}', ts) AS long)"
+
+
+def _period_window(start_ms: int, unit: str) -> TimeWindow:
+    """The UTC day or month starting at ``start_ms``."""
+    if unit == "d":
+        return TimeWindow(start_ms, start_ms + 86_400_000)
+    first = datetime.fromtimestamp(start_ms / 1000, UTC)
+    months = first.year * 12 + first.month  # the next month, 0-based
+    after = datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC)
+    return TimeWindow(start_ms, int(after.timestamp() * 1000))
 
 
 def _candle_node(node: NodeId) -> Timeframe:
@@ -146,26 +165,36 @@ class TimestampReport:
         return self.rows - self.distinct
 
 
-def timestamp_report(client: QuestDBClient, table: str, node: NodeId, window: TimeWindow) -> TimestampReport:
-    """Rows, distinct timestamps and off-grid timestamps of ``node`` in ``window``."""
+def timestamp_reports(
+    client: QuestDBClient, table: str, node: NodeId, window: TimeWindow, unit: str
+) -> dict[int, TimestampReport]:
+    """``{UTC period start ms: its report}``: rows, distinct and off-grid timestamps of ``node`` in
+    each period (``timestamp_floor`` ``unit``: ``d`` or ``M``) of ``window`` holding rows, in one
+    query; the first duplicates are asked only of a period that has some."""
     tf = _candle_node(node)
+    period = _period(unit)
     client.ensure_table(CANDLES, table)
     where, params = _where(node, window)
     rows = client.query(
-        f"SELECT count(), count_distinct(ts), "
-        f"sum(CASE WHEN (cast(ts AS long) - %s) %% %s != 0 THEN 1 ELSE 0 END) FROM {quote_ident(table)} WHERE {where}",
+        f"SELECT {period}, count(), count_distinct(ts), "
+        f"sum(CASE WHEN (cast(ts AS long) - %s) %% %s != 0 THEN 1 ELSE 0 END) FROM {quote_ident(table)} "
+        f"WHERE {where} GROUP BY 1 ORDER BY 1",
         (_us(tf.anchor_ms), _us(tf.ms), *params),
     )
-    n, distinct, off = rows[0] if rows else (0, 0, 0)
-    report = TimestampReport(int(n or 0), int(distinct or 0), int(off or 0))
-    if report.duplicate_rows:
-        dup = client.query(
-            f"SELECT * FROM (SELECT cast(ts AS long) t, count() n FROM {quote_ident(table)} WHERE {where}) "
-            f"WHERE n > 1 ORDER BY t LIMIT {EXAMPLES}",
-            params,
-        )
-        report.duplicates.extend((int(t) // 1000, int(c)) for t, c in dup)
-    return report
+    out: dict[int, TimestampReport] = {}
+    for start_us, n, distinct, off in rows:
+        report = TimestampReport(int(n or 0), int(distinct or 0), int(off or 0))
+        if report.duplicate_rows:
+            start = int(start_us) // 1000
+            where_p, params_p = _where(node, _period_window(start, unit).clip(window))
+            dup = client.query(
+                f"SELECT * FROM (SELECT cast(ts AS long) t, count() n FROM {quote_ident(table)} WHERE {where_p}) "
+                f"WHERE n > 1 ORDER BY t LIMIT {EXAMPLES}",
+                params_p,
+            )
+            report.duplicates.extend((int(t) // 1000, int(c)) for t, c in dup)
+        out[int(start_us) // 1000] = report
+    return out
 
 
 # -- OHLC sanity -----------------------------------------------------------------------------
@@ -180,29 +209,45 @@ class OhlcReport:
         return sum(self.violations.values())
 
 
-def ohlc_report(client: QuestDBClient, table: str, node: NodeId, window: TimeWindow) -> OhlcReport:
-    """Counts of rows breaking each OHLC rule in ``window`` (a row may break several).
+def ohlc_reports(
+    client: QuestDBClient, table: str, node: NodeId, window: TimeWindow, unit: str
+) -> dict[int, OhlcReport]:
+    """``{UTC period start ms: its report}``: counts of rows breaking each OHLC rule (a row may
+    break several) in each period (``timestamp_floor`` ``unit``) of ``window`` holding rows, in one
+    query; the first bad rows are asked only of a period that has some.
 
     The rules are evaluated by QuestDB, whose double comparisons treat values within about 1e-10
     of each other as equal: a violation smaller than that is not reported.
     """
+    period = _period(unit)
     client.ensure_table(CANDLES, table)
     where, params = _where(node, window)
     sums = ", ".join(f"sum(CASE WHEN {_OHLC_CONDITIONS[r]} THEN 1 ELSE 0 END)" for r in OHLC_RULES)
-    row = client.query(f"SELECT count(), {sums} FROM {quote_ident(table)} WHERE {where}", params)[0]
-    violations = {rule: int(v or 0) for rule, v in zip(OHLC_RULES, row[1:], strict=True)}
-    examples: list[tuple] = []
-    if any(violations.values()):
-        bad = " OR ".join(_OHLC_CONDITIONS[r] for r in OHLC_RULES)
-        examples = [
-            (int(r[0]) // 1000, *r[1:])
-            for r in client.query(
-                f"SELECT cast(ts AS long), open, high, low, close, volume FROM {quote_ident(table)} "
-                f"WHERE {where} AND ({bad}) ORDER BY ts LIMIT {EXAMPLES}",
-                params,
-            )
-        ]
-    return OhlcReport(int(row[0] or 0), violations, examples)
+    rows = client.query(
+        f"SELECT {period}, count(), {sums} FROM {quote_ident(table)} WHERE {where} GROUP BY 1 ORDER BY 1", params
+    )
+    out: dict[int, OhlcReport] = {}
+    for row in rows:
+        start = int(row[0]) // 1000
+        violations = {rule: int(v or 0) for rule, v in zip(OHLC_RULES, row[2:], strict=True)}
+        examples: list[tuple] = []
+        if any(violations.values()):
+            bad = " OR ".join(_OHLC_CONDITIONS[r] for r in OHLC_RULES)
+            where_p, params_p = _where(node, _period_window(start, unit).clip(window))
+            examples = [
+                (int(r[0]) // 1000, *r[1:])
+                for r in client.query(
+                    f"SELECT cast(ts AS long), open, high, low, close, volume FROM {quote_ident(table)} "
+                    f"WHERE {where_p} AND ({bad}) ORDER BY ts LIMIT {EXAMPLES}",
+                    params_p,
+                )
+            ]
+        out[start] = OhlcReport(int(row[1] or 0), violations, examples)
+    return out
+
+
+NO_ROWS_OHLC = OhlcReport(0, dict.fromkeys(OHLC_RULES, 0), [])
+"""The report of a period holding no rows."""
 
 
 # -- two series of the same bars -------------------------------------------------------------
