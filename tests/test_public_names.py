@@ -25,3 +25,14 @@ def test_the_package_imports_without_ccxt_or_dagster():
     code = "import sys, ccxt_questdb_assets; print('ccxt' in sys.modules, 'dagster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_dagster_definitions_load_without_an_http_client():
+    """Loading the definitions (every run's process does) imports neither ccxt nor aiohttp: a run
+    that fetches nothing (a warm rerun, checks alone) never pays for them; a fetch imports them."""
+    code = (
+        "import sys, ccxt_questdb_assets.defs.build, ccxt_questdb_assets.defs.ingest_assets; "
+        "print('ccxt' in sys.modules, 'aiohttp' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

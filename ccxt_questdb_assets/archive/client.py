@@ -11,10 +11,12 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.archive.layout import ArchiveFile
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class ArchiveClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ArchiveClient:
+        import aiohttp  # here, not at import: a process that reads no archive file never loads it
+
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         return self
 
@@ -56,6 +60,8 @@ class ArchiveClient:
 
     async def read(self, file: ArchiveFile) -> bytes | ArchiveMiss:
         """The file's bytes, checksum verified, or why not."""
+        import aiohttp
+
         reason = ""
         for _ in range(ATTEMPTS):
             try:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from ccxt_questdb_assets.archive.layout import MONTHLY_LAG_MS
-from ccxt_questdb_assets.archive.source import ArchiveSettings
+from ccxt_questdb_assets.archive.settings import ArchiveSettings
 from ccxt_questdb_assets.core.config_model import ConfigModel, Number, Whole
 
 Hours = Annotated[Number, Field(ge=0)]

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 from ccxt_questdb_assets.archive.client import ArchiveClient, ArchiveMiss
 from ccxt_questdb_assets.archive.layout import (
-    DAILY_LAG_MS,
-    MONTHLY_LAG_MS,
     ArchiveFile,
     ArchiveKind,
     ArchiveMarket,
@@ -25,6 +23,7 @@ from ccxt_questdb_assets.archive.layout import (
     plan,
 )
 from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline_frame
+from ccxt_questdb_assets.archive.settings import ArchiveSettings
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.node_ids import TRADES, NodeId
 from ccxt_questdb_assets.core.pages import Page
@@ -36,19 +35,9 @@ KLINE_INTERVALS = frozenset(
     {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"}
 )
 
-__all__ = ["ArchiveCounts", "ArchiveSettings", "ArchiveSource", "KLINE_INTERVALS"]
+__all__ = ["ArchiveCounts", "ArchiveSource", "KLINE_INTERVALS"]
 
 RestPages = Callable[[TimeWindow], AsyncIterator[Page]]
-
-
-@dataclass(frozen=True)
-class ArchiveSettings:
-    """Where the archive is and how far behind it runs."""
-
-    base_url: str = "https://data.binance.vision"
-    daily_lag_ms: int = DAILY_LAG_MS
-    monthly_lag_ms: int = MONTHLY_LAG_MS
-    prefetch: int = 4
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccxt_questdb_assets.archive.layout import ArchiveMarket
-from ccxt_questdb_assets.archive.source import ArchiveSettings
+from ccxt_questdb_assets.archive.settings import ArchiveSettings
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.exchange.dialects import ExchangeDialect, dialect_for
