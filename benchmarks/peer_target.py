@@ -8,12 +8,16 @@ fork to the exit (``benchmarks.peak_rss``, which also reads each process's peak 
 - **ours, library**: ``CcxtQuestDBProvider.from_config(...)`` and one ``ensure_range``
   (``benchmarks.peer_child --path library``);
 - **ours, through Dagster**: one run materializing the 1m ingest asset for the days' partitions
-  (``benchmarks.peer_child --path dagster``), for the four candle workloads.
+  (``benchmarks.peer_child --path dagster``), for the four candle workloads, and for the months'
+  partitions (the grain docs/dagster.md gives deep history) of the cold 365 days;
+- **Dagster alone** (information): the same run of an asset with the same partitions and checks
+  that does nothing (``--path dagster-floor``, this project not imported): what Dagster's own part
+  costs, so the least a Dagster ratio could be, and what this project adds to it.
 
 The workloads, each in a fresh store per round (freqtrade: a fresh data directory; ours: a fresh
 table prefix), from 2022-01-01: cold 92 days; the same command again (warm rerun); 93 days (one
 more day); 92 days over a store missing day 46 (a deleted day in the middle); one day of trades
-(bursts of trades sharing a millisecond); cold 365 days (library only). After every run the stored
+(bursts of trades sharing a millisecond); cold 365 days. After every run the stored
 rows are compared with the emulator's ground truth on both sides: ours must be exact (else the
 target fails); freqtrade's rows in the range, past it and missing are reported as found. Every
 figure is ours/freqtrade of the median wall time (limit 0.8); peak RSS ratios are shown for
@@ -59,7 +63,7 @@ class Work:
     title: str
     end_ms: int
     trades: bool = False
-    dagster: bool = True
+    dagster: str | None = "day"  # the Dagster path's partition grain (None: not measured)
 
     @property
     def timerange(self) -> str:
@@ -71,10 +75,11 @@ COLD = Work("cold", "cold 92 days of 1m", S + 92 * DAY)
 WARM = Work("warm", "warm rerun (92 days stored)", S + 92 * DAY)
 MORE = Work("more", "one more day (93 days, 92 stored)", S + 93 * DAY)
 HOLE = Work("hole", "a deleted day in the middle (92 days, day 46 missing)", S + 92 * DAY)
-TRADES = Work("trades", "1 day of trades (same-ms bursts)", S + DAY, trades=True, dagster=False)
-YEAR = Work("year", "cold 365 days of 1m", S + 365 * DAY, dagster=False)
+TRADES = Work("trades", "1 day of trades (same-ms bursts)", S + DAY, trades=True, dagster=None)
+YEAR = Work("year", "cold 365 days of 1m", S + 365 * DAY, dagster="month")  # Dagster: 12 month partitions
 WORKS = (COLD, WARM, MORE, HOLE, TRADES, YEAR)
-SIDES = ("freqtrade", "library", "dagster")
+SIDES = ("freqtrade", "library", "dagster", "floor")
+"""``floor``: Dagster alone, the Dagster path's run doing nothing (``peer_child --path dagster-floor``)."""
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Sample:
     seconds: float
     rss_mib: float
     requests: Counter
-    check: dict[str, Any]
+    check: dict[str, Any] | None  # None: a run storing nothing (the floor)
     startup: float  # from the fork to the start of the download/backfill: interpreter, imports, config, markets
     child: dict[str, Any] = field(default_factory=dict)
 
@@ -241,6 +246,7 @@ class Peer:
 
     def ours(self, work: Work, path: str, prefix: str) -> Sample:
         conn = self.bench.connection
+        grain = ["--grain", work.dagster] if path.startswith("dagster") and work.dagster else []
         cmd = [
             sys.executable,
             "-m",
@@ -253,6 +259,7 @@ class Peer:
             str(S),
             "--end-ms",
             str(work.end_ms),
+            *grain,
             *service_args(self.bench.emulator.base_url, conn, prefix),
         ]
         self.bench.emulator.control.clear_requests()
@@ -260,6 +267,9 @@ class Peer:
         run = _launch(cmd, logfile)
         requests = self._requests()
         child = json.loads(logfile.read_text().strip().splitlines()[-1])
+        startup = child["work_started_at"] - run["started_at"]
+        if path == "dagster-floor":
+            return Sample(run["seconds"], run["max_rss_mib"], requests, None, startup, child)
         if work.trades:
             table = f"{prefix}_trades"
             got = self.bench.client.query(
@@ -274,7 +284,6 @@ class Peer:
             check = compare_candles(ts, values, self._truth(work.end_ms), S, work.end_ms)
         if not exact(check):
             raise AssertionError(f"ours ({path}), {work.title}: {describe(check)}")
-        startup = child["work_started_at"] - run["started_at"]
         return Sample(run["seconds"], run["max_rss_mib"], requests, check, startup, child)
 
     def setup_without_day(self, prefix: str) -> None:
@@ -308,7 +317,8 @@ class Peer:
         log(
             f"peer: {work.title}: {side} {sample.seconds:.2f} s ({sample.startup:.2f} startup + "
             f"{sample.work:.2f} work), peak RSS {sample.rss_mib:.0f} MiB, "
-            f"{sum(sample.requests.values())} requests, {describe(sample.check)}"
+            f"{sum(sample.requests.values())} requests, "
+            f"{describe(sample.check) if sample.check else 'nothing stored (Dagster alone)'}"
         )
 
     # -- one round: every workload on every side, each side on its own fresh stores
@@ -317,7 +327,7 @@ class Peer:
         d = {name: self.tmp / f"r{i}-{name}" for name in ("chain", "hole", "trades", "year")}
         prefix = {
             (side, name): self.bench.table_prefix(f"peer{i}{side[0]}{name}")
-            for side in SIDES[1:]
+            for side in ("library", "dagster")
             for name in ("chain", "hole", "trades", "year")
         }
 
@@ -325,8 +335,10 @@ class Peer:
             for side in order:
                 if side == "freqtrade":
                     self.add(work, side, self.freqtrade(work, d[store]))
-                elif side == "library" or work.dagster:
+                elif side == "library" or (side == "dagster" and work.dagster):
                     self.add(work, side, self.ours(work, side, prefix[(side, store)]))
+                elif side == "floor" and work.dagster:
+                    self.add(work, side, self.ours(work, "dagster-floor", prefix[("dagster", store)]))
 
         run(COLD, "chain")
         shutil.copytree(d["chain"], d["hole"])  # freqtrade's cold 92 days, for the deleted day
@@ -334,7 +346,7 @@ class Peer:
         run(MORE, "chain")
         removed = ft.delete_day(d["hole"], DELETED)
         assert removed == 1440, removed
-        for side in SIDES[1:]:
+        for side in ("library", "dagster"):
             self.setup_without_day(prefix[(side, "hole")])
         run(HOLE, "hole")
         run(TRADES, "trades")
@@ -344,7 +356,7 @@ class Peer:
         """One discarded day on every side: bytecode written, files and connections warm."""
         one = Work("warmup", "warm-up", S + DAY)
         self.freqtrade(one, self.tmp / "warmup")
-        for side in SIDES[1:]:
+        for side in ("library", "dagster", "dagster-floor"):
             self.ours(one, side, self.bench.table_prefix(f"peerw{side[0]}"))
 
 
@@ -365,6 +377,30 @@ def peer_target(bench: Bench) -> None:
     finally:
         peer.close()
     _record(bench, peer.samples, runs)
+
+
+def _record_floor(
+    bench: Bench, work: Work, ours: list[Sample], theirs: list[Sample], floor: list[Sample], runs: int
+) -> None:
+    """What Dagster alone costs for the Dagster path's run (information): against freqtrade, the
+    least the path's ratio could be; ours against it, what this project adds to Dagster's part."""
+    grain = f"{work.dagster} partitions"
+    for figure, value, baseline in (
+        (f"{work.title}: Dagster alone ({grain}, nothing stored)/freqtrade", floor, theirs),
+        (f"{work.title}: ours through Dagster/Dagster alone ({grain})", ours, floor),
+    ):
+        bench.record(
+            "9 peer (dagster)",
+            figure,
+            value=_med(value, "seconds"),
+            baseline=_med(baseline, "seconds"),
+            unit="s",
+            op="<=",
+            limit=None,
+            runs=runs,
+            note=f"Dagster alone: startup {_med(floor, 'startup'):.2f} + run {_med(floor, 'work'):.2f} s, "
+            f"peak RSS {_med(floor, 'rss_mib'):.0f} MiB",
+        )
 
 
 def _med(samples: list[Sample], attr: str) -> float:
@@ -392,7 +428,8 @@ def _record(bench: Bench, samples: dict[tuple[str, str], list[Sample]], runs: in
             rss[path].append((ratio_rss, work.title))
             bench.record(
                 f"9 peer ({path})",
-                f"{work.title}: ours/freqtrade, whole processes",
+                f"{work.title}{' (month partitions)' if path == 'dagster' and work.dagster == 'month' else ''}: "
+                "ours/freqtrade, whole processes",
                 value=_med(ours, "seconds"),
                 baseline=_med(theirs, "seconds"),
                 unit="s",
@@ -412,6 +449,9 @@ def _record(bench: Bench, samples: dict[tuple[str, str], list[Sample]], runs: in
                 f"{_requests(ours)}, peak RSS {_med(ours, 'rss_mib'):.0f} MiB; freqtrade {describe(theirs[-1].check)}, "
                 f"{_requests(theirs)}, peak RSS {_med(theirs, 'rss_mib'):.0f} MiB",
             )
+            floor = samples.get((work.key, "floor"))
+            if path == "dagster" and floor:
+                _record_floor(bench, work, ours, theirs, floor, runs)
     for path, ratios in rss.items():
         if not ratios:
             continue
