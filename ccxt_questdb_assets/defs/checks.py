@@ -33,7 +33,7 @@ windows and metadata.
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -63,7 +63,6 @@ from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.quality import (
     EXAMPLES,
-    NO_ROWS_OHLC,
     OhlcReport,
     TimestampReport,
     bar_gaps,
@@ -79,6 +78,7 @@ from ccxt_questdb_assets.storage.series_table import SeriesTable
 VOLUME_REL_TOL = 1e-9
 
 CheckFn = Callable[["CheckReads", MarketPartition], AssetCheckResult]
+R = TypeVar("R")
 
 
 class CheckReads:
@@ -92,8 +92,7 @@ class CheckReads:
         self.grain = grain
         self._coverage: dict[tuple[str, str], Coverage] = {}
         self._opens: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._timestamps: dict[tuple[str, str], dict[int, TimestampReport]] = {}
-        self._ohlc: dict[tuple[str, str], dict[int, OhlcReport]] = {}
+        self._periods: dict[tuple[str, str, str], dict[int, Any]] = {}
 
     def coverage(self, table: SeriesTable, node: NodeId) -> Coverage:
         key = (table.coverage_table, str(node))
@@ -113,21 +112,20 @@ class CheckReads:
 
     def timestamps(self, table: SeriesTable, p: MarketPartition) -> TimestampReport:
         """``p``'s timestamp report, read by period for the run's span of its symbol."""
-        node = table.node(p.symbol)
-        key = (table.table, str(node))
-        if key not in self._timestamps:
-            span = self.spans.get(p.symbol, p.window)
-            self._timestamps[key] = timestamp_reports(self.client, table.table, node, span, self.grain.sql_unit)
-        return self._timestamps[key].get(p.window.start_ms, TimestampReport(0, 0, 0))
+        return self._by_period(timestamp_reports, table, p).get(p.window.start_ms) or TimestampReport.of_no_rows()
 
     def ohlc(self, table: SeriesTable, p: MarketPartition) -> OhlcReport:
         """``p``'s OHLC report, read by period for the run's span of its symbol."""
+        return self._by_period(ohlc_reports, table, p).get(p.window.start_ms) or OhlcReport.of_no_rows()
+
+    def _by_period(self, read: Callable[..., dict[int, R]], table: SeriesTable, p: MarketPartition) -> dict[int, R]:
+        """``read``'s reports by period start (ms) of ``p``'s series over its symbol's span, read once."""
         node = table.node(p.symbol)
-        key = (table.table, str(node))
-        if key not in self._ohlc:
+        key = (read.__name__, table.table, str(node))
+        if key not in self._periods:
             span = self.spans.get(p.symbol, p.window)
-            self._ohlc[key] = ohlc_reports(self.client, table.table, node, span, self.grain.sql_unit)
-        return self._ohlc[key].get(p.window.start_ms, NO_ROWS_OHLC)
+            self._periods[key] = read(self.client, table.table, node, span, self.grain.sql_unit)
+        return self._periods[key]
 
 
 def _cut(opens: np.ndarray, window: TimeWindow) -> np.ndarray:

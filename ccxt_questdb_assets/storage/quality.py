@@ -164,6 +164,10 @@ class TimestampReport:
     def duplicate_rows(self) -> int:
         return self.rows - self.distinct
 
+    @classmethod
+    def of_no_rows(cls) -> TimestampReport:
+        return cls(0, 0, 0)
+
 
 def timestamp_reports(
     client: QuestDBClient, table: str, node: NodeId, window: TimeWindow, unit: str
@@ -208,6 +212,10 @@ class OhlcReport:
     def bad_rows(self) -> int:
         return sum(self.violations.values())
 
+    @classmethod
+    def of_no_rows(cls) -> OhlcReport:
+        return cls(0, dict.fromkeys(OHLC_RULES, 0), [])
+
 
 def ohlc_reports(
     client: QuestDBClient, table: str, node: NodeId, window: TimeWindow, unit: str
@@ -244,10 +252,6 @@ def ohlc_reports(
             ]
         out[start] = OhlcReport(int(row[1] or 0), violations, examples)
     return out
-
-
-NO_ROWS_OHLC = OhlcReport(0, dict.fromkeys(OHLC_RULES, 0), [])
-"""The report of a period holding no rows."""
 
 
 # -- two series of the same bars -------------------------------------------------------------
