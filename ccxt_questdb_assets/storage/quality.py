@@ -17,7 +17,6 @@ rows for a report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.identifiers import quote_ident
 from ccxt_questdb_assets.storage.schema import CANDLES
-from ccxt_questdb_assets.storage.series import PERIOD_UNITS
+from ccxt_questdb_assets.storage.series import period_floor
 
 #: Offending rows or timestamps kept per report.
 EXAMPLES = 5
@@ -45,23 +44,6 @@ _OHLC_CONDITIONS = {
 
 def _us(ms: int) -> int:
     return ms * 1000
-
-
-def _period(unit: str) -> str:
-    """The select expression of a row's UTC period start (microseconds), for ``GROUP BY 1``."""
-    if unit not in PERIOD_UNITS:
-        raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
-    return f"cast(timestamp_floor('{unit}', ts) AS long)"
-
-
-def _period_window(start_ms: int, unit: str) -> TimeWindow:
-    """The UTC day or month starting at ``start_ms``."""
-    if unit == "d":
-        return TimeWindow(start_ms, start_ms + 86_400_000)
-    first = datetime.fromtimestamp(start_ms / 1000, UTC)
-    months = first.year * 12 + first.month  # the next month, 0-based
-    after = datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC)
-    return TimeWindow(start_ms, int(after.timestamp() * 1000))
 
 
 def _candle_node(node: NodeId) -> Timeframe:
@@ -176,11 +158,11 @@ def timestamp_reports(
     each period (``timestamp_floor`` ``unit``: ``d`` or ``M``) of ``window`` holding rows, in one
     query; the first duplicates are asked only of a period that has some."""
     tf = _candle_node(node)
-    period = _period(unit)
+    floor = period_floor(unit)
     client.ensure_table(CANDLES, table)
     where, params = _where(node, window)
     rows = client.query(
-        f"SELECT {period}, count(), count_distinct(ts), "
+        f"SELECT cast({floor} AS long), count(), count_distinct(ts), "
         f"sum(CASE WHEN (cast(ts AS long) - %s) %% %s != 0 THEN 1 ELSE 0 END) FROM {quote_ident(table)} "
         f"WHERE {where} GROUP BY 1 ORDER BY 1",
         (_us(tf.anchor_ms), _us(tf.ms), *params),
@@ -189,12 +171,10 @@ def timestamp_reports(
     for start_us, n, distinct, off in rows:
         report = TimestampReport(int(n or 0), int(distinct or 0), int(off or 0))
         if report.duplicate_rows:
-            start = int(start_us) // 1000
-            where_p, params_p = _where(node, _period_window(start, unit).clip(window))
             dup = client.query(
-                f"SELECT * FROM (SELECT cast(ts AS long) t, count() n FROM {quote_ident(table)} WHERE {where_p}) "
-                f"WHERE n > 1 ORDER BY t LIMIT {EXAMPLES}",
-                params_p,
+                f"SELECT * FROM (SELECT cast(ts AS long) t, count() n FROM {quote_ident(table)} "
+                f"WHERE {where} AND {floor} = %s::timestamp) WHERE n > 1 ORDER BY t LIMIT {EXAMPLES}",
+                (*params, int(start_us)),
             )
             report.duplicates.extend((int(t) // 1000, int(c)) for t, c in dup)
         out[int(start_us) // 1000] = report
@@ -227,12 +207,13 @@ def ohlc_reports(
     The rules are evaluated by QuestDB, whose double comparisons treat values within about 1e-10
     of each other as equal: a violation smaller than that is not reported.
     """
-    period = _period(unit)
+    floor = period_floor(unit)
     client.ensure_table(CANDLES, table)
     where, params = _where(node, window)
     sums = ", ".join(f"sum(CASE WHEN {_OHLC_CONDITIONS[r]} THEN 1 ELSE 0 END)" for r in OHLC_RULES)
     rows = client.query(
-        f"SELECT {period}, count(), {sums} FROM {quote_ident(table)} WHERE {where} GROUP BY 1 ORDER BY 1", params
+        f"SELECT cast({floor} AS long), count(), {sums} FROM {quote_ident(table)} WHERE {where} GROUP BY 1 ORDER BY 1",
+        params,
     )
     out: dict[int, OhlcReport] = {}
     for row in rows:
@@ -241,13 +222,12 @@ def ohlc_reports(
         examples: list[tuple] = []
         if any(violations.values()):
             bad = " OR ".join(_OHLC_CONDITIONS[r] for r in OHLC_RULES)
-            where_p, params_p = _where(node, _period_window(start, unit).clip(window))
             examples = [
                 (int(r[0]) // 1000, *r[1:])
                 for r in client.query(
                     f"SELECT cast(ts AS long), open, high, low, close, volume FROM {quote_ident(table)} "
-                    f"WHERE {where_p} AND ({bad}) ORDER BY ts LIMIT {EXAMPLES}",
-                    params_p,
+                    f"WHERE {where} AND {floor} = %s::timestamp AND ({bad}) ORDER BY ts LIMIT {EXAMPLES}",
+                    (*params, int(row[0])),
                 )
             ]
         out[start] = OhlcReport(int(row[1] or 0), violations, examples)

@@ -38,6 +38,14 @@ PERIOD_UNITS = ("d", "M")
 _LITERAL_RE = re.compile(r"^[A-Za-z0-9._/+@-]{1,200}$")
 
 
+def period_floor(unit: str) -> str:
+    """QuestDB's expression of a row's UTC period start: ``timestamp_floor`` of ``ts`` by ``unit``,
+    ``d`` (a day) or ``M`` (a month); any other unit is refused."""
+    if unit not in PERIOD_UNITS:
+        raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
+    return f"timestamp_floor('{unit}', ts)"
+
+
 def _micros(ms: int) -> int:
     return ms * 1000
 
@@ -157,16 +165,15 @@ class SeriesStore:
     def period_heads(self, node: NodeId, window: TimeWindow, unit: str, rows: int) -> dict[int, pd.DataFrame]:
         """``{UTC period start ms: its first rows}``, at most ``rows`` a period, as ``read`` gives
         them: the periods of ``[start, end)`` holding rows, in one query (a row number per period)."""
-        if unit not in PERIOD_UNITS:
-            raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
+        floor = period_floor(unit)
         self.ensure()
         columns = self.kind.value_columns
         wanted = ", ".join(columns)
         order = "ts, trade_id" if "trade_id" in self.kind.schema.column_names else "ts"
         where, params = self._in_window(node, window)
         numbered = (
-            f"SELECT cast(timestamp_floor('{unit}', ts) AS long) period, cast(ts AS long) ts_us, {wanted}, "
-            f"row_number() OVER (PARTITION BY timestamp_floor('{unit}', ts) ORDER BY {order}) n "
+            f"SELECT cast({floor} AS long) period, cast(ts AS long) ts_us, {wanted}, "
+            f"row_number() OVER (PARTITION BY {floor} ORDER BY {order}) n "
             f"FROM {quote_ident(self.table)} {where}"
         )
         sql = f"SELECT period, ts_us, {wanted} FROM ({numbered}) WHERE n <= {int(rows)} ORDER BY period, n"
@@ -203,12 +210,11 @@ class SeriesStore:
         """``{UTC period start ms: (rows, first ts ms, last ts ms)}`` of ``node`` in ``[start, end)``,
         for the periods holding rows: one query for any number of periods. ``unit`` is QuestDB's
         ``timestamp_floor`` unit of a period: ``d`` (days) or ``M`` (months)."""
-        if unit not in PERIOD_UNITS:
-            raise ValueError(f"period unit {unit!r} must be one of {', '.join(PERIOD_UNITS)}")
+        floor = period_floor(unit)
         self.ensure()
         where, params = self._in_window(node, window)
         rows = self.client.query(
-            f"SELECT cast(timestamp_floor('{unit}', ts) AS long), count(), cast(min(ts) AS long), "
+            f"SELECT cast({floor} AS long), count(), cast(min(ts) AS long), "
             f"cast(max(ts) AS long) FROM {quote_ident(self.table)} {where} GROUP BY 1 ORDER BY 1",
             params,
         )
