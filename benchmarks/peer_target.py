@@ -389,18 +389,44 @@ def _record_floor(
         (f"{work.title}: Dagster alone ({grain}, nothing stored)/freqtrade", floor, theirs),
         (f"{work.title}: ours through Dagster/Dagster alone ({grain})", ours, floor),
     ):
-        bench.record(
+        _record_seconds(
+            bench,
             "9 peer (dagster)",
             figure,
-            value=_med(value, "seconds"),
-            baseline=_med(baseline, "seconds"),
-            unit="s",
-            op="<=",
+            value,
+            baseline,
             limit=None,
             runs=runs,
             note=f"Dagster alone: startup {_med(floor, 'startup'):.2f} + run {_med(floor, 'work'):.2f} s, "
             f"peak RSS {_med(floor, 'rss_mib'):.0f} MiB",
         )
+
+
+def _record_seconds(
+    bench: Bench,
+    name: str,
+    figure: str,
+    ours: list[Sample],
+    baseline: list[Sample],
+    *,
+    limit: float | None,
+    runs: int,
+    note: str,
+    samples: dict[str, list[float]] | None = None,
+) -> None:
+    """Record the median whole-process seconds of ``ours`` against those of ``baseline``."""
+    bench.record(
+        name,
+        figure,
+        value=_med(ours, "seconds"),
+        baseline=_med(baseline, "seconds"),
+        unit="s",
+        op="<=",
+        limit=limit,
+        runs=runs,
+        samples=samples,
+        note=note,
+    )
 
 
 def _med(samples: list[Sample], attr: str) -> float:
@@ -426,14 +452,13 @@ def _record(bench: Bench, samples: dict[tuple[str, str], list[Sample]], runs: in
                 continue
             ratio_rss = _med(ours, "rss_mib") / _med(theirs, "rss_mib")
             rss[path].append((ratio_rss, work.title))
-            bench.record(
+            _record_seconds(
+                bench,
                 f"9 peer ({path})",
                 f"{work.title}{' (month partitions)' if path == 'dagster' and work.dagster == 'month' else ''}: "
                 "ours/freqtrade, whole processes",
-                value=_med(ours, "seconds"),
-                baseline=_med(theirs, "seconds"),
-                unit="s",
-                op="<=",
+                ours,
+                theirs,
                 limit=LIMIT,
                 runs=runs,
                 samples={
