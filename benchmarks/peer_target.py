@@ -353,11 +353,31 @@ class Peer:
         run(YEAR, "year")
 
     def warm_up(self) -> None:
-        """One discarded day on every side: bytecode written, files and connections warm."""
+        """One discarded day on every side: bytecode written, files and connections warm. And every
+        bar of the workloads asked from the emulator once, so that it answers each side from the
+        rows it keeps (``emulator.rendered_pages``), not the first side to ask from new work."""
         one = Work("warmup", "warm-up", S + DAY)
         self.freqtrade(one, self.tmp / "warmup")
         for side in ("library", "dagster", "dagster-floor"):
             self.ours(one, side, self.bench.table_prefix(f"peerw{side[0]}"))
+        pages = _ask_every_bar(self.bench.emulator.base_url, S, YEAR.end_ms)
+        log(f"peer: the emulator wrote the rows of {pages} pages of 1m bars before the rounds")
+
+
+def _ask_every_bar(base_url: str, start_ms: int, end_ms: int) -> int:
+    """Page through the 1m klines of ``[start_ms, end_ms)`` once (1,000 bars a request); pages asked."""
+    import urllib.request
+
+    since, pages = start_ms, 0
+    while since < end_ms:
+        query = f"symbol=BTCUSDT&interval=1m&startTime={since}&endTime={end_ms - 1}&limit=1000"
+        with urllib.request.urlopen(f"{base_url}/api/v3/klines?{query}", timeout=60) as answer:
+            rows = json.loads(answer.read())
+        pages += 1
+        if not rows:
+            break
+        since = int(rows[-1][0]) + 60_000
+    return pages
 
 
 @target(

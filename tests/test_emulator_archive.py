@@ -104,7 +104,7 @@ def test_publication_lags_missing_and_corrupt_files(emulator, emulator_control):
 
 def test_generated_files_are_kept_in_a_bounded_cache():
     from ccxt_questdb_assets.emulator import archive
-    from ccxt_questdb_assets.emulator.archive_state import FileCache
+    from ccxt_questdb_assets.emulator.archive_state import file_cache
     from ccxt_questdb_assets.emulator.state import EmulatorState
 
     state = EmulatorState()
@@ -121,13 +121,13 @@ def test_generated_files_are_kept_in_a_bounded_cache():
     state.reset()
     assert len(state.archive.cache) == 0
 
-    cache = FileCache(max_bytes=9)
-    cache.put(("a",), b"1234", "da")
-    cache.put(("b",), b"5678", "db")
+    cache = file_cache(max_bytes=9)
+    cache.put(("a",), (b"1234", "da"))
+    cache.put(("b",), (b"5678", "db"))
     assert cache.get(("a",)) == (b"1234", "da")  # a is now the most recently used
-    cache.put(("c",), b"90", "dc")  # 10 bytes > 9: the least recently used (b) goes
-    cache.put(("big",), b"x" * 10, "dx")  # larger than the whole cache: not kept
+    cache.put(("c",), (b"90", "dc"))  # 10 bytes > 9: the least recently used (b) goes
+    cache.put(("big",), (b"x" * 10, "dx"))  # larger than the whole cache: not kept
     assert (cache.get(("b",)), cache.get(("big",)), cache.size, len(cache)) == (None, None, 6, 2)
-    cache.put(("d",), b"abcd", "dd")  # a is now the oldest ask
+    cache.put(("d",), (b"abcd", "dd"))  # a is now the oldest ask
     assert (cache.get(("a",)), cache.size) == (None, 6)
     assert [cache.get((k,))[1] for k in "cd"] == ["dc", "dd"]

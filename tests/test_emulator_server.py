@@ -197,6 +197,34 @@ def test_threaded_emulator_serves_the_same_data(emulator):
         assert threaded.state.requests(KLINES)[0]["params"]["symbol"] == "SOLUSDT"
 
 
+def test_rows_of_closed_bars_are_written_once_and_the_open_bar_never_kept():
+    day = 86_400_000
+    with ThreadedEmulator() as threaded:
+        pages = threaded.state.pages
+        threaded.control.freeze_clock(NOW)
+        since = NOW - NOW % day - 3 * day - 10 * MINUTE_MS  # from 23:50 three days ago, across midnight
+        closed = f"{KLINES}?symbol=BTCUSDT&interval=1m&startTime={since}&limit=60"
+        first = json.loads(get(threaded.base_url, closed)[2])
+        truth = threaded.state.market.candles("BTCUSDT", "1m", since, since + 60 * MINUTE_MS)
+        assert len(first) == 60 and [r[0] for r in first] == [c[0] for c in truth]
+        assert len(pages) == 2  # the two days it spans, kept whole
+        inner = f"{KLINES}?symbol=BTCUSDT&interval=1m&startTime={since + 5 * MINUTE_MS}&limit=20"
+        assert json.loads(get(threaded.base_url, inner)[2]) == first[5:25] and len(pages) == 2  # from the kept rows
+        fresh = json.loads(get(threaded.base_url, f"{KLINES}?symbol=BTCUSDT&interval=1m&startTime={since}")[2])
+        assert fresh[:60] == first  # longer pages agree with the kept rows
+        recent = f"{KLINES}?symbol=BTCUSDT&interval=1m&startTime={NOW - 10 * MINUTE_MS}"
+        with_open_bar = json.loads(get(threaded.base_url, recent)[2])
+        assert len(with_open_bar) == 10 and len(pages) == 2  # today is still open: nothing of it kept
+        threaded.control.freeze_clock(NOW + 2 * MINUTE_MS)
+        now_closed = json.loads(get(threaded.base_url, recent)[2])
+        assert now_closed[:9] == with_open_bar[:9] and now_closed[9] != with_open_bar[9]  # the bar went on
+        threaded.control.inject("duplicate_rows")
+        assert len(json.loads(get(threaded.base_url, closed)[2])) == 62  # a mangled copy of the kept rows ...
+        assert json.loads(get(threaded.base_url, closed)[2]) == first  # ... which stay as written
+        threaded.control.reset()
+        assert len(threaded.state.pages) == 0
+
+
 def test_cli_serve_prints_base_url_and_stops_on_sigterm():
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccxt_questdb_assets.cli", "emulator", "serve", "--port", "0", "--weight-limit", "77"],

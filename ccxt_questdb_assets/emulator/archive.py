@@ -14,7 +14,7 @@ and ``.../aggTrades/<SYMBOL>/<SYMBOL>-aggTrades-<period>.zip``, each with its ``
 
 The rows are the REST API's: the same market, so a file equals the pages of its span. A file's bytes
 never change once it is published, so generated zips (CSV formatting in Python: about 0.2 s for a
-month of 1m klines) are kept in a bounded in-memory cache (:class:`archive_state.FileCache`, least recently used
+month of 1m klines) are kept in a bounded in-memory cache (:func:`archive_state.file_cache`, least recently used
 first out), and a zip, its ``.CHECKSUM`` and every later ask of it cost one generation.
 """
 
@@ -208,7 +208,7 @@ def answer(state: EmulatorState, path: str) -> tuple[int, bytes, str]:
             return NOT_FOUND
         zip_bytes = zipped(request.name, csv)
         cached = (zip_bytes, hashlib.sha256(zip_bytes).hexdigest())
-        archive.cache.put(key, *cached)
+        archive.cache.put(key, cached)
     data, digest = cached
     if request.checksum:
         return 200, f"{digest}  {request.name}\n".encode(), "text/plain"

@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from ccxt_questdb_assets.emulator.bounded_cache import BoundedCache
 
 DAY_MS = 86_400_000
 #: The bytes of generated zips an emulator keeps (about a hundred months of 1m klines).
 CACHE_BYTES = 256 * 2**20
 
 
-class FileCache:
-    """Generated files (zip bytes and their SHA-256), least recently used out past ``max_bytes``."""
+#: A generated file: its zip bytes and their SHA-256.
+ArchiveFile = tuple[bytes, str]
 
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._files: OrderedDict[tuple[object, ...], tuple[bytes, str]] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self._files)
-
-    def get(self, key: tuple[object, ...]) -> tuple[bytes, str] | None:
-        found = self._files.get(key)
-        if found is not None:
-            self._files.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[object, ...], data: bytes, digest: str) -> None:
-        if len(data) > self.max_bytes or key in self._files:
-            return
-        self._files[key] = (data, digest)
-        self.size += len(data)
-        while self.size > self.max_bytes:
-            _, (old, _) = self._files.popitem(last=False)
-            self.size -= len(old)
+def file_cache(max_bytes: int = CACHE_BYTES) -> BoundedCache[ArchiveFile]:
+    """Generated files, weighed by their zip bytes, least recently used out past ``max_bytes``."""
+    return BoundedCache(max_bytes, size_of=lambda file: len(file[0]))
 
 
 @dataclass
@@ -46,7 +29,7 @@ class ArchiveState:
     missing: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
     #: Files generated so far (``reset()`` makes a new state, so a market listed again starts afresh).
-    cache: FileCache = field(default_factory=FileCache, repr=False, compare=False)
+    cache: BoundedCache[ArchiveFile] = field(default_factory=file_cache, repr=False, compare=False)
 
     def update(self, changes: dict[str, object]) -> None:
         """Apply ``{"missing": [names], "corrupt": [names], "daily_publish_ms": n, ...}``."""

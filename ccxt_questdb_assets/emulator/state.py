@@ -13,6 +13,7 @@ from typing import Any
 from ccxt_questdb_assets.emulator.archive_state import ArchiveState
 from ccxt_questdb_assets.emulator.faults import FaultInjector
 from ccxt_questdb_assets.emulator.market import SyntheticMarket, listing_spec
+from ccxt_questdb_assets.emulator.rendered_pages import RenderedRows
 from ccxt_questdb_assets.emulator.weights import DEFAULT_WEIGHT_LIMIT, WeightBudget
 
 __all__ = ["MARKET_STATUSES", "Clock", "EmulatorState"]
@@ -55,6 +56,8 @@ class EmulatorState:
         self._budget_defaults: dict[str, int] = {}
         self.faults = FaultInjector()
         self.archive = ArchiveState()
+        #: Kline rows of closed bars already written as JSON (``rendered_pages``).
+        self.pages = RenderedRows()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.log_size)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
@@ -99,6 +102,7 @@ class EmulatorState:
     def reset(self) -> None:
         self.faults.clear()
         self.archive = ArchiveState()
+        self.pages = RenderedRows()
         with self._lock:
             self.log.clear()
         self.clock.frozen_ms, self.clock.offset_ms = None, 0

@@ -190,10 +190,9 @@ def _klines(state: EmulatorState, q: Any) -> Any:
     symbol, interval, start, end, limit = kline_query(state, q, INTERVALS, KLINES_MAX_LIMIT)
     if start is not None and end is not None and end < start:
         raise _start_after_end()
-    bars = state.market.select_bars(
-        symbol, interval, start_ms=start, end_ms=end, limit=limit, now_ms=state.clock.now_ms()
-    )
-    return klines_json(state, symbol, interval, bars, width=0)
+    now = state.clock.now_ms()
+    bars = state.market.select_bars(symbol, interval, start_ms=start, end_ms=end, limit=limit, now_ms=now)
+    return klines_json(state, symbol, interval, bars, width=0, now_ms=now)
 
 
 def _agg_trades(state: EmulatorState, q: Any) -> Any:
