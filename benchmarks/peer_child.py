@@ -8,7 +8,8 @@ BTC/USDT (1m candles, or trades), unthrottled (limiter ``scope: local``, ``min_i
 so ccxt's own throttle is off), through the archive at ``--archive-url`` when given.
 ``dagster``: one run materializing the project's ``binance/ohlcv/ohlcv_1m`` ingest asset for the
 daily (``--grain month``: monthly) partitions of ``[S, E)`` (a partition-range run, as
-``BACKFILL_POLICY`` makes of a backfill) on an ephemeral instance, with the project's resources.
+``BACKFILL_POLICY`` makes of a backfill) on an ephemeral instance, with the project's resources,
+out of the project's definitions built as a run worker builds them (and so ending as it ends).
 ``dagster-floor``: the same run of an asset with the same partitions and checks that does nothing
 (Dagster's own cost for the run). The last stdout line is JSON: rows written,
 pages, when the work began (``work_started_at``, epoch seconds: after the imports, the config and
@@ -102,18 +103,13 @@ def _materialize(args: argparse.Namespace, asset, resources: dict) -> list[dict]
             instance.dispose()
 
 
-def _ingest_asset(project):
-    from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
-    from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
-
-    return next(a for a in build_ingest_assets(project) if a.key == ohlcv_key("binance", "1m"))
-
-
 def dagster(args: argparse.Namespace) -> dict:
-    from ccxt_questdb_assets.defs.build import build_resources
+    from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
+    from ccxt_questdb_assets.defs.build import build_definitions
 
-    project = _project(args)
-    periods = _materialize(args, _ingest_asset(project), build_resources(project))
+    definitions = build_definitions(_project(args))  # as a run worker loads the code location
+    asset = definitions.get_assets_def(ohlcv_key("binance", "1m"))
+    periods = _materialize(args, asset, dict(definitions.resources or {}))
     return {
         "rows": sum(int(d.get("rows_written", 0)) for d in periods),
         "partitions": len(periods),

@@ -175,6 +175,11 @@ class DagsterDev:
                 )
         return "\n".join(lines) or "(no error events)"
 
+    def run_messages(self, run_id: str, containing: str) -> list[str]:
+        """The messages of a run's events that contain ``containing`` (for assertion messages)."""
+        events = self.graphql(RUN_ERRORS, {"id": run_id})["logsForRun"].get("events") or []
+        return [e["message"] for e in events if containing in (e.get("message") or "")]
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

@@ -36,3 +36,27 @@ def test_the_dagster_definitions_load_without_an_http_client():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_process_that_built_the_definitions_ends_without_the_final_collection():
+    """Building the definitions (a code server, a run worker) makes gc.freeze() the first exit
+    handler, once: a handler registered earlier runs after it and sees the collector frozen;
+    nothing is frozen before the exit, and the process still ends cleanly (exit code, last output)."""
+    code = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('at exit', gc.get_freeze_count() > 0, flush=True))\n"
+        "from ccxt_questdb_assets.defs.build import build_definitions\n"
+        "from ccxt_questdb_assets.defs.process_exit import exit_without_final_collection\n"
+        "from ccxt_questdb_assets.defs.project_config import ProjectConfig\n"
+        "build_definitions(ProjectConfig.load())\n"
+        "exit_without_final_collection()\n"
+        "print('before exit', gc.get_freeze_count() > 0, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
+    assert done.stdout.splitlines() == ["before exit False", "at exit True"]
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "CCXT_QUESTDB_PROJECT"}  # the embedded default
