@@ -38,22 +38,28 @@ def test_the_dagster_definitions_load_without_an_http_client():
     assert out.split() == ["False", "False"]
 
 
-def test_a_process_that_built_the_definitions_ends_without_the_final_collection():
-    """Building the definitions (a code server, a run worker) makes gc.freeze() the first exit
-    handler, once: a handler registered earlier runs after it and sees the collector frozen;
-    nothing is frozen before the exit, and the process still ends cleanly (exit code, last output)."""
+def test_a_process_that_built_the_definitions_keeps_what_lives_on_out_of_the_collectors_walks():
+    """Building the definitions (a code server, a run worker) freezes what is alive then, once
+    however often they are built, and makes gc.freeze() the first exit handler: a handler
+    registered earlier runs after it and finds what was made since frozen too; the process still
+    ends cleanly (exit code, last output)."""
     code = (
         "import atexit, gc\n"
-        "atexit.register(lambda: print('at exit', gc.get_freeze_count() > 0, flush=True))\n"
+        "atexit.register(lambda: print('at exit', gc.get_freeze_count() > made, flush=True))\n"
         "from ccxt_questdb_assets.defs.build import build_definitions\n"
-        "from ccxt_questdb_assets.defs.process_exit import exit_without_final_collection\n"
+        "from ccxt_questdb_assets.defs.long_lived import freeze_long_lived\n"
         "from ccxt_questdb_assets.defs.project_config import ProjectConfig\n"
+        "before = gc.get_freeze_count()\n"
         "build_definitions(ProjectConfig.load())\n"
-        "exit_without_final_collection()\n"
-        "print('before exit', gc.get_freeze_count() > 0, flush=True)\n"
+        "built = gc.get_freeze_count()\n"
+        "build_definitions(ProjectConfig.load())\n"
+        "freeze_long_lived()\n"
+        "made = gc.get_freeze_count()  # no more (objects freed since leave the count)\n"
+        "kept = [[i] for i in range(1000)]  # made after: frozen at exit only\n"
+        "print('built', before == 0 and built > 100_000, 'again', made <= built, flush=True)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
-    assert done.stdout.splitlines() == ["before exit False", "at exit True"]
+    assert done.stdout.splitlines() == ["built True again True", "at exit True"]
 
 
 def _env() -> dict[str, str]:

@@ -23,7 +23,7 @@ from ccxt_questdb_assets.defs.automation import build_automation
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
 from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, QuestDBIOManager
-from ccxt_questdb_assets.defs.process_exit import exit_without_final_collection
+from ccxt_questdb_assets.defs.long_lived import freeze_long_lived
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import ENV_LIMITER_REDIS, RateLimiterResource
@@ -63,13 +63,15 @@ def _refuse_redis_password_in_config(dsn: object) -> None:
 
 
 def build_definitions(project: ProjectConfig) -> Definitions:
-    """Ingest and derived assets with their checks, each exchange's job, schedule and sensors. The
-    process that builds them (a code server, a run worker) ends without the final collection."""
-    exit_without_final_collection()
+    """Ingest and derived assets with their checks, each exchange's job, schedule and sensors. In
+    the process that first builds them (a code server, a run worker), what is alive then lives on:
+    the collector stops walking it (``long_lived``)."""
     assets = [*build_ingest_assets(project), *build_derived_assets(project)]
-    return Definitions(
+    definitions = Definitions(
         assets=assets,
         resources=build_resources(project),
         executor=in_process_executor,
         **build_automation(project, assets),
     )
+    freeze_long_lived()
+    return definitions
