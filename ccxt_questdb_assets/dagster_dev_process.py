@@ -162,11 +162,13 @@ class DagsterDev:
                 raise DagsterDevError(f"runs not finished within {timeout_s:.0f} s: {statuses} (log {self.log_path})")
             time.sleep(poll_s)
 
+    def _run_events(self, run_id: str) -> list[dict[str, Any]]:
+        return self.graphql(RUN_ERRORS, {"id": run_id})["logsForRun"].get("events") or []
+
     def run_errors(self, run_id: str) -> str:
         """The error messages of a run's events (for assertion messages)."""
-        events = self.graphql(RUN_ERRORS, {"id": run_id})["logsForRun"].get("events") or []
         lines = []
-        for e in events:
+        for e in self._run_events(run_id):
             err = e.get("error")
             if err:
                 lines.append(
@@ -177,8 +179,7 @@ class DagsterDev:
 
     def run_messages(self, run_id: str, containing: str) -> list[str]:
         """The messages of a run's events that contain ``containing`` (for assertion messages)."""
-        events = self.graphql(RUN_ERRORS, {"id": run_id})["logsForRun"].get("events") or []
-        return [e["message"] for e in events if containing in (e.get("message") or "")]
+        return [e["message"] for e in self._run_events(run_id) if containing in (e.get("message") or "")]
 
     def alive(self) -> bool:
         return self.proc.poll() is None
