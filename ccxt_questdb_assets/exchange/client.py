@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ccxt_questdb_assets.core.ccxt_modules import exchange_class, exchange_ids
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.exchange.bulk_candles import install_bulk_candles
 from ccxt_questdb_assets.exchange.loops import PerLoop
@@ -132,16 +133,12 @@ def rewrite_api_urls(urls: Any, base_url: str) -> Any:
 
 
 def _exchange_class(exchange_id: str, async_: bool) -> type:
-    if async_:
-        import ccxt.async_support as module
-    else:
-        import ccxt as module
-    known: list[str] = list(module.exchanges)
+    known = exchange_ids()
     if exchange_id not in known:
         close = difflib.get_close_matches(exchange_id, known, n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown ccxt exchange id {exchange_id!r}{hint}")
-    return getattr(module, exchange_id)
+    return exchange_class(exchange_id, async_=async_)
 
 
 def build_exchange(

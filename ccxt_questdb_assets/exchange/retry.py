@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ccxt_questdb_assets.core import ccxt_modules
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.ratelimit.retry_after import parse_retry_after
 
@@ -28,9 +29,7 @@ class MalformedResponse(Exception):
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (MalformedResponse, TimeoutError, ConnectionError)):
         return True
-    import ccxt  # lazily: loading definitions should not pay for ccxt's import
-
-    return isinstance(exc, ccxt.OperationFailed)
+    return isinstance(exc, ccxt_modules.errors().OperationFailed)
 
 
 def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int | None:
@@ -41,8 +40,7 @@ def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int
     error in the body of a 2xx answer (Bybit's retCode 10006, Kraken's ``EGeneral:Too many
     requests``) asks to slow down: 429, never a ban.
     """
-    import ccxt
-
+    ccxt = ccxt_modules.errors()
     if not isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
         return None
     if isinstance(http_status, int) and http_status >= 400:

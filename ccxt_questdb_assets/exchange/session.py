@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ccxt_questdb_assets.core import ccxt_modules
 from ccxt_questdb_assets.core.errors import PermanentExchangeError, TransientExchangeError
 from ccxt_questdb_assets.exchange.client import (
     build_exchange,
@@ -264,6 +265,4 @@ def _brief(exc: BaseException) -> str:
 
 
 def _ccxt_base_error() -> type[BaseException]:
-    import ccxt  # lazily: the exchange is built (and ccxt imported) on first use
-
-    return ccxt.BaseError
+    return ccxt_modules.errors().BaseError

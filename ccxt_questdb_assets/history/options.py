@@ -15,11 +15,11 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from ccxt_questdb_assets.archive.options import ArchiveOptions
+from ccxt_questdb_assets.core.ccxt_modules import exchange_ids
 from ccxt_questdb_assets.core.config_model import ConfigModel, Number, Whole, invalid
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import Mode, parse_mode
 from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.exchange.ids import ccxt_exchange_ids
 from ccxt_questdb_assets.ratelimit import RateLimiterOptions
 
 Seconds = Annotated[Number, Field(ge=0)]
@@ -167,7 +167,7 @@ class ProviderOptions(FetchOptions, ResourceOptions):
         value = exchange if exchange is not None else alias
         if value is None:
             raise ConfigError("the config needs an exchange, e.g. 'exchange': 'binance'")
-        known = ccxt_exchange_ids()
+        known = exchange_ids()
         if value not in known:
             close = difflib.get_close_matches(value.lower(), known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from ccxt_questdb_assets.core.ccxt_modules import exchange_class
+from ccxt_questdb_assets.core.errors import ConfigError
+
 _log = logging.getLogger(__name__)
 
 # Binance spot REST weights (developers.binance.com, "General API Information" / "Market Data
@@ -121,11 +124,8 @@ def _stepped(spec: Any, limit: int | None) -> float:
 @lru_cache(maxsize=32)
 def _ccxt_api(exchange_id: str) -> dict[str, Any] | None:
     try:
-        import ccxt  # heavy import: only when a weight is asked for
-    except ImportError:  # pragma: no cover - ccxt is a dependency
-        return None
-    cls = getattr(ccxt, exchange_id, None)
-    if cls is None:
+        cls = exchange_class(exchange_id, async_=False)  # that exchange's module alone
+    except ConfigError:  # not an exchange ccxt has
         return None
     try:
         return cls().api
