@@ -92,6 +92,10 @@ def test_dataframe_outputs_round_trip_and_load_input_spans_days_and_symbols(setu
             assert (
                 len(preview) == 2 + 5 and f"{key[:10]} 00:00:00" in preview[2] and f"{key[:10]} 00:04:00" in preview[-1]
             )
+            # each price as stored, not rounded for display
+            written = candles(pd.Timestamp(key[:10], tz="UTC")).iloc[0]
+            shown = [cell.strip() for cell in preview[2].strip("|").split("|")]
+            assert [float(v) for v in shown[1:]] == [written[c] for c in ("open", "high", "low", "close", "volume")]
         got = seen["frame"]
         assert len(got) == 3 * 1440 and set(got["symbol"]) == {symbol}
         assert got["ts"].is_monotonic_increasing and got["ts"].iloc[0] == T0

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckResult,
@@ -58,6 +57,7 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.defs.asset_options import chosen_features
+from ccxt_questdb_assets.defs.markdown_table import markdown_table
 from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, slices_of
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
@@ -285,8 +285,7 @@ def _examples(p: MarketPartition, rows: Sequence[Sequence[Any]], columns: list[s
     """The first of a report's example rows (time, then ``columns``) as a markdown table, each row
     led by the partition's symbol and its time as text."""
     examples = [(p.symbol, format_ms(t), *values) for t, *values in rows]
-    frame = pd.DataFrame(examples[:EXAMPLES], columns=["symbol", "ts", *columns])
-    return MetadataValue.md(frame.to_markdown(index=False))
+    return MetadataValue.md(markdown_table(["symbol", "ts", *columns], examples[:EXAMPLES]))
 
 
 def check_no_gaps(

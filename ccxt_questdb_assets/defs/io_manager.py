@@ -43,6 +43,7 @@ from ccxt_questdb_assets.core.node_ids import MODES, OHLCV
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.validation import candles_frame, trades_frame, ts_column_ms
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
+from ccxt_questdb_assets.defs.markdown_table import frame_markdown
 from ccxt_questdb_assets.defs.partition_figures import previews_by_partition, stored_by_partition
 from ccxt_questdb_assets.defs.partitions import Grain, SymbolSlice, slices_of
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
@@ -268,7 +269,7 @@ class QuestDBIOManager(ConfigurableIOManager):
                     md["first_ts"] = MetadataValue.timestamp(held.first_ms / 1000)
                     md["last_ts"] = MetadataValue.timestamp(held.last_ms / 1000)
                     if p.key in heads:
-                        md["preview"] = MetadataValue.md(heads[p.key].to_markdown(index=False))
+                        md["preview"] = MetadataValue.md(frame_markdown(heads[p.key]))
                 out[p.key] = md
         return out
 

@@ -178,12 +178,13 @@ class SeriesStore:
         )
         sql = f"SELECT period, ts_us, {wanted} FROM ({numbered}) WHERE n <= {int(rows)} ORDER BY period, n"
         frame = self.client.query_frame(sql, params, ("period", "ts_us", *columns))
-        out = {}
-        for period, head in frame.groupby("period", sort=True):
-            head = head.drop(columns="period").reset_index(drop=True)
-            head.insert(0, "ts", pd.to_datetime(head.pop("ts_us").to_numpy(dtype=np.int64), unit="us", utc=True))
-            out[int(period) // 1000] = head
-        return out
+        periods = frame.pop("period").to_numpy(dtype=np.int64)  # ascending, as ordered
+        frame.insert(0, "ts", pd.to_datetime(frame.pop("ts_us").to_numpy(dtype=np.int64), unit="us", utc=True))
+        starts = np.flatnonzero(np.diff(periods, prepend=periods[:1] - 1))  # where each period's rows begin
+        ends = [*starts[1:], len(periods)]
+        return {
+            int(periods[a]) // 1000: frame.iloc[a:b].reset_index(drop=True) for a, b in zip(starts, ends, strict=True)
+        }
 
     def _worth_exporting(self, node: NodeId, window: TimeWindow, limit: int | None) -> bool:
         if node.timeframe is None:
