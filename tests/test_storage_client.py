@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import http.server
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -120,6 +122,73 @@ def test_a_large_frame_goes_in_parallel_slices_and_arrives_whole(questdb):
     np.testing.assert_array_equal(got["close"].to_numpy(), rows["close"].to_numpy())
     s.write(NODE, rows)  # the same rows again: DEDUP keeps one of each
     assert count(client, s.table) == n
+    client.close()
+
+
+def test_signals_to_the_writing_thread_are_held_not_failing_the_write(questdb):
+    """The ILP client does not retry a system call a signal interrupts (EINTR): a handled signal
+    (Ctrl-C, a run's termination) arriving mid-write would fail it. Each write here opens a fresh
+    sender while the main thread gets a signal every millisecond; every handler still runs."""
+    client = QuestDBClient(questdb.connection)
+    s = store(client)
+    handled = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: handled.append(1))
+    done = threading.Event()
+    main = threading.main_thread().ident
+
+    def pester() -> None:
+        while not done.wait(0.001):
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    pesterer = threading.Thread(target=pester, daemon=True)
+    pesterer.start()
+    try:
+        for i in range(30):
+            client.close()  # the next write establishes a sender (the protocol probe) as well
+            s.write(NODE, candles(500, T0 + i * 500 * MIN))
+    finally:
+        done.set()
+        pesterer.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert count(client, s.table) == 30 * 500
+    assert len(handled) > 30  # the signals were delivered, after each write
+    client.close()
+
+
+def test_a_write_paused_by_stop_signals_goes_again_in_halves_and_arrives_whole(questdb):
+    """A process paused and resumed (a profiler sampling it, a debugger) sees a waiting socket
+    read fail with EINTR, which no signal mask prevents: such a write goes again in halves that
+    fit between the pauses. Here a second process pauses this one for 1 ms every 20 ms (a sampling
+    profiler's default is every 10 ms; a flush of 60,000 rows takes longer than either)."""
+    client = QuestDBClient(questdb.connection, write_parallelism=2)
+    s = store(client)
+    n = client_module.PARALLEL_MIN_ROWS + 20_000
+    rows = candles(n)
+    s.write(NODE, rows)  # before the pauses: the server's first answers, slow while it warms up
+    pauser = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys, time\n"
+            "pid, end = int(sys.argv[1]), time.monotonic() + 60\n"
+            "while time.monotonic() < end and os.getppid() == pid:\n"
+            "    os.kill(pid, signal.SIGSTOP); time.sleep(0.001); os.kill(pid, signal.SIGCONT); time.sleep(0.02)\n",
+            str(os.getpid()),
+        ]
+    )
+    later = [candles(n, T0 + k * n * MIN, seed=k) for k in (1, 2)]
+    try:
+        time.sleep(0.2)  # pausing already
+        s.write(NODE, rows)  # the same rows again (upserted)
+        for more in later:
+            s.write(NODE, more)
+    finally:
+        pauser.kill()
+        pauser.wait()
+        os.kill(os.getpid(), signal.SIGCONT)
+    assert count(client, s.table) == 3 * n  # DEDUP: rows sent twice are kept once
+    got = s.read(NODE, TimeWindow(T0, T0 + 3 * n * MIN))
+    np.testing.assert_array_equal(got["close"].to_numpy(), pd.concat([rows, *later])["close"].to_numpy())
     client.close()
 
 

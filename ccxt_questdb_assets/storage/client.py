@@ -15,9 +15,11 @@ SQL (see ``storage.series``).
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import ipaddress
 import logging
+import signal
 import ssl
 import threading
 import time
@@ -44,6 +46,10 @@ T = TypeVar("T")
 MAX_IDLE = 4
 #: Frames of at least this many rows are written in parallel slices (``write_parallelism``).
 PARALLEL_MIN_ROWS = 100_000
+#: Interrupted sends (EINTR) in a row a write may retry, each in halves down to INTERRUPTED_MIN_ROWS.
+WRITE_INTERRUPTIONS = 12
+INTERRUPTED_MIN_ROWS = 100
+_CATCHABLE = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP} if hasattr(signal, "pthread_sigmask") else set()
 
 
 class _Pool(Generic[T]):
@@ -254,18 +260,31 @@ class QuestDBClient:
                 done.result()  # the first failure, after every slice has finished
 
     def _send(self, table: str, frame: pd.DataFrame, symbols: list[str], at: str) -> None:
-        for attempt in (1, 2):
+        """Write ``frame`` on a kept sender, again on a fresh one where the failure may pass.
+
+        Rows sent before a failure are upserted again, which DEDUP makes harmless. A kept-alive
+        connection the server dropped is tried once more. A write interrupted by a pause of the
+        process (EINTR: a profiler stopping it to sample, a debugger) goes again in halves, which
+        fit between the pauses, for as long as a part gets through at least every
+        :data:`WRITE_INTERRUPTIONS` tries."""
+        parts, reconnected, interruptions = [frame], False, 0
+        while parts:
+            part = parts.pop()
             try:
-                with self._senders.lease() as sender:
-                    sender.dataframe(frame, table_name=table, symbols=symbols, at=at)
+                with _signals_deferred(), self._senders.lease() as sender:
+                    sender.dataframe(part, table_name=table, symbols=symbols, at=at)
                     sender.flush()
-                return
+                interruptions = 0
             except Exception as exc:  # the client raises its own QuestDBError family
-                # A kept-alive connection the server dropped: one more try on a fresh sender (rows
-                # already sent before the failure are upserted again, which DEDUP makes harmless).
-                if attempt == 1 and _is_socket_error(exc):
+                if _is_socket_error(exc) and not reconnected:
+                    reconnected = True
+                    parts.append(part)
                     continue
-                what = "could not be reached for" if _is_socket_error(exc) else "rejected"
+                if _is_interrupted(exc) and interruptions < WRITE_INTERRUPTIONS:
+                    interruptions += 1
+                    parts.extend(_halves(part))
+                    continue
+                what = "could not be reached for" if _is_socket_error(exc) or _is_interrupted(exc) else "rejected"
                 raise StorageError(
                     f"QuestDB {what} a write of {len(frame)} rows to {table!r}: {_first_line(exc)}"
                 ) from None
@@ -332,6 +351,37 @@ def _close_sender(sender: Sender, healthy: bool) -> None:
 
 def _is_socket_error(exc: BaseException) -> bool:
     return isinstance(exc, QuestDBError) and getattr(exc, "code", None) == QuestDBErrorCode.SocketError
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold the calling thread's catchable signals while the ILP client works, then deliver them.
+
+    The client does not retry a system call a signal interrupts (EINTR): a signal of the host
+    process (Ctrl-C, a run's termination, any handler it installed) arriving in the middle of a
+    write would fail it. Held, a signal goes to another thread or waits the few milliseconds of
+    the write; its Python handler then runs as it would have."""
+    if not hasattr(signal, "pthread_sigmask"):  # not a POSIX platform
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CATCHABLE)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _halves(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    if len(frame) <= INTERRUPTED_MIN_ROWS:
+        return [frame]
+    middle = len(frame) // 2
+    return [frame.iloc[:middle], frame.iloc[middle:]]
+
+
+def _is_interrupted(exc: BaseException) -> bool:
+    """The client's system call was interrupted by a signal (EINTR): it reports the OS error in its
+    message, whichever step it was at (the protocol probe of a new sender, a flush)."""
+    return isinstance(exc, QuestDBError) and f"(os error {errno.EINTR})" in str(exc)
 
 
 def _is_loopback(host: str) -> bool:
