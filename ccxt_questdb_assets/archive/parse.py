@@ -57,6 +57,7 @@ def _table(csv: zipfile.ZipExtFile, name: str, types: dict[str, pa.DataType]) ->
                 autogenerate_column_names=True, skip_rows=1 if header else 0, use_threads=False
             ),
             convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=list(types)),
+            memory_pool=pa.system_memory_pool(),
         )
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
         raise ExchangeDataError(f"archive file {name}: a row is not what the archive's layout says ({exc})") from exc

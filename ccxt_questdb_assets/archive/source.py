@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from ccxt_questdb_assets.archive.client import ArchiveClient, ArchiveMiss
+from ccxt_questdb_assets.archive.heap import return_large_blocks
 from ccxt_questdb_assets.archive.layout import (
     ArchiveFile,
     ArchiveKind,
@@ -26,7 +27,7 @@ from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline
 from ccxt_questdb_assets.archive.settings import ArchiveSettings
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.node_ids import TRADES, NodeId
-from ccxt_questdb_assets.core.pages import Page
+from ccxt_questdb_assets.core.pages import Page, split_page
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
 
@@ -37,6 +38,7 @@ KLINE_INTERVALS = frozenset(
 
 __all__ = ["ArchiveCounts", "ArchiveSource", "KLINE_INTERVALS"]
 
+DAY_MS = 86_400_000
 RestPages = Callable[[TimeWindow], AsyncIterator[Page]]
 
 
@@ -72,6 +74,7 @@ class ArchiveSource:
     ) -> AsyncIterator[Page]:
         """The pages of ``window``: archive files where published, ``rest(span)`` elsewhere."""
         series = self.series(node, symbol_id)
+        return_large_blocks()
         # trades: a month of one busy symbol is gigabytes, so trades are read a day at a time
         monthly_lag = self.settings.monthly_lag_ms if node.mode != TRADES else 10**15
         layout = plan(series, window, now_ms, daily_lag_ms=self.settings.daily_lag_ms, monthly_lag_ms=monthly_lag)
@@ -119,7 +122,8 @@ class ArchiveSource:
         self.counts.files += 1
         page = await asyncio.to_thread(_file_page, node, file, got, window, final_until)
         self.counts.rows += len(page.rows)
-        yield page
+        for part in split_page(page, DAY_MS):
+            yield part
 
 
 def _start(item: ArchiveFile | TimeWindow) -> int:
