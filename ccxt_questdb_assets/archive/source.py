@@ -27,7 +27,7 @@ from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline
 from ccxt_questdb_assets.archive.settings import ArchiveSettings
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.node_ids import TRADES, NodeId
-from ccxt_questdb_assets.core.pages import Page, split_page
+from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import TimeWindow
 
@@ -38,7 +38,6 @@ KLINE_INTERVALS = frozenset(
 
 __all__ = ["ArchiveCounts", "ArchiveSource", "KLINE_INTERVALS"]
 
-DAY_MS = 86_400_000
 RestPages = Callable[[TimeWindow], AsyncIterator[Page]]
 
 
@@ -122,8 +121,7 @@ class ArchiveSource:
         self.counts.files += 1
         page = await asyncio.to_thread(_file_page, node, file, got, window, final_until)
         self.counts.rows += len(page.rows)
-        for part in split_page(page, DAY_MS):
-            yield part
+        yield page
 
 
 def _start(item: ArchiveFile | TimeWindow) -> int:
