@@ -49,7 +49,13 @@ PARALLEL_MIN_ROWS = 100_000
 #: Interrupted sends (EINTR) in a row a write may retry, each in halves down to INTERRUPTED_MIN_ROWS.
 WRITE_INTERRUPTIONS = 12
 INTERRUPTED_MIN_ROWS = 100
-_CATCHABLE = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP} if hasattr(signal, "pthread_sigmask") else set()
+#: The signals a write holds: all a thread can hold but those asking the process to stop (Ctrl-C,
+#: a run's termination), which should interrupt a write (Python's handler runs right after it fails).
+HELD_SIGNALS = (
+    signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGINT, signal.SIGTERM}
+    if hasattr(signal, "pthread_sigmask")
+    else set()
+)
 
 
 class _Pool(Generic[T]):
@@ -355,16 +361,16 @@ def _is_socket_error(exc: BaseException) -> bool:
 
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold the calling thread's catchable signals while the ILP client works, then deliver them.
+    """Hold the calling thread's :data:`HELD_SIGNALS` while the ILP client works, then deliver them.
 
-    The client does not retry a system call a signal interrupts (EINTR): a signal of the host
-    process (Ctrl-C, a run's termination, any handler it installed) arriving in the middle of a
-    write would fail it. Held, a signal goes to another thread or waits the few milliseconds of
-    the write; its Python handler then runs as it would have."""
+    The client does not retry a system call a signal interrupts (EINTR): a signal the host process
+    handles for its own purposes (a child's exit, a profiler's timer, any handler it installed)
+    arriving in the middle of a write would fail it. Held, a signal goes to another thread or waits
+    the few milliseconds of the write; its Python handler then runs as it would have."""
     if not hasattr(signal, "pthread_sigmask"):  # not a POSIX platform
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CATCHABLE)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     try:
         yield
     finally:
