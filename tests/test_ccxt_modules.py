@@ -95,7 +95,7 @@ def test_a_ccxt_imported_in_full_is_used_as_it_is():
 
 
 def test_an_id_ccxt_does_not_know_is_refused_by_name():
-    with pytest.raises(ConfigError, match=r"'binanse' is not an exchange id ccxt knows"):
+    with pytest.raises(ConfigError, match=r"unknown ccxt exchange id 'binanse'; did you mean binance"):
         exchange_class("binanse", async_=True)
-    with pytest.raises(ConfigError, match=r"'base' is not an exchange id"):
+    with pytest.raises(ConfigError, match=r"unknown ccxt exchange id 'base'"):
         exchange_class("base", async_=False)  # a ccxt module, not an exchange

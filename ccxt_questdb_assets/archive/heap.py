@@ -24,14 +24,15 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 THRESHOLD_BYTES = 128 * 1024
-_done = threading.Event()
 _lock = threading.Lock()
+_fixed = False
 
 
 def return_large_blocks() -> bool:
     """Fix glibc's mmap threshold at :data:`THRESHOLD_BYTES` (once a process); True if it is."""
+    global _fixed
     with _lock:
-        if _done.is_set():
+        if _fixed:
             return True
         if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
             return False
@@ -43,5 +44,5 @@ def return_large_blocks() -> bool:
         if mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES) != 1:
             log.debug("mallopt(M_MMAP_THRESHOLD) refused: large blocks stay on glibc's defaults")
             return False
-        _done.set()
+        _fixed = True
         return True

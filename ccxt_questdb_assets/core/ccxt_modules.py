@@ -19,6 +19,7 @@ Layer rule: this module imports ccxt and `core.errors` only; `exchange/` (the cl
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -39,8 +40,11 @@ _completed: set[str] = set()  # the deferred packages whose real __init__ has ru
 
 def exchange_class(exchange_id: str, *, async_: bool) -> type:
     """ccxt's class for ``exchange_id``, importing only that exchange's module."""
-    if exchange_id not in exchange_ids():
-        raise ConfigError(f"{exchange_id!r} is not an exchange id ccxt knows; use one of ccxt.exchanges")
+    ids = exchange_ids()
+    if exchange_id not in ids:
+        close = difflib.get_close_matches(exchange_id, ids, n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see ccxt.exchanges"
+        raise ConfigError(f"unknown ccxt exchange id {exchange_id!r}{hint}")
     package = _package(_ASYNC if async_ else _SYNC)
     known = vars(package).get(exchange_id)
     if isinstance(known, type):  # the package is complete, or this class was loaded before

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ccxt_questdb_assets.core.ccxt_modules import exchange_class, exchange_ids
+from ccxt_questdb_assets.core.ccxt_modules import exchange_class
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.exchange.bulk_candles import install_bulk_candles
 from ccxt_questdb_assets.exchange.loops import PerLoop
@@ -132,15 +132,6 @@ def rewrite_api_urls(urls: Any, base_url: str) -> Any:
     return urls
 
 
-def _exchange_class(exchange_id: str, async_: bool) -> type:
-    known = exchange_ids()
-    if exchange_id not in known:
-        close = difflib.get_close_matches(exchange_id, known, n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown ccxt exchange id {exchange_id!r}{hint}")
-    return exchange_class(exchange_id, async_=async_)
-
-
 def build_exchange(
     exchange_id: str,
     *,
@@ -161,7 +152,7 @@ def build_exchange(
     if not isinstance(timeout_ms, int) or timeout_ms <= 0:
         raise ConfigError(f"timeout_ms must be a positive integer of milliseconds, got {timeout_ms!r}")
     base = normalize_base_url(base_url) if base_url is not None else None
-    cls = _exchange_class(exchange_id, async_)
+    cls = exchange_class(exchange_id, async_=async_)
     merged = _deep_merge(DEFAULT_OPTIONS.get(exchange_id, {}), options or {})
     ctor: dict[str, Any] = {"enableRateLimit": enable_rate_limit, "timeout": timeout_ms, "options": merged}
     if api_key is not None:

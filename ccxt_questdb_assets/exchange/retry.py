@@ -40,14 +40,14 @@ def rate_limit_status(exc: BaseException, http_status: int | None = None) -> int
     error in the body of a 2xx answer (Bybit's retCode 10006, Kraken's ``EGeneral:Too many
     requests``) asks to slow down: 429, never a ban.
     """
-    ccxt = ccxt_modules.errors()
-    if not isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+    errors = ccxt_modules.errors()
+    if not isinstance(exc, (errors.RateLimitExceeded, errors.DDoSProtection)):
         return None
     if isinstance(http_status, int) and http_status >= 400:
         return http_status
     if isinstance(http_status, int) and 200 <= http_status < 300:
         return 429
-    return 429 if isinstance(exc, ccxt.RateLimitExceeded) else 418
+    return 429 if isinstance(exc, errors.RateLimitExceeded) else 418
 
 
 def retry_after_seconds(headers: object) -> float | None:
