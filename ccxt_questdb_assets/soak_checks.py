@@ -29,7 +29,8 @@ from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.identifiers import quote_ident
 from ccxt_questdb_assets.storage.schema import CANDLES, TRADES
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series import SeriesStore
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND, TRADE_KIND
 
 __all__ = ["Flatness", "ResourceSampler", "SeriesCheck", "Sample", "check_series", "flatness", "read_self"]
 

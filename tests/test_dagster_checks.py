@@ -28,7 +28,8 @@ from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series import SeriesStore
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND
 from ccxt_questdb_assets.testing.candles import assert_bars_equal
 
 SYMBOL = "BTC/USDT"

@@ -31,6 +31,33 @@ def test_definitions_load_without_a_warning():
     assert done.stderr == ""
 
 
+DATA_LIBRARIES = ("pandas", "numpy", "pyarrow", "psycopg", "questdb", "ccxt", "aiohttp", "redis")
+
+
+def test_definitions_load_without_the_libraries_that_move_data():
+    """The webserver, the daemon and every run worker load the code location first: its assets,
+    checks, jobs, sensors and resources are all built without pandas, numpy, the database drivers
+    or ccxt, which load with the run that needs them (docs/architecture.md)."""
+    code = (
+        "import sys; from ccxt_questdb_assets.defs.definitions import defs; "
+        "repo = defs.get_repository_def(); repo.load_all_definitions(); "
+        "print(len(repo.assets_defs_by_key), len(repo.get_all_jobs()), len(repo.sensor_defs)); "
+        f"print(','.join(m for m in {DATA_LIBRARIES!r} if m in sys.modules))"
+    )
+    done = python(code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts, loaded = done.stdout.splitlines()[-2:]
+    assets, jobs, sensors = map(int, counts.split())
+    assert assets >= 3 and jobs >= 1 and sensors >= 1, counts
+    assert loaded == "", f"definitions imported {loaded}"
+    # and the one a run brings in is there when it runs: a check evaluation module loads the engine
+    run = python(
+        "import sys; import ccxt_questdb_assets.defs.check_evaluations; "
+        "print(all(m in sys.modules for m in ('numpy', 'pandas', 'psycopg', 'questdb')))"
+    )
+    assert run.stdout.strip() == "True", run.stderr[-2000:]
+
+
 def test_a_deployment_refuses_to_load_without_its_project_file(tmp_path):
     """The deployment's definitions never fall back to the embedded default (a localhost emulator)."""
     env = {k: v for k, v in os.environ.items() if k != ENV_PROJECT}

@@ -28,7 +28,8 @@ from ccxt_questdb_assets.defs.derived_assets import trade_bars_table
 from ccxt_questdb_assets.defs.partitions import keys_for
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.storage.client import QuestDBClient
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series import SeriesStore
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND, TRADE_KIND
 from ccxt_questdb_assets.testing.candles import assert_bars_equal, assert_candles_exact, stored_candles, truth_candles
 
 DAY = 86_400_000

@@ -26,7 +26,8 @@ from ccxt_questdb_assets.services.questdb_server import QuestDBServer
 from ccxt_questdb_assets.storage import client as client_module
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, EXPORT_MIN_ROWS, TRADE_KIND, SeriesStore, _literal
+from ccxt_questdb_assets.storage.series import EXPORT_MIN_ROWS, SeriesStore, _literal
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND, TRADE_KIND
 
 MIN = 60_000
 T0 = 1_704_067_200_000  # 2024-01-01 UTC

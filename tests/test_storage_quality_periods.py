@@ -13,7 +13,8 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.quality import ohlc_reports, timestamp_reports
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series import SeriesStore
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND
 
 NODE = NodeId.parse("ohlcv:binance:BTC/USDT:1h")
 HOUR, DAY = 3_600_000, 86_400_000

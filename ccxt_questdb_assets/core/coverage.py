@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.core.windows import TimeWindow
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ def holes(bar_opens_ms: Sequence[int] | np.ndarray, window: TimeWindow, step_ms:
     Vectorised (a page is a thousand bars): the bars reach, after bar ``i``, to
     ``max(window.start, open_i + step)`` (sorted opens: the latest bar reaches furthest), and a
     hole lies before each bar that opens past the reach of those before it."""
+    import numpy as np  # here, not at the top: definitions load without numpy (docs/architecture.md)
+
     opens = np.asarray(bar_opens_ms, dtype=np.int64)
     if len(opens) == 0:
         return [window] if window.start_ms < window.end_ms else []

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
-
-import pandas as pd
+from datetime import UTC, datetime, timedelta
 
 from ccxt_questdb_assets.core.errors import ConfigError
 
-TimeLike = int | float | datetime | pd.Timestamp
+TimeLike = int | float | datetime  # a pandas Timestamp is a datetime
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_epoch_ms(value: TimeLike, *, what: str = "time") -> int:
@@ -36,8 +36,12 @@ def to_epoch_ms(value: TimeLike, *, what: str = "time") -> int:
 
 
 def format_ms(ms: int) -> str:
-    """ISO-8601 UTC for messages and metadata."""
-    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+    """ISO-8601 UTC for messages and metadata (as pandas writes it); a value past the calendar's
+    range (an exchange's garbage, quoted in an error) as plain milliseconds."""
+    try:
+        return (_EPOCH + timedelta(milliseconds=ms)).isoformat()
+    except OverflowError:
+        return f"{ms} ms since the epoch"
 
 
 @dataclass(frozen=True, slots=True, order=True)

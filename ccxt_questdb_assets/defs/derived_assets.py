@@ -24,9 +24,6 @@ into that day or month, bars computed, closed bars left uncovered); the IO manag
 adds what each partition holds; the candle checks run per partition in the same step.
 """
 
-from dataclasses import dataclass
-
-import numpy as np
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -37,11 +34,7 @@ from dagster import (
     MaterializeResult,
 )
 
-from ccxt_questdb_assets.core.clock import wall_clock_ms
-from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES
-from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.defs.asset_keys import (
     COMPUTED,
     TRADE_BARS_TIMEFRAME,
@@ -53,21 +46,12 @@ from ccxt_questdb_assets.defs.asset_keys import (
 )
 from ccxt_questdb_assets.defs.asset_options import AssetOptions
 from ccxt_questdb_assets.defs.checks import CandleChecks
+from ccxt_questdb_assets.defs.derivation import Derivation
 from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.ingest_assets import ohlcv_table, trades_table
-from ccxt_questdb_assets.defs.io_manager import StoredSlice, series_metadata
-from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, slices_of
+from ccxt_questdb_assets.defs.io_manager import series_metadata
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
-from ccxt_questdb_assets.storage.client import QuestDBClient
-from ccxt_questdb_assets.storage.coverage_store import CoverageStore
-from ccxt_questdb_assets.storage.derived import (
-    bar_opens,
-    bar_windows,
-    bars_from_trades,
-    derived_spans,
-    resample_candles,
-)
 from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 KINDS = {"questdb"}
@@ -89,39 +73,6 @@ def build_derived_assets(project: ProjectConfig) -> list[AssetsDefinition]:
         if ex.trades:
             out.append(_trade_bars_asset(AssetOptions.of(project, ex, TRADES), ex))
     return out
-
-
-@dataclass(frozen=True)
-class Derivation:
-    """A computed series: ``target`` written from ``source`` (candles resampled, or trades made
-    into bars) wherever ``source``'s coverage (read with ``policy``) claims the bars."""
-
-    source: SeriesTable
-    target: SeriesTable
-    policy: EmptyRecheckPolicy
-
-    def write(self, client: QuestDBClient, symbol: str, window: TimeWindow) -> None:
-        """Compute ``symbol``'s target bars of ``window`` inside QuestDB (an upsert)."""
-        source, target, tf = self.source, self.target, Timeframe.parse(self.target.timeframe)
-        if source.kind == TRADES:
-            bars_from_trades(
-                client,
-                trades_table=source.table,
-                target_table=target.table,
-                exchange=source.exchange,
-                symbol=symbol,
-                timeframe=tf,
-                window=window,
-            )
-        else:
-            resample_candles(
-                client,
-                source_table=source.table,
-                target_table=target.table,
-                source=source.node(symbol),
-                target=tf,
-                window=window,
-            )
 
 
 def _resampled_asset(options: AssetOptions, ex: ExchangeProject, tf: str) -> AssetsDefinition:
@@ -173,6 +124,8 @@ def _derived_asset(
     ):  # yields MaterializeResult, then check evaluations
         client = questdb.client()
         if key in context.selected_asset_keys:
+            from ccxt_questdb_assets.defs.derived_run import run_derived  # the SQL loads with a run
+
             yield MaterializeResult(asset_key=key, value=run_derived(context, client, derivation, options.grain))
         yield from checks.evaluate(context, client)
 
@@ -185,64 +138,3 @@ def _derived_asset(
     tags = catalog_tags(target.exchange, OHLCV, COMPUTED, target.timeframe)
     spec = AssetSpec(key, description=description, tags=tags, kinds=KINDS, deps=deps, metadata=metadata)
     return options.define(derived, spec, checks.specs(), fetched=False)
-
-
-def run_derived(
-    context: AssetExecutionContext, client: QuestDBClient, derivation: Derivation, grain: Grain
-) -> StoredSlice:
-    """Compute every covered bar of the run's partitions, record the derived coverage, count per partition."""
-    source, target, policy = derivation.source, derivation.target, derivation.policy
-    tf = Timeframe.parse(target.timeframe)
-    now = wall_clock_ms()
-    source_coverage = CoverageStore(client, source.coverage_table)
-    target_coverage = CoverageStore(client, target.coverage_table)
-    figures: dict[str, dict[str, object]] = {}
-    uncovered_total = 0
-    for sl in slices_of(context.partition_keys, grain):
-        covered = source_coverage.load(str(source.node(sl.symbol))).covered(now, policy)
-        todo = [w for window in sl.windows for w in bar_windows(covered, window, tf)]
-        for w in todo:
-            derivation.write(client, sl.symbol, w)
-        if todo:
-            client.wait_visible(target.table)  # rows visible before their coverage is recorded
-        spans, written = [], []
-        for w in todo:
-            opens = bar_opens(client, target.table, target.node(sl.symbol), w)
-            written.append(opens)
-            spans += derived_spans(w, opens, tf, now, policy)
-        target_coverage.record(str(target.node(sl.symbol)), spans)
-        computed = np.concatenate([_opens_in(w, tf) for w in todo] or [np.empty(0, np.int64)])
-        stored = np.concatenate(written or [np.empty(0, np.int64)])
-        for p in sl.partitions:
-            figures[p.key] = _partition_figures(p, tf, now, computed, stored, source.table)
-            uncovered_total += figures[p.key]["uncovered_closed_bars"]
-        context.log.info(f"{target.node(sl.symbol)}: {len(todo)} covered window(s) computed from {source.table}")
-    if uncovered_total:
-        context.log.warning(
-            f"{uncovered_total} closed {tf.name} bar(s) of this run lie outside the upstream's "
-            f"coverage and were not computed: materialize the upstream partitions first"
-        )
-    return StoredSlice(figures)
-
-
-def _opens_in(window: TimeWindow, tf: Timeframe) -> np.ndarray:
-    """Open times of the bars of ``window`` (on the bar grid)."""
-    return np.arange(window.start_ms, window.end_ms, tf.ms, dtype=np.int64)
-
-
-def _partition_figures(
-    p: MarketPartition, tf: Timeframe, now_ms: int, computed: np.ndarray, stored: np.ndarray, source_table: str
-) -> dict[str, object]:
-    """A partition's bars (each counted in the day or month it opens): written, computed, closed but uncovered."""
-    w = p.window
-    closed_end = min(w.end_ms, tf.floor(now_ms))
-    first = tf.ceil(w.start_ms)
-    closed = tf.bars_between(first, closed_end) if closed_end > first else 0
-    inside = int(((computed >= w.start_ms) & (computed < w.end_ms)).sum())
-    return {
-        "rows_written": int(((stored >= w.start_ms) & (stored < w.end_ms)).sum()),
-        "bars_computed": inside,
-        "uncovered_closed_bars": int(closed - inside),
-        "coverage_after": round(inside / closed, 6) if closed else 0.0,
-        "computed_from": source_table,
-    }

@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -44,10 +44,9 @@ from ccxt_questdb_assets.defs.exchange_project import ExchangeProject
 from ccxt_questdb_assets.defs.partition_budget import symbols_room, today_utc
 from ccxt_questdb_assets.defs.partitions import is_partition_safe, symbols_partitions
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
-from ccxt_questdb_assets.exchange.client import clear_markets_cache
-from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
-from ccxt_questdb_assets.exchange.loops import run_sync
-from ccxt_questdb_assets.exchange.session import ExchangeSession
+
+if TYPE_CHECKING:
+    from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 
 SYMBOLS_SENSOR_INTERVAL_S = 300
 
@@ -89,8 +88,10 @@ def matching_markets(markets: Mapping[str, Mapping[str, Any]], pattern: re.Patte
     return out
 
 
-def load_markets_fresh(config: CcxtBackfillConfig) -> dict[str, Any]:
+def load_markets_fresh(config: "CcxtBackfillConfig") -> dict[str, Any]:
     """The exchange's markets reloaded now (not the process cache), through the shared limiter and retries."""
+    from ccxt_questdb_assets.exchange.loops import run_sync  # the exchange layer loads when a sensor asks
+    from ccxt_questdb_assets.exchange.session import ExchangeSession
 
     async def load() -> dict[str, Any]:
         session = ExchangeSession(config)
@@ -177,6 +178,8 @@ def symbols_sensor(
                 )
         if listed:
             context.log.info(f"{ex.exchange_id}: new listings {', '.join(listed)}")
+            from ccxt_questdb_assets.exchange.client import clear_markets_cache
+
             clear_markets_cache()  # runs in this process must see the new markets too
         to_add += listed
         if not to_add:

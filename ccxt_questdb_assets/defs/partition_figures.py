@@ -10,22 +10,28 @@ every partition. What belongs to the run (gaps, rate-limiter waits) goes to the 
 * :func:`coverage_by_partition`: the share of each partition's window the series' coverage claims.
 * :func:`stored_by_partition`: rows and first/last timestamps per partition, one query per symbol.
 * :func:`previews_by_partition`: each partition's first rows, one query per symbol.
+* :func:`describe_partitions`: all of the above, as the metadata of each partition's materialization.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from dagster import MetadataValue
 
 from ccxt_questdb_assets.core.coverage import Coverage
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition
+from ccxt_questdb_assets.defs.markdown_table import frame_markdown
+from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, SymbolSlice
+from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.series import SeriesStore
+from ccxt_questdb_assets.storage.series_table import SeriesTable
 
 
 class PartitionLedger:
@@ -98,6 +104,33 @@ def previews_by_partition(
     grain, span = _grain_and_span(partitions)
     heads = store.period_heads(node, span, grain.sql_unit, rows)
     return {p.key: heads[p.window.start_ms] for p in partitions if p.window.start_ms in heads}
+
+
+def describe_partitions(
+    table: SeriesTable,
+    client: QuestDBClient,
+    slices: Sequence[SymbolSlice],
+    figures: Mapping[str, Mapping[str, Any]],
+    preview_rows: int,
+) -> dict[str, dict[str, Any]]:
+    """Metadata by partition key: rows stored, first and last timestamps, a preview, and what the
+    run counted for that partition (``figures``)."""
+    store = table.store(client)
+    out: dict[str, dict[str, Any]] = {}
+    for sl in slices:
+        node = table.node(sl.symbol)
+        stored = stored_by_partition(store, node, sl.partitions)
+        heads = previews_by_partition(store, node, sl.partitions, preview_rows)
+        for p in sl.partitions:
+            held = stored[p.key]
+            md: dict[str, Any] = {"dagster/row_count": held.rows, **figures.get(p.key, {})}
+            if held.rows:
+                md["first_ts"] = MetadataValue.timestamp(held.first_ms / 1000)
+                md["last_ts"] = MetadataValue.timestamp(held.last_ms / 1000)
+                if p.key in heads:
+                    md["preview"] = MetadataValue.md(frame_markdown(heads[p.key]))
+            out[p.key] = md
+    return out
 
 
 def _grain_and_span(partitions: Sequence[MarketPartition]) -> tuple[Grain, TimeWindow]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from ccxt_questdb_assets.core.redaction import REDACTED
-from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.connection import ENV_PASSWORD, QuestDBConnection
+
+if TYPE_CHECKING:
+    from ccxt_questdb_assets.storage.client import QuestDBClient
 
 _clients: dict[QuestDBConnection, QuestDBClient] = {}
 _clients_lock = threading.Lock()
@@ -54,6 +56,8 @@ class QuestDBResource(ConfigurableResource):
 
     def client(self) -> QuestDBClient:
         """The process-wide client of this server (thread-safe, reconnects after a restart)."""
+        from ccxt_questdb_assets.storage.client import QuestDBClient  # its drivers load with the first client
+
         conn = self.connection()
         with _clients_lock:
             client = _clients.get(conn)

@@ -19,7 +19,8 @@ from ccxt_questdb_assets.core.windows import TimeLike, TimeWindow, to_epoch_ms
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.schema import TableNames
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesStore
+from ccxt_questdb_assets.storage.series import SeriesStore
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND, TRADE_KIND
 
 
 class QuestDBBackend:

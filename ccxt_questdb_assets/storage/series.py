@@ -10,7 +10,6 @@ they are of a closed alphabet (``_literal``), otherwise the read stays on PG wir
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,11 +18,7 @@ from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.identifiers import quote_ident
-from ccxt_questdb_assets.storage.schema import CANDLES, TRADES, TableSchema
-
-CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-TRADE_COLUMNS = ("ts", "trade_id", "price", "amount", "side")
-
+from ccxt_questdb_assets.storage.series_kind import SeriesKind
 
 #: Reads expected to return at least this many rows go through ``/exp`` as parquet: below it,
 #: the export's fixed cost (a few ms) is more than PG wire's per-row cost (docs/benchmarks.md).
@@ -60,35 +55,7 @@ def _constant_symbol(value: str, n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesKind:
-    """What distinguishes candles from trades at the storage boundary."""
-
-    schema: TableSchema
-    key_columns: tuple[str, ...]  # identify the node inside a shared table
-    value_columns: tuple[str, ...]  # what a read returns besides ts
-    extra_columns: tuple[str, ...] = ()  # stored, not returned by default
-
-    def key_values(self, node: NodeId) -> tuple[str, ...]:
-        values = {"exchange": node.exchange, "symbol": node.symbol}
-        if node.timeframe is not None:
-            values["timeframe"] = node.timeframe.name
-        return tuple(values[c] for c in self.key_columns)
-
-
 _EMPTY_DTYPES = {"DOUBLE": "float64", "BOOLEAN": "bool", "LONG": "int64", "SYMBOL": "str", "VARCHAR": "str"}
-
-CANDLE_KIND = SeriesKind(
-    schema=CANDLES,
-    key_columns=("exchange", "symbol", "timeframe"),
-    value_columns=CANDLE_COLUMNS[1:],
-    extra_columns=("closed",),
-)
-TRADE_KIND = SeriesKind(
-    schema=TRADES,
-    key_columns=("exchange", "symbol"),
-    value_columns=TRADE_COLUMNS[1:],
-)
 
 
 class SeriesStore:

@@ -4,13 +4,17 @@ the IO manager, the checks and the computed assets share."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import MODES, OHLCV, TRADES, Mode, NodeId
 from ccxt_questdb_assets.core.timeframes import Timeframe
-from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.schema import TableNames
-from ccxt_questdb_assets.storage.series import CANDLE_KIND, TRADE_KIND, SeriesKind, SeriesStore
+from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND, TRADE_KIND, SeriesKind
+
+if TYPE_CHECKING:
+    from ccxt_questdb_assets.storage.client import QuestDBClient
+    from ccxt_questdb_assets.storage.series import SeriesStore
 
 __all__ = ["SeriesTable"]
 
@@ -49,6 +53,8 @@ class SeriesTable:
         return NodeId(self.kind, self.exchange, symbol, tf)
 
     def store(self, client: QuestDBClient) -> SeriesStore:
+        from ccxt_questdb_assets.storage.series import SeriesStore  # the engine loads when a run reads
+
         return SeriesStore(client, self.table, self.series_kind)
 
     @property

@@ -26,7 +26,8 @@ def stored_candles(
 ) -> pd.DataFrame:
     """The candles of ``exchange``/``symbol`` in ``table`` over [start, end), in timestamp order."""
     from ccxt_questdb_assets.storage.client import QuestDBClient
-    from ccxt_questdb_assets.storage.series import CANDLE_KIND, SeriesStore
+    from ccxt_questdb_assets.storage.series import SeriesStore
+    from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND
 
     client = QuestDBClient(questdb.connection)
     try:
