@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -95,6 +96,55 @@ def test_one_partition_in_process_then_repeat_costs_nothing(project, instance, q
     md = again.asset_materializations_for_node(NODE)[0].metadata
     assert md["exchange_requests"].value == 0 and md["rows_already_present"].value == 1440
     assert md["coverage_before"].value == 1.0 and md["rows_written"].value == 0
+
+
+REPEAT_IN_A_FRESH_PROCESS = """
+import json, sys
+from dagster import DagsterInstance, materialize
+from ccxt_questdb_assets.defs.asset_keys import ohlcv_key
+from ccxt_questdb_assets.defs.build import build_definitions
+from ccxt_questdb_assets.defs.project_config import ProjectConfig
+
+defs = build_definitions(ProjectConfig.load(sys.argv[1]))
+asset = defs.resolve_assets_def(ohlcv_key("binance", "1m"))
+with DagsterInstance.ephemeral(tempdir=sys.argv[2]) as instance:
+    instance.add_dynamic_partitions("binance_symbols", ["BTC/USDT"])
+    result = materialize([asset], partition_key=sys.argv[3], instance=instance)
+    md = result.asset_materializations_for_node(asset.node_def.name)[0].metadata
+    checks = [e.passed for e in result.get_asset_check_evaluations()]
+    print(json.dumps({
+        "success": result.success, "requests": md["exchange_requests"].value, "rows": md["dagster/row_count"].value,
+        "preview": md["preview"].value.splitlines()[2], "checks": checks,
+        "loaded": [m for m in ("pandas", "pyarrow", "ccxt", "aiohttp") if m in sys.modules],
+    }))
+"""
+
+
+def test_a_run_with_nothing_to_fetch_loads_neither_pandas_nor_ccxt(project, instance, questdb, emulator, tmp_path):
+    """A partition already stored: its run reads coverage, the figures, a preview and the checks'
+    inputs as rows (docs/architecture.md), so a fresh process never imports pandas, pyarrow or
+    ccxt, and still shows the partition's real figures, preview and passed checks."""
+    cfg, path = project
+    key = keys_for(["2024-03-04"], ["BTC/USDT"])[0]
+    assert materialize(
+        [build_definitions(cfg).resolve_assets_def(CANDLES)], partition_key=key, instance=instance
+    ).success
+    done = subprocess.run(
+        [sys.executable, "-c", REPEAT_IN_A_FRESH_PROCESS, str(path), str(tmp_path / "fresh"), str(key)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["success"] and seen["requests"] == 0 and seen["rows"] == 1440
+    first = truth_candles(emulator, "BTC/USDT", utc_ms(2024, 3, 4), utc_ms(2024, 3, 4, 0, 1))[0]
+    assert [c.strip() for c in seen["preview"].strip("|").split("|")] == [
+        "2024-03-04 00:00:00+00:00",
+        *(repr(float(v)) for v in first[1:6]),
+    ]
+    assert seen["checks"] == [True, True, True]
+    assert seen["loaded"] == [], f"a run with nothing to fetch imported {seen['loaded']}"
 
 
 def test_a_range_run_gives_each_partition_its_own_figures_and_checks(

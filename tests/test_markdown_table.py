@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 
-from ccxt_questdb_assets.defs.markdown_table import frame_markdown, markdown_table
+from ccxt_questdb_assets.defs.markdown_table import markdown_table
 
 
 def test_values_are_written_as_stored_and_numbers_right_aligned():
@@ -28,11 +30,12 @@ def test_values_are_written_as_stored_and_numbers_right_aligned():
     assert len({len(line) for line in text.splitlines()}) == 1  # every line padded to the same width
 
 
-def test_a_frame_is_written_by_its_columns_without_its_index():
-    frame = pd.DataFrame(
-        {"ts": pd.to_datetime([0, 60_000], unit="ms", utc=True), "close": [42000.01, 42000.5]}, index=[7, 9]
-    )
-    lines = frame_markdown(frame).splitlines()
+def test_a_preview_shows_its_utc_times_as_pandas_wrote_them_and_a_header_alone_without_rows():
+    """A partition's preview rows: ``ts`` a UTC datetime (``SeriesStore.period_heads``), written as a
+    pandas Timestamp of the same instant was, which the previews showed before they came as rows."""
+    times = [datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, 0, 1, 0, 123000, tzinfo=UTC)]
+    lines = markdown_table(["ts", "close"], zip(times, [42000.01, 42000.5], strict=True)).splitlines()
     assert len(lines) == 4
-    assert lines[2] == "| 1970-01-01 00:00:00+00:00 | 42000.01 |"
-    assert frame_markdown(frame.iloc[:0]).splitlines()[1] == "|:----|:------|"  # no rows: a header alone
+    assert lines[2] == "| 1970-01-01 00:00:00+00:00        | 42000.01 |"
+    assert [str(pd.Timestamp(t)) for t in times] == [line.split("|")[1].strip() for line in lines[2:]]
+    assert markdown_table(["ts", "close"], []).splitlines()[1] == "|:----|:------|"  # no rows: a header alone

@@ -23,7 +23,6 @@ from ccxt_questdb_assets.archive.layout import (
     ArchiveSeries,
     plan,
 )
-from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline_frame
 from ccxt_questdb_assets.archive.settings import ArchiveSettings
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.node_ids import TRADES, NodeId
@@ -135,6 +134,8 @@ def _clip(span: TimeWindow, window: TimeWindow) -> TimeWindow:
 def _file_page(node: NodeId, file: ArchiveFile, data: bytes, window: TimeWindow, final_until: int) -> Page:
     """One file as one page: its rows inside the window, proving the span up to what is final.
     Parsed off the event loop (pyarrow releases the GIL while it reads)."""
+    from ccxt_questdb_assets.archive.parse import agg_trade_frame, csv_member, kline_frame  # pyarrow: with a file
+
     span = _clip(file.span, window)
     if node.mode == TRADES:
         with csv_member(data, file.name) as csv:

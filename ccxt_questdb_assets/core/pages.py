@@ -4,10 +4,12 @@ yields and the history engine writes, then claims)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.core.windows import TimeWindow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Page"]
 

@@ -8,14 +8,16 @@ because exchanges (and proxies) do repeat and reorder; conflicting duplicates ar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ccxt_questdb_assets.core.errors import ExchangeDataError
 from ccxt_questdb_assets.core.timeframes import Timeframe
 from ccxt_questdb_assets.core.windows import format_ms
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CANDLE_FIELDS = ("ts", "open", "high", "low", "close", "volume")
 TRADE_FIELDS = ("ts", "trade_id", "price", "amount", "side")
@@ -45,6 +47,8 @@ def candles_frame(
 ) -> pd.DataFrame:
     """Validate ccxt OHLCV rows into a frame with ``ts`` as int64 epoch ms; with ``closed_until``,
     a ``closed`` column says which bars had ended by then (built with the frame, not added to it)."""
+    import pandas as pd
+
     if len(rows) == 0:
         frame = pd.DataFrame({c: pd.Series(dtype="int64" if c == "ts" else "float64") for c in CANDLE_FIELDS})
         if closed_until is not None:
@@ -72,6 +76,8 @@ def candles_frame(
 
 def trades_frame(trades: Sequence[dict[str, Any]], *, what: str = "trades") -> pd.DataFrame:
     """Validate ccxt trade dicts into a frame with ``ts`` int64 ms and the exchange's trade id."""
+    import pandas as pd
+
     if len(trades) == 0:
         return pd.DataFrame(
             {
@@ -119,6 +125,8 @@ def trade_columns_frame(
 ) -> pd.DataFrame:
     """Validate trades given as columns (``ts`` in ms as floats or ints, ids as strings, sides
     ``buy``/``sell``) into the trades frame; ``rows`` are what a refusal quotes (row ``i``)."""
+    import pandas as pd
+
     ts = np.asarray(ts, dtype=np.float64)
     _refuse(~np.isfinite(ts) | (ts != np.floor(ts)), rows, what, "has a timestamp that is not whole milliseconds")
     _refuse(~np.isfinite(price) | (price <= 0), rows, what, "has a price that is not a positive number")
@@ -161,6 +169,8 @@ def ts_column_ms(ts: pd.Series, *, what: str = "frame") -> np.ndarray:
 
     Naive datetimes are refused: their zone would be a guess.
     """
+    import pandas as pd
+
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
         return np.asarray(ts.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64"), dtype=np.int64)
     if pd.api.types.is_datetime64_dtype(ts.dtype):

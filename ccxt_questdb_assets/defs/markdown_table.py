@@ -30,13 +30,6 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
     return "\n".join([line([str(c) for c in columns]), rule, *(line(c) for c in cells)])
 
 
-def frame_markdown(frame: Any) -> str:
-    """A pandas frame's columns and rows (not its index) as :func:`markdown_table`."""
-    return markdown_table(
-        [str(c) for c in frame.columns], zip(*(frame[c].tolist() for c in frame.columns), strict=True)
-    )
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, Number) and not isinstance(value, (bool, np.bool_))
 

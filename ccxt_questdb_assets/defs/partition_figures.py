@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from dagster import MetadataValue
 
 from ccxt_questdb_assets.core.coverage import Coverage
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.windows import TimeWindow
-from ccxt_questdb_assets.defs.markdown_table import frame_markdown
+from ccxt_questdb_assets.defs.markdown_table import markdown_table
 from ccxt_questdb_assets.defs.partitions import Grain, MarketPartition, SymbolSlice
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.series import SeriesStore
@@ -96,9 +95,9 @@ def stored_by_partition(
 
 def previews_by_partition(
     store: SeriesStore, node: NodeId, partitions: Sequence[MarketPartition], rows: int
-) -> dict[str, pd.DataFrame]:
-    """The first ``rows`` rows of each partition of one series holding any (one query; the
-    partitions share a grain); none when ``rows`` is 0."""
+) -> dict[str, list[tuple]]:
+    """The first ``rows`` rows (``ts``, then the value columns) of each partition of one series
+    holding any (one query; the partitions share a grain); none when ``rows`` is 0."""
     if not partitions or rows <= 0:
         return {}
     grain, span = _grain_and_span(partitions)
@@ -116,6 +115,7 @@ def describe_partitions(
     """Metadata by partition key: rows stored, first and last timestamps, a preview, and what the
     run counted for that partition (``figures``)."""
     store = table.store(client)
+    columns = ["ts", *table.series_kind.value_columns]
     out: dict[str, dict[str, Any]] = {}
     for sl in slices:
         node = table.node(sl.symbol)
@@ -128,7 +128,7 @@ def describe_partitions(
                 md["first_ts"] = MetadataValue.timestamp(held.first_ms / 1000)
                 md["last_ts"] = MetadataValue.timestamp(held.last_ms / 1000)
                 if p.key in heads:
-                    md["preview"] = MetadataValue.md(frame_markdown(heads[p.key]))
+                    md["preview"] = MetadataValue.md(markdown_table(columns, heads[p.key]))
             out[p.key] = md
     return out
 

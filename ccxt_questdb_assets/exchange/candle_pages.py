@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ccxt_questdb_assets.core.coverage import holes
 from ccxt_questdb_assets.core.errors import ExchangeDataError, UnsupportedHistoryError
@@ -33,6 +31,9 @@ from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.client import last_answer_rows
 from ccxt_questdb_assets.exchange.dialects import CandlePaging
 from ccxt_questdb_assets.exchange.paging import PagingFetcher
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["candle_pages"]
 

@@ -25,8 +25,7 @@ empty answer.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.archive.source import ArchiveSource
 from ccxt_questdb_assets.core.clock import Clock, wall_clock_ms
@@ -48,6 +47,9 @@ from ccxt_questdb_assets.exchange.config import CcxtBackfillConfig
 from ccxt_questdb_assets.exchange.dialects import TradePaging
 from ccxt_questdb_assets.exchange.session import ExchangeSession
 from ccxt_questdb_assets.exchange.trade_pages import dialect_trade_pages
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["CcxtOHLCVFetcher", "CcxtTradesFetcher"]
 
@@ -81,6 +83,8 @@ class _Fetcher:
 
     async def fetch(self, start, end, *, node_id: str, interval=None) -> pd.DataFrame:
         """The spec's fetcher call: every row in ``[start, end)`` straight from the exchange."""
+        import pandas as pd
+
         node = self.node(node_id)
         window = TimeWindow(to_epoch_ms(start, what="start"), to_epoch_ms(end, what="end"))
         self.check_interval(node, interval)

@@ -21,9 +21,7 @@ cut by the exchange's cap proves nothing about the millisecond (or second) where
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ccxt_questdb_assets.core.errors import ExchangeDataError, UnsupportedHistoryError
 from ccxt_questdb_assets.core.node_ids import NodeId
@@ -32,6 +30,9 @@ from ccxt_questdb_assets.core.validation import trades_frame
 from ccxt_questdb_assets.core.windows import TimeWindow, format_ms
 from ccxt_questdb_assets.exchange.dialects import TradePaging
 from ccxt_questdb_assets.exchange.paging import Ask, PagingFetcher
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["dialect_trade_pages"]
 

@@ -7,8 +7,7 @@ Blocking database work runs in a worker thread so the async engine keeps paging 
 from __future__ import annotations
 
 import asyncio
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ccxt_questdb_assets.core.clock import wall_clock_ms
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, to_inclusive_bars
@@ -21,6 +20,9 @@ from ccxt_questdb_assets.storage.coverage_store import CoverageStore
 from ccxt_questdb_assets.storage.schema import TableNames
 from ccxt_questdb_assets.storage.series import SeriesStore
 from ccxt_questdb_assets.storage.series_kind import CANDLE_KIND, TRADE_KIND
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class QuestDBBackend:
@@ -58,6 +60,8 @@ class QuestDBBackend:
 
         Writing does not mark anything covered: coverage is what the engine proves.
         """
+        import pandas as pd
+
         node = self._node(node_id)
         frame = rows.copy()
         ts = frame["ts"]

@@ -25,8 +25,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pandas as pd
-
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, EmptyRecheckPolicy
 from ccxt_questdb_assets.core.coverage import gaps as subtract
 from ccxt_questdb_assets.core.node_ids import NodeId
@@ -170,6 +168,8 @@ class FetcherBackfillStrategy:
             await rows_in_flight.give(sum(len(p.rows) for p in batch))
 
         async def store() -> None:
+            import pandas as pd
+
             covering: asyncio.Task[None] | None = None
             try:
                 done = False

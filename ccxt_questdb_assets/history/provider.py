@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Self
-
-import pandas as pd
+from typing import TYPE_CHECKING, Self
 
 from ccxt_questdb_assets.core.errors import ConfigError
 from ccxt_questdb_assets.core.node_ids import NodeId
@@ -30,6 +28,9 @@ from ccxt_questdb_assets.history.backfill import (
     PageObserver,
 )
 from ccxt_questdb_assets.history.page_source import PageSource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class AugmentedHistoryProvider:

@@ -26,10 +26,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlencode
 
-import pandas as pd
 import psycopg
 from questdb import QuestDBError, QuestDBErrorCode, Sender
 
@@ -37,6 +36,9 @@ from ccxt_questdb_assets.core.errors import StorageError
 from ccxt_questdb_assets.storage.connection import QuestDBConnection
 from ccxt_questdb_assets.storage.identifiers import validate_table_name
 from ccxt_questdb_assets.storage.schema import TableSchema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,8 @@ class QuestDBClient:
         the server refuses the export (a read-only replica, a version without parquet export)
         but answers over PG wire, this client stops trying ``/exp``.
         """
+        import pandas as pd
+
         refusal = None
         if export_sql is not None and self.export_enabled:
             frame, refusal = self._export(export_sql)

@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterable
 
 import numpy as np
-import pandas as pd
 
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, merge
 from ccxt_questdb_assets.core.windows import TimeWindow
@@ -94,6 +93,8 @@ class CoverageStore:
         return len(tombstones)
 
     def _write(self, node_id: str, spans: list[CoverageSpan], *, allow_zero_length: bool = False) -> None:
+        import pandas as pd
+
         if not spans:
             return
         if not allow_zero_length:

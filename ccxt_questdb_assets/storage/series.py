@@ -10,15 +10,19 @@ they are of a closed alphabet (``_literal``), otherwise the read stays on PG wir
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.windows import TimeWindow
 from ccxt_questdb_assets.storage.client import QuestDBClient
 from ccxt_questdb_assets.storage.identifiers import quote_ident
 from ccxt_questdb_assets.storage.series_kind import SeriesKind
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Reads expected to return at least this many rows go through ``/exp`` as parquet: below it,
 #: the export's fixed cost (a few ms) is more than PG wire's per-row cost (docs/benchmarks.md).
@@ -52,8 +56,12 @@ def _literal(value: str) -> str | None:
 
 def _constant_symbol(value: str, n: int) -> pd.Categorical:
     """A SYMBOL column holding ``value`` n times: one category and n one-byte codes."""
+    import pandas as pd
+
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
 
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _EMPTY_DTYPES = {"DOUBLE": "float64", "BOOLEAN": "bool", "LONG": "int64", "SYMBOL": "str", "VARCHAR": "str"}
 
@@ -75,6 +83,8 @@ class SeriesStore:
         The frame handed to the ILP sender shares the value columns with ``rows``; only ``ts``
         (ms to a naive microsecond datetime, which the sender reads as UTC) is a new array.
         """
+        import pandas as pd
+
         n = len(rows)
         if n == 0:
             return 0
@@ -106,6 +116,8 @@ class SeriesStore:
     ) -> pd.DataFrame:
         """Rows of ``node`` with ``ts`` in ``[start, end)``, ordered by time, ``ts`` as UTC datetimes
         (the first ``limit`` rows only, if given)."""
+        import pandas as pd
+
         self.ensure()
         columns = columns or self.kind.value_columns
         wanted = ", ".join(columns)
@@ -129,9 +141,11 @@ class SeriesStore:
             frame = frame.astype({c: _EMPTY_DTYPES.get(dtypes.get(c, ""), object) for c in columns})
         return frame
 
-    def period_heads(self, node: NodeId, window: TimeWindow, unit: str, rows: int) -> dict[int, pd.DataFrame]:
-        """``{UTC period start ms: its first rows}``, at most ``rows`` a period, as ``read`` gives
-        them: the periods of ``[start, end)`` holding rows, in one query (a row number per period)."""
+    def period_heads(self, node: NodeId, window: TimeWindow, unit: str, rows: int) -> dict[int, list[tuple]]:
+        """``{UTC period start ms: its first rows}``, at most ``rows`` a period, each ``(ts as a UTC
+        datetime, *value columns)``: the periods of ``[start, end)`` holding rows, in one query (a
+        row number per period). Rows, not a frame: a run that fetched nothing shows its partitions
+        without pandas."""
         floor = period_floor(unit)
         self.ensure()
         columns = self.kind.value_columns
@@ -144,14 +158,10 @@ class SeriesStore:
             f"FROM {quote_ident(self.table)} {where}"
         )
         sql = f"SELECT period, ts_us, {wanted} FROM ({numbered}) WHERE n <= {int(rows)} ORDER BY period, n"
-        frame = self.client.query_frame(sql, params, ("period", "ts_us", *columns))
-        periods = frame.pop("period").to_numpy(dtype=np.int64)  # ascending, as ordered
-        frame.insert(0, "ts", pd.to_datetime(frame.pop("ts_us").to_numpy(dtype=np.int64), unit="us", utc=True))
-        starts = np.flatnonzero(np.diff(periods, prepend=periods[:1] - 1))  # where each period's rows begin
-        ends = [*starts[1:], len(periods)]
-        return {
-            int(periods[a]) // 1000: frame.iloc[a:b].reset_index(drop=True) for a, b in zip(starts, ends, strict=True)
-        }
+        heads: dict[int, list[tuple]] = {}
+        for period, ts_us, *values in self.client.query(sql, params):
+            heads.setdefault(int(period) // 1000, []).append((_EPOCH + timedelta(microseconds=int(ts_us)), *values))
+        return heads
 
     def _worth_exporting(self, node: NodeId, window: TimeWindow, limit: int | None) -> bool:
         if node.timeframe is None:
