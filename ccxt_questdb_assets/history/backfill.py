@@ -158,6 +158,10 @@ class FetcherBackfillStrategy:
         now: int,
         observer: PageObserver | None,
     ) -> None:
+        # Pages are frames: pandas loads here, before the first request, not while the paging has
+        # requests in flight (a 0.25 s import would hold the event loop and bunch their sends).
+        import pandas as pd
+
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
         queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)
         rows_in_flight = _RowBudget(MAX_ROWS_IN_FLIGHT)
@@ -168,8 +172,6 @@ class FetcherBackfillStrategy:
             await rows_in_flight.give(sum(len(p.rows) for p in batch))
 
         async def store() -> None:
-            import pandas as pd
-
             covering: asyncio.Task[None] | None = None
             try:
                 done = False
