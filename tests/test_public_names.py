@@ -47,7 +47,7 @@ def test_a_process_that_built_the_definitions_keeps_what_lives_on_out_of_the_col
         "import atexit, gc\n"
         "atexit.register(lambda: print('at exit', gc.get_freeze_count() > made, flush=True))\n"
         "from ccxt_questdb_assets.defs.build import build_definitions\n"
-        "from ccxt_questdb_assets.defs.long_lived import freeze_long_lived\n"
+        "from ccxt_questdb_assets.core.long_lived import freeze_long_lived\n"
         "from ccxt_questdb_assets.defs.project_config import ProjectConfig\n"
         "before = gc.get_freeze_count()\n"
         "build_definitions(ProjectConfig.load())\n"
@@ -60,6 +60,28 @@ def test_a_process_that_built_the_definitions_keeps_what_lives_on_out_of_the_col
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
     assert done.stdout.splitlines() == ["built True again True", "at exit True"]
+
+
+def test_a_library_a_run_loads_late_is_imported_without_a_collection_and_frozen_where_the_process_freezes():
+    """``import_long_lived`` (pandas when a fill begins, an exchange's ccxt module, a run's engine):
+    no collection runs during the import; in a library process nothing is frozen, in one that froze
+    its long-lived objects (a run worker) what the import built is frozen with them; the collector
+    is on again afterwards, and a module already imported is returned as it is."""
+    code = (
+        "import gc\n"
+        "from ccxt_questdb_assets.core.long_lived import freeze_long_lived, import_long_lived\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(info['generation']) if phase == 'start' else None)\n"
+        "fractions = import_long_lived('fractions')\n"
+        "print('library', not runs, gc.get_freeze_count() == 0, gc.isenabled())\n"
+        "freeze_long_lived()\n"
+        "frozen, before = gc.get_freeze_count(), len(runs)\n"
+        "pandas = import_long_lived('pandas')\n"
+        "during, grew = len(runs) - before, gc.get_freeze_count() - frozen\n"
+        "print('frozen', during == 0, grew > 50_000, gc.isenabled(), import_long_lived('pandas') is pandas)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
+    assert done.stdout.splitlines() == ["library True True True", "frozen True True True True"], done.stdout
 
 
 def _env() -> dict[str, str]:

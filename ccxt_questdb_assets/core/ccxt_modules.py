@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.long_lived import import_long_lived
 
 _SYNC, _ASYNC = "ccxt", "ccxt.async_support"
 #: The modules whose names a package ``__init__`` re-exports without importing any exchange.
@@ -49,7 +50,7 @@ def exchange_class(exchange_id: str, *, async_: bool) -> type:
     known = vars(package).get(exchange_id)
     if isinstance(known, type):  # the package is complete, or this class was loaded before
         return known
-    cls: type = getattr(importlib.import_module(f"{package.__name__}.{exchange_id}"), exchange_id)
+    cls: type = getattr(import_long_lived(f"{package.__name__}.{exchange_id}"), exchange_id)
     setattr(package, exchange_id, cls)  # as the real __init__ binds it: the class, not its module
     return cls
 

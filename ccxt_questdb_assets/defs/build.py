@@ -18,12 +18,12 @@ from dagster import Definitions, EnvVar, in_process_executor
 
 import ccxt_questdb_assets.defs.dagster_warnings  # noqa: F401  (Dagster's warnings about its own code)
 from ccxt_questdb_assets.core.errors import ConfigError
+from ccxt_questdb_assets.core.long_lived import freeze_long_lived
 from ccxt_questdb_assets.core.redaction import redact_dsn
 from ccxt_questdb_assets.defs.automation import build_automation
 from ccxt_questdb_assets.defs.derived_assets import build_derived_assets
 from ccxt_questdb_assets.defs.ingest_assets import build_ingest_assets
 from ccxt_questdb_assets.defs.io_manager import IO_MANAGER_KEY, QuestDBIOManager
-from ccxt_questdb_assets.defs.long_lived import freeze_long_lived
 from ccxt_questdb_assets.defs.project_config import ProjectConfig
 from ccxt_questdb_assets.defs.questdb_resource import QuestDBResource
 from ccxt_questdb_assets.defs.rate_limiter_resource import ENV_LIMITER_REDIS, RateLimiterResource

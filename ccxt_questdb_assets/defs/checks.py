@@ -48,6 +48,7 @@ from dagster import (
 )
 
 from ccxt_questdb_assets.core.coverage import EmptyRecheckPolicy
+from ccxt_questdb_assets.core.long_lived import import_long_lived
 from ccxt_questdb_assets.defs.asset_options import chosen_features
 from ccxt_questdb_assets.defs.check_names import (
     AGREES_WITH_EXCHANGE,
@@ -135,8 +136,7 @@ class CandleChecks:
 
         Called after the asset's own materializations were recorded (or, checks alone, against
         each partition's latest materialization)."""
-        from ccxt_questdb_assets.defs.check_evaluations import evaluate
-
+        evaluate = import_long_lived("ccxt_questdb_assets.defs.check_evaluations").evaluate
         candles = self.exchange_candles[1] if self.exchange_candles else None
         return evaluate(
             context, client, self.asset_key, self.specs(), self.grain, self.table, self.policy, exchange_candles=candles

@@ -34,6 +34,7 @@ from dagster import (
     MaterializeResult,
 )
 
+from ccxt_questdb_assets.core.long_lived import import_long_lived
 from ccxt_questdb_assets.core.node_ids import OHLCV, TRADES
 from ccxt_questdb_assets.defs.asset_keys import (
     COMPUTED,
@@ -124,8 +125,7 @@ def _derived_asset(
     ):  # yields MaterializeResult, then check evaluations
         client = questdb.client()
         if key in context.selected_asset_keys:
-            from ccxt_questdb_assets.defs.derived_run import run_derived  # the SQL loads with a run
-
+            run_derived = import_long_lived("ccxt_questdb_assets.defs.derived_run").run_derived  # the SQL
             yield MaterializeResult(asset_key=key, value=run_derived(context, client, derivation, options.grain))
         yield from checks.evaluate(context, client)
 

@@ -20,6 +20,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ccxt_questdb_assets.core.long_lived import import_long_lived
 from ccxt_questdb_assets.defs.asset_keys import (
     FETCHED,
     OHLCV,
@@ -111,7 +112,7 @@ def _ingest_asset(
         rate_limiter: RateLimiterResource,
     ):  # yields MaterializeResult, then check evaluations
         if key in context.selected_asset_keys:
-            from ccxt_questdb_assets.defs.ingest_run import run_ingest  # the engine loads with a run
+            run_ingest = import_long_lived("ccxt_questdb_assets.defs.ingest_run").run_ingest  # the engine
 
             stored = await run_ingest(
                 context, provider_config, table, questdb, rate_limiter, force=config.force, grain=options.grain

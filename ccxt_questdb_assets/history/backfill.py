@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ccxt_questdb_assets.core.coverage import Coverage, CoverageSpan, EmptyRecheckPolicy
 from ccxt_questdb_assets.core.coverage import gaps as subtract
+from ccxt_questdb_assets.core.long_lived import import_long_lived
 from ccxt_questdb_assets.core.node_ids import NodeId
 from ccxt_questdb_assets.core.pages import Page
 from ccxt_questdb_assets.core.windows import TimeWindow
@@ -160,7 +161,7 @@ class FetcherBackfillStrategy:
     ) -> None:
         # Pages are frames: pandas loads here, before the first request, not while the paging has
         # requests in flight (a 0.25 s import would hold the event loop and bunch their sends).
-        import pandas as pd
+        pd = import_long_lived("pandas")
 
         recorder = _CoverageRecorder(backend, node, self.recheck, now)
         queue: asyncio.Queue[Page | None] = asyncio.Queue(maxsize=MAX_BATCH_PAGES)

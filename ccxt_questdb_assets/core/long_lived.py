@@ -7,7 +7,11 @@ process's life. CPython's collector walks all of them in every full collection: 
 after the run has ended; docs/benchmarks.md). :func:`freeze_long_lived` moves every object alive
 once the definitions are first built into the collector's permanent generation (``gc.freeze()``),
 so later walks skip them, and does it again as the first exit handler, so the last walk has nothing
-left to do.
+left to do. The libraries a run loads only when it needs them (pandas for frames, an exchange's
+ccxt module, the engine a run's body imports) come in through :func:`import_long_lived`: no
+collection runs during the import (it would walk the half-built modules, 0.02 to 0.05 s each),
+and in such a process what the import built is frozen as well, else every full collection of a
+92-day run would walk those modules again (six walks, 0.28 s in all).
 
 What it does not change: objects are still freed by reference counting; the objects a run makes
 are collected as before; every other exit handler (logging's flush, Dagster's, the libraries')
@@ -21,8 +25,11 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
+import sys
+from types import ModuleType
 
-__all__ = ["freeze_long_lived"]
+__all__ = ["freeze_long_lived", "import_long_lived"]
 
 _frozen = False
 
@@ -34,3 +41,22 @@ def freeze_long_lived() -> None:
         gc.freeze()
         atexit.register(gc.freeze)
         _frozen = True
+
+
+def import_long_lived(name: str) -> ModuleType:
+    """The module ``name``, imported now if it is not yet: with the collector paused, and, in a
+    process that froze its long-lived objects, frozen with them (a library outside Dagster gets
+    the pause alone)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        module = importlib.import_module(name)
+    finally:
+        if paused:
+            gc.enable()
+    if _frozen:
+        gc.freeze()
+    return module
